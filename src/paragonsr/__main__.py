@@ -1,0 +1,5 @@
+import sys
+
+from paragonsr.cli import main
+
+sys.exit(main())

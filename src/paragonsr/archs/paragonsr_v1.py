@@ -1,0 +1,313 @@
+"""ParagonSR (v1): GroupNorm ParagonBlocks + Magic Kernel Sharp feature upsampling + a simple conv tail.
+
+The predecessor of ParagonSR2 (seed 003 "How ParagonSR2 builds on ParagonSR"). Layout, with the state-dict names
+the public implementation uses so its checkpoints map onto ours:
+
+    conv_in 3×3 → body: num_groups × ResidualGroup(num_blocks × ParagonBlock, + skip) → conv_fuse 3×3 + shallow skip
+    → magic_upsampler (MKS2021, no learned params) → upsampler.0 3×3 → conv_out 3×3
+
+ParagonBlock: x + ls1 · InceptionDWConv2d(GroupNorm(x)); then x + ls2 · GatedFFN(GroupNorm(x)).
+GatedFFN: gate g = 1×1(x) → reparameterisable depthwise spatial mixer (3×3 ‖ 1×1 ‖ identity) → Mish; value
+i = 1×1(x); out = 1×1(Mish(g) · i). ``fuse_for_release()`` merges each mixer into one depthwise 3×3 conv whose
+state-dict keys are ``…spatial_mixer.weight/bias`` (the same names the public fuse script produces).
+
+Notes worth knowing:
+- GroupNorm(1, C) normalises over the whole feature map, so the output of a tile depends on the tile's
+  statistics: tiled inference of v1 is not exactly equal to whole-image inference (ParagonSR2 dropped the norm).
+- The public implementation's mixer had a second depthwise 3×3 branch instead of the identity; on load such
+  checkpoints are converted exactly (two parallel depthwise 3×3 convs are one 3×3 conv; the identity is
+  subtracted from its centre tap) and the fork's upsampler weights (fixed, not learned) are dropped. The fork's
+  "MagicKernelSharp2021Upsample" is not Costella's kernel (see DESIGN.md), so such weights need a short
+  fine-tune with this upsampler before their outputs are as good as they were.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from paragonsr.archs.resample import MagicKernelSharpUpsample
+from paragonsr.registry import ARCH_REGISTRY
+
+
+class ReparamDWConv(nn.Module):
+    """Depthwise spatial mixer with parallel 3×3, 1×1 and identity branches; fuses into one depthwise 3×3."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.conv3x3 = nn.Conv2d(channels, channels, 3, 1, 1, groups=channels)
+        self.conv1x1 = nn.Conv2d(channels, channels, 1, 1, 0, groups=channels)
+        self._register_load_state_dict_pre_hook(self._convert_public_layout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv3x3(x) + self.conv1x1(x) + x
+
+    @torch.no_grad()
+    def fused_weight_bias(self) -> tuple[Tensor, Tensor]:
+        """The single depthwise 3×3 kernel and bias equal to the sum of the three branches."""
+        w = self.conv3x3.weight.detach().clone()
+        w += F.pad(self.conv1x1.weight.detach(), [1, 1, 1, 1])
+        w[:, 0, 1, 1] += 1.0  # identity = a centred unit tap per channel
+        b = self.conv3x3.bias.detach() + self.conv1x1.bias.detach()
+        return w, b
+
+    def fuse(self) -> nn.Conv2d:
+        w, b = self.fused_weight_bias()
+        conv = nn.Conv2d(self.channels, self.channels, 3, 1, 1, groups=self.channels)
+        conv.to(device=w.device, dtype=w.dtype)
+        conv.weight.data.copy_(w)
+        conv.bias.data.copy_(b)
+        return conv
+
+    @staticmethod
+    def _convert_public_layout(state: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Public ParagonSR: conv3x3 + conv1x1 + dw_conv3x3 (no identity). Fold dw_conv3x3 into conv3x3 and
+        # cancel our identity branch so the converted block computes exactly the same function.
+        dw_w, dw_b = state.pop(prefix + "dw_conv3x3.weight", None), state.pop(prefix + "dw_conv3x3.bias", None)
+        if dw_w is None or prefix + "conv3x3.weight" not in state:
+            return
+        w = state[prefix + "conv3x3.weight"] + dw_w
+        w[:, 0, 1, 1] -= 1.0
+        state[prefix + "conv3x3.weight"] = w
+        if dw_b is not None and prefix + "conv3x3.bias" in state:
+            state[prefix + "conv3x3.bias"] = state[prefix + "conv3x3.bias"] + dw_b
+
+
+class InceptionDWConv2d(nn.Module):
+    """Split channels: identity | depthwise k×k | 1×band | band×1 (gc = int(C·branch_ratio) each)."""
+
+    def __init__(
+        self, channels: int, square_kernel_size: int = 3, band_kernel_size: int = 11, branch_ratio: float = 0.125
+    ) -> None:
+        super().__init__()
+        gc = int(channels * branch_ratio)
+        if gc < 1:
+            raise ValueError(f"InceptionDWConv2d: {channels} channels × branch_ratio {branch_ratio} gives no branch")
+        self.dwconv_hw = nn.Conv2d(gc, gc, square_kernel_size, padding=square_kernel_size // 2, groups=gc)
+        self.dwconv_w = nn.Conv2d(gc, gc, (1, band_kernel_size), padding=(0, band_kernel_size // 2), groups=gc)
+        self.dwconv_h = nn.Conv2d(gc, gc, (band_kernel_size, 1), padding=(band_kernel_size // 2, 0), groups=gc)
+        self.split_sizes = (channels - 3 * gc, gc, gc, gc)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x_id, x_hw, x_w, x_h = torch.split(x, self.split_sizes, dim=1)
+        return torch.cat((x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w), self.dwconv_h(x_h)), dim=1)
+
+
+class GatedFFN(nn.Module):
+    """Gated feed-forward: project_out(Mish(spatial_mixer(project_in_g(x))) · project_in_i(x))."""
+
+    def __init__(self, channels: int, expansion_ratio: float = 2.0) -> None:
+        super().__init__()
+        hidden = int(channels * expansion_ratio)
+        self.project_in_g = nn.Conv2d(channels, hidden, 1)
+        self.project_in_i = nn.Conv2d(channels, hidden, 1)
+        self.spatial_mixer: nn.Module = ReparamDWConv(hidden)
+        self.act = nn.Mish()
+        self.project_out = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = self.act(self.spatial_mixer(self.project_in_g(x)))
+        return self.project_out(g * self.project_in_i(x))
+
+
+class LayerScale(nn.Module):
+    """Per-channel residual gain γ (init 1e-5): every block starts close to identity."""
+
+    def __init__(self, channels: int, init_value: float = 1e-5) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), float(init_value)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma.view(1, -1, 1, 1)
+
+
+class ParagonBlock(nn.Module):
+    def __init__(
+        self,
+        channels: int,
+        ffn_expansion: float = 2.0,
+        band_kernel_size: int = 11,
+        branch_ratio: float = 0.125,
+        layer_scale_init: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(1, channels)
+        self.context = InceptionDWConv2d(channels, 3, band_kernel_size, branch_ratio)
+        self.norm2 = nn.GroupNorm(1, channels)
+        self.transformer = GatedFFN(channels, ffn_expansion)
+        self.ls1 = LayerScale(channels, layer_scale_init)
+        self.ls2 = LayerScale(channels, layer_scale_init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.ls1(self.context(self.norm1(x)))
+        return x + self.ls2(self.transformer(self.norm2(x)))
+
+
+class ResidualGroup(nn.Module):
+    def __init__(self, channels: int, num_blocks: int, **block_kwargs: Any) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*[ParagonBlock(channels, **block_kwargs) for _ in range(num_blocks)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blocks(x) + x
+
+
+class ParagonSR(nn.Module):
+    """ParagonSR v1 generator (see module docstring). ``scale`` is any integer ≥ 1 (1 = restoration)."""
+
+    def __init__(
+        self,
+        scale: int = 4,
+        in_ch: int = 3,
+        out_ch: int = 3,
+        num_feat: int = 64,
+        num_groups: int = 6,
+        num_blocks: int = 6,
+        ffn_expansion: float = 2.0,
+        band_kernel_size: int = 11,
+        branch_ratio: float = 0.125,
+        layer_scale_init: float = 1e-5,
+        upsampler_alpha: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if int(scale) != scale or scale < 1:
+            raise ValueError(f"ParagonSR scale must be an integer >= 1, got {scale!r}")
+        if num_groups < 1 or num_blocks < 1 or num_feat < 8:
+            raise ValueError(
+                f"ParagonSR needs num_groups >= 1, num_blocks >= 1, num_feat >= 8; got {num_groups}, {num_blocks}, "
+                f"{num_feat}"
+            )
+        if not 0.0 <= upsampler_alpha <= 1.0:
+            raise ValueError(f"upsampler_alpha must lie in [0, 1], got {upsampler_alpha}")
+        self.scale = int(scale)
+        self.in_ch = in_ch
+        self.out_ch = out_ch
+        self.fused = False
+        block_kwargs = dict(
+            ffn_expansion=ffn_expansion,
+            band_kernel_size=band_kernel_size,
+            branch_ratio=branch_ratio,
+            layer_scale_init=layer_scale_init,
+        )
+        self.conv_in = nn.Conv2d(in_ch, num_feat, 3, 1, 1)
+        self.body = nn.Sequential(*[ResidualGroup(num_feat, num_blocks, **block_kwargs) for _ in range(num_groups)])
+        self.conv_fuse = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        # v1 predates ParagonSR2's alpha knob: it used the full MKS2021 sharpening, hence alpha 1.0 by default.
+        self.magic_upsampler = MagicKernelSharpUpsample(num_feat, self.scale, alpha=upsampler_alpha)
+        self.upsampler = nn.Sequential(nn.Conv2d(num_feat, num_feat, 3, 1, 1))
+        self.conv_out = nn.Conv2d(num_feat, out_ch, 3, 1, 1)
+        self._register_load_state_dict_pre_hook(self._drop_fork_upsampler)
+
+    @staticmethod
+    def _drop_fork_upsampler(state: dict[str, Any], prefix: str, *args: Any) -> None:
+        # The fork's upsampler stored its fixed filters as (frozen) conv weights; ours are not state.
+        for k in [k for k in state if k.startswith(prefix + "magic_upsampler.")]:
+            del state[k]
+
+    def forward(self, x: Tensor) -> Tensor:
+        shallow = self.conv_in(x)
+        feat = self.conv_fuse(self.body(shallow)) + shallow
+        return self.conv_out(self.upsampler(self.magic_upsampler(feat)))
+
+    @torch.no_grad()
+    def fuse_for_release(self) -> ParagonSR:
+        """Merge every reparameterisable mixer into one depthwise 3×3 conv, in place. Idempotent."""
+        for module in self.modules():
+            if isinstance(module, GatedFFN) and isinstance(module.spatial_mixer, ReparamDWConv):
+                module.spatial_mixer = module.spatial_mixer.fuse()
+        self.fused = True
+        return self
+
+
+# Variants as the public implementation names them: (num_feat, num_groups, num_blocks, ffn_expansion).
+VARIANTS: dict[str, tuple[int, int, int, float]] = {
+    "anime": (28, 2, 3, 1.5),
+    "nano": (24, 3, 2, 1.5),
+    "tiny": (32, 3, 2, 2.0),
+    "xs": (48, 4, 4, 2.0),
+    "s": (64, 6, 6, 2.0),
+    "m": (96, 8, 8, 2.0),
+    "l": (128, 10, 10, 2.0),
+    "xl": (160, 12, 12, 2.0),
+}
+
+
+def _variant(name: str, scale: int, overrides: dict[str, Any]) -> ParagonSR:
+    num_feat, num_groups, num_blocks, ffn = VARIANTS[name]
+    kwargs: dict[str, Any] = dict(
+        num_feat=num_feat, num_groups=num_groups, num_blocks=num_blocks, ffn_expansion=ffn
+    )
+    kwargs.update(overrides)  # unknown names raise TypeError in ParagonSR.__init__ (no silent ignoring)
+    return ParagonSR(scale=scale, **kwargs)
+
+
+@ARCH_REGISTRY.register("paragonsr_anime", aliases=("paragon_sr_anime",))
+def paragonsr_anime(scale: int = 4, **overrides: Any) -> ParagonSR:
+    """28 feat, 2×3 blocks, ffn 1.5: clean lines and flat colours, real-time video."""
+    return _variant("anime", scale, overrides)
+
+
+@ARCH_REGISTRY.register("paragonsr_nano", aliases=("paragon_sr_nano",))
+def paragonsr_nano(scale: int = 4, **overrides: Any) -> ParagonSR:
+    """24 feat, 3×2 blocks, ffn 1.5: the lightest; CPU and low-end GPUs."""
+    return _variant("nano", scale, overrides)
+
+
+@ARCH_REGISTRY.register("paragonsr_tiny", aliases=("paragon_sr_tiny",))
+def paragonsr_tiny(scale: int = 4, **overrides: Any) -> ParagonSR:
+    """32 feat, 3×2 blocks, ffn 2."""
+    return _variant("tiny", scale, overrides)
+
+
+@ARCH_REGISTRY.register("paragonsr_xs", aliases=("paragon_sr_xs",))
+def paragonsr_xs(scale: int = 4, **overrides: Any) -> ParagonSR:
+    """48 feat, 4×4 blocks, ffn 2."""
+    return _variant("xs", scale, overrides)
+
+
+@ARCH_REGISTRY.register("paragonsr_s", aliases=("paragon_sr_s", "paragonsr", "paragon_sr"))
+def paragonsr_s(scale: int = 4, **overrides: Any) -> ParagonSR:
+    """64 feat, 6×6 blocks, ffn 2: the flagship (seed 000's fine-tuning target)."""
+    return _variant("s", scale, overrides)
+
+
+@ARCH_REGISTRY.register("paragonsr_m", aliases=("paragon_sr_m",))
+def paragonsr_m(scale: int = 4, **overrides: Any) -> ParagonSR:
+    """96 feat, 8×8 blocks, ffn 2."""
+    return _variant("m", scale, overrides)
+
+
+@ARCH_REGISTRY.register("paragonsr_l", aliases=("paragon_sr_l",))
+def paragonsr_l(scale: int = 4, **overrides: Any) -> ParagonSR:
+    """128 feat, 10×10 blocks, ffn 2."""
+    return _variant("l", scale, overrides)
+
+
+@ARCH_REGISTRY.register("paragonsr_xl", aliases=("paragon_sr_xl",))
+def paragonsr_xl(scale: int = 4, **overrides: Any) -> ParagonSR:
+    """160 feat, 12×12 blocks, ffn 2."""
+    return _variant("xl", scale, overrides)
+
+
+__all__ = [
+    "VARIANTS",
+    "GatedFFN",
+    "InceptionDWConv2d",
+    "LayerScale",
+    "ParagonBlock",
+    "ParagonSR",
+    "ReparamDWConv",
+    "ResidualGroup",
+    "paragonsr_anime",
+    "paragonsr_l",
+    "paragonsr_m",
+    "paragonsr_nano",
+    "paragonsr_s",
+    "paragonsr_tiny",
+    "paragonsr_xl",
+    "paragonsr_xs",
+]

@@ -1,0 +1,186 @@
+"""RRDBNet: the ESRGAN / Real-ESRGAN (x4plus) generator, with BasicSR's exact state-dict layout.
+
+Keys: ``conv_first``, ``body.N.rdb{1,2,3}.conv{1..5}``, ``conv_body``, ``conv_up1``, ``conv_up2``
+(``conv_up3`` for ×8), ``conv_hr``, ``conv_last``, so BasicSR / Real-ESRGAN checkpoints load with strict keys.
+Scales 1 and 2 pixel-unshuffle the input (by 4 and 2) and reuse the ×4 trunk, exactly as BasicSR does; the
+original-ESRGAN key layout (``model.0``, ``model.1.sub.N.RDB1.conv1.0``…) is converted on load.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from paragonsr.registry import ARCH_REGISTRY
+
+_SUPPORTED_SCALES = (1, 2, 4, 8)
+
+
+def _scaled_kaiming_(module: nn.Module, scale: float) -> None:
+    """BasicSR's ``default_init_weights``: Kaiming-normal convs scaled down, zero bias (stabilises deep RRDB)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight)
+            m.weight.data.mul_(scale)
+            if m.bias is not None:
+                m.bias.data.zero_()
+
+
+class ResidualDenseBlock(nn.Module):
+    """Five densely connected 3×3 convs; the last projects back to ``num_feat`` and is added with scale 0.2."""
+
+    def __init__(self, num_feat: int = 64, num_grow_ch: int = 32, res_scale: float = 0.2) -> None:
+        super().__init__()
+        self.res_scale = res_scale
+        self.conv1 = nn.Conv2d(num_feat, num_grow_ch, 3, 1, 1)
+        self.conv2 = nn.Conv2d(num_feat + num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv3 = nn.Conv2d(num_feat + 2 * num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv4 = nn.Conv2d(num_feat + 3 * num_grow_ch, num_grow_ch, 3, 1, 1)
+        self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(0.2, inplace=True)
+        _scaled_kaiming_(self, 0.1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x1 = self.lrelu(self.conv1(x))
+        x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
+        x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
+        x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
+        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        return x5 * self.res_scale + x
+
+
+class RRDB(nn.Module):
+    """Residual-in-residual dense block: three RDBs in series, outer residual also scaled by 0.2."""
+
+    def __init__(self, num_feat: int, num_grow_ch: int = 32, res_scale: float = 0.2) -> None:
+        super().__init__()
+        self.res_scale = res_scale
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch, res_scale)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch, res_scale)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch, res_scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.rdb3(self.rdb2(self.rdb1(x))) * self.res_scale + x
+
+
+def convert_esrgan_legacy_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Map the original ESRGAN layout (``model.0``, ``model.1.sub.N.RDBk.convj.0``, ``model.3``…) to BasicSR's.
+
+    The legacy trunk is a flat ``nn.Sequential``; its indices depend on the number of upsampling stages, so the
+    tail convs are assigned in order of appearance: [conv_up1, conv_up2, (conv_up3,) conv_hr, conv_last].
+    """
+    out: dict[str, Tensor] = {}
+    rdb = re.compile(r"^model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|bias)$")
+    trunk_conv = re.compile(r"^model\.1\.sub\.(\d+)\.(weight|bias)$")
+    top = re.compile(r"^model\.(\d+)\.(weight|bias)$")
+    tail_idx: list[int] = []
+    for key, value in state.items():
+        if m := rdb.match(key):
+            out[f"body.{m[1]}.rdb{m[2]}.conv{m[3]}.{m[4]}"] = value
+        elif m := trunk_conv.match(key):
+            out[f"conv_body.{m[2]}"] = value
+        elif m := top.match(key):
+            idx = int(m[1])
+            if idx == 0:
+                out[f"conv_first.{m[2]}"] = value
+            elif idx not in tail_idx:
+                tail_idx.append(idx)
+        else:
+            raise KeyError(f"unrecognised key {key!r} in a legacy ESRGAN checkpoint")
+    tail_idx.sort()
+    names = [f"conv_up{i + 1}" for i in range(len(tail_idx) - 2)] + ["conv_hr", "conv_last"]
+    for idx, name in zip(tail_idx, names):
+        for kind in ("weight", "bias"):
+            if f"model.{idx}.{kind}" in state:
+                out[f"{name}.{kind}"] = state[f"model.{idx}.{kind}"]
+    return out
+
+
+class RRDBNet(nn.Module):
+    """ESRGAN generator. ``scale`` ∈ {1, 2, 4, 8}; 1 and 2 pixel-unshuffle the input like BasicSR.
+
+    Inputs whose size is not a multiple of the unshuffle factor are reflect-padded and the output cropped, so any
+    image size works (BasicSR would raise inside ``pixel_unshuffle``).
+    """
+
+    def __init__(
+        self,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        scale: int = 4,
+        num_feat: int = 64,
+        num_block: int = 23,
+        num_grow_ch: int = 32,
+    ) -> None:
+        super().__init__()
+        if scale not in _SUPPORTED_SCALES:
+            raise ValueError(f"RRDBNet supports scale {_SUPPORTED_SCALES}, got {scale}")
+        for name, v in (("num_feat", num_feat), ("num_block", num_block), ("num_grow_ch", num_grow_ch)):
+            if int(v) < 1:
+                raise ValueError(f"RRDBNet {name} must be >= 1, got {v}")
+        self.scale = scale
+        self.in_ch = num_in_ch
+        self.out_ch = num_out_ch
+        # ×1 and ×2 fold space into channels so the trunk always upsamples ×4 (BasicSR's convention).
+        self.unshuffle = {1: 4, 2: 2}.get(scale, 1)
+        self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle**2, num_feat, 3, 1, 1)
+        self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
+        self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        if scale == 8:
+            self.conv_up3 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(0.2, inplace=True)
+        self._register_load_state_dict_pre_hook(self._convert_legacy_keys)
+
+    @staticmethod
+    def _convert_legacy_keys(state: dict[str, Any], prefix: str, *args: Any) -> None:
+        keys = [k for k in state if k.startswith(prefix)]
+        if not any(k.startswith(prefix + "model.") for k in keys):
+            return
+        legacy = {k[len(prefix) :]: state.pop(k) for k in keys}
+        state.update({prefix + k: v for k, v in convert_esrgan_legacy_state_dict(legacy).items()})
+
+    def _upsample(self, conv: nn.Conv2d, feat: Tensor) -> Tensor:
+        return self.lrelu(conv(F.interpolate(feat, scale_factor=2.0, mode="nearest")))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        r = self.unshuffle
+        if r > 1:
+            pad_h, pad_w = (-h) % r, (-w) % r
+            if pad_h or pad_w:
+                x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate")
+            x = F.pixel_unshuffle(x, r)
+        feat = self.conv_first(x)
+        feat = feat + self.conv_body(self.body(feat))
+        feat = self._upsample(self.conv_up1, feat)
+        feat = self._upsample(self.conv_up2, feat)
+        if self.scale == 8:
+            feat = self._upsample(self.conv_up3, feat)
+        out = self.conv_last(self.lrelu(self.conv_hr(feat)))
+        if r > 1 and (out.shape[-2] != h * self.scale or out.shape[-1] != w * self.scale):
+            out = out[..., : h * self.scale, : w * self.scale]
+        return out
+
+
+@ARCH_REGISTRY.register("rrdbnet", aliases=("esrgan",))
+def rrdbnet(
+    num_in_ch: int = 3,
+    num_out_ch: int = 3,
+    scale: int = 4,
+    num_feat: int = 64,
+    num_block: int = 23,
+    num_grow_ch: int = 32,
+) -> RRDBNet:
+    """RRDBNet with BasicSR defaults (64 feat, 23 blocks, grow 32) = Real-ESRGAN x4plus / ESRGAN."""
+    return RRDBNet(num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch)
+
+
+__all__ = ["RRDB", "RRDBNet", "ResidualDenseBlock", "convert_esrgan_legacy_state_dict", "rrdbnet"]

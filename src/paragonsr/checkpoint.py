@@ -1,0 +1,455 @@
+"""Model checkpoints: save/load ``.safetensors`` (default) and ``.pth`` with architecture metadata.
+
+- ``save_model`` writes the state dict plus metadata (arch name, its kwargs as JSON, scale, channels, paragonsr
+  version, fused flag, free-form extra) atomically. In ``.safetensors`` the metadata lives in the header (all
+  values strings, as the format requires); in ``.pth`` it sits beside the weights under ``"paragonsr_meta"`` and the
+  weights under ``param_key`` (BasicSR layout, so BasicSR/traiNNer can read our files too).
+- ``load_state_dict`` accepts BasicSR/traiNNer/Real-ESRGAN layouts (``params``, ``params_ema``, ``net_g``, ...,
+  ``module.``/``_orig_mod.`` prefixes). ``.pth`` files are only ever read with ``weights_only=True``.
+- ``load_weights`` loads strictly or leniently and reports missing/unexpected/shape-mismatched keys.
+- ``load_model`` rebuilds the architecture from the metadata (or, for Real-ESRGAN Compact files without
+  metadata, from the key layout) so ``paragonsr upscale --model file`` needs no further flags.
+
+Metadata dict (``meta``) keys: ``arch`` (str|None), ``arch_kwargs`` (dict), ``scale``/``in_ch``/``out_ch``
+(int|None), ``fused`` (bool|None: None = unknown), ``paragonsr_version`` (str|None), ``extra`` (dict),
+``param_key`` (which entry of a ``.pth`` dict was used), ``format`` ("safetensors"|"pth"), ``path`` (str).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from paragonsr import __version__
+
+SAFETENSORS_EXTS = (".safetensors",)
+PTH_EXTS = (".pth", ".pt", ".ckpt", ".bin")
+# Preference order for param_key="auto": EMA weights are what BasicSR/traiNNer recommend for inference.
+AUTO_PARAM_KEYS = ("params_ema", "params-ema", "params", "net_g_ema", "net_g", "state_dict", "model", "net")
+_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile wrappers
+_META_PTH_KEY = "paragonsr_meta"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read or does not fit the model."""
+
+
+# --------------------------------------------------------------------------------------------- metadata
+
+
+def _model_is_fused(model: nn.Module) -> bool | None:
+    # fuse_for_release() implementations mark the model; accept the common attribute spellings.
+    for attr in ("fused", "is_fused", "_fused"):
+        val = getattr(model, attr, None)
+        if isinstance(val, bool):
+            return val
+    return None
+
+
+def _encode_meta(meta: dict[str, Any]) -> dict[str, str]:
+    """Flatten metadata into the str -> str mapping safetensors requires."""
+    out = {"format": "pt", "paragonsr_version": str(meta.get("paragonsr_version") or __version__)}
+    if meta.get("arch"):
+        out["arch"] = str(meta["arch"])
+    out["arch_kwargs"] = json.dumps(meta.get("arch_kwargs") or {}, sort_keys=True)
+    for key in ("scale", "in_ch", "out_ch"):
+        if meta.get(key) is not None:
+            out[key] = str(int(meta[key]))
+    if meta.get("fused") is not None:
+        out["fused"] = "true" if meta["fused"] else "false"
+    out["extra"] = json.dumps(meta.get("extra") or {}, sort_keys=True, default=str)
+    return out
+
+
+def _decode_meta(raw: Mapping[str, Any] | None, path: Path, fmt: str) -> dict[str, Any]:
+    raw = dict(raw or {})
+
+    def as_json(key: str) -> dict[str, Any]:
+        val = raw.get(key)
+        if val is None or isinstance(val, dict):
+            return dict(val or {})
+        try:
+            parsed = json.loads(val)
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: metadata '{key}' is not valid JSON ({exc}): {val!r}") from None
+        if not isinstance(parsed, dict):
+            raise CheckpointError(f"{path}: metadata '{key}' must be a JSON object, got {val!r}")
+        return parsed
+
+    def as_int(key: str) -> int | None:
+        val = raw.get(key)
+        if val is None or val == "":
+            return None
+        try:
+            return int(val)
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{path}: metadata '{key}' must be an integer, got {val!r}") from None
+
+    fused = raw.get("fused")
+    if isinstance(fused, str):
+        fused = fused.strip().lower() in ("1", "true", "yes")
+    return {
+        "arch": raw.get("arch") or None,
+        "arch_kwargs": as_json("arch_kwargs"),
+        "scale": as_int("scale"),
+        "in_ch": as_int("in_ch"),
+        "out_ch": as_int("out_ch"),
+        "fused": fused if isinstance(fused, bool) else None,
+        "paragonsr_version": raw.get("paragonsr_version"),
+        "extra": as_json("extra"),
+        "param_key": None,
+        "format": fmt,
+        "path": str(path),
+    }
+
+
+# --------------------------------------------------------------------------------------------- saving
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def save_model(
+    path: str | os.PathLike[str],
+    model_or_state: nn.Module | Mapping[str, Tensor],
+    *,
+    arch: str | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    param_key: str = "params",
+) -> Path:
+    """Save weights + metadata atomically; the format follows the extension (``.safetensors`` or ``.pth``).
+
+    ``metadata`` may set ``scale``/``in_ch``/``out_ch``/``fused`` explicitly; any other keys go to ``extra``.
+    For a model, arch name/kwargs default to ``model.arch_name``/``model.arch_kwargs`` (set by ``build_arch``).
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in SAFETENSORS_EXTS + PTH_EXTS:
+        raise CheckpointError(
+            f"{path}: unknown checkpoint extension '{path.suffix}' (use .safetensors, or .pth for BasicSR tools)"
+        )
+    meta: dict[str, Any] = {"arch": arch, "arch_kwargs": dict(arch_kwargs) if arch_kwargs else None}
+    if isinstance(model_or_state, nn.Module):
+        model = model_or_state
+        state = model.state_dict()
+        meta["arch"] = meta["arch"] or getattr(model, "arch_name", None)
+        if meta["arch_kwargs"] is None:
+            meta["arch_kwargs"] = dict(getattr(model, "arch_kwargs", None) or {})
+        for key in ("scale", "in_ch", "out_ch"):
+            val = getattr(model, key, None)
+            meta[key] = int(val) if isinstance(val, int) else None
+        meta["fused"] = _model_is_fused(model)
+    else:
+        state = dict(model_or_state)
+    extra: dict[str, Any] = {}
+    for key, val in (metadata or {}).items():
+        if key in ("scale", "in_ch", "out_ch", "fused", "arch", "arch_kwargs"):
+            meta[key] = val
+        elif key == "extra" and isinstance(val, Mapping):
+            extra.update(val)
+        else:
+            extra[key] = val
+    meta["extra"] = extra
+
+    tensors: dict[str, Tensor] = {}
+    seen_ptrs: set[int] = set()
+    for key, val in state.items():
+        if not isinstance(val, Tensor):
+            raise CheckpointError(f"{path}: state entry '{key}' is a {type(val).__name__}, not a tensor")
+        t = val.detach().to("cpu").contiguous()
+        # safetensors refuses tensors sharing storage (tied weights): give duplicates their own copy.
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in seen_ptrs and t.numel() > 0:
+            t = t.clone()
+        seen_ptrs.add(ptr)
+        tensors[key] = t
+
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        if ext in SAFETENSORS_EXTS:
+            from safetensors.torch import save_file
+
+            save_file(tensors, tmp, metadata=_encode_meta(meta))
+        else:
+            torch.save({param_key: tensors, _META_PTH_KEY: _encode_meta(meta)}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def _strip_prefixes(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    for prefix in _PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def _pick_params(obj: Any, path: Path, param_key: str | None) -> tuple[dict[str, Tensor], str | None]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+    if param_key not in (None, "auto", ""):
+        if param_key not in obj:
+            keys = [k for k in obj if not isinstance(obj[k], Tensor)] or list(obj)[:10]
+            raise CheckpointError(f"{path}: no '{param_key}' entry; the file has {sorted(map(str, keys))}")
+        sub = obj[param_key]
+        if not _is_state_dict(sub):
+            raise CheckpointError(f"{path}: entry '{param_key}' is not a dict of tensors")
+        return dict(sub), param_key
+    if _is_state_dict(obj):
+        return dict(obj), None
+    for key in AUTO_PARAM_KEYS:
+        if key in obj and _is_state_dict(obj[key]):
+            return dict(obj[key]), key
+    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if tensors and all(isinstance(k, str) for k in tensors):
+        # A flat state dict with a few non-tensor entries beside it (e.g. our metadata, an 'iter' counter).
+        return tensors, None
+    raise CheckpointError(
+        f"{path}: could not find the weights; top-level keys are {sorted(map(str, obj))[:12]} "
+        f"(pass param_key= one of them)"
+    )
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, expected a .safetensors or .pth file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: file is empty (0 bytes)")
+
+
+def load_state_dict(
+    path: str | os.PathLike[str], param_key: str | None = "auto"
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read weights and metadata from ``.safetensors`` or ``.pth``/``.pt`` (weights_only) on the CPU."""
+    path = Path(path)
+    _check_file(path)
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    # Sniff the content rather than trusting the extension: a safetensors file starts with an 8-byte header
+    # length followed by the JSON header's "{"; torch.save writes a zip ("PK") or a raw pickle.
+    is_safetensors = len(head) == 9 and head[8:9] == b"{"
+    if is_safetensors:
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                raw = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors or torch file ({exc})") from None
+        meta = _decode_meta(raw, path, "safetensors")
+        if not state:
+            raise CheckpointError(f"{path}: the file holds no tensors")
+        return _strip_prefixes(state), meta
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:
+            raise CheckpointError(f"{path}: not a readable safetensors or torch file (corrupt?)") from None
+        raise CheckpointError(
+            f"{path}: refused to unpickle {found.group(1)} (torch files are loaded with weights_only=True for "
+            f"safety; re-save the weights as a plain state dict or as .safetensors)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated torch file ({exc})") from None
+    raw_meta = obj.get(_META_PTH_KEY) if isinstance(obj, Mapping) else None
+    state, used = _pick_params(obj, path, param_key)
+    meta = _decode_meta(raw_meta, path, "pth")
+    meta["param_key"] = used
+    return _strip_prefixes(state), meta
+
+
+@dataclass
+class LoadReport:
+    """What happened when weights were loaded into a model."""
+
+    loaded: int = 0
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int = 8) -> str:
+        def show(items: list[str]) -> str:
+            more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
+            return ", ".join(items[:limit]) + more
+
+        parts = [f"{self.loaded} tensors loaded"]
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing in checkpoint: {show(self.missing)}")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected in checkpoint: {show(self.unexpected)}")
+        if self.mismatched:
+            mm = [f"{k} (checkpoint {list(a)} vs model {list(b)})" for k, a, b in self.mismatched]
+            parts.append(f"{len(self.mismatched)} shape mismatches: {show(mm)}")
+        return "; ".join(parts)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def load_weights(
+    model: nn.Module,
+    path_or_state: str | os.PathLike[str] | Mapping[str, Tensor],
+    strict: bool = True,
+    param_key: str | None = "auto",
+) -> LoadReport:
+    """Load weights into ``model``. Strict: any missing/unexpected/mismatched key raises ``CheckpointError``
+    naming them. Non-strict: every key whose name and shape match is loaded; the rest is reported."""
+    meta: dict[str, Any] = {}
+    if isinstance(path_or_state, (str, os.PathLike)):
+        state, meta = load_state_dict(path_or_state, param_key)
+        source = str(path_or_state)
+    else:
+        state, _ = _pick_params(path_or_state, Path("<state dict>"), param_key)
+        state = _strip_prefixes(state)
+        source = "state dict"
+    own = model.state_dict()
+    report = LoadReport()
+    report.missing = [k for k in own if k not in state]
+    report.unexpected = [k for k in state if k not in own]
+    usable: dict[str, Tensor] = {}
+    for key, val in state.items():
+        if key not in own:
+            continue
+        if tuple(val.shape) != tuple(own[key].shape):
+            report.mismatched.append((key, tuple(val.shape), tuple(own[key].shape)))
+        else:
+            usable[key] = val
+    if strict and not report.ok:
+        hint = ""
+        if meta.get("fused") is True and _model_is_fused(model) is not True:
+            hint = " The checkpoint is fused: call model.fuse_for_release() first, or use load_model()."
+        elif meta.get("arch") and getattr(model, "arch_name", None) not in (None, meta["arch"]):
+            hint = f" The checkpoint was saved from arch '{meta['arch']}', the model is '{model.arch_name}'."
+        raise CheckpointError(f"{source} does not fit {type(model).__name__}: {report.describe()}.{hint}")
+    model.load_state_dict(usable, strict=False)
+    report.loaded = len(usable)
+    return report
+
+
+# --------------------------------------------------------------------------------------------- rebuilding
+
+
+def detect_arch(state: Mapping[str, Tensor], certain_only: bool = True) -> tuple[str, dict[str, Any]] | None:
+    """Recognise architectures from the key layout alone (third-party files without metadata).
+
+    Real-ESRGAN SRVGGNetCompact: only ``body.N`` keys, ``body.0`` a conv. Its ReLU/LeakyReLU variants store no
+    activation weights and cannot be told apart, so with ``certain_only`` only the PReLU layout (``body.1.weight``,
+    every released Real-ESRGAN compact model) is recognised, as spandrel does.
+    """
+    first = state.get("body.0.weight")
+    if first is None or first.ndim != 4 or any(not k.startswith("body.") for k in state):
+        return None
+    if certain_only and "body.1.weight" not in state:
+        return None
+    from paragonsr.archs.compact import compact_kwargs_from_state_dict
+
+    try:
+        return "srvggnetcompact", compact_kwargs_from_state_dict(dict(state))
+    except (KeyError, ValueError):
+        return None
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    arch: str | None = None,
+    device: str | torch.device = "cpu",
+    param_key: str | None = "auto",
+    strict: bool = True,
+    **arch_kwargs: Any,
+) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (eval mode, on ``device``).
+
+    ``arch``/``arch_kwargs`` override the metadata; files without metadata need ``arch=`` unless their layout is
+    recognised by :func:`detect_arch`. Checkpoints marked ``fused=true`` are loaded into
+    ``build_arch(...).fuse_for_release()``. The result carries ``model.checkpoint_meta``.
+    """
+    from paragonsr.archs import ARCH_REGISTRY, build_arch
+
+    state, meta = load_state_dict(path, param_key)
+    name = arch or meta["arch"]
+    kwargs: dict[str, Any] = {}
+    detected = None if meta["arch"] else detect_arch(state, certain_only=arch is None)
+    try:
+        if name is None:
+            if detected is None:
+                raise CheckpointError(
+                    f"{path}: no architecture metadata and the key layout is not recognised; pass the arch "
+                    f"(--arch NAME). Known archs: {', '.join(ARCH_REGISTRY.names())}"
+                )
+            name, kwargs = detected
+        elif meta["arch"] and ARCH_REGISTRY.canonical(name) == ARCH_REGISTRY.canonical(meta["arch"]):
+            kwargs = dict(meta["arch_kwargs"])
+        elif detected and ARCH_REGISTRY.canonical(name) == detected[0]:
+            kwargs = dict(detected[1])
+    except KeyError as exc:  # unknown arch name
+        raise CheckpointError(f"{path}: {exc.args[0] if exc.args else exc}") from None
+    meta["detected"] = detected is not None and not meta["arch"]
+    kwargs.update(arch_kwargs)
+    try:
+        model = build_arch(name, **kwargs)
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0] if exc.args else exc}") from None
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: cannot build arch '{name}' with {kwargs}: {exc}") from None
+    fused = meta["fused"]
+    if fused is None and hasattr(model, "fuse_for_release"):
+        # Unknown (third-party) file: a fused layout shows as keys the unfused model does not have.
+        fused = set(state) != set(model.state_dict()) and _fits_fused(name, kwargs, state)
+    if fused:
+        if not hasattr(model, "fuse_for_release"):
+            raise CheckpointError(f"{path}: marked fused but arch '{name}' has no fuse_for_release()")
+        model = model.fuse_for_release()
+    load_weights(model, state, strict=strict)
+    meta["fused"] = bool(fused)
+    model.checkpoint_meta = meta
+    return model.eval().to(device)
+
+
+def _fits_fused(name: str, kwargs: dict[str, Any], state: Mapping[str, Tensor]) -> bool:
+    from paragonsr.archs import build_arch
+
+    fused_keys = set(build_arch(name, **kwargs).fuse_for_release().state_dict())
+    return fused_keys == set(state)
+
+
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "detect_arch",
+    "load_model",
+    "load_state_dict",
+    "load_weights",
+    "save_model",
+]

@@ -1,0 +1,69 @@
+"""The one ``paragonsr`` command. Each subcommand lives in ``paragonsr.commands.<name>`` and exposes
+``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when needed so
+``paragonsr --help`` stays fast and a broken optional area cannot take the others down."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+
+# subcommand -> module (in the order shown by --help)
+COMMANDS: dict[str, str] = {
+    "upscale": "paragonsr.commands.upscale",
+    "demo": "paragonsr.commands.demo",
+    "train": "paragonsr.commands.train",
+    "degrade": "paragonsr.commands.degrade",
+    "export": "paragonsr.commands.export",
+    "eval": "paragonsr.commands.eval",
+    "data": "paragonsr.commands.data",
+    "transfer": "paragonsr.commands.transfer",
+    "archs": "paragonsr.commands.archs",
+}
+
+
+def _load(name: str) -> ModuleType:
+    return importlib.import_module(COMMANDS[name])
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paragonsr",
+        description="Super-resolution from raw photos to a shipped, verified model.",
+    )
+    from paragonsr import __version__
+
+    parser.add_argument("--version", action="version", version=f"paragonsr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        if only is not None and name != only:
+            # Register a placeholder so --help lists every command without importing it.
+            sub.add_parser(name, help=f"(run 'paragonsr {name} -h')", add_help=False)
+            continue
+        try:
+            mod = _load(name)
+        except ModuleNotFoundError as exc:  # area not built yet or optional dependency missing
+            sub.add_parser(name, help=f"unavailable: {exc}")
+            continue
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=first if first in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    if not hasattr(args, "_run"):
+        parser.error(f"command '{args.command}' is unavailable in this installation")
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

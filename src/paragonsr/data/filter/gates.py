@@ -1,0 +1,164 @@
+"""Quality gates: which metric, which bounds, which stage, and what to do when a metric cannot run.
+
+A gate passes a tile when ``min <= score <= max`` (either bound optional). The YAML form also accepts
+``threshold`` + ``direction`` (``higher``: score >= threshold is good; ``lower``: score <= threshold is good).
+Stages run in order and a stage only sees the survivors of the previous ones (seed 001: cheap heuristics first,
+ARNIQA on survivors, NIMA last). A gate whose metric is unavailable (pyiqa or its weights missing, no NIQE
+model) is *skipped*, never passed; its optional ``fallback`` gate is evaluated instead when that one can run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from paragonsr.data.filter.heuristics import METRIC_INFO
+
+PASS, FAIL, SKIPPED, NOT_RUN = "pass", "fail", "skipped", "not_run"
+
+
+@dataclass
+class Gate:
+    metric: str
+    stage: int = 1
+    min: float | None = None
+    max: float | None = None
+    fallback: Gate | None = None
+
+    def check(self, score: float) -> bool:
+        return (self.min is None or score >= self.min) and (self.max is None or score <= self.max)
+
+    def describe(self) -> str:
+        lo = "" if self.min is None else f"{self.min:g} <= "
+        hi = "" if self.max is None else f" <= {self.max:g}"
+        return f"{lo}{self.metric}{hi}"
+
+
+@dataclass
+class FilterConfig:
+    tile_size: int = 256
+    tile_stride: int = 256
+    gates: list[Gate] = field(default_factory=list)
+    niqe_model: str | None = None  # .npz from `paragonsr data niqe-fit`
+    iqa_weights: dict[str, str] = field(default_factory=dict)  # pyiqa metric -> local weight file
+    device: str = "cpu"
+
+    @property
+    def stages(self) -> list[int]:
+        return sorted({g.stage for g in self.gates})
+
+    def metrics(self) -> list[str]:
+        names: list[str] = []
+        for g in self.gates:
+            for m in (g.metric, g.fallback.metric if g.fallback else None):
+                if m and m not in names:
+                    names.append(m)
+        return names
+
+
+# Defaults measured on 111 256-px tiles of the 37 project photos (see docs/data_filter.md): they drop flat,
+# blurred, blocky and heavily aliased tiles and keep ~75 % of ordinary photo tiles. pyiqa thresholds are the
+# usual starting points for those models' score ranges (ARNIQA-KonIQ 0-1, NIMA-AVA 1-10, BRISQUE ~0-100).
+DEFAULT_GATES: list[dict[str, Any]] = [
+    {"metric": "entropy", "min": 4.0, "stage": 1},
+    {"metric": "contrast", "min": 0.02, "stage": 1},
+    {"metric": "sharpness", "min": 5.0, "max": 2000.0, "stage": 1},
+    {"metric": "blockiness", "max": 1.45, "stage": 1},
+    {"metric": "aliasing", "max": 30.0, "stage": 1},
+    {"metric": "arniqa", "min": 0.6, "stage": 2, "fallback": {"metric": "niqe", "max": 8.0}},
+    {"metric": "nima", "min": 4.5, "stage": 3},
+]
+
+_GATE_KEYS = {"metric", "stage", "min", "max", "threshold", "direction", "fallback"}
+
+
+def parse_gate(d: Any, where: str) -> Gate:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: a gate must be a mapping like {{metric: entropy, min: 4.0}}, got {d!r}")
+    unknown = set(d) - _GATE_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_GATE_KEYS)}")
+    metric = str(d.get("metric", "")).lower()
+    if metric not in METRIC_INFO:
+        raise ValueError(f"{where}: unknown metric {metric!r}; available: {', '.join(METRIC_INFO)}")
+    lo, hi = d.get("min"), d.get("max")
+    if "threshold" in d:
+        direction = d.get("direction", METRIC_INFO[metric][0])
+        if direction not in ("higher", "lower"):
+            raise ValueError(f"{where}: direction must be 'higher' or 'lower', got {direction!r}")
+        if direction == "higher":
+            lo = d["threshold"]
+        else:
+            hi = d["threshold"]
+    if lo is None and hi is None:
+        raise ValueError(f"{where}: gate on {metric!r} needs min, max or threshold")
+    try:
+        lo = None if lo is None else float(lo)
+        hi = None if hi is None else float(hi)
+        stage = int(d.get("stage", 1))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: min/max/threshold must be numbers and stage an integer ({exc})") from exc
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"{where}: min {lo} is above max {hi}")
+    fb = d.get("fallback")
+    fallback = parse_gate({"stage": stage, **fb}, f"{where}.fallback") if fb is not None else None
+    return Gate(metric, stage, lo, hi, fallback)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> FilterConfig:
+    """Read a gates YAML (or the defaults when ``path`` is None). ``overrides`` replace top-level keys."""
+    raw: dict[str, Any] = {}
+    where = "default gates"
+    if path is not None:
+        where = str(path)
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"gates config not found: {path}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    allowed = {"tile", "gates", "niqe_model", "iqa_weights", "device"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    tile = raw.get("tile", {}) or {}
+    size = int(tile.get("size", 256))
+    stride = int(tile.get("stride", size))
+    if size < 32 or stride < 1:
+        raise ValueError(f"{where}: tile.size must be >= 32 and tile.stride >= 1 (got {size}, {stride})")
+    gate_list = raw.get("gates", DEFAULT_GATES)
+    if not isinstance(gate_list, list) or not gate_list:
+        raise ValueError(f"{where}: 'gates' must be a non-empty list")
+    gates = [parse_gate(g, f"{where}: gates[{i}]") for i, g in enumerate(gate_list)]
+    return FilterConfig(
+        tile_size=size,
+        tile_stride=stride,
+        gates=gates,
+        niqe_model=raw.get("niqe_model"),
+        iqa_weights={str(k).lower(): str(v) for k, v in (raw.get("iqa_weights") or {}).items()},
+        device=str(raw.get("device", "cpu")),
+    )
+
+
+def evaluate(gate: Gate, scores: dict[str, float | None]) -> tuple[str, str]:
+    """(status, note) for one gate. ``scores[m] is None`` means metric m could not run."""
+    s = scores.get(gate.metric)
+    if s is not None:
+        return (PASS, "") if gate.check(s) else (FAIL, f"{gate.describe()} (got {s:.4g})")
+    if gate.fallback is not None and scores.get(gate.fallback.metric) is not None:
+        fs = scores[gate.fallback.metric]
+        ok = gate.fallback.check(fs)
+        note = f"via fallback {gate.fallback.describe()} (got {fs:.4g})"
+        return (PASS, note) if ok else (FAIL, note)
+    return SKIPPED, f"{gate.metric} unavailable"
+
+
+def verdict(statuses: list[str]) -> str:
+    """fail if any gate failed; pass only if every gate ran and passed; otherwise unverified."""
+    if FAIL in statuses:
+        return FAIL
+    return PASS if all(s == PASS for s in statuses) else "unverified"

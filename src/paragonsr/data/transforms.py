@@ -1,0 +1,137 @@
+"""Training-time image ops on HWC float32 RGB arrays in [0, 1]: reading, padding, paired random crops,
+flips/rotations (BasicSR's ``augment`` semantics) and conversion to CHW tensors. Every random choice takes
+an explicit ``numpy.random.Generator`` so a sample is a pure function of its seed (exact resume)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+IMG_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def imread_rgb(path: str | Path) -> np.ndarray:
+    """Read an image as float32 RGB HWC in [0, 1]. 16-bit is detected by dtype (not by max value); gray is
+    expanded to 3 channels; alpha is dropped (composited on black would bias colours, the RGB is kept)."""
+    path = Path(path)
+    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
+    if img is None:
+        raise OSError(f"cannot read image {path} (missing, empty or not an image)")
+    if img.dtype == np.uint16:
+        img = img.astype(np.float32) / 65535.0
+    elif img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.0
+    else:
+        img = np.clip(img.astype(np.float32), 0.0, 1.0)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    elif img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def pad_to(img: np.ndarray, min_h: int, min_w: int) -> np.ndarray:
+    """Reflect-pad bottom/right so the image is at least ``min_h`` x ``min_w``."""
+    h, w = img.shape[:2]
+    ph, pw = max(0, min_h - h), max(0, min_w - w)
+    if ph == 0 and pw == 0:
+        return img
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+
+def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def ensure_size(img: np.ndarray, size: int, policy: str, name: str) -> np.ndarray | None:
+    """Handle an image smaller than the crop: ``pad`` (reflect) or ``skip`` (None); warns either way."""
+    h, w = img.shape[:2]
+    if h >= size and w >= size:
+        return img
+    if policy == "skip":
+        warnings.warn(f"{name}: {w}x{h} is smaller than the {size}px crop; skipped", stacklevel=2)
+        return None
+    warnings.warn(f"{name}: {w}x{h} is smaller than the {size}px crop; reflect-padded", stacklevel=2)
+    return pad_to(img, size, size)
+
+
+def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    h, w = img.shape[:2]
+    top = int(rng.integers(0, h - size + 1))
+    left = int(rng.integers(0, w - size + 1))
+    return img[top : top + size, left : left + size]
+
+
+def paired_random_crop(
+    gt: np.ndarray, lq: np.ndarray, gt_size: int, scale: int, rng: np.random.Generator, name: str = "image"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned crops: LQ ``gt_size // scale`` at (top, left), GT ``gt_size`` at (top*scale, left*scale)."""
+    if gt_size % scale:
+        raise ValueError(f"gt_size {gt_size} must be a multiple of scale {scale}")
+    lq_size = gt_size // scale
+    h, w = lq.shape[:2]
+    gh, gw = gt.shape[:2]
+    if gh < h * scale or gw < w * scale:
+        raise ValueError(f"{name}: GT {gw}x{gh} is smaller than LQ {w}x{h} x{scale}; wrong scale or pair?")
+    if h < lq_size or w < lq_size:
+        raise ValueError(f"{name}: LQ {w}x{h} is smaller than the {lq_size}px LQ crop")
+    top = int(rng.integers(0, h - lq_size + 1))
+    left = int(rng.integers(0, w - lq_size + 1))
+    lq = lq[top : top + lq_size, left : left + lq_size]
+    gt = gt[top * scale : top * scale + gt_size, left * scale : left * scale + gt_size]
+    return gt, lq
+
+
+def augment(
+    imgs: list[np.ndarray], rng: np.random.Generator, hflip: bool = True, rot: bool = True
+) -> list[np.ndarray]:
+    """Same random horizontal flip, vertical flip and transpose for every image (the 8 dihedral views)."""
+    do_h = hflip and rng.random() < 0.5
+    do_v = rot and rng.random() < 0.5
+    do_t = rot and rng.random() < 0.5
+    out = []
+    for img in imgs:
+        if do_h:
+            img = img[:, ::-1]
+        if do_v:
+            img = img[::-1]
+        if do_t:
+            img = img.transpose(1, 0, 2)
+        out.append(np.ascontiguousarray(img))
+    return out
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HWC float32 -> CHW tensor."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
+
+
+def to_image_u8(t: torch.Tensor) -> np.ndarray:
+    """CHW/1CHW float tensor in [0, 1] -> HWC uint8 RGB (rounded like BasicSR's tensor2img)."""
+    if t.dim() == 4:
+        t = t[0]
+    arr = t.detach().float().clamp(0, 1).cpu().numpy().transpose(1, 2, 0)
+    return (arr * 255.0).round().astype(np.uint8)
+
+
+def imwrite_rgb(path: str | Path, img_u8: np.ndarray) -> None:
+    """Atomic PNG/JPEG write of an RGB uint8 image."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(img_u8[:, :, ::-1]))
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    buf.tofile(str(tmp))
+    os.replace(tmp, path)

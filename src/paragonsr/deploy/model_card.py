@@ -1,0 +1,146 @@
+"""Model card: ``model_card.json`` (machine-readable) + ``MODEL_CARD.md`` + a bicubic-vs-model crop image."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ort_cpu_latency_ms(path: str | Path, size: int = 512, runs: int = 3, in_ch: int | None = None) -> float:
+    """Median ONNX Runtime CPU latency (ms) of one ``size``x``size`` input after one warm-up run."""
+    from paragonsr.infer.onnx_backend import OnnxBackend
+
+    backend = OnnxBackend(path, provider="cpu")
+    x = np.random.default_rng(0).random((1, in_ch or backend.in_ch, size, size), dtype=np.float32)
+    backend.run_numpy(x)
+    times = []
+    for _ in range(max(1, runs)):
+        t0 = time.perf_counter()
+        backend.run_numpy(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(statistics.median(times))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    import cv2
+
+    out = img.copy()
+    cv2.rectangle(out, (0, 0), (min(out.shape[1], 8 + 9 * len(text)), 20), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def comparison_image(
+    path: str | Path, panels: list[tuple[str, np.ndarray]], zoom: int = 2, gap: int = 4
+) -> Path:
+    """Side-by-side labelled panels (HWC float [0, 1], same size), each enlarged by nearest ``zoom`` so pixels
+    stay visible; written as PNG atomically."""
+    import cv2
+
+    tiles = []
+    for name, img in panels:
+        if img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        u8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+        u8 = cv2.resize(u8, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+        tiles.append(_label(np.ascontiguousarray(u8), name))
+        tiles.append(np.full((u8.shape[0], gap, 3), 255, np.uint8))
+    canvas = np.concatenate(tiles[:-1], axis=1)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(canvas[:, :, ::-1]))
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    path = Path(path)
+    _write_atomic(path, buf.tobytes())
+    return path
+
+
+def artifact_entry(path: Path, kind: str, latency_ms: float | None, latency_size: int) -> dict[str, Any]:
+    return {
+        "file": path.name,
+        "kind": kind,
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "ort_cpu_latency_ms": None if latency_ms is None else round(latency_ms, 2),
+        "latency_input": None if latency_ms is None else f"1x{latency_size}x{latency_size}",
+    }
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    m = card["model"]
+    lines = [
+        f"# {card['name']}",
+        "",
+        f"{m['scale']}x super-resolution, arch `{m['arch']}` (variant `{m['variant']}`), "
+        f"{m['in_ch']}->{m['out_ch']} channels. Exported by paragonsr {card['paragonsr_version']}.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| parameters (trainable, unfused) | {_fmt_int(m['params_trainable'])} |",
+        f"| parameters (fused release) | {_fmt_int(m['params_fused'])} |",
+        f"| MACs per output megapixel | {m['macs_per_output_mp'] / 1e9:.2f} G |",
+        f"| calibration steps before fusing | {m['calibrated_steps']} |",
+        f"| ONNX opset | {card['opset']} (dynamic batch/height/width) |",
+        "",
+        "## Artifacts",
+        "",
+        "| file | kind | size | ORT CPU latency | sha256 |",
+        "|---|---|---|---|---|",
+    ]
+    for a in card["artifacts"]:
+        lat = "—" if a["ort_cpu_latency_ms"] is None else f"{a['ort_cpu_latency_ms']:.1f} ms ({a['latency_input']})"
+        lines.append(f"| `{a['file']}` | {a['kind']} | {a['bytes'] / 1e6:.2f} MB | {lat} | `{a['sha256'][:16]}…` |")
+    lines += ["", "## Verification", "", "| check | result | detail |", "|---|---|---|"]
+    for g in card["verification"]:
+        lines.append(f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {g['detail']} |")
+    if card.get("refused"):
+        lines += ["", "## Not released", ""] + [f"- {r}" for r in card["refused"]]
+    lines += ["", "## Quality", ""]
+    q = card.get("quality", {})
+    if q:
+        lines.append(
+            f"On {q['images']} verification crops ({q['source']}), LR made by bicubic downscaling: "
+            f"model {q['psnr_model_db']:.2f} dB vs bicubic {q['psnr_bicubic_db']:.2f} dB PSNR."
+        )
+    if card.get("comparison_image"):
+        lines += ["", f"![bicubic vs model]({card['comparison_image']})"]
+    lines += ["", f"Timing host: {card['host']}.", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(out_dir: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    js, md = out_dir / "model_card.json", out_dir / "MODEL_CARD.md"
+    _write_atomic(js, (json.dumps(card, indent=2, allow_nan=False) + "\n").encode())
+    _write_atomic(md, render_markdown(card).encode())
+    return js, md

@@ -1,0 +1,105 @@
+"""INT8 post-training static quantisation with ONNX Runtime (QDQ format, per-channel weights).
+
+Activations are calibrated on low-resolution crops (what the model actually sees at inference). The result is
+written to a temporary path; :mod:`paragonsr.deploy.verify` decides whether it may replace the real file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paragonsr.deploy.onnx_export import INPUT_NAME, read_metadata, save_onnx_atomic, set_metadata
+
+
+def _calibration_reader_base() -> type:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    return CalibrationDataReader
+
+
+def make_calibration_reader(inputs: Sequence[np.ndarray], input_name: str = INPUT_NAME) -> Any:
+    """A ``CalibrationDataReader`` feeding each NCHW float32 array (batch of LR crops) once."""
+    base = _calibration_reader_base()
+
+    class _Reader(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            self._arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in inputs]
+            self._it: Iterator[np.ndarray] = iter(self._arrays)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            arr = next(self._it, None)
+            return None if arr is None else {input_name: arr}
+
+        def rewind(self) -> None:
+            self._it = iter(self._arrays)
+
+        def __len__(self) -> int:
+            return len(self._arrays)
+
+    return _Reader()
+
+
+def quantize_int8(
+    fp32_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    calib_inputs: Sequence[np.ndarray],
+    *,
+    per_channel: bool = True,
+    method: str = "minmax",
+    exclude_first_last: bool = False,
+) -> Path:
+    """Quantise ``fp32_path`` to QDQ INT8 at ``out_path`` using ``calib_inputs`` (NCHW float32 LR batches).
+
+    ``method``: "minmax" (default; SR outputs need the full range, so clipping outliers hurts more than the
+    coarser step), "percentile" or "entropy". ``exclude_first_last`` keeps the first and last Conv in float,
+    the usual remedy when the image-domain layers dominate the error.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calib_inputs:
+        raise ValueError("INT8 quantisation needs calibration images (--calib DIR): none were given")
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    if method not in methods:
+        raise ValueError(f"unknown calibration method '{method}'; choose from {', '.join(methods)}")
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    meta = read_metadata(onnx.load(str(fp32_path)))
+    pre = out_path.with_name(f".{out_path.stem}.pre.onnx")
+    raw = out_path.with_name(f".{out_path.stem}.raw.onnx")
+    try:
+        # Shape inference + ORT graph optimisation first, as ORT recommends for static quantisation.
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        nodes_to_exclude: list[str] = []
+        if exclude_first_last:
+            convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"]
+            nodes_to_exclude = convs[:1] + convs[-1:]
+        quantize_static(
+            str(pre),
+            str(raw),
+            make_calibration_reader(calib_inputs),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            nodes_to_exclude=nodes_to_exclude or None,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+        proto = onnx.load(str(raw))
+        set_metadata(proto, {**meta, "precision": "int8", "int8_calibration": f"{method}, {len(calib_inputs)} batches"})
+        save_onnx_atomic(proto, out_path)
+    finally:
+        for p in (pre, raw, pre.with_suffix(".onnx.data")):
+            p.unlink(missing_ok=True)
+    return out_path

@@ -1,0 +1,200 @@
+"""One call from a trained model to verified release artifacts (what ``paragonsr export`` runs).
+
+Order: calibrate/fuse (lossless check) -> fused safetensors -> FP32 ONNX (parity gate) -> FP16 (PSNR gate)
+-> INT8 (quality gate; refused unless forced) -> latency, comparison crop, model card.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from paragonsr.deploy import verify as V
+from paragonsr.deploy.fuse import FuseReport, prepare_for_release
+from paragonsr.deploy.model_card import artifact_entry, comparison_image, ort_cpu_latency_ms, write_model_card
+from paragonsr.deploy.onnx_export import MIN_OPSET, convert_fp16, export_onnx
+from paragonsr.deploy.quantize import quantize_int8
+
+
+class ExportError(RuntimeError):
+    """An artifact failed its verification gate (nothing unverified was left in place)."""
+
+
+@dataclass
+class ExportOptions:
+    fp16: bool = False
+    keep_io_types: bool = True
+    int8: bool = False
+    force_int8: bool = False
+    int8_method: str = "minmax"
+    opset: int = MIN_OPSET
+    calibrate_steps: int = 0
+    sizes: Sequence[tuple[int, int]] = V.DEFAULT_SIZES
+    lr_crop: int = 48  # LR side of verification/calibration crops
+    calib_per_image: int = 2
+    latency_size: int = 512  # 0 skips the latency measurement
+    latency_runs: int = 3
+    save_fused: bool = True
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    gates: list[V.GateResult] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    card: dict[str, Any] = field(default_factory=dict)
+    fuse: FuseReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+
+def _gate_or_remove(gate: V.GateResult, tmp: Path, final: Path, force: bool = False) -> bool:
+    if gate.passed or force:
+        tmp.replace(final)
+        return True
+    tmp.unlink(missing_ok=True)
+    return False
+
+
+def export_release(
+    model: nn.Module,
+    out_dir: str | Path,
+    name: str,
+    images: Sequence[tuple[str, np.ndarray]] = (),
+    calib_images: Sequence[tuple[str, np.ndarray]] | None = None,
+    options: ExportOptions | None = None,
+    log: Callable[[str], None] = print,
+) -> ExportResult:
+    """Export ``model`` to ``out_dir`` as ``<name>_fused.safetensors``, ``<name>_fp32.onnx`` (+ fp16/int8).
+
+    ``images``: (name, HWC float RGB) used for verification (centre crops) and, unless ``calib_images`` is
+    given, for INT8 calibration (random crops). Without images a synthetic test card is used for the FP16
+    check and INT8 is refused.
+    """
+    opt = options or ExportOptions()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    res = ExportResult(out)
+    scale, in_ch = int(getattr(model, "scale", 1)), int(getattr(model, "in_ch", 3))
+    source = "calibration images" if images else "synthetic test card"
+    verify_imgs = list(images) or [("synthetic", V.synthetic_image(max(128, opt.lr_crop * scale)))]
+    calib_src = list(calib_images) if calib_images is not None else list(images)
+    calib = V.make_calib_inputs([im for _, im in calib_src], scale, in_ch, opt.lr_crop, opt.calib_per_image)
+    vset = V.make_verify_set(verify_imgs, scale, in_ch, opt.lr_crop)
+
+    log(f"[1/5] fusing {getattr(model, 'arch_name', type(model).__name__)} (x{scale})")
+    fused, rep = prepare_for_release(model, calib_inputs=calib, calibrate_steps=opt.calibrate_steps, sizes=opt.sizes)
+    res.fuse = rep
+    if rep.parity is not None:
+        res.gates.append(rep.parity)
+        log(f"      {rep.parity}")
+    if opt.save_fused:
+        from paragonsr.checkpoint import save_model
+
+        p = out / f"{name}_fused.safetensors"
+        save_model(p, fused, metadata={"fused": rep.fusable, "exported_by": "paragonsr export"})
+        res.artifacts["fused"] = p
+
+    log(f"[2/5] FP32 ONNX (opset {opt.opset}, dynamic batch/height/width)")
+    fp32 = out / f"{name}_fp32.onnx"
+    tmp32 = out / f".{name}_fp32.onnx.verifying"
+    export_onnx(fused, tmp32, opset=opt.opset, metadata={"name": name})
+    torch_run = V.torch_runner(fused)
+    gate = V.check_parity(torch_run, V.onnx_runner(tmp32), in_ch, scale, opt.sizes)
+    res.gates.append(gate)
+    log(f"      {gate}")
+    if not _gate_or_remove(gate, tmp32, fp32):
+        raise ExportError(f"FP32 ONNX does not match PyTorch: {gate.detail}")
+    res.artifacts["fp32"] = fp32
+    fp32_out = V.run_all(V.onnx_runner(fp32), vset.lr)
+
+    if opt.fp16:
+        log(f"[3/5] FP16 ONNX ({'float32' if opt.keep_io_types else 'float16'} inputs/outputs)")
+        fp16 = out / f"{name}_fp16.onnx"
+        tmp16 = out / f".{name}_fp16.onnx.verifying"
+        convert_fp16(fp32, tmp16, keep_io_types=opt.keep_io_types)
+        gate = V.check_fp16(fp32_out, V.run_all(V.onnx_runner(tmp16), vset.lr))
+        res.gates.append(gate)
+        log(f"      {gate}")
+        if _gate_or_remove(gate, tmp16, fp16):
+            res.artifacts["fp16"] = fp16
+        else:
+            res.refused.append(f"{fp16.name} not written: {gate.detail}")
+
+    if opt.int8:
+        log(f"[4/5] INT8 ONNX (QDQ, per-channel weights, {opt.int8_method} calibration on {len(calib)} crops)")
+        i8 = out / f"{name}_int8.onnx"
+        if not calib:
+            res.refused.append(f"{i8.name} not written: INT8 needs calibration images (--calib DIR)")
+        else:
+            tmp8 = out / f".{name}_int8.onnx.verifying"
+            quantize_int8(fp32, tmp8, calib, method=opt.int8_method)
+            gate = V.check_int8(vset.hr, fp32_out, V.run_all(V.onnx_runner(tmp8), vset.lr), scale)
+            res.gates.append(gate)
+            log(f"      {gate}")
+            if _gate_or_remove(gate, tmp8, i8, force=opt.force_int8):
+                res.artifacts["int8"] = i8
+                if not gate.passed:
+                    log("      written anyway (--force-int8)")
+            else:
+                res.refused.append(f"{i8.name} not written: {gate.detail} (use --force-int8 to write it anyway)")
+
+    log("[5/5] latency, comparison crop, model card")
+    entries = []
+    for kind, path in res.artifacts.items():
+        lat = None
+        if path.suffix == ".onnx" and opt.latency_size > 0:
+            lat = ort_cpu_latency_ms(path, opt.latency_size, opt.latency_runs)
+            log(f"      {path.name}: {lat:.1f} ms for 1x{in_ch}x{opt.latency_size}x{opt.latency_size} (ORT CPU)")
+        entries.append(artifact_entry(path, kind, lat, opt.latency_size))
+
+    bicubic = [V.upscale_bicubic(lr, scale) for lr in vset.lr]
+    model_hwc = [np.clip(o.transpose(1, 2, 0), 0, 1) for o in fp32_out]
+    quality = {
+        "source": source,
+        "images": len(vset.hr),
+        "psnr_bicubic_db": float(np.mean([V.psnr(b, g, scale) for b, g in zip(bicubic, vset.hr)])),
+        "psnr_model_db": float(np.mean([V.psnr(m, g, scale) for m, g in zip(model_hwc, vset.hr)])),
+    }
+    cmp_path = comparison_image(
+        out / f"{name}_comparison.png",
+        [("bicubic", bicubic[0]), (f"{name} (fp32 onnx)", model_hwc[0]), ("ground truth", vset.hr[0])],
+    )
+    from paragonsr import __version__
+
+    res.card = {
+        "name": name,
+        "paragonsr_version": __version__,
+        "model": {
+            "arch": rep.arch,
+            "variant": rep.variant,
+            "arch_kwargs": dict(getattr(model, "arch_kwargs", {}) or {}),
+            "scale": rep.scale,
+            "in_ch": rep.in_ch,
+            "out_ch": rep.out_ch,
+            "params_trainable": rep.params_trainable,
+            "params_fused": rep.params_fused,
+            "macs_per_output_mp": rep.macs_per_output_mp,
+            "fusable": rep.fusable,
+            "calibrated_steps": rep.calibrated_steps,
+        },
+        "opset": opt.opset,
+        "dynamic_axes": ["batch", "height", "width"],
+        "artifacts": entries,
+        "verification": [g.to_dict() for g in res.gates],
+        "refused": res.refused,
+        "quality": quality,
+        "comparison_image": cmp_path.name,
+        "host": f"{platform.processor() or platform.machine()}, {platform.system()}",
+    }
+    write_model_card(out, res.card)
+    return res

@@ -1,0 +1,283 @@
+"""Verification gate: exported artifacts must match PyTorch before they are released.
+
+- FP32 ONNX vs the PyTorch eval model on several sizes (odd ones included): max abs diff <= 1e-4.
+- FP16 ONNX vs FP32 ONNX: PSNR >= 45 dB on the verification images.
+- INT8 ONNX: PSNR vs ground truth (LR made by downscaling the images) within 0.3 dB of FP32, and >= 40 dB
+  against the FP32 output.
+Images are float32 RGB (or gray) HWC in [0, 1]; models take NCHW.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+FP32_MAX_ABS = 1e-4
+FP16_MIN_PSNR = 45.0
+INT8_MAX_DROP_DB = 0.3
+INT8_MIN_PSNR_VS_FP32 = 40.0
+PSNR_CAP = 100.0  # identical outputs; keeps JSON finite
+DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((24, 20), (33, 17), (48, 64))
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+Runner = Callable[[np.ndarray], np.ndarray]  # NCHW float32 -> NCHW float32
+
+
+@dataclass
+class GateResult:
+    name: str
+    passed: bool
+    value: float
+    threshold: float
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["value"] = self.value if math.isfinite(self.value) else None  # JSON has no inf
+        return d
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'PASS' if self.passed else 'FAIL'} — {self.detail}"
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode to float32 HWC RGB in [0, 1] (8/16-bit, gray or with alpha; alpha dropped)."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot decode image: {path}")
+    peak = 65535.0 if img.dtype == np.uint16 else 255.0 if img.dtype == np.uint8 else 1.0
+    img = img.astype(np.float32) / peak
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"calibration/verification folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in {folder}")
+    return files
+
+
+def synthetic_image(size: int = 256, seed: int = 0) -> np.ndarray:
+    """A deterministic test card (gradients, edges, rings, fine noise) for runs without --calib images."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    r = np.sqrt((xx - 0.5) ** 2 + (yy - 0.5) ** 2)
+    base = np.stack([xx, yy, 0.5 + 0.5 * np.cos(40 * r * r)], axis=2)
+    base[(xx * 8).astype(int) % 2 == (yy * 8).astype(int) % 2] *= 0.7
+    base += rng.normal(0, 0.03, base.shape).astype(np.float32)
+    return np.clip(base, 0, 1).astype(np.float32)
+
+
+def to_model_channels(img: np.ndarray, in_ch: int) -> np.ndarray:
+    if in_ch == 3:
+        return img
+    if in_ch == 1:
+        return (img @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+    raise ValueError(f"verification supports 1- or 3-channel models, this one takes {in_ch} channels")
+
+
+def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """HR HWC -> LR HWC by antialiased bicubic (the usual bicubic-degradation benchmark convention)."""
+    if scale == 1:
+        return hr.copy()
+    from paragonsr.archs.resample import resize
+
+    t = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))[None]
+    lr = resize(t, size=(hr.shape[0] // scale, hr.shape[1] // scale), kernel="bicubic", antialias=True)
+    return np.clip(lr[0].numpy().transpose(1, 2, 0), 0, 1).astype(np.float32)
+
+
+def upscale_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
+    from paragonsr.archs.resample import resize
+
+    t = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None]
+    up = resize(t, scale=float(scale), kernel="bicubic")
+    return np.clip(up[0].numpy().transpose(1, 2, 0), 0, 1).astype(np.float32)
+
+
+@dataclass
+class VerifySet:
+    """Ground-truth HR crops and their LR inputs (same order)."""
+
+    hr: list[np.ndarray]
+    lr: list[np.ndarray]
+    names: list[str]
+
+
+def make_verify_set(
+    images: Sequence[tuple[str, np.ndarray]], scale: int, in_ch: int, lr_size: int = 48
+) -> VerifySet:
+    """Centre crops (HR side lr_size*scale) of each image and their downscaled LR versions."""
+    hr_size = lr_size * scale
+    out = VerifySet([], [], [])
+    for name, img in images:
+        img = to_model_channels(img, in_ch)
+        h, w = img.shape[:2]
+        if h < hr_size or w < hr_size:
+            raise ValueError(f"{name}: {w}x{h} is smaller than the {hr_size}x{hr_size} verification crop")
+        top, left = (h - hr_size) // 2, (w - hr_size) // 2
+        hr = np.ascontiguousarray(img[top : top + hr_size, left : left + hr_size])
+        out.hr.append(hr)
+        out.lr.append(downscale(hr, scale))
+        out.names.append(name)
+    return out
+
+
+def make_calib_inputs(
+    images: Iterable[np.ndarray], scale: int, in_ch: int, lr_size: int = 48, per_image: int = 2, seed: int = 0
+) -> list[np.ndarray]:
+    """LR calibration batches (1xCxhxw each) from random crops (not the verification centre crops)."""
+    rng = np.random.default_rng(seed)
+    hr_size = lr_size * scale
+    batches = []
+    for img in images:
+        img = to_model_channels(img, in_ch)
+        h, w = img.shape[:2]
+        for _ in range(per_image):
+            top = int(rng.integers(0, max(1, h - hr_size + 1)))
+            left = int(rng.integers(0, max(1, w - hr_size + 1)))
+            hr = img[top : top + hr_size, left : left + hr_size]
+            batches.append(downscale(np.ascontiguousarray(hr), scale).transpose(2, 0, 1)[None].copy())
+    return batches
+
+
+# ------------------------------------------------------------------------------------------------ runners
+
+
+def torch_runner(model: nn.Module) -> Runner:
+    model = model.eval()
+    device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+    return run
+
+
+def onnx_runner(path: str | Path, provider: str | None = "cpu") -> Runner:
+    from paragonsr.infer.onnx_backend import OnnxBackend
+
+    return OnnxBackend(path, provider=provider).run_numpy
+
+
+def psnr(a: np.ndarray, b: np.ndarray, shave: int = 0) -> float:
+    """PSNR in dB of two [0, 1] images (clipped first), border ``shave`` pixels ignored (HWC or CHW-last-2)."""
+    a = np.clip(a.astype(np.float64), 0, 1)
+    b = np.clip(b.astype(np.float64), 0, 1)
+    if shave:
+        a, b = a[..., shave:-shave, shave:-shave], b[..., shave:-shave, shave:-shave]
+    mse = float(np.mean((a - b) ** 2))
+    return PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else 10 * math.log10(1.0 / mse)
+
+
+def _chw(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+
+
+def run_all(runner: Runner, lrs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [runner(_chw(lr))[0] for lr in lrs]
+
+
+# ------------------------------------------------------------------------------------------------ gates
+
+
+def check_parity(
+    reference: Runner,
+    candidate: Runner,
+    in_ch: int,
+    scale: int,
+    sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
+    tol: float = FP32_MAX_ABS,
+    name: str = "fp32_parity",
+    seed: int = 0,
+) -> GateResult:
+    """Max abs diff between two runners on random inputs of each (h, w); a batch of 2 checks the batch axis."""
+    rng = np.random.default_rng(seed)
+    worst, per_size = 0.0, {}
+    for h, w in sizes:
+        x = rng.random((2, in_ch, h, w), dtype=np.float32)
+        ref, cand = reference(x), candidate(x)
+        if cand.shape != ref.shape or cand.shape[2:] != (h * scale, w * scale):
+            return GateResult(
+                name, False, math.inf, tol, f"shape mismatch at {h}x{w}: {cand.shape} vs reference {ref.shape}"
+            )
+        diff = float(np.max(np.abs(ref - cand)))
+        per_size[f"{h}x{w}"] = diff
+        worst = max(worst, diff)
+    sizes_txt = ", ".join(f"{h}x{w}" for h, w in sizes)
+    return GateResult(
+        name,
+        worst <= tol,
+        worst,
+        tol,
+        f"max abs diff {worst:.2e} (limit {tol:.0e}) over sizes {sizes_txt}",
+        {"per_size": per_size},
+    )
+
+
+def check_fp16(fp32: Sequence[np.ndarray], fp16: Sequence[np.ndarray], min_psnr: float = FP16_MIN_PSNR) -> GateResult:
+    vals = [psnr(a, b) for a, b in zip(fp32, fp16)]
+    worst = min(vals)
+    return GateResult(
+        "fp16_vs_fp32",
+        worst >= min_psnr,
+        worst,
+        min_psnr,
+        f"PSNR vs FP32 min {worst:.2f} dB / mean {np.mean(vals):.2f} dB over {len(vals)} images (need >= {min_psnr} dB)",
+        {"per_image_db": vals},
+    )
+
+
+def check_int8(
+    hr: Sequence[np.ndarray],
+    fp32: Sequence[np.ndarray],
+    int8: Sequence[np.ndarray],
+    scale: int,
+    max_drop: float = INT8_MAX_DROP_DB,
+    min_vs_fp32: float = INT8_MIN_PSNR_VS_FP32,
+) -> GateResult:
+    """INT8 gate: quality vs ground truth may drop by <= max_drop dB, and the output must stay close to FP32."""
+    shave = scale
+    gt_fp32 = float(np.mean([psnr(o.transpose(1, 2, 0), g, shave) for o, g in zip(fp32, hr)]))
+    gt_int8 = float(np.mean([psnr(o.transpose(1, 2, 0), g, shave) for o, g in zip(int8, hr)]))
+    vs_fp32 = float(min(psnr(a, b) for a, b in zip(fp32, int8)))
+    drop = gt_fp32 - gt_int8
+    reasons = []
+    if drop > max_drop:
+        reasons.append(f"PSNR vs ground truth drops {drop:.2f} dB (limit {max_drop} dB)")
+    if vs_fp32 < min_vs_fp32:
+        reasons.append(f"PSNR vs FP32 output is {vs_fp32:.2f} dB (need >= {min_vs_fp32} dB)")
+    detail = (
+        f"GT PSNR fp32 {gt_fp32:.2f} dB, int8 {gt_int8:.2f} dB (drop {drop:+.2f} dB); int8 vs fp32 {vs_fp32:.2f} dB"
+    )
+    if reasons:
+        detail += " — refused: " + "; ".join(reasons)
+    return GateResult(
+        "int8",
+        not reasons,
+        drop,
+        max_drop,
+        detail,
+        {"psnr_gt_fp32_db": gt_fp32, "psnr_gt_int8_db": gt_int8, "psnr_vs_fp32_db": vs_fp32, "drop_db": drop},
+    )

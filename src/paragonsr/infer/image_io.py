@@ -1,0 +1,283 @@
+"""Image reading/writing for inference: float32 HWC RGB(A) in [0, 1] plus an ``ImageInfo`` describing the file.
+
+- Bit depth comes from the decoded dtype (uint8 -> 8, uint16 -> 16, float -> 32), never from pixel values, so a
+  dark 16-bit image stays 16-bit and is written back at 16 bits.
+- Grayscale stays 1 channel (HW1), RGBA keeps its alpha, EXIF orientation is applied (the array is what a viewer
+  shows); the decoder is OpenCV (``IMREAD_UNCHANGED``) with Pillow as fallback for what OpenCV cannot open.
+- Writes are atomic: encode in memory, write a temp file in the target folder, ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+READ_EXTS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".ppm", ".pgm")
+WRITE_EXTS = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".webp": "webp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".bmp": "bmp",
+}
+# Formats that can hold more than 8 bits per channel when written.
+_DEEP_FORMATS = {"png": (8, 16), "tiff": (8, 16, 32)}
+
+
+class ImageReadError(ValueError):
+    """The file cannot be decoded as an image (message names the file and the reason)."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the source file was, so the output can be written the same way."""
+
+    path: str | None = None
+    format: str | None = None  # "png", "jpeg", "tiff", "webp", "bmp", ...
+    bit_depth: int = 8  # 8, 16, or 32 (float)
+    channels: int = 3  # 1, 3 or 4
+    height: int = 0
+    width: int = 0
+    orientation: int = 1  # EXIF orientation that was applied (1 = none)
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.channels == 4
+
+    @property
+    def is_gray(self) -> bool:
+        return self.channels == 1
+
+    def with_size(self, height: int, width: int) -> ImageInfo:
+        return replace(self, height=height, width=width)
+
+
+def _sniff_format(data: bytes) -> str | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:4] in (b"GIF8",):
+        return "gif"
+    if data[:2] in (b"P5", b"P6", b"P2", b"P3"):
+        return "pnm"
+    return None
+
+
+def _check_complete(data: bytes, fmt: str | None, path: str) -> None:
+    """Decoders may return a half-grey image for a truncated file instead of failing: check the end markers."""
+    if fmt == "png" and b"IEND" not in data[-32:]:
+        raise ImageReadError(f"{path}: truncated PNG (no IEND chunk at the end)")
+    if fmt == "jpeg":
+        # The final EOI must follow the last start-of-scan; an EXIF thumbnail's EOI sits before it.
+        if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+            raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker after the last scan)")
+
+
+def _exif_orientation(data: bytes) -> int:
+    from PIL import Image
+
+    try:
+        import io
+
+        with Image.open(io.BytesIO(data)) as im:
+            val = im.getexif().get(0x0112, 1)
+        return int(val) if int(val) in range(1, 9) else 1
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not make a decodable image unreadable
+        return 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip an HWC array as EXIF orientation 1-8 prescribes (same result as PIL's exif_transpose)."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1, :],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, k=-1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, k=1),
+    }
+    op = ops.get(orientation)
+    return img if op is None else np.ascontiguousarray(op(img))
+
+
+def _decode_pillow(data: bytes, path: str) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L"):
+                return np.asarray(im, dtype=np.uint16)
+            if im.mode not in ("L", "RGB", "RGBA"):
+                im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+            arr = np.asarray(im)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+        raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
+    # Pillow gives RGB(A); the caller expects OpenCV's BGR(A) order.
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        arr = arr[..., [2, 1, 0, *range(3, arr.shape[2])]]
+    return arr
+
+
+def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageInfo]:
+    """Decode encoded image bytes into float32 HWC RGB(A)/gray in [0, 1] and its ``ImageInfo``."""
+    if len(data) == 0:
+        raise ImageReadError(f"{path}: empty file (0 bytes)")
+    fmt = _sniff_format(data)
+    _check_complete(data, fmt, path)
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        if fmt is None:
+            raise ImageReadError(f"{path}: not a recognised image format")
+        arr = _decode_pillow(data, path)
+    if arr.size == 0:
+        raise ImageReadError(f"{path}: image has zero size")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise ImageReadError(f"{path}: unsupported image layout {arr.shape} (need gray, RGB or RGBA)")
+    if arr.dtype == np.uint8:
+        depth, img = 8, arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        depth, img = 16, arr.astype(np.float32) / 65535.0
+    elif arr.dtype in (np.float32, np.float64):
+        depth, img = 32, arr.astype(np.float32)
+    else:
+        raise ImageReadError(f"{path}: unsupported sample type {arr.dtype} (need 8/16-bit integer or float)")
+    if img.shape[2] >= 3:
+        img = img[..., [2, 1, 0, *range(3, img.shape[2])]]  # BGR(A) -> RGB(A)
+    orientation = _exif_orientation(data) if fmt in ("jpeg", "tiff", "webp", "png") else 1
+    img = apply_orientation(img, orientation)
+    info = ImageInfo(
+        path=path,
+        format=fmt,
+        bit_depth=depth,
+        channels=img.shape[2],
+        height=img.shape[0],
+        width=img.shape[1],
+        orientation=orientation,
+    )
+    return np.ascontiguousarray(img), info
+
+
+def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
+    """Read an image file (see module doc). Raises ``FileNotFoundError``/``ImageReadError`` naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file")
+    if p.is_dir():
+        raise ImageReadError(f"{p}: is a folder, not an image")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"{p}: cannot read file ({exc.strerror or exc})") from None
+    return decode_image(data, str(p))
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    ext = Path(path).suffix.lower()
+    if ext not in WRITE_EXTS:
+        raise ValueError(f"{path}: cannot write '{ext or '(no extension)'}' files; use one of {sorted(WRITE_EXTS)}")
+    return WRITE_EXTS[ext]
+
+
+def to_dtype(img: np.ndarray, bit_depth: int) -> np.ndarray:
+    """float [0, 1] -> uint8/uint16 (rounded, clipped) or float32 for bit_depth 32."""
+    if bit_depth == 32:
+        return img.astype(np.float32)
+    peak, dtype = (255.0, np.uint8) if bit_depth == 8 else (65535.0, np.uint16)
+    return (np.clip(img, 0.0, 1.0) * peak + 0.5).astype(dtype)
+
+
+def encode_image(
+    img: np.ndarray, fmt: str, bit_depth: int = 8, quality: int = 95, background: float = 1.0
+) -> bytes:
+    """Encode float HWC RGB(A)/gray in [0, 1]. Formats without alpha (JPEG) get it composited over
+    ``background`` (white by default); formats that cannot store the requested depth get 8 bits."""
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ValueError(f"cannot write an image of shape {img.shape} (need HxW, HxWx1, HxWx3 or HxWx4)")
+    if img.shape[2] == 4 and fmt == "jpeg":
+        alpha = np.clip(img[..., 3:], 0.0, 1.0)
+        img = img[..., :3] * alpha + background * (1.0 - alpha)
+    depth = bit_depth if bit_depth in _DEEP_FORMATS.get(fmt, (8,)) else 8
+    arr = to_dtype(img, depth)
+    if arr.shape[2] >= 3:
+        arr = arr[..., [2, 1, 0, *range(3, arr.shape[2])]]  # RGB(A) -> BGR(A) for OpenCV
+    arr = np.ascontiguousarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+    q = int(np.clip(quality, 1, 100))
+    params = {
+        "jpeg": [cv2.IMWRITE_JPEG_QUALITY, q],
+        "webp": [cv2.IMWRITE_WEBP_QUALITY, q],
+        "png": [cv2.IMWRITE_PNG_COMPRESSION, 3],
+    }.get(fmt, [])
+    ext = {"jpeg": ".jpg", "tiff": ".tif"}.get(fmt, f".{fmt}")
+    ok, buf = cv2.imencode(ext, arr, params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {arr.shape} {arr.dtype} image as {fmt}")
+    return buf.tobytes()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write to a temp file in the same folder, then ``os.replace`` (readers never see a partial file)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    img: np.ndarray,
+    info: ImageInfo | None = None,
+    bit_depth: int | None = None,
+    quality: int = 95,
+) -> Path:
+    """Write float HWC in [0, 1] atomically; format from the extension, depth = ``bit_depth`` or the source's."""
+    fmt = output_format(path)
+    depth = bit_depth or (info.bit_depth if info is not None else 8)
+    atomic_write_bytes(path, encode_image(img, fmt, depth, quality))
+    return Path(path)
+
+
+__all__ = [
+    "READ_EXTS",
+    "WRITE_EXTS",
+    "ImageInfo",
+    "ImageReadError",
+    "apply_orientation",
+    "atomic_write_bytes",
+    "decode_image",
+    "encode_image",
+    "output_format",
+    "read_image",
+    "to_dtype",
+    "write_image",
+]

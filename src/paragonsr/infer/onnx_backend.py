@@ -1,0 +1,151 @@
+"""ONNX Runtime backend for ``paragonsr upscale --backend onnx``.
+
+Same protocol as the torch backend: ``scale``/``in_ch``/``out_ch`` attributes and
+``__call__(x: Tensor[B, C, h, w] float32 CPU in [0, 1]) -> Tensor[B, C, s*h, s*w]``; tiling, alpha and 16-bit
+handling live in the caller and are shared by both backends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+# Short names users type -> ONNX Runtime execution provider names.
+PROVIDER_ALIASES: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+# Automatic choice. TensorRT is opt-in only: onnxruntime-gpu lists it even when libnvinfer is missing, and it
+# builds a new engine (minutes) for every new tile shape, which is the opposite of "boringly reliable".
+AUTO_ORDER = ("CUDAExecutionProvider", "DmlExecutionProvider", "CPUExecutionProvider")
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
+        raise ModuleNotFoundError(
+            "the ONNX backend needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu / -directml)"
+        ) from exc
+    return onnxruntime
+
+
+def resolve_providers(provider: str | Sequence[str] | None = None) -> list[str]:
+    """Execution providers to use, best first, always ending with CPU as the fallback.
+
+    ``provider`` is ``None``/"auto" (CUDA > DirectML > CPU from what is installed), a short name
+    (cpu, cuda, tensorrt, directml, ...), a full provider name, or a list of those in priority order.
+    """
+    available = list(_ort().get_available_providers())
+    if provider is None or provider == "auto":
+        chosen = [p for p in AUTO_ORDER if p in available]
+    else:
+        names = [provider] if isinstance(provider, str) else list(provider)
+        chosen = []
+        for name in names:
+            full = PROVIDER_ALIASES.get(name.strip().lower(), name.strip())
+            if full not in available:
+                raise ValueError(
+                    f"execution provider '{name}' ({full}) is not available in this onnxruntime build; "
+                    f"available: {', '.join(available)}"
+                )
+            chosen.append(full)
+        # TensorRT falls back to CUDA for unsupported nodes when CUDA is there.
+        if "TensorrtExecutionProvider" in chosen and "CUDAExecutionProvider" in available:
+            chosen.append("CUDAExecutionProvider")
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return list(dict.fromkeys(chosen))
+
+
+def make_session(
+    path: str | os.PathLike[str],
+    provider: str | Sequence[str] | None = None,
+    *,
+    threads: int = 0,
+) -> Any:
+    """An ``InferenceSession`` with all graph optimisations on. ``threads=0`` lets ORT pick."""
+    ort = _ort()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=opts, providers=resolve_providers(provider))
+
+
+_ORT_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+class OnnxBackend:
+    """Run an exported paragonsr (or any single-input image-to-image) ONNX model.
+
+    Scale and channel counts come from the ``paragonsr.*`` metadata written at export; for foreign ONNX files
+    they are read from the graph and, for the scale, from one tiny probe run.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], provider: str | Sequence[str] | None = None) -> None:
+        self.path = Path(path)
+        self.session = make_session(self.path, provider)
+        self.providers: list[str] = list(self.session.get_providers())
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ValueError(
+                f"{self.path}: expected one image input and an image output, got inputs "
+                f"{[i.name for i in inputs]} and outputs {[o.name for o in outputs]}"
+            )
+        self._in, self._out = inputs[0], outputs[0]
+        if len(self._in.shape) != 4:
+            raise ValueError(f"{self.path}: input '{self._in.name}' must be 4-D NCHW, got shape {self._in.shape}")
+        self.input_dtype = _ORT_FLOAT.get(self._in.type)
+        if self.input_dtype is None:
+            raise ValueError(f"{self.path}: input type {self._in.type} is not a float tensor")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = {k.split(".", 1)[1]: v for k, v in meta.items() if k.startswith("paragonsr.")}
+        self.precision = self.metadata.get("precision", "unknown")
+        in_dim = self._in.shape[1]
+        self.in_ch = int(self.metadata.get("in_ch", in_dim if isinstance(in_dim, int) else 3))
+        if "scale" in self.metadata and "out_ch" in self.metadata:
+            self.scale = int(self.metadata["scale"])
+            self.out_ch = int(self.metadata["out_ch"])
+        else:
+            self.scale, self.out_ch = self._probe()
+
+    def _probe(self) -> tuple[int, int]:
+        probe = np.zeros((1, self.in_ch, 16, 16), dtype=self.input_dtype)
+        out = self.session.run([self._out.name], {self._in.name: probe})[0]
+        if out.shape[2] % 16 or out.shape[2] != out.shape[3]:
+            raise ValueError(f"{self.path}: cannot infer an integer scale from output shape {out.shape}")
+        return out.shape[2] // 16, int(out.shape[1])
+
+    def run_numpy(self, x: np.ndarray) -> np.ndarray:
+        """NCHW array in, NCHW float32 array out (no clipping)."""
+        if x.ndim != 4 or x.shape[1] != self.in_ch:
+            raise ValueError(f"expected input of shape [B, {self.in_ch}, H, W], got {tuple(x.shape)}")
+        feed = np.ascontiguousarray(x, dtype=self.input_dtype)
+        out = self.session.run([self._out.name], {self._in.name: feed})[0]
+        return out.astype(np.float32, copy=False)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        arr = x.detach().to("cpu", torch.float32).numpy()
+        return torch.from_numpy(self.run_numpy(arr))
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxBackend({self.path.name}, scale={self.scale}, precision={self.precision}, "
+            f"providers={self.providers})"
+        )

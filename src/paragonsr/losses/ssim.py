@@ -1,0 +1,124 @@
+"""SSIM and MS-SSIM losses (differentiable, batched, per channel on [0, 1] images).
+
+MS-SSIM (Wang et al. 2003): 5 scales with weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); scales 1..4
+contribute contrast-structure ``cs``, the coarsest scale ``luminance * cs``; 2×2 average pooling between scales;
+11×11 Gaussian window σ 1.5 with 'valid' filtering; C1 = (0.01·R)², C2 = (0.03·R)² for data range R.
+
+Small crops: a scale needs at least ``win_size`` pixels on its shorter side. When the input is too small for all
+5 scales (the full pyramid needs ≥ 161 px with an 11 px window) we use **fewer scales and renormalise the weights of
+the scales kept to sum 1** (e.g. a 64 px crop uses 3 scales: weights 0.0448, 0.2856, 0.3001 / 0.6305). Below one
+window (< 11 px) the window shrinks to the largest odd size that fits (σ scaled with it). This never pads, so no
+border statistics are invented. Negative ``cs`` values are clamped to a small positive number before the
+fractional powers (they would give NaN), as common implementations do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from paragonsr.losses.pixel import check_pair
+from paragonsr.registry import LOSS_REGISTRY
+
+MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def gaussian_1d(size: int, sigma: float, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).to(device=device, dtype=dtype or torch.float32)
+
+
+def _blur_valid(x: Tensor, g: Tensor) -> Tensor:
+    c = x.shape[1]
+    k = g.numel()
+    x = F.conv2d(x, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+    return F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+
+
+def ssim_components(
+    x: Tensor, y: Tensor, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """Per-image-and-channel mean luminance·cs term and cs term, each (N, C)."""
+    side = min(x.shape[-2:])
+    if side < win_size:  # shrink the window to fit (documented above)
+        new = side if side % 2 else side - 1
+        sigma, win_size = sigma * new / win_size, max(new, 1)
+    g = gaussian_1d(win_size, sigma, x.device, x.dtype)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = _blur_valid(x, g), _blur_valid(y, g)
+    sxx = _blur_valid(x * x, g) - mu_x**2
+    syy = _blur_valid(y * y, g) - mu_y**2
+    sxy = _blur_valid(x * y, g) - mu_x * mu_y
+    cs_map = (2 * sxy + c2) / (sxx + syy + c2)
+    lum_map = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    return (lum_map * cs_map).mean(dim=(2, 3)), cs_map.mean(dim=(2, 3))
+
+
+def ssim(x: Tensor, y: Tensor, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> Tensor:
+    """Mean SSIM of a batch (scalar)."""
+    return ssim_components(x, y, win_size, sigma, data_range)[0].mean()
+
+
+def msssim_levels(size: int, win_size: int = 11, max_levels: int = 5) -> int:
+    """How many scales fit: level k (0-based) has size // 2**k and needs at least win_size pixels."""
+    levels = 1
+    while levels < max_levels and size // (2**levels) >= win_size:
+        levels += 1
+    return levels
+
+
+def ms_ssim(
+    x: Tensor,
+    y: Tensor,
+    win_size: int = 11,
+    sigma: float = 1.5,
+    data_range: float = 1.0,
+    weights: tuple[float, ...] = MSSSIM_WEIGHTS,
+) -> Tensor:
+    """Mean MS-SSIM of a batch (scalar); fewer scales with renormalised weights on small inputs."""
+    levels = msssim_levels(min(x.shape[-2:]), win_size, len(weights))
+    w = torch.tensor(weights[:levels], dtype=x.dtype, device=x.device)
+    w = w / w.sum()
+    vals = []
+    for k in range(levels):
+        ssim_k, cs_k = ssim_components(x, y, win_size, sigma, data_range)
+        vals.append(ssim_k if k == levels - 1 else cs_k)
+        if k < levels - 1:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    stack = torch.stack(vals, dim=0).clamp_min(1e-6)  # (levels, N, C)
+    return torch.prod(stack ** w.view(-1, 1, 1), dim=0).mean()
+
+
+@LOSS_REGISTRY.register("SSIMLoss", aliases=("ssim",))
+class SSIMLoss(nn.Module):
+    """``loss_weight * (1 - SSIM(pred, target))``."""
+
+    def __init__(self, loss_weight: float = 1.0, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0):
+        super().__init__()
+        self.loss_weight, self.win_size, self.sigma, self.data_range = float(loss_weight), win_size, sigma, data_range
+
+    def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
+        check_pair(pred, target, "SSIMLoss")
+        return self.loss_weight * (1.0 - ssim(pred, target, self.win_size, self.sigma, self.data_range))
+
+
+@LOSS_REGISTRY.register("MSSSIMLoss", aliases=("msssim", "ms_ssim", "mssimloss"))
+class MSSSIMLoss(nn.Module):
+    """``loss_weight * (1 - MS-SSIM(pred, target))``; see the module docstring for small inputs.
+
+    Computed in float32 even under autocast (the variance terms cancel badly in bf16).
+    """
+
+    def __init__(self, loss_weight: float = 1.0, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0):
+        super().__init__()
+        self.loss_weight, self.win_size, self.sigma, self.data_range = float(loss_weight), win_size, sigma, data_range
+
+    def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
+        check_pair(pred, target, "MSSSIMLoss")
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            val = ms_ssim(pred.float(), target.float(), self.win_size, self.sigma, self.data_range)
+        return self.loss_weight * (1.0 - val)

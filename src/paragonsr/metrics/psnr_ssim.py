@@ -1,0 +1,182 @@
+"""PSNR / SSIM with BasicSR's MATLAB-compatible definitions, in numpy (reference) and torch (batched, on device).
+
+Definitions (identical to BasicSR ``calculate_psnr`` / ``calculate_ssim``):
+- images in the [0, 255] range (uint8 or float), compared in float64;
+- ``crop_border`` pixels removed on every side before measuring;
+- ``test_y_channel``: compare only MATLAB's BT.601 luma ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` (R, G, B in
+  [0, 1]; Y in [16, 235] on the 0-255 scale, not rounded);
+- PSNR = 10 log10(255² / MSE), ``inf`` for identical images;
+- SSIM: 11×11 Gaussian window σ = 1.5, 'valid' filtering (no padding), C1 = (0.01·255)², C2 = (0.03·255)²,
+  mean of the SSIM map per channel, then the mean over channels.
+
+Colour order: BasicSR reads images with OpenCV and its numpy functions assume **BGR**; paragonsr works in RGB.
+The numpy functions therefore take ``color_order="rgb"`` (default) or ``"bgr"`` (BasicSR-compatible for cv2
+arrays). The torch versions take RGB ``(N, C, H, W)`` tensors in [0, 1], like BasicSR's ``*_pt`` functions, and
+return one value per image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from paragonsr.registry import METRIC_REGISTRY
+
+_Y_WEIGHTS_RGB = (65.481, 128.553, 24.966)
+
+
+def _reorder(img: np.ndarray, input_order: str) -> np.ndarray:
+    if input_order not in ("HWC", "CHW"):
+        raise ValueError(f"input_order must be 'HWC' or 'CHW', got {input_order!r}")
+    if img.ndim == 2:
+        return img[..., None]
+    if img.ndim != 3:
+        raise ValueError(f"expected an HW, HWC or CHW image, got shape {img.shape}")
+    return img.transpose(1, 2, 0) if input_order == "CHW" else img
+
+
+def to_y_channel(img: np.ndarray, color_order: str = "rgb") -> np.ndarray:
+    """HWC image in [0, 255] -> HW1 float64 MATLAB luma in [16, 235] (grayscale passes through)."""
+    img = np.asarray(img, dtype=np.float64)
+    if img.ndim == 3 and img.shape[2] == 3:
+        order = color_order.lower()
+        if order not in ("rgb", "bgr"):
+            raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+        w = np.array(_Y_WEIGHTS_RGB if order == "rgb" else _Y_WEIGHTS_RGB[::-1])
+        img = (img / 255.0) @ w + 16.0
+        img = img[..., None]
+    return img
+
+
+def _prepare(
+    img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str, test_y: bool, color_order: str
+) -> tuple[np.ndarray, np.ndarray]:
+    img, img2 = np.asarray(img), np.asarray(img2)
+    if img.shape != img2.shape:
+        raise ValueError(f"image shapes differ: {img.shape} vs {img2.shape}")
+    img, img2 = _reorder(img, input_order), _reorder(img2, input_order)
+    if crop_border < 0:
+        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+    if crop_border:
+        img = img[crop_border:-crop_border, crop_border:-crop_border, :]
+        img2 = img2[crop_border:-crop_border, crop_border:-crop_border, :]
+    if img.size == 0:
+        raise ValueError(f"crop_border={crop_border} leaves nothing of a {img2.shape} image")
+    if test_y:
+        img, img2 = to_y_channel(img, color_order), to_y_channel(img2, color_order)
+    return img.astype(np.float64), img2.astype(np.float64)
+
+
+@METRIC_REGISTRY.register("calculate_psnr", aliases=("psnr",))
+def calculate_psnr(
+    img: np.ndarray,
+    img2: np.ndarray,
+    crop_border: int = 0,
+    input_order: str = "HWC",
+    test_y_channel: bool = False,
+    color_order: str = "rgb",
+    **_: Any,
+) -> float:
+    """PSNR (dB) of two images in [0, 255]; BasicSR/MATLAB definition (see module docstring)."""
+    a, b = _prepare(img, img2, crop_border, input_order, test_y_channel, color_order)
+    mse = float(np.mean((a - b) ** 2))
+    if mse == 0:
+        return float("inf")
+    return float(10.0 * np.log10(255.0**2 / mse))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    # Same values as cv2.getGaussianKernel(11, 1.5) outer product, written out to keep numpy-only maths here.
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    g /= g.sum()
+    return np.outer(g, g)
+
+
+def _filter_valid(img: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """2-D correlation with 'valid' borders (what BasicSR gets from filter2D followed by the [5:-5] crop)."""
+    k = window.shape[0]
+    h, w = img.shape[0] - k + 1, img.shape[1] - k + 1
+    if h <= 0 or w <= 0:
+        raise ValueError(f"SSIM needs images of at least {k}x{k} after cropping, got {img.shape[:2]}")
+    out = np.zeros((h, w), dtype=np.float64)
+    for i in range(k):
+        for j in range(k):
+            out += window[i, j] * img[i : i + h, j : j + w]
+    return out
+
+
+def _ssim_channel(a: np.ndarray, b: np.ndarray) -> float:
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    win = _gaussian_window()
+    mu1, mu2 = _filter_valid(a, win), _filter_valid(b, win)
+    s11 = _filter_valid(a * a, win) - mu1**2
+    s22 = _filter_valid(b * b, win) - mu2**2
+    s12 = _filter_valid(a * b, win) - mu1 * mu2
+    ssim_map = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
+    return float(ssim_map.mean())
+
+
+@METRIC_REGISTRY.register("calculate_ssim", aliases=("ssim",))
+def calculate_ssim(
+    img: np.ndarray,
+    img2: np.ndarray,
+    crop_border: int = 0,
+    input_order: str = "HWC",
+    test_y_channel: bool = False,
+    color_order: str = "rgb",
+    **_: Any,
+) -> float:
+    """SSIM of two images in [0, 255]; BasicSR/MATLAB definition (see module docstring)."""
+    a, b = _prepare(img, img2, crop_border, input_order, test_y_channel, color_order)
+    return float(np.mean([_ssim_channel(a[..., c], b[..., c]) for c in range(a.shape[2])]))
+
+
+# ---------------------------------------------------------------------------------------------- torch versions
+def _prepare_pt(img: Tensor, img2: Tensor, crop_border: int, test_y: bool) -> tuple[Tensor, Tensor]:
+    if img.shape != img2.shape or img.ndim != 4:
+        raise ValueError(f"expected two (N, C, H, W) tensors of equal shape, got {img.shape} and {img2.shape}")
+    if crop_border:
+        img = img[:, :, crop_border:-crop_border, crop_border:-crop_border]
+        img2 = img2[:, :, crop_border:-crop_border, crop_border:-crop_border]
+    img, img2 = img.to(torch.float64), img2.to(torch.float64)
+    if test_y:
+        img, img2 = rgb_to_y_pt(img), rgb_to_y_pt(img2)
+    return img * 255.0, img2 * 255.0
+
+
+def rgb_to_y_pt(img: Tensor) -> Tensor:
+    """(N, 3, H, W) RGB in [0, 1] -> (N, 1, H, W) MATLAB luma in [16/255, 235/255]; 1-channel passes through."""
+    if img.shape[1] == 1:
+        return img
+    w = torch.tensor(_Y_WEIGHTS_RGB, dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
+    return ((img * w).sum(1, keepdim=True) + 16.0) / 255.0
+
+
+@METRIC_REGISTRY.register("calculate_psnr_pt", aliases=("psnr_pt",))
+def calculate_psnr_pt(img: Tensor, img2: Tensor, crop_border: int = 0, test_y_channel: bool = False, **_: Any) -> Tensor:
+    """Per-image PSNR (N,) of RGB tensors in [0, 1]; same definition as :func:`calculate_psnr`."""
+    a, b = _prepare_pt(img, img2, crop_border, test_y_channel)
+    mse = ((a - b) ** 2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(255.0**2 / mse)  # mse == 0 gives inf, as the numpy version
+
+
+@METRIC_REGISTRY.register("calculate_ssim_pt", aliases=("ssim_pt",))
+def calculate_ssim_pt(img: Tensor, img2: Tensor, crop_border: int = 0, test_y_channel: bool = False, **_: Any) -> Tensor:
+    """Per-image SSIM (N,) of RGB tensors in [0, 1]; same definition as :func:`calculate_ssim`."""
+    a, b = _prepare_pt(img, img2, crop_border, test_y_channel)
+    c = a.shape[1]
+    win = torch.from_numpy(_gaussian_window()).to(a).view(1, 1, 11, 11).repeat(c, 1, 1, 1)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def filt(x: Tensor) -> Tensor:
+        return F.conv2d(x, win, groups=c)
+
+    mu1, mu2 = filt(a), filt(b)
+    s11, s22, s12 = filt(a * a) - mu1**2, filt(b * b) - mu2**2, filt(a * b) - mu1 * mu2
+    ssim_map = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
+    return ssim_map.mean(dim=(2, 3)).mean(dim=1)

@@ -1,0 +1,88 @@
+"""Name -> object registries shared by architectures, losses, datasets and degradation pipelines.
+
+One pattern everywhere (BasicSR/traiNNer users know it): decorate a class or factory function with
+``@REGISTRY.register()`` and build it from an option dict ``{"type": name, **kwargs}``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower()
+
+
+class Registry:
+    """A case-insensitive mapping from names (and aliases) to classes or factory functions."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, Any] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, name: str | None = None, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
+        def deco(obj: T) -> T:
+            key = _norm(name or obj.__name__)  # type: ignore[attr-defined]
+            if key in self._items or key in self._aliases:
+                raise KeyError(f"{self.kind} '{key}' is registered twice")
+            self._items[key] = obj
+            for alias in aliases:
+                a = _norm(alias)
+                if a == key:
+                    continue
+                if a in self._items or a in self._aliases:
+                    raise KeyError(f"{self.kind} alias '{a}' is registered twice")
+                self._aliases[a] = key
+            return obj
+
+        return deco
+
+    def canonical(self, name: str) -> str:
+        key = _norm(name)
+        key = self._aliases.get(key, key)
+        if key not in self._items:
+            choices = sorted(self._items)
+            close = difflib.get_close_matches(key, choices + sorted(self._aliases), n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise KeyError(f"unknown {self.kind} '{name}'.{hint} Available: {', '.join(choices)}")
+        return key
+
+    def get(self, name: str) -> Any:
+        return self._items[self.canonical(name)]
+
+    def build(self, name: str, **kwargs: Any) -> Any:
+        return self.get(name)(**kwargs)
+
+    def build_from_opt(self, opt: dict[str, Any]) -> Any:
+        """Build from a BasicSR-style option dict: ``{"type": name, **kwargs}``."""
+        opt = dict(opt)
+        if "type" not in opt:
+            raise KeyError(f"{self.kind} options need a 'type' key; got keys {sorted(opt)}")
+        return self.build(opt.pop("type"), **opt)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = _norm(name)
+        return key in self._items or key in self._aliases
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self._items)} entries)"
+
+
+ARCH_REGISTRY = Registry("architecture")
+LOSS_REGISTRY = Registry("loss")
+DATASET_REGISTRY = Registry("dataset")
+DEGRADATION_REGISTRY = Registry("degradation pipeline")
+METRIC_REGISTRY = Registry("metric")

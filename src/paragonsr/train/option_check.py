@@ -1,0 +1,131 @@
+"""Second validation pass: the sections whose schema is a registered class (networks, losses, metrics,
+degradation pipelines) are checked against the registry and the constructor signature, so a typo in
+``network_g.num_feats`` or ``pixel_opt.reducton`` fails before any training starts."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import typing
+from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from paragonsr.registry import Registry
+from paragonsr.train.options import OTFDatasetOpt, Options
+
+# Metric names from BasicSR YAMLs -> our registry names (tried in order).
+METRIC_ALIASES = {"calculate_psnr": ("calculate_psnr", "psnr"), "calculate_ssim": ("calculate_ssim", "ssim")}
+
+
+def _import_quietly(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:  # the area is optional or not installed: registry lookups will say so
+        if not (exc.name or "").startswith("paragonsr"):
+            raise
+
+
+def signature_problems(obj: Any, kwargs: dict[str, Any], where: str, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Check ``kwargs`` against ``obj``'s constructor: unknown names (did-you-mean) and annotated types."""
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return []
+    params = {n: p for n, p in sig.parameters.items() if n not in ("self", "args")}
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    names = [n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD,)]
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable forward refs: fall back to name checks only
+        hints = {}
+    problems = []
+    for key, val in kwargs.items():
+        if key in ignore:
+            continue
+        if key not in params:
+            if var_kw:
+                continue
+            close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            problems.append(f"{where}.{key}: unknown argument{hint} (accepted: {', '.join(names)})")
+            continue
+        ann = hints.get(key)
+        if ann is None or ann is typing.Any:
+            continue
+        try:
+            TypeAdapter(ann, config=ConfigDict(arbitrary_types_allowed=True)).validate_python(val)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            tname = str(ann).replace("typing.", "") if not isinstance(ann, type) else ann.__name__
+            problems.append(f"{where}.{key}: {msg}; expected {tname}, got {val!r}")
+        except Exception:  # noqa: S112 - annotation pydantic cannot handle (e.g. nn.Module): skip type check
+            continue
+    for n, p in params.items():
+        if (
+            p.default is inspect.Parameter.empty
+            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            and n not in kwargs
+            and n not in ignore
+        ):
+            problems.append(f"{where}.{n}: required argument is missing")
+    return problems
+
+
+def _lookup(registry: Registry, name: str, where: str) -> tuple[Any, str | None]:
+    try:
+        return registry.get(name), None
+    except KeyError as exc:
+        return None, f"{where}.type: {exc.args[0]}"
+
+
+def metric_fn(registry: Registry, name: str) -> Any:
+    for cand in METRIC_ALIASES.get(name.lower(), (name,)):
+        if cand in registry:
+            return registry.get(cand)
+    return registry.get(name)  # raises with did-you-mean
+
+
+def check_registered(opt: Options) -> list[str]:
+    """All registry/signature problems of an already schema-valid :class:`Options` (empty list = fine)."""
+    from paragonsr.registry import ARCH_REGISTRY, DEGRADATION_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
+
+    _import_quietly("paragonsr.archs")
+    problems: list[str] = []
+    for key in ("network_g", "network_d"):
+        net = getattr(opt, key)
+        if net is None:
+            continue
+        cls, err = _lookup(ARCH_REGISTRY, net.type, key)
+        problems += [err] if err else signature_problems(cls, net.kwargs(), key)
+    if opt.kind == "gan" and opt.network_d is None:
+        problems.append(f"network_d: model_type {opt.model_type} needs a discriminator (network_d.type)")
+    if opt.train.losses:
+        _import_quietly("paragonsr.losses")
+    for i, loss in enumerate(opt.train.losses):
+        where = f"train.{loss.name}_opt" if loss.name else f"train.losses.{i}"
+        cls, err = _lookup(LOSS_REGISTRY, loss.type, where)
+        problems += [err] if err else signature_problems(cls, {"loss_weight": loss.loss_weight, **loss.kwargs()}, where)
+    if not opt.train.losses:
+        problems.append("train: no loss configured (add pixel_opt: {type: L1Loss} or a `losses:` list)")
+    if opt.val is not None and opt.val.metrics:
+        _import_quietly("paragonsr.metrics")
+        for mname, m in opt.val.metrics.items():
+            try:
+                metric_fn(METRIC_REGISTRY, m.type)
+            except KeyError as exc:
+                problems.append(f"val.metrics.{mname}.type: {exc.args[0]}")
+    for phase, ds in opt.datasets.items():
+        if isinstance(ds, OTFDatasetOpt):
+            _import_quietly("paragonsr.degrade")
+            _, err = _lookup(DEGRADATION_REGISTRY, ds.degradation, f"datasets.{phase}.degradation")
+            if err:
+                problems.append(err.replace(".degradation.type", ".degradation"))
+    if "train" not in opt.datasets:
+        problems.append("datasets.train: required section is missing")
+    ds = opt.datasets.get("train")
+    if ds is not None and ds.gt_size is None and ds.lq_size is None and opt.gt_size is None:
+        problems.append("datasets.train: set gt_size (or lq_size) for the training crops")
+    return problems

@@ -1,0 +1,377 @@
+"""Typed schema of a training option file (BasicSR / Real-ESRGAN / traiNNer-redux vocabulary).
+
+Every section is a pydantic model with ``extra="forbid"`` so a typo is an error with its key path and a
+did-you-mean (see :mod:`paragonsr.train.option_io` for loading and error formatting). Sections that pick an
+implementation by ``type`` (optimizers, schedulers, datasets) are discriminated unions; networks and losses
+are checked against the constructor signature of the registered class (:mod:`paragonsr.train.option_check`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+PathList = str | list[str]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- datasets
+_PAIRED_TYPES = {"pairedimagedataset": "paired", "paired": "paired"}
+_OTF_TYPES = {"realesrgandataset": "otf", "otfdataset": "otf", "otf": "otf", "realesrganpaireddataset": "otf"}
+DATASET_TYPES = {**_PAIRED_TYPES, **_OTF_TYPES}
+
+
+class _DatasetBase(Section):
+    name: str = "dataset"
+    dataroot_gt: PathList = Field(description="GT (HR) folder(s); several roots are concatenated")
+    meta_info: PathList | None = Field(None, description="meta_info txt file(s): one relative path per line")
+    filename_tmpl: str = Field("{}", description="LQ file name template for paired data, e.g. '{}x4'")
+    io_backend: dict[str, Any] = Field(default_factory=lambda: {"type": "disk"}, description="only 'disk'")
+    gt_size: int | None = Field(None, gt=0, description="GT crop size (train); LQ crop = gt_size / scale")
+    lq_size: int | None = Field(None, gt=0, description="LQ crop size (seed 000); gt_size = lq_size * scale")
+    use_hflip: bool = True
+    use_rot: bool = True
+    use_shuffle: bool = True
+    num_worker_per_gpu: int = Field(0, ge=0)
+    batch_size_per_gpu: int = Field(1, gt=0)
+    dataset_enlarge_ratio: int = Field(1, gt=0)
+    prefetch_mode: str | None = None
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    small_image: Literal["pad", "skip"] = Field(
+        "pad", description="images smaller than the crop: reflect-pad them or skip them (warning either way)"
+    )
+    color: Literal["rgb", "y"] = "rgb"
+
+    @field_validator("io_backend")
+    @classmethod
+    def _disk_only(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if str(v.get("type", "disk")).lower() != "disk":
+            raise ValueError(f"only io_backend type 'disk' is supported, got {v.get('type')!r}")
+        return v
+
+
+class PairedDatasetOpt(_DatasetBase):
+    type: str = "PairedImageDataset"
+    dataroot_lq: PathList = Field(description="LQ folder(s), same order and file names as dataroot_gt")
+
+
+class OTFDatasetOpt(_DatasetBase):
+    """GT-only dataset; LQ made on the fly by a degradation pipeline (``realesrgan``, ``workflows``, ``lrgen``)."""
+
+    type: str = "RealESRGANDataset"
+    dataroot_lq: PathList | None = Field(None, description="ignored for OTF data (seed 000 templates list it)")
+    degradation: str = Field("realesrgan", description="pipeline name in DEGRADATION_REGISTRY")
+    degradation_opt: dict[str, Any] = Field(
+        default_factory=dict, description="extra pipeline-specific options passed through to the pipeline"
+    )
+    # seed 000 (workflows)
+    p_clean: float = Field(0.0, ge=0, le=1, description="share of clean pairs (GT downscaled only)")
+    predefined_sequences: dict[str, dict[str, Any]] | None = None
+    # Real-ESRGAN first/second blur kernels (seed 002)
+    blur_kernel_size: int | None = None
+    kernel_list: list[str] | None = None
+    kernel_prob: list[float] | None = None
+    sinc_prob: float | None = None
+    blur_sigma: list[float] | None = None
+    betag_range: list[float] | None = None
+    betap_range: list[float] | None = None
+    blur_kernel_size2: int | None = None
+    kernel_list2: list[str] | None = None
+    kernel_prob2: list[float] | None = None
+    sinc_prob2: float | None = None
+    blur_sigma2: list[float] | None = None
+    betag_range2: list[float] | None = None
+    betap_range2: list[float] | None = None
+    final_sinc_prob: float | None = None
+
+
+def _dataset_tag(v: Any) -> str | None:
+    if isinstance(v, BaseModel):
+        return "otf" if isinstance(v, OTFDatasetOpt) else "paired"
+    if not isinstance(v, dict):
+        return None
+    return DATASET_TYPES.get(str(v.get("type", "PairedImageDataset")).lower())
+
+
+DatasetOpt = Annotated[
+    Annotated[PairedDatasetOpt, Tag("paired")] | Annotated[OTFDatasetOpt, Tag("otf")],
+    Discriminator(_dataset_tag),
+]
+
+
+# ---------------------------------------------------------------- optimizers / schedulers
+class AdamOpt(Section):
+    type: Literal["Adam"] = "Adam"
+    lr: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    eps: float = 1e-8
+    weight_decay: float = Field(0.0, ge=0)
+    amsgrad: bool = False
+
+
+class AdamWOpt(AdamOpt):
+    type: Literal["AdamW"] = "AdamW"  # type: ignore[assignment]
+    weight_decay: float = Field(0.01, ge=0)
+
+
+class SGDOpt(Section):
+    type: Literal["SGD"] = "SGD"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = 0.9
+    weight_decay: float = Field(0.0, ge=0)
+    nesterov: bool = False
+
+
+def _type_tag(choices: dict[str, str]):
+    def tag(v: Any) -> str | None:
+        t = v.type if isinstance(v, BaseModel) else v.get("type") if isinstance(v, dict) else None
+        return choices.get(str(t).lower()) if t is not None else None
+
+    return tag
+
+
+OPTIM_TYPES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+OptimOpt = Annotated[
+    Annotated[AdamOpt, Tag("Adam")] | Annotated[AdamWOpt, Tag("AdamW")] | Annotated[SGDOpt, Tag("SGD")],
+    Discriminator(_type_tag(OPTIM_TYPES)),
+]
+
+
+class MultiStepLROpt(Section):
+    type: Literal["MultiStepLR"] = "MultiStepLR"
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.5, gt=0)
+
+
+class CosineAnnealingLROpt(Section):
+    type: Literal["CosineAnnealingLR"] = "CosineAnnealingLR"
+    T_max: int | None = Field(None, gt=0, description="defaults to train.total_iter")
+    eta_min: float = Field(1e-7, ge=0)
+
+
+class ConstantLROpt(Section):
+    type: Literal["ConstantLR"] = "ConstantLR"
+
+
+SCHED_TYPES = {"multisteplr": "MultiStepLR", "cosineannealinglr": "CosineAnnealingLR", "constantlr": "ConstantLR"}
+SchedOpt = Annotated[
+    Annotated[MultiStepLROpt, Tag("MultiStepLR")]
+    | Annotated[CosineAnnealingLROpt, Tag("CosineAnnealingLR")]
+    | Annotated[ConstantLROpt, Tag("ConstantLR")],
+    Discriminator(_type_tag(SCHED_TYPES)),
+]
+
+
+# ---------------------------------------------------------------- networks / losses
+class NetworkOpt(BaseModel):
+    """``type`` = registered arch name; other keys are its constructor arguments (checked by signature)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class LossOpt(BaseModel):
+    """``type`` = registered loss; ``loss_weight`` scales it; other keys go to its constructor."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    loss_weight: float = 1.0
+    name: str | None = Field(None, description="label in logs (defaults to the option key, e.g. pixel_opt)")
+    target: Literal["gt", "gt_usm"] | None = Field(None, description="which GT the loss sees (Real-ESRGAN usm)")
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# ---------------------------------------------------------------- train / val / path / logger
+class TrainOpt(Section):
+    total_iter: int = Field(gt=0)
+    warmup_iter: int = Field(-1, description="linear LR warm-up iterations; -1 = none")
+    optim_g: OptimOpt
+    optim_d: OptimOpt | None = None
+    scheduler: SchedOpt | None = None
+    scheduler_d: SchedOpt | None = Field(None, description="defaults to `scheduler`")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="0 disables EMA; EMA weights saved as params_ema")
+    accum_iter: int = Field(1, gt=0, description="gradient accumulation: micro-batches per optimizer step")
+    grad_clip: float | None = Field(None, gt=0, description="max global grad norm (None = off)")
+    use_amp: bool = False
+    amp_bf16: bool = Field(True, description="bf16 autocast (CPU/CUDA); false = fp16 + GradScaler (CUDA only)")
+    use_channels_last: bool = False
+    net_d_iters: int = Field(1, gt=0, description="update G only every net_d_iters iterations")
+    net_d_init_iters: int = Field(0, ge=0, description="train only D for the first iterations")
+    max_nonfinite_steps: int = Field(10, gt=0, description="stop after this many non-finite steps in a row")
+    calibrate_iters: int = Field(8, ge=0, description="ParagonSR2 kernel calibration passes before val/save")
+    losses: list[LossOpt] = Field(default_factory=list, description="traiNNer style list; *_opt keys add to it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_loss_opts(cls, data: Any) -> Any:
+        # BasicSR style: pixel_opt / perceptual_opt / gan_opt / any other `*_opt` key is one loss.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        losses = list(data.get("losses") or [])
+        for key in [k for k in data if k.endswith("_opt") and k not in ("optim_g", "optim_d")]:
+            val = data.pop(key)
+            if val is None:
+                continue
+            if isinstance(val, dict):
+                val = {"name": key.removesuffix("_opt"), **val}
+            losses.append(val)
+        if losses or "losses" in data:
+            data["losses"] = losses
+        if "grad_clip" in data and data["grad_clip"] is True:
+            data["grad_clip"] = 1.0
+        if "grad_clip" in data and data["grad_clip"] is False:
+            data["grad_clip"] = None
+        return data
+
+
+class MetricOpt(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    crop_border: int = Field(0, ge=0)
+    test_y_channel: bool = False
+    better: Literal["higher", "lower"] | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ValOpt(Section):
+    val_freq: int = Field(5000, gt=0)
+    save_img: bool = False
+    suffix: str | None = None
+    pbar: bool = False
+    tile_size: int = Field(0, ge=0, description="tile LQ validation images larger than this (0 = whole image)")
+    tile_pad: int = Field(16, ge=0)
+    max_save_img: int = Field(8, ge=0, description="validation images logged to TensorBoard")
+    calibrate: bool = True
+    metrics: dict[str, MetricOpt] = Field(default_factory=dict)
+
+
+class PathOpt(Section):
+    pretrain_network_g: str | None = None
+    param_key_g: str = "params"
+    strict_load_g: bool = True
+    pretrain_network_d: str | None = None
+    param_key_d: str = "params"
+    strict_load_d: bool = True
+    resume_state: str | None = None
+    experiments_root: str | None = Field(None, description="defaults to experiments/<name>")
+    root: str | None = Field(None, description="base folder of experiments/ (default: current dir)")
+
+
+class WandbOpt(Section):
+    project: str | None = None
+    resume_id: str | None = None
+    entity: str | None = None
+
+
+class LoggerOpt(Section):
+    print_freq: int = Field(100, gt=0)
+    save_checkpoint_freq: int = Field(5000, gt=0)
+    use_tb_logger: bool = True
+    wandb: WandbOpt | None = None
+
+
+class DistOpt(Section):
+    backend: str = Field("nccl", description="nccl on CUDA; gloo is always used on CPU")
+    port: int = 29500
+
+
+# ---------------------------------------------------------------- root
+MODEL_TYPES = {
+    "srmodel": "sr",
+    "realesrnetmodel": "sr",
+    "sr": "sr",
+    "ganmodel": "gan",
+    "srganmodel": "gan",
+    "esrganmodel": "gan",
+    "realesrganmodel": "gan",
+    "gan": "gan",
+}
+
+
+class Options(Section):
+    name: str
+    model_type: str = Field("SRModel", description="SRModel/RealESRNetModel (fidelity) or *GANModel")
+    scale: int = Field(4, ge=1, le=8)
+    num_gpu: int | Literal["auto"] = "auto"
+    manual_seed: int | None = 0
+    deterministic: bool = False
+    is_train: bool = True
+    dist: bool = False
+    rank: int = 0
+    world_size: int = 1
+    # Real-ESRGAN top-level degradation keys (seed 002): passed to the `realesrgan` pipeline.
+    l1_gt_usm: bool = False
+    percep_gt_usm: bool = False
+    gan_gt_usm: bool = False
+    resize_prob: list[float] | None = None
+    resize_range: list[float] | None = None
+    gaussian_noise_prob: float | None = None
+    noise_range: list[float] | None = None
+    poisson_scale_range: list[float] | None = None
+    gray_noise_prob: float | None = None
+    jpeg_range: list[float] | None = None
+    second_blur_prob: float | None = None
+    resize_prob2: list[float] | None = None
+    resize_range2: list[float] | None = None
+    gaussian_noise_prob2: float | None = None
+    noise_range2: list[float] | None = None
+    poisson_scale_range2: list[float] | None = None
+    gray_noise_prob2: float | None = None
+    jpeg_range2: list[float] | None = None
+    gt_size: int | None = None
+    queue_size: int | None = Field(None, description="Real-ESRGAN training-pair pool (multiple of batch)")
+    high_order_degradation: bool = True
+
+    datasets: dict[str, DatasetOpt]
+    network_g: NetworkOpt
+    network_d: NetworkOpt | None = None
+    path: PathOpt = Field(default_factory=PathOpt)
+    train: TrainOpt
+    val: ValOpt | None = None
+    logger: LoggerOpt = Field(default_factory=LoggerOpt)
+    dist_params: DistOpt = Field(default_factory=DistOpt)
+
+    @field_validator("model_type")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v.lower() not in MODEL_TYPES:
+            raise ValueError(f"unknown model_type {v!r}; expected one of {sorted(set(MODEL_TYPES))}")
+        return v
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_phases(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if key != "train" and not key.startswith(("val", "test")):
+                raise ValueError(f"dataset phase {key!r} must be 'train' or start with 'val'/'test'")
+        return v
+
+    @property
+    def kind(self) -> str:
+        """'sr' or 'gan'."""
+        return MODEL_TYPES[self.model_type.lower()]
+
+    def degradation_opt(self) -> dict[str, Any]:
+        """Top-level Real-ESRGAN keys that were set (merged into the OTF dataset's pipeline options)."""
+        keys = [
+            "resize_prob", "resize_range", "gaussian_noise_prob", "noise_range", "poisson_scale_range",
+            "gray_noise_prob", "jpeg_range", "second_blur_prob", "resize_prob2", "resize_range2",
+            "gaussian_noise_prob2", "noise_range2", "poisson_scale_range2", "gray_noise_prob2", "jpeg_range2",
+        ]  # fmt: skip
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+    def val_datasets(self) -> dict[str, Any]:
+        return {k: v for k, v in self.datasets.items() if k != "train"}
