@@ -27,8 +27,8 @@ demo: $(STAMP)
 	$(BIN)/paragonsr demo --out demo_output
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

@@ -208,3 +208,17 @@ def test_kernel_names_and_errors() -> None:
         resize(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), scale=2)
     with pytest.raises(ValueError, match="size"):
         resize(torch.zeros(1, 1, 4, 4))
+
+
+def test_feature_upsampler_runs_fp32_on_cpu_under_bf16() -> None:
+    up = MagicKernelSharpUpsample(3, 2, 1.0)
+    x = torch.rand(1, 3, 8, 8)
+    ref = up(x)
+    out_bf16 = up(x.bfloat16())
+    assert out_bf16.dtype == torch.bfloat16
+    # computed in fp32 and rounded once at the end: within bf16's half-ULP of the fp32 result
+    assert (out_bf16.float() - ref).abs().max().item() <= ref.abs().max().item() * 2**-8
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_auto = up(x)
+    assert out_auto.dtype == torch.float32
+    torch.testing.assert_close(out_auto, ref)

@@ -56,12 +56,26 @@ def _model_is_fused(model: nn.Module) -> bool | None:
     return None
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The real network inside DataParallel/DDP and torch.compile wrappers (clean keys, arch attributes)."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def _encode_meta(meta: dict[str, Any]) -> dict[str, str]:
     """Flatten metadata into the str -> str mapping safetensors requires."""
     out = {"format": "pt", "paragonsr_version": str(meta.get("paragonsr_version") or __version__)}
     if meta.get("arch"):
         out["arch"] = str(meta["arch"])
-    out["arch_kwargs"] = json.dumps(meta.get("arch_kwargs") or {}, sort_keys=True)
+    try:
+        out["arch_kwargs"] = json.dumps(meta.get("arch_kwargs") or {}, sort_keys=True)
+    except TypeError as exc:  # the model could not be rebuilt from it: refuse rather than save a dead file
+        raise CheckpointError(f"arch_kwargs must be JSON-serialisable for the metadata: {exc}") from None
     for key in ("scale", "in_ch", "out_ch"):
         if meta.get(key) is not None:
             out[key] = str(int(meta[key]))
@@ -143,7 +157,7 @@ def save_model(
         )
     meta: dict[str, Any] = {"arch": arch, "arch_kwargs": dict(arch_kwargs) if arch_kwargs else None}
     if isinstance(model_or_state, nn.Module):
-        model = model_or_state
+        model = _unwrap(model_or_state)
         state = model.state_dict()
         meta["arch"] = meta["arch"] or getattr(model, "arch_name", None)
         if meta["arch_kwargs"] is None:
@@ -186,6 +200,9 @@ def save_model(
             save_file(tensors, tmp, metadata=_encode_meta(meta))
         else:
             torch.save({param_key: tensors, _META_PTH_KEY: _encode_meta(meta)}, tmp)
+        from paragonsr.infer.image_io import file_mode
+
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -211,7 +228,8 @@ def _is_state_dict(obj: Any) -> bool:
 def _pick_params(obj: Any, path: Path, param_key: str | None) -> tuple[dict[str, Tensor], str | None]:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
-    if param_key not in (None, "auto", ""):
+    if param_key not in (None, "auto", "") and not (param_key not in obj and _is_state_dict(obj)):
+        # (a flat state dict has no sub-entries: any param_key is moot and it is used as is)
         if param_key not in obj:
             keys = [k for k in obj if not isinstance(obj[k], Tensor)] or list(obj)[:10]
             raise CheckpointError(f"{path}: no '{param_key}' entry; the file has {sorted(map(str, keys))}")
@@ -224,6 +242,9 @@ def _pick_params(obj: Any, path: Path, param_key: str | None) -> tuple[dict[str,
     for key in AUTO_PARAM_KEYS:
         if key in obj and _is_state_dict(obj[key]):
             return dict(obj[key]), key
+    nested = [k for k, v in obj.items() if _is_state_dict(v)]
+    if len(nested) == 1:  # one weights entry under an unusual name
+        return dict(obj[nested[0]]), str(nested[0])
     tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
     if tensors and all(isinstance(k, str) for k in tensors):
         # A flat state dict with a few non-tensor entries beside it (e.g. our metadata, an 'iter' counter).
@@ -304,7 +325,7 @@ class LoadReport:
             more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
             return ", ".join(items[:limit]) + more
 
-        parts = [f"{self.loaded} tensors loaded"]
+        parts = [f"{self.loaded} tensors match"]
         if self.missing:
             parts.append(f"{len(self.missing)} missing in checkpoint: {show(self.missing)}")
         if self.unexpected:
@@ -334,6 +355,10 @@ def load_weights(
         state, _ = _pick_params(path_or_state, Path("<state dict>"), param_key)
         state = _strip_prefixes(state)
         source = "state dict"
+    # Archs that accept third-party layouts (public ParagonSR v1, legacy ESRGAN) map them onto their own keys.
+    convert = getattr(model, "convert_state_dict", None)
+    if callable(convert):
+        state = convert(state)
     own = model.state_dict()
     report = LoadReport()
     report.missing = [k for k in own if k not in state]
@@ -346,6 +371,7 @@ def load_weights(
             report.mismatched.append((key, tuple(val.shape), tuple(own[key].shape)))
         else:
             usable[key] = val
+    report.loaded = len(usable)
     if strict and not report.ok:
         hint = ""
         if meta.get("fused") is True and _model_is_fused(model) is not True:
@@ -354,7 +380,6 @@ def load_weights(
             hint = f" The checkpoint was saved from arch '{meta['arch']}', the model is '{model.arch_name}'."
         raise CheckpointError(f"{source} does not fit {type(model).__name__}: {report.describe()}.{hint}")
     model.load_state_dict(usable, strict=False)
-    report.loaded = len(usable)
     return report
 
 
@@ -362,22 +387,30 @@ def load_weights(
 
 
 def detect_arch(state: Mapping[str, Tensor], certain_only: bool = True) -> tuple[str, dict[str, Any]] | None:
-    """Recognise architectures from the key layout alone (third-party files without metadata).
+    """Recognise third-party architectures (files without metadata) from the key layout alone.
 
-    Real-ESRGAN SRVGGNetCompact: only ``body.N`` keys, ``body.0`` a conv. Its ReLU/LeakyReLU variants store no
-    activation weights and cannot be told apart, so with ``certain_only`` only the PReLU layout (``body.1.weight``,
-    every released Real-ESRGAN compact model) is recognised, as spandrel does.
+    - Real-ESRGAN SRVGGNetCompact: only ``body.N`` keys, ``body.0`` a conv. Its ReLU/LeakyReLU variants store no
+      activation weights and cannot be told apart, so with ``certain_only`` only the PReLU layout
+      (``body.1.weight``, every released Real-ESRGAN compact model) is recognised, as spandrel does.
+    - RRDBNet (ESRGAN / Real-ESRGAN x4plus), BasicSR layout or the original ESRGAN ``model.N`` layout.
     """
-    first = state.get("body.0.weight")
-    if first is None or first.ndim != 4 or any(not k.startswith("body.") for k in state):
-        return None
-    if certain_only and "body.1.weight" not in state:
-        return None
-    from paragonsr.archs.compact import compact_kwargs_from_state_dict
-
     try:
+        if {"conv_first.weight", "body.0.rdb1.conv1.weight"} <= state.keys() or {
+            "model.0.weight",
+            "model.1.sub.0.RDB1.conv1.0.weight",
+        } <= state.keys():
+            from paragonsr.archs.rrdbnet import rrdbnet_kwargs_from_state_dict
+
+            return "rrdbnet", rrdbnet_kwargs_from_state_dict(dict(state))
+        first = state.get("body.0.weight")
+        if first is None or first.ndim != 4 or any(not k.startswith("body.") for k in state):
+            return None
+        if certain_only and "body.1.weight" not in state:
+            return None
+        from paragonsr.archs.compact import compact_kwargs_from_state_dict
+
         return "srvggnetcompact", compact_kwargs_from_state_dict(dict(state))
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, ImportError):
         return None
 
 
@@ -423,6 +456,10 @@ def load_model(
         raise CheckpointError(f"{path}: {exc.args[0] if exc.args else exc}") from None
     except TypeError as exc:
         raise CheckpointError(f"{path}: cannot build arch '{name}' with {kwargs}: {exc}") from None
+    # Third-party layouts -> ours (see load_weights), before the fused-layout detection compares key sets.
+    convert = getattr(model, "convert_state_dict", None)
+    if callable(convert):
+        state = convert(state)
     fused = meta["fused"]
     if fused is None and hasattr(model, "fuse_for_release"):
         # Unknown (third-party) file: a fused layout shows as keys the unfused model does not have.

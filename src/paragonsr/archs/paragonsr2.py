@@ -79,7 +79,8 @@ class ParagonSR2(nn.Module):
                 raise ValueError(f"ParagonSR2 {name} must be an integer >= {lo}, got {val!r}")
         if ffn_expansion <= 0:
             raise ValueError(f"ParagonSR2 ffn_expansion must be > 0, got {ffn_expansion!r}")
-        self.scale, self.in_ch, self.out_ch, self.num_feat = int(scale), int(in_ch), int(out_ch), int(num_feat)
+        self.scale, self.in_ch, self.out_ch = int(scale), int(in_ch), int(out_ch)
+        self.num_feat = int(num_feat)
         self.image_residual = bool(image_residual) and in_ch == out_ch
         self.fused = False
 
@@ -90,7 +91,9 @@ class ParagonSR2(nn.Module):
             "kernel_momentum": kernel_momentum,
         }
         self.conv_in = nn.Conv2d(in_ch, num_feat, 3, padding=1)
-        self.body = nn.Sequential(*(ResidualGroupV2(num_feat, num_blocks, **block_kwargs) for _ in range(num_groups)))
+        self.body = nn.Sequential(
+            *(ResidualGroupV2(num_feat, num_blocks, **block_kwargs) for _ in range(num_groups))
+        )
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, padding=1)
         self.upsampler = MagicKernelSharpUpsample(num_feat, self.scale, alpha=upsampler_alpha)
         self.hr_conv_in = nn.Conv2d(num_feat, num_feat, 3, padding=1)
@@ -100,11 +103,15 @@ class ParagonSR2(nn.Module):
         with torch.no_grad():
             self.conv_out.weight.mul_(0.1)
             self.conv_out.bias.zero_()
-        self.base_upsampler = MagicKernelSharpUpsample(in_ch, self.scale, alpha=1.0) if self.image_residual else None
+        self.base_upsampler = (
+            MagicKernelSharpUpsample(in_ch, self.scale, alpha=1.0) if self.image_residual else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         if not torch.jit.is_tracing() and (x.dim() != 4 or x.shape[1] != self.in_ch):
-            raise ValueError(f"ParagonSR2 expects a (B, {self.in_ch}, H, W) tensor, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"ParagonSR2 expects a (B, {self.in_ch}, H, W) tensor, got shape {tuple(x.shape)}"
+            )
         feat = self.conv_in(x)
         feat = self.conv_body(self.body(feat)) + feat
         out = self.hr_conv_in(self.upsampler(feat))
@@ -212,19 +219,27 @@ def _batch_tensor(batch: Any) -> Tensor:
         return batch["lq"]
     if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], Tensor):
         return batch[0]
-    raise TypeError(f"calibrate expects tensors, (lq, gt) pairs or dicts with an 'lq' key; got {type(batch).__name__}")
+    raise TypeError(
+        f"calibrate expects tensors, (lq, gt) pairs or dicts with an 'lq' key; got {type(batch).__name__}"
+    )
 
 
-def calibrate(model: nn.Module, batches: Iterable[Any], device: torch.device | str | None = None) -> nn.Module:
+def calibrate(
+    model: nn.Module, batches: Iterable[Any], device: torch.device | str | None = None
+) -> nn.Module:
     """Settle the tracked static kernels: forward ``batches`` in training mode under no_grad (no weight update).
 
     Batches may be LQ tensors, ``(lq, gt)`` pairs or BasicSR-style dicts with ``"lq"``. The previous
     train/eval mode is restored. Returns the model.
     """
     if getattr(model, "fused", False):
-        raise ValueError("calibrate: the model is already fused; calibrate the unfused model before fuse_for_release()")
+        raise ValueError(
+            "calibrate: the model is already fused; calibrate the unfused model before fuse_for_release()"
+        )
     if not any(isinstance(m, DynamicTransformer) for m in model.modules()):
-        raise ValueError(f"calibrate: {type(model).__name__} has no DynamicTransformer tracked kernels to calibrate")
+        raise ValueError(
+            f"calibrate: {type(model).__name__} has no DynamicTransformer tracked kernels to calibrate"
+        )
     if device is None:
         device = next(model.parameters()).device
     was_training = model.training

@@ -38,7 +38,11 @@ class InceptionDWConv2d(nn.Module):
     """
 
     def __init__(
-        self, channels: int, band_kernel_size: int = 11, square_kernel_size: int = 3, branch_ratio: float = 0.125
+        self,
+        channels: int,
+        band_kernel_size: int = 11,
+        square_kernel_size: int = 3,
+        branch_ratio: float = 0.125,
     ) -> None:
         super().__init__()
         gc = int(channels * branch_ratio)
@@ -65,7 +69,8 @@ class ResidualInception(nn.Module):
     def __init__(self, src: InceptionDWConv2d) -> None:
         super().__init__()
         self.split_sizes = src.split_sizes
-        self.id_scale = nn.Parameter(torch.ones(src.split_sizes[0]))
+        ref = src.dwconv_hw.weight  # fold on whatever device/dtype the model lives on
+        self.id_scale = nn.Parameter(torch.ones(src.split_sizes[0], device=ref.device, dtype=ref.dtype))
         # Fresh copies with the same shapes, so a fused checkpoint loads into a freshly fused model.
         self.dwconv_hw = _clone_conv(src.dwconv_hw)
         self.dwconv_w = _clone_conv(src.dwconv_w)

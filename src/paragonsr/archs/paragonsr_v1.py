@@ -41,7 +41,7 @@ class ReparamDWConv(nn.Module):
         self.channels = channels
         self.conv3x3 = nn.Conv2d(channels, channels, 3, 1, 1, groups=channels)
         self.conv1x1 = nn.Conv2d(channels, channels, 1, 1, 0, groups=channels)
-        self._register_load_state_dict_pre_hook(self._convert_public_layout)
+        self.register_load_state_dict_pre_hook(_mixer_pre_hook)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv3x3(x) + self.conv1x1(x) + x
@@ -67,7 +67,10 @@ class ReparamDWConv(nn.Module):
     def _convert_public_layout(state: dict[str, Any], prefix: str, *args: Any) -> None:
         # Public ParagonSR: conv3x3 + conv1x1 + dw_conv3x3 (no identity). Fold dw_conv3x3 into conv3x3 and
         # cancel our identity branch so the converted block computes exactly the same function.
-        dw_w, dw_b = state.pop(prefix + "dw_conv3x3.weight", None), state.pop(prefix + "dw_conv3x3.bias", None)
+        dw_w, dw_b = (
+            state.pop(prefix + "dw_conv3x3.weight", None),
+            state.pop(prefix + "dw_conv3x3.bias", None),
+        )
         if dw_w is None or prefix + "conv3x3.weight" not in state:
             return
         w = state[prefix + "conv3x3.weight"] + dw_w
@@ -77,19 +80,33 @@ class ReparamDWConv(nn.Module):
             state[prefix + "conv3x3.bias"] = state[prefix + "conv3x3.bias"] + dw_b
 
 
+def _mixer_pre_hook(module: nn.Module, state: dict[str, Any], prefix: str, *args: Any) -> None:
+    ReparamDWConv._convert_public_layout(state, prefix)
+
+
 class InceptionDWConv2d(nn.Module):
     """Split channels: identity | depthwise k×k | 1×band | band×1 (gc = int(C·branch_ratio) each)."""
 
     def __init__(
-        self, channels: int, square_kernel_size: int = 3, band_kernel_size: int = 11, branch_ratio: float = 0.125
+        self,
+        channels: int,
+        square_kernel_size: int = 3,
+        band_kernel_size: int = 11,
+        branch_ratio: float = 0.125,
     ) -> None:
         super().__init__()
         gc = int(channels * branch_ratio)
         if gc < 1:
-            raise ValueError(f"InceptionDWConv2d: {channels} channels × branch_ratio {branch_ratio} gives no branch")
+            raise ValueError(
+                f"InceptionDWConv2d: {channels} channels × branch_ratio {branch_ratio} gives no branch"
+            )
         self.dwconv_hw = nn.Conv2d(gc, gc, square_kernel_size, padding=square_kernel_size // 2, groups=gc)
-        self.dwconv_w = nn.Conv2d(gc, gc, (1, band_kernel_size), padding=(0, band_kernel_size // 2), groups=gc)
-        self.dwconv_h = nn.Conv2d(gc, gc, (band_kernel_size, 1), padding=(band_kernel_size // 2, 0), groups=gc)
+        self.dwconv_w = nn.Conv2d(
+            gc, gc, (1, band_kernel_size), padding=(0, band_kernel_size // 2), groups=gc
+        )
+        self.dwconv_h = nn.Conv2d(
+            gc, gc, (band_kernel_size, 1), padding=(band_kernel_size // 2, 0), groups=gc
+        )
         self.split_sizes = (channels - 3 * gc, gc, gc, gc)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -194,19 +211,30 @@ class ParagonSR(nn.Module):
             layer_scale_init=layer_scale_init,
         )
         self.conv_in = nn.Conv2d(in_ch, num_feat, 3, 1, 1)
-        self.body = nn.Sequential(*[ResidualGroup(num_feat, num_blocks, **block_kwargs) for _ in range(num_groups)])
+        self.body = nn.Sequential(
+            *[ResidualGroup(num_feat, num_blocks, **block_kwargs) for _ in range(num_groups)]
+        )
         self.conv_fuse = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         # v1 predates ParagonSR2's alpha knob: it used the full MKS2021 sharpening, hence alpha 1.0 by default.
         self.magic_upsampler = MagicKernelSharpUpsample(num_feat, self.scale, alpha=upsampler_alpha)
         self.upsampler = nn.Sequential(nn.Conv2d(num_feat, num_feat, 3, 1, 1))
         self.conv_out = nn.Conv2d(num_feat, out_ch, 3, 1, 1)
-        self._register_load_state_dict_pre_hook(self._drop_fork_upsampler)
+        self.register_load_state_dict_pre_hook(_model_pre_hook)
 
     @staticmethod
     def _drop_fork_upsampler(state: dict[str, Any], prefix: str, *args: Any) -> None:
         # The fork's upsampler stored its fixed filters as (frozen) conv weights; ours are not state.
         for k in [k for k in state if k.startswith(prefix + "magic_upsampler.")]:
             del state[k]
+
+    @staticmethod
+    def convert_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A copy of ``state`` with the public implementation's layout mapped onto ours (no-op for ours)."""
+        state = dict(state)
+        ParagonSR._drop_fork_upsampler(state, "")
+        for key in [k for k in state if k.endswith("spatial_mixer.dw_conv3x3.weight")]:
+            ReparamDWConv._convert_public_layout(state, key[: -len("dw_conv3x3.weight")])
+        return state
 
     def forward(self, x: Tensor) -> Tensor:
         shallow = self.conv_in(x)
@@ -221,6 +249,10 @@ class ParagonSR(nn.Module):
                 module.spatial_mixer = module.spatial_mixer.fuse()
         self.fused = True
         return self
+
+
+def _model_pre_hook(module: nn.Module, state: dict[str, Any], prefix: str, *args: Any) -> None:
+    ParagonSR._drop_fork_upsampler(state, prefix)
 
 
 # Variants as the public implementation names them: (num_feat, num_groups, num_blocks, ffn_expansion).
@@ -243,6 +275,32 @@ def _variant(name: str, scale: int, overrides: dict[str, Any]) -> ParagonSR:
     )
     kwargs.update(overrides)  # unknown names raise TypeError in ParagonSR.__init__ (no silent ignoring)
     return ParagonSR(scale=scale, **kwargs)
+
+
+def paragonsr_v1_kwargs_from_state_dict(state: dict[str, Tensor]) -> tuple[str, dict[str, Any], bool]:
+    """``(arch_name, kwargs, fused)`` for a ParagonSR v1 state dict (ours or the public layout) without metadata.
+
+    The scale is not stored in the weights (the upsampler has none): callers pass it. A known variant shape
+    gives its factory with no overrides; anything else is ``paragonsr_s`` with explicit overrides.
+    """
+    try:
+        conv_in = state["conv_in.weight"]
+        hidden = state["body.0.blocks.0.transformer.project_in_g.weight"].shape[0]
+        out_ch = int(state["conv_out.weight"].shape[0])
+    except KeyError as exc:
+        raise KeyError(f"not a ParagonSR v1 state dict: missing {exc.args[0]!r}") from None
+    feat, in_ch = int(conv_in.shape[0]), int(conv_in.shape[1])
+    groups = {int(k.split(".")[1]) for k in state if k.startswith("body.")}
+    blocks = {int(k.split(".")[3]) for k in state if k.startswith("body.0.blocks.")}
+    num_groups, num_blocks = max(groups) + 1, max(blocks) + 1
+    fused = any(k.endswith("spatial_mixer.weight") for k in state)
+    kwargs: dict[str, Any] = {} if (in_ch, out_ch) == (3, 3) else dict(in_ch=in_ch, out_ch=out_ch)
+    for name, (f, g, b, ffn) in VARIANTS.items():
+        if (f, g, b, int(f * ffn)) == (feat, num_groups, num_blocks, hidden):
+            return f"paragonsr_{name}", kwargs, fused
+    ffn = hidden / feat if int(feat * (hidden / feat)) == hidden else (hidden + 0.5) / feat
+    kwargs.update(num_feat=feat, num_groups=num_groups, num_blocks=num_blocks, ffn_expansion=ffn)
+    return "paragonsr_s", kwargs, fused
 
 
 @ARCH_REGISTRY.register("paragonsr_anime", aliases=("paragon_sr_anime",))
@@ -308,6 +366,7 @@ __all__ = [
     "paragonsr_nano",
     "paragonsr_s",
     "paragonsr_tiny",
+    "paragonsr_v1_kwargs_from_state_dict",
     "paragonsr_xl",
     "paragonsr_xs",
 ]

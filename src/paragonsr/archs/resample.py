@@ -343,6 +343,16 @@ class MagicKernelSharpUpsample(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.scale == 1:
             return x
+        if x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
+            # Fixed filters run in fp32 on CPU: oneDNN's bf16 depthwise transposed conv is ~5x slower than fp32
+            # there, and a bf16 image path is off by about one 8-bit grey level. Same maths; no effect on fp32,
+            # CUDA or ONNX export.
+            with torch.autocast("cpu", enabled=False):
+                y = self._upsample(x.float())
+            return y if x.dtype == torch.float32 else y.to(x.dtype)
+        return self._upsample(x)
+
+    def _upsample(self, x: Tensor) -> Tensor:
         c, s = self.channels, self.scale
         if self.alpha != 0.0:
             p = self.sharp_pad

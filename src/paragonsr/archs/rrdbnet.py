@@ -100,10 +100,39 @@ def convert_esrgan_legacy_state_dict(state: dict[str, Tensor]) -> dict[str, Tens
     return out
 
 
+def rrdbnet_kwargs_from_state_dict(state: dict[str, Tensor]) -> dict[str, Any]:
+    """Hyperparameters of a BasicSR/Real-ESRGAN (or legacy ESRGAN) RRDBNet state dict, for files without metadata.
+
+    The unshuffle factor (hence scale 1 or 2) is read from ``conv_first``'s input channels assuming
+    ``num_in_ch == num_out_ch`` (true for every released RRDBNet); ×8 files have ``conv_up3``.
+    """
+    if any(k.startswith("model.") for k in state):
+        state = convert_esrgan_legacy_state_dict(state)
+    try:
+        first, last = state["conv_first.weight"], state["conv_last.weight"]
+        grow = state["body.0.rdb1.conv1.weight"].shape[0]
+    except KeyError as exc:
+        raise KeyError(f"not an RRDBNet state dict: missing {exc.args[0]!r}") from None
+    num_out_ch = int(last.shape[0])
+    ratio = first.shape[1] // num_out_ch
+    if first.shape[1] % num_out_ch or ratio not in (1, 4, 16):
+        raise ValueError(f"conv_first has {first.shape[1]} input channels for {num_out_ch} output channels")
+    scale = {16: 1, 4: 2}.get(ratio, 8 if "conv_up3.weight" in state else 4)
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("body.")}
+    return dict(
+        num_in_ch=num_out_ch,
+        num_out_ch=num_out_ch,
+        scale=scale,
+        num_feat=int(first.shape[0]),
+        num_block=max(blocks) + 1,
+        num_grow_ch=int(grow),
+    )
+
+
 class RRDBNet(nn.Module):
     """ESRGAN generator. ``scale`` ∈ {1, 2, 4, 8}; 1 and 2 pixel-unshuffle the input like BasicSR.
 
-    Inputs whose size is not a multiple of the unshuffle factor are reflect-padded and the output cropped, so any
+    Inputs whose size is not a multiple of the unshuffle factor are replicate-padded and the output cropped, so any
     image size works (BasicSR would raise inside ``pixel_unshuffle``).
     """
 
@@ -137,15 +166,14 @@ class RRDBNet(nn.Module):
         self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
-        self._register_load_state_dict_pre_hook(self._convert_legacy_keys)
+        self.register_load_state_dict_pre_hook(_legacy_pre_hook)
 
     @staticmethod
-    def _convert_legacy_keys(state: dict[str, Any], prefix: str, *args: Any) -> None:
-        keys = [k for k in state if k.startswith(prefix)]
-        if not any(k.startswith(prefix + "model.") for k in keys):
-            return
-        legacy = {k[len(prefix) :]: state.pop(k) for k in keys}
-        state.update({prefix + k: v for k, v in convert_esrgan_legacy_state_dict(legacy).items()})
+    def convert_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A copy of ``state`` in BasicSR's layout (legacy ESRGAN files converted; BasicSR ones unchanged)."""
+        if any(k.startswith("model.") for k in state):
+            return convert_esrgan_legacy_state_dict(dict(state))
+        return dict(state)
 
     def _upsample(self, conv: nn.Conv2d, feat: Tensor) -> Tensor:
         return self.lrelu(conv(F.interpolate(feat, scale_factor=2.0, mode="nearest")))
@@ -154,9 +182,9 @@ class RRDBNet(nn.Module):
         h, w = x.shape[-2:]
         r = self.unshuffle
         if r > 1:
-            pad_h, pad_w = (-h) % r, (-w) % r
-            if pad_h or pad_w:
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate")
+            # Always pad (often by 0): a traced/exported graph then handles every input size, not only the
+            # parity of the example it was traced with. Replicate works for any size (reflect needs pad < size).
+            x = F.pad(x, (0, (-w) % r, 0, (-h) % r), mode="replicate")
             x = F.pixel_unshuffle(x, r)
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
@@ -165,9 +193,18 @@ class RRDBNet(nn.Module):
         if self.scale == 8:
             feat = self._upsample(self.conv_up3, feat)
         out = self.conv_last(self.lrelu(self.conv_hr(feat)))
-        if r > 1 and (out.shape[-2] != h * self.scale or out.shape[-1] != w * self.scale):
+        if r > 1:
             out = out[..., : h * self.scale, : w * self.scale]
         return out
+
+
+def _legacy_pre_hook(module: nn.Module, state: dict[str, Any], prefix: str, *args: Any) -> None:
+    """``load_state_dict`` of a legacy ESRGAN file: rename its keys in place (plain torch loading works too)."""
+    keys = [k for k in state if k.startswith(prefix)]
+    if not any(k.startswith(prefix + "model.") for k in keys):
+        return
+    legacy = {k[len(prefix) :]: state.pop(k) for k in keys}
+    state.update({prefix + k: v for k, v in convert_esrgan_legacy_state_dict(legacy).items()})
 
 
 @ARCH_REGISTRY.register("rrdbnet", aliases=("esrgan",))
@@ -183,4 +220,11 @@ def rrdbnet(
     return RRDBNet(num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch)
 
 
-__all__ = ["RRDB", "RRDBNet", "ResidualDenseBlock", "convert_esrgan_legacy_state_dict", "rrdbnet"]
+__all__ = [
+    "RRDB",
+    "RRDBNet",
+    "ResidualDenseBlock",
+    "convert_esrgan_legacy_state_dict",
+    "rrdbnet",
+    "rrdbnet_kwargs_from_state_dict",
+]

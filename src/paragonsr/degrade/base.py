@@ -24,6 +24,10 @@ def to_float32(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint16:
         return img.astype(np.float32) / 65535.0
     if np.issubdtype(img.dtype, np.floating):
+        if img.size and float(img.max()) > 1.01:  # a 0-255 float image would silently become white
+            raise ValueError(
+                f"float images must be in [0, 1]; got max {float(img.max()):.3g} (divide by 255?)"
+            )
         return np.clip(img, 0.0, 1.0).astype(np.float32, copy=False)
     raise TypeError(f"unsupported image dtype {img.dtype} (expected uint8, uint16 or float)")
 
@@ -75,7 +79,9 @@ class Degradation:
         rec: Record = []
         return self._apply(gt, rng, rec, index), rec
 
-    def __call__(self, gt: np.ndarray, rng: np.random.Generator, index: int | None = None) -> dict[str, np.ndarray]:
+    def __call__(
+        self, gt: np.ndarray, rng: np.random.Generator, index: int | None = None
+    ) -> dict[str, np.ndarray]:
         return self._apply(gt, rng, None, index)
 
     def _apply(self, gt: np.ndarray, rng: np.random.Generator, rec: Record | None, index: int | None) -> dict:
@@ -105,7 +111,13 @@ def crop_to_multiple(gt: np.ndarray, scale: int) -> np.ndarray:
 def build_degradation(name: str, opt: dict[str, Any] | None, scale: int) -> Degradation:
     """Build a registered pipeline by name with its option dict (``None`` = defaults)."""
     cls = DEGRADATION_REGISTRY.get(name)
-    return cls(dict(opt or {}), scale)
+    opt = dict(opt or {})
+    typ = opt.pop("type", None)  # a config's own 'type:' (or a BasicSR dataset type, ignored)
+    if typ in DEGRADATION_REGISTRY and DEGRADATION_REGISTRY.canonical(typ) != DEGRADATION_REGISTRY.canonical(
+        name
+    ):
+        raise ValueError(f"degradation options say type '{typ}' but pipeline '{name}' was requested")
+    return cls(opt, scale)
 
 
 def apply_manifest(

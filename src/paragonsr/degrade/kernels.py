@@ -43,7 +43,9 @@ def _normalise(k: np.ndarray) -> np.ndarray:
     return (k / k.sum()).astype(np.float32)
 
 
-def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0) -> np.ndarray:
+def gaussian_kernel(
+    size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0
+) -> np.ndarray:
     """Isotropic (``sigma_y=None``) or anisotropic rotated 2-D Gaussian."""
     size = _check_size(size)
     q = _quad_form(size, sigma_x, sigma_x if sigma_y is None else sigma_y, theta)
@@ -132,7 +134,7 @@ def lens_kernel(radius: float) -> np.ndarray:
     """Defocus blur: an anti-aliased disc of ``radius`` pixels (0 = identity)."""
     if radius < 0:
         raise ValueError(f"lens blur radius must be >= 0, got {radius}")
-    half = int(math.ceil(radius + 0.5))
+    half = math.ceil(radius + 0.5)
     r = np.sqrt((mesh_grid(2 * half + 1) ** 2).sum(-1))
     return _normalise(np.clip(radius + 0.5 - r, 0.0, 1.0))
 
@@ -142,15 +144,15 @@ def motion_kernel(rng: np.random.Generator, length: float, curvature: float = 0.
     splatted bilinearly on an odd grid and centred; length 0 = identity."""
     if length < 0:
         raise ValueError(f"motion blur length must be >= 0, got {length}")
-    steps = max(2, int(math.ceil(length * 2)))
+    steps = max(2, math.ceil(length * 2))
     angle = rng.uniform(-math.pi, math.pi) + np.cumsum(rng.normal(0.0, curvature / steps**0.5, steps))
     seg = length / steps
     pts = np.concatenate([[[0.0, 0.0]], np.cumsum(np.stack([np.cos(angle), np.sin(angle)], -1) * seg, 0)])
     pts -= pts.mean(0)  # centred on the path's centroid so the blur does not shift the image
-    half = int(math.ceil(np.abs(pts).max())) + 1
+    half = math.ceil(np.abs(pts).max()) + 1
     k = np.zeros((2 * half + 1, 2 * half + 1), np.float64)
     for x, y in pts + half:
-        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        x0, y0 = math.floor(x), math.floor(y)
         fx, fy = x - x0, y - y0
         k[y0, x0] += (1 - fx) * (1 - fy)
         k[y0, x0 + 1] += fx * (1 - fy)

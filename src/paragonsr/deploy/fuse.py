@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from paragonsr.deploy.verify import DEFAULT_SIZES, GateResult, check_parity, torch_runner
 
@@ -18,17 +20,35 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def macs_per_output_mp(model: nn.Module, hw: tuple[int, int] = (64, 64)) -> float:
-    """Multiply-accumulates per output megapixel, counted by torch's FLOP counter (convs, matmuls) on one
-    ``hw`` input: it sees functional convs too (e.g. the Magic Kernel upsampler), which module hooks miss."""
-    from torch.utils.flop_counter import FlopCounterMode
+class _MacCounter(TorchFunctionMode):
+    """Counts multiply-accumulates of convolutions and linear layers at the functional level, so the fixed
+    functional convs of the Magic Kernel upsampler count too (module hooks miss them). torch's FlopCounterMode
+    would do the same but imports torch._dynamo (~6 s)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.macs = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        weight = kwargs.get("weight", args[1] if len(args) > 1 else None)
+        if func in (F.conv1d, F.conv2d, F.conv3d, F.linear):
+            # every output element: (C_in / groups) * prod(kernel) products
+            self.macs += out.numel() * weight[0].numel()
+        elif func in (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d):
+            # every input element is spread over (C_out / groups) * prod(kernel) outputs
+            self.macs += args[0].numel() * weight[0].numel()
+        return out
+
+
+def macs_per_output_mp(model: nn.Module, hw: tuple[int, int] = (64, 64)) -> float:
+    """Multiply-accumulates per output megapixel (convs, transposed convs, linear) measured on one ``hw`` input."""
     in_ch = int(getattr(model, "in_ch", 3))
     x = torch.rand(1, in_ch, *hw, device=_device(model))
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with torch.no_grad(), _MacCounter() as counter:
         out = model.eval()(x)
-    return counter.get_total_flops() / 2 / (out.shape[-2] * out.shape[-1]) * 1e6
+    return counter.macs / (out.shape[-2] * out.shape[-1]) * 1e6
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -43,17 +63,11 @@ def calibrate(model: nn.Module, inputs: Sequence[np.ndarray], steps: int) -> Non
         return
     if not inputs:
         raise ValueError("calibration needs images (--calib DIR)")
+    from paragonsr.archs.paragonsr2 import calibrate as settle_tracked_kernels
+
     tensors = [torch.from_numpy(x).to(_device(model)) for x in inputs]
-    batches = [tensors[i % len(tensors)] for i in range(steps)]
-    if hasattr(model, "calibrate"):
-        model.calibrate(batches)
-    else:
-        was_training = model.training
-        model.train()
-        with torch.no_grad():
-            for b in batches:
-                model(b)
-        model.train(was_training)
+    # Raises a clear error for archs without dynamic (tracked-kernel) layers: nothing to calibrate there.
+    settle_tracked_kernels(model, (tensors[i % len(tensors)] for i in range(steps)))
     model.eval()
 
 
@@ -119,3 +133,20 @@ def prepare_for_release(
         parity=parity,
     )
     return fused, report
+
+
+def has_dynamic_layers(model: nn.Module) -> bool:
+    return any(hasattr(m, "tracked_kernel") for m in model.modules())
+
+
+def dynamic_outputs(model: nn.Module, lr_inputs: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+    """Outputs of the unfused model with its per-sample dynamic kernels (training-mode forward, batch 1, on a
+    copy so the tracked kernels stay untouched); None for archs without dynamic layers or already fused ones."""
+    if not has_dynamic_layers(model) or getattr(model, "fused", False):
+        return None
+    dyn = copy.deepcopy(model).to("cpu", torch.float32).train()
+    outs = []
+    with torch.no_grad():
+        for x in lr_inputs:
+            outs.append(dyn(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))[None]))[0].numpy())
+    return outs

@@ -39,6 +39,9 @@ def ort_cpu_latency_ms(path: str | Path, size: int = 512, runs: int = 3, in_ch: 
 
 def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -81,14 +84,16 @@ def comparison_image(
     return path
 
 
-def artifact_entry(path: Path, kind: str, latency_ms: float | None, latency_size: int) -> dict[str, Any]:
+def artifact_entry(
+    path: Path, kind: str, latency_ms: float | None, latency_size: int, in_ch: int = 3
+) -> dict[str, Any]:
     return {
         "file": path.name,
         "kind": kind,
         "bytes": path.stat().st_size,
         "sha256": sha256_file(path),
         "ort_cpu_latency_ms": None if latency_ms is None else round(latency_ms, 2),
-        "latency_input": None if latency_ms is None else f"1x{latency_size}x{latency_size}",
+        "latency_input": None if latency_ms is None else f"1x{in_ch}x{latency_size}x{latency_size}",
     }
 
 
@@ -118,8 +123,14 @@ def render_markdown(card: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for a in card["artifacts"]:
-        lat = "—" if a["ort_cpu_latency_ms"] is None else f"{a['ort_cpu_latency_ms']:.1f} ms ({a['latency_input']})"
-        lines.append(f"| `{a['file']}` | {a['kind']} | {a['bytes'] / 1e6:.2f} MB | {lat} | `{a['sha256'][:16]}…` |")
+        lat = (
+            "—"
+            if a["ort_cpu_latency_ms"] is None
+            else f"{a['ort_cpu_latency_ms']:.1f} ms ({a['latency_input']})"
+        )
+        lines.append(
+            f"| `{a['file']}` | {a['kind']} | {a['bytes'] / 1e6:.2f} MB | {lat} | `{a['sha256'][:16]}…` |"
+        )
     lines += ["", "## Verification", "", "| check | result | detail |", "|---|---|---|"]
     for g in card["verification"]:
         lines.append(f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {g['detail']} |")
@@ -131,6 +142,11 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines.append(
             f"On {q['images']} verification crops ({q['source']}), LR made by bicubic downscaling: "
             f"model {q['psnr_model_db']:.2f} dB vs bicubic {q['psnr_bicubic_db']:.2f} dB PSNR."
+        )
+    if q and "psnr_dynamic_db" in q:
+        lines.append(
+            f"Static (fused, tracked kernels) vs dynamic (per-image kernels) model: "
+            f"{q['static_minus_dynamic_db']:+.3f} dB vs ground truth; outputs agree to {q['static_vs_dynamic_db']:.1f} dB."
         )
     if card.get("comparison_image"):
         lines += ["", f"![bicubic vs model]({card['comparison_image']})"]

@@ -7,8 +7,10 @@ folder and ``os.replace`` so a crash never leaves a half-written model behind.
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,14 @@ def _require_onnx() -> Any:
 def _tmp_beside(path: Path, suffix: str = ".onnx") -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; released files should be readable like any other
     return Path(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_onnx_atomic(model_proto: Any, path: str | os.PathLike[str]) -> Path:
@@ -67,7 +76,9 @@ def set_metadata(model_proto: Any, metadata: Mapping[str, Any]) -> None:
 def read_metadata(model_proto: Any) -> dict[str, str]:
     """The ``paragonsr.*`` metadata of an ONNX model, prefix stripped."""
     return {
-        p.key[len(META_PREFIX) :]: p.value for p in model_proto.metadata_props if p.key.startswith(META_PREFIX)
+        p.key[len(META_PREFIX) :]: p.value
+        for p in model_proto.metadata_props
+        if p.key.startswith(META_PREFIX)
     }
 
 
@@ -113,12 +124,21 @@ def export_onnx(
         raise ValueError(f"opset {opset} is too old: use {MIN_OPSET} or newer")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().to("cpu", torch.float32)
+    p = next(iter(model.parameters()), None)
+    if p is not None and (p.device.type != "cpu" or p.dtype != torch.float32):
+        model = copy.deepcopy(model).to(
+            "cpu", torch.float32
+        )  # export on CPU fp32; leave the caller's model be
+    model = model.eval()
     in_ch = int(getattr(model, "in_ch", 3))
     dummy = torch.rand(1, in_ch, *example_hw)
     tmp = _tmp_beside(path)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The Magic Kernel upsampler's strided phase slices cannot be constant-folded; harmless noise.
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
+            # The classic exporter is chosen on purpose (see module docstring); its deprecation notice is noise.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             torch.onnx.export(
                 model,
                 (dummy,),
@@ -154,7 +174,13 @@ def convert_fp16(
 
     proto = onnx.load(str(src))
     meta = read_metadata(proto)
-    half = float16.convert_float_to_float16(proto, keep_io_types=keep_io_types)
+    # Drop the inferred value_info (onnxslim writes it): the converter retypes tensors but leaves stale float32
+    # entries beside its casts around blocked ops (Resize), which ORT then rejects as a type mismatch.
+    del proto.graph.value_info[:]
+    with warnings.catch_warnings():
+        # "float32 number 1e-09 will be truncated to 1e-07" per tiny weight: expected, checked by the FP16 gate.
+        warnings.filterwarnings("ignore", message=".*will be truncated.*", category=UserWarning)
+        half = float16.convert_float_to_float16(proto, keep_io_types=keep_io_types)
     meta["precision"] = "fp16"
     meta["io_dtype"] = "float32" if keep_io_types else "float16"
     set_metadata(half, meta)

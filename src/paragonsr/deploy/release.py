@@ -16,10 +16,10 @@ import numpy as np
 from torch import nn
 
 from paragonsr.deploy import verify as V
-from paragonsr.deploy.fuse import FuseReport, prepare_for_release
+from paragonsr.deploy.fuse import FuseReport, dynamic_outputs, prepare_for_release
 from paragonsr.deploy.model_card import artifact_entry, comparison_image, ort_cpu_latency_ms, write_model_card
 from paragonsr.deploy.onnx_export import MIN_OPSET, convert_fp16, export_onnx
-from paragonsr.deploy.quantize import quantize_int8
+from paragonsr.deploy.quantize import KEEP_FLOAT_DEFAULT, quantize_int8
 
 
 class ExportError(RuntimeError):
@@ -92,7 +92,9 @@ def export_release(
     vset = V.make_verify_set(verify_imgs, scale, in_ch, opt.lr_crop)
 
     log(f"[1/5] fusing {getattr(model, 'arch_name', type(model).__name__)} (x{scale})")
-    fused, rep = prepare_for_release(model, calib_inputs=calib, calibrate_steps=opt.calibrate_steps, sizes=opt.sizes)
+    fused, rep = prepare_for_release(
+        model, calib_inputs=calib, calibrate_steps=opt.calibrate_steps, sizes=opt.sizes
+    )
     res.fuse = rep
     if rep.parity is not None:
         res.gates.append(rep.parity)
@@ -131,7 +133,9 @@ def export_release(
             res.refused.append(f"{fp16.name} not written: {gate.detail}")
 
     if opt.int8:
-        log(f"[4/5] INT8 ONNX (QDQ, per-channel weights, {opt.int8_method} calibration on {len(calib)} crops)")
+        log(
+            f"[4/5] INT8 ONNX (QDQ, per-channel weights, {opt.int8_method} calibration on {len(calib)} crops)"
+        )
         i8 = out / f"{name}_int8.onnx"
         if not calib:
             res.refused.append(f"{i8.name} not written: INT8 needs calibration images (--calib DIR)")
@@ -146,7 +150,9 @@ def export_release(
                 if not gate.passed:
                     log("      written anyway (--force-int8)")
             else:
-                res.refused.append(f"{i8.name} not written: {gate.detail} (use --force-int8 to write it anyway)")
+                res.refused.append(
+                    f"{i8.name} not written: {gate.detail} (use --force-int8 to write it anyway)"
+                )
 
     log("[5/5] latency, comparison crop, model card")
     entries = []
@@ -154,8 +160,10 @@ def export_release(
         lat = None
         if path.suffix == ".onnx" and opt.latency_size > 0:
             lat = ort_cpu_latency_ms(path, opt.latency_size, opt.latency_runs)
-            log(f"      {path.name}: {lat:.1f} ms for 1x{in_ch}x{opt.latency_size}x{opt.latency_size} (ORT CPU)")
-        entries.append(artifact_entry(path, kind, lat, opt.latency_size))
+            log(
+                f"      {path.name}: {lat:.1f} ms for 1x{in_ch}x{opt.latency_size}x{opt.latency_size} (ORT CPU)"
+            )
+        entries.append(artifact_entry(path, kind, lat, opt.latency_size, in_ch))
 
     bicubic = [V.upscale_bicubic(lr, scale) for lr in vset.lr]
     model_hwc = [np.clip(o.transpose(1, 2, 0), 0, 1) for o in fp32_out]
@@ -165,9 +173,20 @@ def export_release(
         "psnr_bicubic_db": float(np.mean([V.psnr(b, g, scale) for b, g in zip(bicubic, vset.hr)])),
         "psnr_model_db": float(np.mean([V.psnr(m, g, scale) for m, g in zip(model_hwc, vset.hr)])),
     }
+    dyn = dynamic_outputs(model, vset.lr)  # train-mode output does not use the tracked kernels
+    if dyn is not None:
+        # What baking the tracked kernels costs (DESIGN: measure the dynamic-vs-static gap).
+        dyn_db = float(np.mean([V.psnr(d.transpose(1, 2, 0), g, scale) for d, g in zip(dyn, vset.hr)]))
+        quality["psnr_dynamic_db"] = dyn_db
+        quality["static_minus_dynamic_db"] = quality["psnr_model_db"] - dyn_db
+        quality["static_vs_dynamic_db"] = float(np.mean([V.psnr(a, b) for a, b in zip(fp32_out, dyn)]))
+    # Show the crop with the most detail: flat sky tells a viewer nothing about an SR model.
+    i = int(
+        np.argmax([np.abs(np.diff(h, axis=0)).mean() + np.abs(np.diff(h, axis=1)).mean() for h in vset.hr])
+    )
     cmp_path = comparison_image(
         out / f"{name}_comparison.png",
-        [("bicubic", bicubic[0]), (f"{name} (fp32 onnx)", model_hwc[0]), ("ground truth", vset.hr[0])],
+        [("bicubic", bicubic[i]), (f"{name} (fp32 onnx)", model_hwc[i]), ("ground truth", vset.hr[i])],
     )
     from paragonsr import __version__
 
@@ -188,6 +207,17 @@ def export_release(
             "calibrated_steps": rep.calibrated_steps,
         },
         "opset": opt.opset,
+        "fp16_io": ("float32" if opt.keep_io_types else "float16") if opt.fp16 else None,
+        "int8_settings": {
+            "format": "QDQ",
+            "weights": "int8, per-channel, symmetric",
+            "activations": "uint8, per-tensor, asymmetric",
+            "calibration": opt.int8_method,
+            "calibration_crops": len(calib),
+            "kept_float": list(KEEP_FLOAT_DEFAULT),
+        }
+        if opt.int8
+        else None,
         "dynamic_axes": ["batch", "height", "width"],
         "artifacts": entries,
         "verification": [g.to_dict() for g in res.gates],

@@ -182,12 +182,16 @@ def onnx_runner(path: str | Path, provider: str | None = "cpu") -> Runner:
 
 
 def psnr(a: np.ndarray, b: np.ndarray, shave: int = 0) -> float:
-    """PSNR in dB of two [0, 1] images (clipped first), border ``shave`` pixels ignored (HWC or CHW-last-2)."""
+    """PSNR in dB of two HWC (or HW) images in [0, 1] (clipped first), ``shave`` border pixels ignored."""
     a = np.clip(a.astype(np.float64), 0, 1)
     b = np.clip(b.astype(np.float64), 0, 1)
+    if a.shape != b.shape:
+        raise ValueError(f"PSNR needs equal shapes, got {a.shape} and {b.shape}")
     if shave:
-        a, b = a[..., shave:-shave, shave:-shave], b[..., shave:-shave, shave:-shave]
+        a, b = a[shave:-shave, shave:-shave], b[shave:-shave, shave:-shave]
     mse = float(np.mean((a - b) ** 2))
+    if not math.isfinite(mse):  # NaN (fp16 overflow) must fail every gate, and JSON has no NaN
+        return 0.0
     return PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else 10 * math.log10(1.0 / mse)
 
 
@@ -220,9 +224,15 @@ def check_parity(
         ref, cand = reference(x), candidate(x)
         if cand.shape != ref.shape or cand.shape[2:] != (h * scale, w * scale):
             return GateResult(
-                name, False, math.inf, tol, f"shape mismatch at {h}x{w}: {cand.shape} vs reference {ref.shape}"
+                name,
+                False,
+                math.inf,
+                tol,
+                f"shape mismatch at {h}x{w}: {cand.shape} vs reference {ref.shape}",
             )
         diff = float(np.max(np.abs(ref - cand)))
+        if not math.isfinite(diff):  # NaN/inf in either output (e.g. an overflow) is a failure, never a pass
+            diff = math.inf
         per_size[f"{h}x{w}"] = diff
         worst = max(worst, diff)
     sizes_txt = ", ".join(f"{h}x{w}" for h, w in sizes)
@@ -236,7 +246,9 @@ def check_parity(
     )
 
 
-def check_fp16(fp32: Sequence[np.ndarray], fp16: Sequence[np.ndarray], min_psnr: float = FP16_MIN_PSNR) -> GateResult:
+def check_fp16(
+    fp32: Sequence[np.ndarray], fp16: Sequence[np.ndarray], min_psnr: float = FP16_MIN_PSNR
+) -> GateResult:
     vals = [psnr(a, b) for a, b in zip(fp32, fp16)]
     worst = min(vals)
     return GateResult(
@@ -268,9 +280,7 @@ def check_int8(
         reasons.append(f"PSNR vs ground truth drops {drop:.2f} dB (limit {max_drop} dB)")
     if vs_fp32 < min_vs_fp32:
         reasons.append(f"PSNR vs FP32 output is {vs_fp32:.2f} dB (need >= {min_vs_fp32} dB)")
-    detail = (
-        f"GT PSNR fp32 {gt_fp32:.2f} dB, int8 {gt_int8:.2f} dB (drop {drop:+.2f} dB); int8 vs fp32 {vs_fp32:.2f} dB"
-    )
+    detail = f"GT PSNR fp32 {gt_fp32:.2f} dB, int8 {gt_int8:.2f} dB (drop {drop:+.2f} dB); int8 vs fp32 {vs_fp32:.2f} dB"
     if reasons:
         detail += " — refused: " + "; ".join(reasons)
     return GateResult(

@@ -17,7 +17,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-READ_EXTS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".ppm", ".pgm")
+READ_EXTS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".dib",
+    ".ppm",
+    ".pgm",
+)
 WRITE_EXTS = {
     ".png": "png",
     ".jpg": "jpeg",
@@ -79,12 +92,11 @@ def _sniff_format(data: bytes) -> str | None:
 
 def _check_complete(data: bytes, fmt: str | None, path: str) -> None:
     """Decoders may return a half-grey image for a truncated file instead of failing: check the end markers."""
-    if fmt == "png" and b"IEND" not in data[-32:]:
+    if fmt == "png" and data.rfind(b"IEND") == -1:  # (some writers append bytes after IEND: search it all)
         raise ImageReadError(f"{path}: truncated PNG (no IEND chunk at the end)")
-    if fmt == "jpeg":
-        # The final EOI must follow the last start-of-scan; an EXIF thumbnail's EOI sits before it.
-        if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
-            raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker after the last scan)")
+    # JPEG: the final EOI must follow the last start-of-scan; an EXIF thumbnail's EOI sits before it.
+    if fmt == "jpeg" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker after the last scan)")
 
 
 def _exif_orientation(data: bytes) -> int:
@@ -96,7 +108,7 @@ def _exif_orientation(data: bytes) -> int:
         with Image.open(io.BytesIO(data)) as im:
             val = im.getexif().get(0x0112, 1)
         return int(val) if int(val) in range(1, 9) else 1
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not make a decodable image unreadable
+    except Exception:
         return 1
 
 
@@ -128,7 +140,7 @@ def _decode_pillow(data: bytes, path: str) -> np.ndarray:
             if im.mode not in ("L", "RGB", "RGBA"):
                 im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
             arr = np.asarray(im)
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+    except Exception as exc:
         raise ImageReadError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
     # Pillow gives RGB(A); the caller expects OpenCV's BGR(A) order.
     if arr.ndim == 3 and arr.shape[2] >= 3:
@@ -196,7 +208,9 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
 def output_format(path: str | os.PathLike[str]) -> str:
     ext = Path(path).suffix.lower()
     if ext not in WRITE_EXTS:
-        raise ValueError(f"{path}: cannot write '{ext or '(no extension)'}' files; use one of {sorted(WRITE_EXTS)}")
+        raise ValueError(
+            f"{path}: cannot write '{ext or '(no extension)'}' files; use one of {sorted(WRITE_EXTS)}"
+        )
     return WRITE_EXTS[ext]
 
 
@@ -238,6 +252,13 @@ def encode_image(
     return buf.tobytes()
 
 
+def file_mode() -> int:
+    """Permission bits a plain ``open(path, "w")`` would give (0666 minus the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write to a temp file in the same folder, then ``os.replace`` (readers never see a partial file)."""
     p = Path(path)
@@ -246,6 +267,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files; outputs get the usual umask-based mode
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):

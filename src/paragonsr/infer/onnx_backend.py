@@ -110,7 +110,9 @@ class OnnxBackend:
             )
         self._in, self._out = inputs[0], outputs[0]
         if len(self._in.shape) != 4:
-            raise ValueError(f"{self.path}: input '{self._in.name}' must be 4-D NCHW, got shape {self._in.shape}")
+            raise ValueError(
+                f"{self.path}: input '{self._in.name}' must be 4-D NCHW, got shape {self._in.shape}"
+            )
         self.input_dtype = _ORT_FLOAT.get(self._in.type)
         if self.input_dtype is None:
             raise ValueError(f"{self.path}: input type {self._in.type} is not a float tensor")

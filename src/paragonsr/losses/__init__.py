@@ -12,8 +12,8 @@ Calling convention (the trainer relies on it; every loss here follows it)
     - ``weight``: optional per-pixel weight ``(N, 1|C, H, W)`` for the pixel losses (BasicSR ``weight=``).
   ``TVLoss`` only regularises ``pred``; its ``target`` may be ``None``.
 * ``reduction`` is ``"mean"`` (default) or ``"sum"`` where it makes sense (pixel losses).
-* Perceptual losses (``PerceptualLoss``, ``ConvNeXtPerceptualLoss``, ``DISTSLoss``, ``ContrastiveLoss``) need
-  pretrained weights resolved **offline** by :func:`paragonsr.weights.resolve_weights` from a weights directory
+* Perceptual losses (``PerceptualLoss``, ``ConvNeXtPerceptualLoss``, ``DISTSLoss``, ``LPIPSLoss``,
+  ``ContrastiveLoss``) need pretrained weights resolved **offline** by :func:`paragonsr.weights.resolve_weights` from a weights directory
   (``weights_dir=`` option, else ``$PARAGONSR_WEIGHTS``, else ``~/.cache/paragonsr/weights``). A missing file is an
   error naming the file, the folder and the URL; nothing is downloaded unless ``allow_download=True``.
   ``pretrained=False`` builds random backbones (debug/tests only; a warning says so). Backbones are frozen and kept
@@ -21,13 +21,16 @@ Calling convention (the trainer relies on it; every loss here follows it)
 * ``PerceptualLoss`` keeps BasicSR's options (``layer_weights``, ``vgg_type``, ``use_input_norm``, ``range_norm``,
   ``perceptual_weight``, ``style_weight``, ``criterion``) but returns ONE scalar
   ``perceptual_weight * percep + style_weight * style`` instead of BasicSR's tuple.
+* MS-SSIM, FFT/focal-frequency and the colour losses compute in float32 even under autocast (bf16 variance and
+  FFT precision); all losses accept channels_last inputs.
 
 Adversarial losses (``GANLoss`` vanilla/lsgan/hinge/wgan_softplus, ``R3GANLoss``, ``RaHingeGANLoss``) share a second
 interface so the trainer treats every GAN type the same (see :mod:`paragonsr.losses.gan`):
   ``d_loss(net_d, real, fake, step=None) -> (loss, logs: dict[str, float])`` — unweighted discriminator loss
   (``fake`` is detached inside; R1/R2 penalties are included for R3GAN);
   ``g_loss(net_d, real, fake) -> Tensor`` — generator loss multiplied by ``loss_weight``.
-``GANLoss`` also keeps BasicSR's ``forward(pred_logits, target_is_real, is_disc=False)``.
+``GANLoss`` also keeps BasicSR's ``forward(pred_logits, target_is_real, is_disc=False)``. Having ``d_loss`` is what
+marks a loss as adversarial.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from torch import nn
 
 from paragonsr.registry import LOSS_REGISTRY
 
-_LOSS_MODULES = ("pixel", "ssim", "frequency", "color", "perceptual", "gan")
+_LOSS_MODULES = ("pixel", "ssim", "frequency", "color", "perceptual", "lpips", "gan")
 for _m in _LOSS_MODULES:
     importlib.import_module(f"paragonsr.losses.{_m}")
 

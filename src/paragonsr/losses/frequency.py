@@ -32,7 +32,7 @@ class FFTLoss(nn.Module):
             return self.loss_weight * (_spectrum(pred) - _spectrum(target)).abs().mean()
 
 
-@LOSS_REGISTRY.register("FocalFrequencyLoss", aliases=("ffl", "focalfrequency"))
+@LOSS_REGISTRY.register("FocalFrequencyLoss", aliases=("ffl", "ffloss", "focalfrequency"))
 class FocalFrequencyLoss(nn.Module):
     """Focal Frequency Loss: squared spectral distance weighted by a detached, per-image normalised
     ``distance ** (alpha / 2)`` map so that hard frequencies dominate.
@@ -63,7 +63,7 @@ class FocalFrequencyLoss(nn.Module):
         if h % p or w % p:
             raise ValueError(f"FocalFrequencyLoss: patch_factor {p} must divide the image size {h}x{w}")
         ph, pw = h // p, w // p
-        x = x.view(n, c, p, ph, p, pw).permute(0, 2, 4, 1, 3, 5)
+        x = x.reshape(n, c, p, ph, p, pw).permute(0, 2, 4, 1, 3, 5)
         return x.reshape(n, p * p, c, ph, pw)
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:

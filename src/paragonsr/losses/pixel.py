@@ -36,14 +36,18 @@ def weighted_reduce(loss: Tensor, weight: Tensor | None, reduction: str) -> Tens
 
 def check_pair(pred: Tensor, target: Tensor, name: str) -> None:
     if pred.shape != target.shape:
-        raise ValueError(f"{name}: pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+        raise ValueError(
+            f"{name}: pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}"
+        )
 
 
 class _PixelLoss(nn.Module):
     def __init__(self, loss_weight: float = 1.0, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:
-            raise ValueError(f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+            raise ValueError(
+                f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}"
+            )
         self.loss_weight = float(loss_weight)
         self.reduction = reduction
 

@@ -26,7 +26,9 @@ from paragonsr.registry import LOSS_REGISTRY
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
-def gaussian_1d(size: int, sigma: float, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
+def gaussian_1d(
+    size: int, sigma: float, device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> Tensor:
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     return (g / g.sum()).to(device=device, dtype=dtype or torch.float32)
@@ -82,7 +84,8 @@ def ms_ssim(
     """Mean MS-SSIM of a batch (scalar); fewer scales with renormalised weights on small inputs."""
     levels = msssim_levels(min(x.shape[-2:]), win_size, len(weights))
     w = torch.tensor(weights[:levels], dtype=x.dtype, device=x.device)
-    w = w / w.sum()
+    if levels < len(weights):  # the full pyramid keeps the published weights exactly (they sum to 1.0001)
+        w = w / w.sum()
     vals = []
     for k in range(levels):
         ssim_k, cs_k = ssim_components(x, y, win_size, sigma, data_range)
@@ -97,9 +100,16 @@ def ms_ssim(
 class SSIMLoss(nn.Module):
     """``loss_weight * (1 - SSIM(pred, target))``."""
 
-    def __init__(self, loss_weight: float = 1.0, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0):
+    def __init__(
+        self, loss_weight: float = 1.0, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0
+    ):
         super().__init__()
-        self.loss_weight, self.win_size, self.sigma, self.data_range = float(loss_weight), win_size, sigma, data_range
+        self.loss_weight, self.win_size, self.sigma, self.data_range = (
+            float(loss_weight),
+            win_size,
+            sigma,
+            data_range,
+        )
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
         check_pair(pred, target, "SSIMLoss")
@@ -113,9 +123,16 @@ class MSSSIMLoss(nn.Module):
     Computed in float32 even under autocast (the variance terms cancel badly in bf16).
     """
 
-    def __init__(self, loss_weight: float = 1.0, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0):
+    def __init__(
+        self, loss_weight: float = 1.0, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0
+    ):
         super().__init__()
-        self.loss_weight, self.win_size, self.sigma, self.data_range = float(loss_weight), win_size, sigma, data_range
+        self.loss_weight, self.win_size, self.sigma, self.data_range = (
+            float(loss_weight),
+            win_size,
+            sigma,
+            data_range,
+        )
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
         check_pair(pred, target, "MSSSIMLoss")

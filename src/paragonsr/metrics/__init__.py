@@ -2,13 +2,14 @@
 
 ``val.metrics.<name>: {type: calculate_psnr, crop_border: 4, test_y_channel: true}`` resolves with
 :func:`calculate_metric`. Numpy versions take HWC images in [0, 255] (RGB by default, ``color_order="bgr"`` for
-BasicSR/cv2 arrays); ``*_pt`` versions take RGB (N, C, H, W) tensors in [0, 1] and return one value per image.
+BasicSR/cv2 arrays); ``*_pt`` versions take RGB (N, C, H, W) tensors in [0, 1] and return one value per image. ``calculate_dists`` / ``calculate_lpips`` (lower is better) need their weight files.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from paragonsr.metrics.perceptual import calculate_dists, calculate_lpips
 from paragonsr.metrics.psnr_ssim import (
     calculate_psnr,
     calculate_psnr_pt,
@@ -31,6 +32,8 @@ def calculate_metric(data: dict[str, Any], opt: dict[str, Any]) -> Any:
 
 __all__ = [
     "METRIC_REGISTRY",
+    "calculate_dists",
+    "calculate_lpips",
     "calculate_metric",
     "calculate_psnr",
     "calculate_psnr_pt",

@@ -139,7 +139,9 @@ def calculate_ssim(
 # ---------------------------------------------------------------------------------------------- torch versions
 def _prepare_pt(img: Tensor, img2: Tensor, crop_border: int, test_y: bool) -> tuple[Tensor, Tensor]:
     if img.shape != img2.shape or img.ndim != 4:
-        raise ValueError(f"expected two (N, C, H, W) tensors of equal shape, got {img.shape} and {img2.shape}")
+        raise ValueError(
+            f"expected two (N, C, H, W) tensors of equal shape, got {img.shape} and {img2.shape}"
+        )
     if crop_border:
         img = img[:, :, crop_border:-crop_border, crop_border:-crop_border]
         img2 = img2[:, :, crop_border:-crop_border, crop_border:-crop_border]
@@ -158,7 +160,9 @@ def rgb_to_y_pt(img: Tensor) -> Tensor:
 
 
 @METRIC_REGISTRY.register("calculate_psnr_pt", aliases=("psnr_pt",))
-def calculate_psnr_pt(img: Tensor, img2: Tensor, crop_border: int = 0, test_y_channel: bool = False, **_: Any) -> Tensor:
+def calculate_psnr_pt(
+    img: Tensor, img2: Tensor, crop_border: int = 0, test_y_channel: bool = False, **_: Any
+) -> Tensor:
     """Per-image PSNR (N,) of RGB tensors in [0, 1]; same definition as :func:`calculate_psnr`."""
     a, b = _prepare_pt(img, img2, crop_border, test_y_channel)
     mse = ((a - b) ** 2).mean(dim=(1, 2, 3))
@@ -166,7 +170,9 @@ def calculate_psnr_pt(img: Tensor, img2: Tensor, crop_border: int = 0, test_y_ch
 
 
 @METRIC_REGISTRY.register("calculate_ssim_pt", aliases=("ssim_pt",))
-def calculate_ssim_pt(img: Tensor, img2: Tensor, crop_border: int = 0, test_y_channel: bool = False, **_: Any) -> Tensor:
+def calculate_ssim_pt(
+    img: Tensor, img2: Tensor, crop_border: int = 0, test_y_channel: bool = False, **_: Any
+) -> Tensor:
     """Per-image SSIM (N,) of RGB tensors in [0, 1]; same definition as :func:`calculate_ssim`."""
     a, b = _prepare_pt(img, img2, crop_border, test_y_channel)
     c = a.shape[1]

@@ -13,8 +13,13 @@ from typing import Any
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from paragonsr.registry import Registry
-from paragonsr.train.options import OTFDatasetOpt, Options
+from paragonsr.train.options import Options, OTFDatasetOpt
 
+_REALESRGAN_DS_KEYS = tuple(
+    k
+    for k in OTFDatasetOpt.model_fields
+    if k.startswith(("blur_", "kernel_", "sinc_", "betag_", "betap_", "final_"))
+)
 # Metric names from BasicSR YAMLs -> our registry names (tried in order).
 METRIC_ALIASES = {"calculate_psnr": ("calculate_psnr", "psnr"), "calculate_ssim": ("calculate_ssim", "ssim")}
 
@@ -27,7 +32,9 @@ def _import_quietly(module: str) -> None:
             raise
 
 
-def signature_problems(obj: Any, kwargs: dict[str, Any], where: str, ignore: tuple[str, ...] = ()) -> list[str]:
+def signature_problems(
+    obj: Any, kwargs: dict[str, Any], where: str, ignore: tuple[str, ...] = ()
+) -> list[str]:
     """Check ``kwargs`` against ``obj``'s constructor: unknown names (did-you-mean) and annotated types."""
     target = obj.__init__ if inspect.isclass(obj) else obj
     try:
@@ -61,7 +68,7 @@ def signature_problems(obj: Any, kwargs: dict[str, Any], where: str, ignore: tup
             msg = exc.errors()[0]["msg"]
             tname = str(ann).replace("typing.", "") if not isinstance(ann, type) else ann.__name__
             problems.append(f"{where}.{key}: {msg}; expected {tname}, got {val!r}")
-        except Exception:  # noqa: S112 - annotation pydantic cannot handle (e.g. nn.Module): skip type check
+        except Exception:
             continue
     for n, p in params.items():
         if (
@@ -107,7 +114,11 @@ def check_registered(opt: Options) -> list[str]:
     for i, loss in enumerate(opt.train.losses):
         where = f"train.{loss.name}_opt" if loss.name else f"train.losses.{i}"
         cls, err = _lookup(LOSS_REGISTRY, loss.type, where)
-        problems += [err] if err else signature_problems(cls, {"loss_weight": loss.loss_weight, **loss.kwargs()}, where)
+        problems += (
+            [err]
+            if err
+            else signature_problems(cls, {"loss_weight": loss.loss_weight, **loss.kwargs()}, where)
+        )
     if not opt.train.losses:
         problems.append("train: no loss configured (add pixel_opt: {type: L1Loss} or a `losses:` list)")
     if opt.val is not None and opt.val.metrics:
@@ -123,6 +134,18 @@ def check_registered(opt: Options) -> list[str]:
             _, err = _lookup(DEGRADATION_REGISTRY, ds.degradation, f"datasets.{phase}.degradation")
             if err:
                 problems.append(err.replace(".degradation.type", ".degradation"))
+                continue
+            # pipeline-specific keys given to another pipeline would be silently ignored: refuse them
+            canon = DEGRADATION_REGISTRY.canonical(ds.degradation)
+            own = {"workflows": ("p_clean", "predefined_sequences"), "realesrgan": _REALESRGAN_DS_KEYS}
+            for pipeline, keys in own.items():
+                if canon != pipeline:
+                    for k in keys:
+                        if getattr(ds, k) is not None:
+                            problems.append(
+                                f"datasets.{phase}.{k}: only used by the '{pipeline}' pipeline, but degradation "
+                                f"is '{ds.degradation}'"
+                            )
     if "train" not in opt.datasets:
         problems.append("datasets.train: required section is missing")
     ds = opt.datasets.get("train")

@@ -14,9 +14,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from paragonsr.train.options import DATASET_TYPES, OPTIM_TYPES, SCHED_TYPES, OTFDatasetOpt, Options
+from paragonsr.train.options import DATASET_TYPES, OPTIM_TYPES, SCHED_TYPES, Options, OTFDatasetOpt
 
-__all__ = ["OptionError", "apply_force", "format_validation_error", "load_options", "parse_options", "read_yaml"]
+__all__ = [
+    "OptionError",
+    "apply_force",
+    "format_validation_error",
+    "load_options",
+    "parse_options",
+    "read_yaml",
+]
 
 
 class OptionError(ValueError):
@@ -48,7 +55,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise OptionError(f"option file not found: {path}")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.YAMLError as exc:
         raise OptionError(f"{path}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -62,7 +69,7 @@ def apply_force(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise OptionError(f"--force expects key.path=value, got {item!r}")
         key, raw = item.split("=", 1)
-        value = yaml.load(raw, Loader=_Loader)  # noqa: S506
+        value = yaml.load(raw, Loader=_Loader)
         parts = key.strip().split(".")
         node: Any = data
         for i, part in enumerate(parts[:-1]):
@@ -100,35 +107,35 @@ def _unwrap(tp: Any) -> list[Any]:
     return [tp]
 
 
+def _tag_of(model: type[BaseModel]) -> str:
+    if issubclass(model, OTFDatasetOpt):
+        return "otf"
+    f = model.model_fields.get("type")
+    return "paired" if "dataroot_lq" in model.model_fields else str(f.default if f else "")
+
+
 def _model_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any]:
-    """Walk the schema along an error location; return (owning model, annotation of the last key)."""
-    model: Any = Options
-    ann: Any = None
-    for i, part in enumerate(loc):
+    """Walk the schema along an error location; return (model at the end or None, its annotation)."""
+    ann: Any = Options
+    for part in loc:
+        cands = _unwrap(ann)
+        models = [c for c in cands if isinstance(c, type) and issubclass(c, BaseModel)]
         if part in _TAGS:
-            for cand in _unwrap(ann):
-                if isinstance(cand, type) and issubclass(cand, BaseModel):
-                    f = cand.model_fields.get("type")
-                    if (part in ("paired", "otf") and (cand is OTFDatasetOpt) == (part == "otf")) or (
-                        f is not None and f.default == part
-                    ):
-                        model = cand
+            picked = [m for m in models if _tag_of(m) == part]
+            ann = picked[0] if picked else None
             continue
-        if model is None:
-            return None, None
-        if isinstance(part, int) or (typing.get_origin(ann) in (dict, list) and i > 0):
-            args = typing.get_args(ann)
-            ann = args[-1] if args else None
-        else:
-            field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-            if field is None:
-                return model, None
+        field = next(
+            (m.model_fields[part] for m in models if isinstance(part, str) and part in m.model_fields), None
+        )
+        containers = [c for c in cands if typing.get_origin(c) in (dict, list)]
+        if field is not None:
             ann = field.annotation
-        nxt = [c for c in _unwrap(ann) if isinstance(c, type) and issubclass(c, BaseModel)]
-        model = nxt[0] if len(nxt) == 1 else (model if len(nxt) > 1 else None)
-        if len(nxt) > 1:
-            model = None
-    return model, ann
+        elif containers and typing.get_args(containers[0]):
+            ann = typing.get_args(containers[0])[-1]
+        else:
+            return None, None
+    models = [c for c in _unwrap(ann) if isinstance(c, type) and issubclass(c, BaseModel)]
+    return (models[0] if len(models) == 1 else None), ann
 
 
 def _type_name(ann: Any) -> str:

@@ -39,7 +39,9 @@ class _DatasetBase(Section):
     num_worker_per_gpu: int = Field(0, ge=0)
     batch_size_per_gpu: int = Field(1, gt=0)
     dataset_enlarge_ratio: int = Field(1, gt=0)
-    prefetch_mode: str | None = None
+    prefetch_mode: str | None = Field(
+        None, description="accepted (BasicSR); pinned non-blocking copies are used"
+    )
     pin_memory: bool = False
     persistent_workers: bool = False
     small_image: Literal["pad", "skip"] = Field(
@@ -64,13 +66,15 @@ class OTFDatasetOpt(_DatasetBase):
     """GT-only dataset; LQ made on the fly by a degradation pipeline (``realesrgan``, ``workflows``, ``lrgen``)."""
 
     type: str = "RealESRGANDataset"
-    dataroot_lq: PathList | None = Field(None, description="ignored for OTF data (seed 000 templates list it)")
+    dataroot_lq: PathList | None = Field(
+        None, description="ignored for OTF data (seed 000 templates list it)"
+    )
     degradation: str = Field("realesrgan", description="pipeline name in DEGRADATION_REGISTRY")
     degradation_opt: dict[str, Any] = Field(
         default_factory=dict, description="extra pipeline-specific options passed through to the pipeline"
     )
     # seed 000 (workflows)
-    p_clean: float = Field(0.0, ge=0, le=1, description="share of clean pairs (GT downscaled only)")
+    p_clean: float | None = Field(None, ge=0, le=1, description="share of clean pairs (GT downscaled only)")
     predefined_sequences: dict[str, dict[str, Any]] | None = None
     # Real-ESRGAN first/second blur kernels (seed 002)
     blur_kernel_size: int | None = None
@@ -105,7 +109,17 @@ DatasetOpt = Annotated[
 
 
 # ---------------------------------------------------------------- optimizers / schedulers
-class AdamOpt(Section):
+class _Typed(Section):
+    """A section whose ``type`` is a Literal; accept any capitalisation (``adamw`` -> ``AdamW``)."""
+
+    @field_validator("type", mode="before", check_fields=False)
+    @classmethod
+    def _canonical_type(cls, v: Any) -> Any:
+        default = cls.model_fields["type"].default
+        return default if isinstance(v, str) and v.lower() == str(default).lower() else v
+
+
+class AdamOpt(_Typed):
     type: Literal["Adam"] = "Adam"
     lr: float = Field(1e-4, gt=0)
     betas: tuple[float, float] = (0.9, 0.99)
@@ -119,7 +133,7 @@ class AdamWOpt(AdamOpt):
     weight_decay: float = Field(0.01, ge=0)
 
 
-class SGDOpt(Section):
+class SGDOpt(_Typed):
     type: Literal["SGD"] = "SGD"
     lr: float = Field(1e-3, gt=0)
     momentum: float = 0.9
@@ -142,23 +156,27 @@ OptimOpt = Annotated[
 ]
 
 
-class MultiStepLROpt(Section):
+class MultiStepLROpt(_Typed):
     type: Literal["MultiStepLR"] = "MultiStepLR"
     milestones: list[int] = Field(default_factory=list)
     gamma: float = Field(0.5, gt=0)
 
 
-class CosineAnnealingLROpt(Section):
+class CosineAnnealingLROpt(_Typed):
     type: Literal["CosineAnnealingLR"] = "CosineAnnealingLR"
     T_max: int | None = Field(None, gt=0, description="defaults to train.total_iter")
     eta_min: float = Field(1e-7, ge=0)
 
 
-class ConstantLROpt(Section):
+class ConstantLROpt(_Typed):
     type: Literal["ConstantLR"] = "ConstantLR"
 
 
-SCHED_TYPES = {"multisteplr": "MultiStepLR", "cosineannealinglr": "CosineAnnealingLR", "constantlr": "ConstantLR"}
+SCHED_TYPES = {
+    "multisteplr": "MultiStepLR",
+    "cosineannealinglr": "CosineAnnealingLR",
+    "constantlr": "ConstantLR",
+}
 SchedOpt = Annotated[
     Annotated[MultiStepLROpt, Tag("MultiStepLR")]
     | Annotated[CosineAnnealingLROpt, Tag("CosineAnnealingLR")]
@@ -185,7 +203,9 @@ class LossOpt(BaseModel):
     type: str
     loss_weight: float = 1.0
     name: str | None = Field(None, description="label in logs (defaults to the option key, e.g. pixel_opt)")
-    target: Literal["gt", "gt_usm"] | None = Field(None, description="which GT the loss sees (Real-ESRGAN usm)")
+    target: Literal["gt", "gt_usm"] | None = Field(
+        None, description="which GT the loss sees (Real-ESRGAN usm)"
+    )
 
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -203,13 +223,17 @@ class TrainOpt(Section):
     accum_iter: int = Field(1, gt=0, description="gradient accumulation: micro-batches per optimizer step")
     grad_clip: float | None = Field(None, gt=0, description="max global grad norm (None = off)")
     use_amp: bool = False
-    amp_bf16: bool = Field(True, description="bf16 autocast (CPU/CUDA); false = fp16 + GradScaler (CUDA only)")
+    amp_bf16: bool = Field(
+        True, description="bf16 autocast (CPU/CUDA); false = fp16 + GradScaler (CUDA only)"
+    )
     use_channels_last: bool = False
     net_d_iters: int = Field(1, gt=0, description="update G only every net_d_iters iterations")
     net_d_init_iters: int = Field(0, ge=0, description="train only D for the first iterations")
     max_nonfinite_steps: int = Field(10, gt=0, description="stop after this many non-finite steps in a row")
     calibrate_iters: int = Field(8, ge=0, description="ParagonSR2 kernel calibration passes before val/save")
-    losses: list[LossOpt] = Field(default_factory=list, description="traiNNer style list; *_opt keys add to it")
+    losses: list[LossOpt] = Field(
+        default_factory=list, description="traiNNer style list; *_opt keys add to it"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -251,7 +275,9 @@ class ValOpt(Section):
     save_img: bool = False
     suffix: str | None = None
     pbar: bool = False
-    tile_size: int = Field(0, ge=0, description="tile LQ validation images larger than this (0 = whole image)")
+    tile_size: int = Field(
+        0, ge=0, description="tile LQ validation images larger than this (0 = whole image)"
+    )
     tile_pad: int = Field(16, ge=0)
     max_save_img: int = Field(8, ge=0, description="validation images logged to TensorBoard")
     calibrate: bool = True
@@ -302,20 +328,21 @@ MODEL_TYPES = {
 
 
 class Options(Section):
-    name: str
+    name: str = Field(description="experiment name: experiments/<name>/")
     model_type: str = Field("SRModel", description="SRModel/RealESRNetModel (fidelity) or *GANModel")
-    scale: int = Field(4, ge=1, le=8)
-    num_gpu: int | Literal["auto"] = "auto"
-    manual_seed: int | None = 0
-    deterministic: bool = False
-    is_train: bool = True
-    dist: bool = False
-    rank: int = 0
-    world_size: int = 1
-    # Real-ESRGAN top-level degradation keys (seed 002): passed to the `realesrgan` pipeline.
-    l1_gt_usm: bool = False
-    percep_gt_usm: bool = False
-    gan_gt_usm: bool = False
+    scale: int = Field(4, ge=1, le=8, description="upscale factor; injected into network_g when it omits it")
+    num_gpu: int | Literal["auto"] = Field("auto", description="0 = CPU; otherwise CUDA when available")
+    manual_seed: int | None = Field(0, description="seeds python/numpy/torch and the per-sample data RNG")
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (warn only)")
+    is_train: bool = Field(True, description="accepted for BasicSR compatibility")
+    dist: bool = Field(False, description="set by the launcher")
+    rank: int = Field(0, description="set by the launcher")
+    world_size: int = Field(1, description="set by the launcher")
+    # Real-ESRGAN top-level degradation keys (seed 002): passed to the `realesrgan` pipeline (its docs give
+    # the defaults; unset keys keep them).
+    l1_gt_usm: bool = Field(False, description="pixel losses see the USM-sharpened GT (realesrgan)")
+    percep_gt_usm: bool = Field(False, description="perceptual losses see the USM-sharpened GT")
+    gan_gt_usm: bool = Field(False, description="the discriminator sees the USM-sharpened GT")
     resize_prob: list[float] | None = None
     resize_range: list[float] | None = None
     gaussian_noise_prob: float | None = None
@@ -331,9 +358,9 @@ class Options(Section):
     poisson_scale_range2: list[float] | None = None
     gray_noise_prob2: float | None = None
     jpeg_range2: list[float] | None = None
-    gt_size: int | None = None
+    gt_size: int | None = Field(None, description="fallback GT crop when datasets.train has none")
     queue_size: int | None = Field(None, description="Real-ESRGAN training-pair pool (multiple of batch)")
-    high_order_degradation: bool = True
+    high_order_degradation: bool = Field(True, description="accepted for traiNNer compatibility (OTF data)")
 
     datasets: dict[str, DatasetOpt]
     network_g: NetworkOpt

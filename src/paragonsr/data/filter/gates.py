@@ -27,13 +27,16 @@ class Gate:
     min: float | None = None
     max: float | None = None
     fallback: Gate | None = None
+    auto_max: bool = (
+        False  # ``max: auto`` (niqe only): the NIQE model's pristine tile p95, set by load_config
+    )
 
     def check(self, score: float) -> bool:
         return (self.min is None or score >= self.min) and (self.max is None or score <= self.max)
 
     def describe(self) -> str:
         lo = "" if self.min is None else f"{self.min:g} <= "
-        hi = "" if self.max is None else f" <= {self.max:g}"
+        hi = "" if self.max is None else (" <= auto" if self.max == float("inf") else f" <= {self.max:g}")
         return f"{lo}{self.metric}{hi}"
 
 
@@ -59,8 +62,8 @@ class FilterConfig:
         return names
 
 
-# Defaults measured on 111 256-px tiles of the 37 project photos (see docs/data_filter.md): they drop flat,
-# blurred, blocky and heavily aliased tiles and keep ~75 % of ordinary photo tiles. pyiqa thresholds are the
+# Defaults measured on the 1536 256-px tiles of the 37 project photos (docs/data_filter.md): they drop flat,
+# blurred, blocky and heavily aliased tiles and keep 74 % of those tiles at stage 1. pyiqa thresholds are the
 # usual starting points for those models' score ranges (ARNIQA-KonIQ 0-1, NIMA-AVA 1-10, BRISQUE ~0-100).
 DEFAULT_GATES: list[dict[str, Any]] = [
     {"metric": "entropy", "min": 4.0, "stage": 1},
@@ -68,7 +71,7 @@ DEFAULT_GATES: list[dict[str, Any]] = [
     {"metric": "sharpness", "min": 5.0, "max": 2000.0, "stage": 1},
     {"metric": "blockiness", "max": 1.45, "stage": 1},
     {"metric": "aliasing", "max": 30.0, "stage": 1},
-    {"metric": "arniqa", "min": 0.6, "stage": 2, "fallback": {"metric": "niqe", "max": 8.0}},
+    {"metric": "arniqa", "min": 0.6, "stage": 2, "fallback": {"metric": "niqe", "max": "auto"}},
     {"metric": "nima", "min": 4.5, "stage": 3},
 ]
 
@@ -85,6 +88,13 @@ def parse_gate(d: Any, where: str) -> Gate:
     if metric not in METRIC_INFO:
         raise ValueError(f"{where}: unknown metric {metric!r}; available: {', '.join(METRIC_INFO)}")
     lo, hi = d.get("min"), d.get("max")
+    auto = hi == "auto"
+    if auto:
+        if metric != "niqe":
+            raise ValueError(
+                f"{where}: 'max: auto' is only defined for niqe (its model stores the pristine p95)"
+            )
+        hi = float("inf")  # resolved from the model by load_config; inf only until then
     if "threshold" in d:
         direction = d.get("direction", METRIC_INFO[metric][0])
         if direction not in ("higher", "lower"):
@@ -105,7 +115,7 @@ def parse_gate(d: Any, where: str) -> Gate:
         raise ValueError(f"{where}: min {lo} is above max {hi}")
     fb = d.get("fallback")
     fallback = parse_gate({"stage": stage, **fb}, f"{where}.fallback") if fb is not None else None
-    return Gate(metric, stage, lo, hi, fallback)
+    return Gate(metric, stage, lo, hi, fallback, auto)
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> FilterConfig:
@@ -134,11 +144,23 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> FilterConfi
     if not isinstance(gate_list, list) or not gate_list:
         raise ValueError(f"{where}: 'gates' must be a non-empty list")
     gates = [parse_gate(g, f"{where}: gates[{i}]") for i, g in enumerate(gate_list)]
+    niqe_model = raw.get("niqe_model")
+    autos = [gg for g in gates for gg in (g, g.fallback) if gg is not None and gg.auto_max]
+    if autos and niqe_model and Path(niqe_model).is_file():
+        from paragonsr.data.filter.niqe import NIQEModel
+
+        p95 = NIQEModel.load(niqe_model).tile_p95
+        if p95 is None:
+            raise ValueError(
+                f"{niqe_model} has no stored tile p95 (refit it) — or give the niqe gate a number"
+            )
+        for gg in autos:
+            gg.max = p95
     return FilterConfig(
         tile_size=size,
         tile_stride=stride,
         gates=gates,
-        niqe_model=raw.get("niqe_model"),
+        niqe_model=niqe_model,
         iqa_weights={str(k).lower(): str(v) for k, v in (raw.get("iqa_weights") or {}).items()},
         device=str(raw.get("device", "cpu")),
     )

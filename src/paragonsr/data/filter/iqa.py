@@ -32,8 +32,8 @@ def _pyiqa_scorer(name: str, cfg: FilterConfig) -> Scorer:
     if not Path(weights).is_file():
         raise MetricUnavailable(f"{name}: weight file not found: {weights}")
     try:
-        import pyiqa  # noqa: PLC0415 - optional extra, never imported at module load
-        import torch  # noqa: PLC0415
+        import pyiqa
+        import torch
     except Exception as exc:  # ImportError, or torchvision failing to import inside pyiqa
         raise MetricUnavailable(f"{name}: pyiqa is not usable ({type(exc).__name__}: {exc})") from None
     try:
@@ -58,7 +58,7 @@ def make_scorer(name: str, cfg: FilterConfig) -> Scorer:
     if name == "niqe":
         if not cfg.niqe_model:
             raise MetricUnavailable("niqe: no niqe_model set (fit one with 'paragonsr data niqe-fit')")
-        from paragonsr.data.filter.niqe import NIQEModel  # noqa: PLC0415
+        from paragonsr.data.filter.niqe import NIQEModel
 
         try:
             model = NIQEModel.load(cfg.niqe_model)

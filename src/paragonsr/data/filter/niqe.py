@@ -21,7 +21,9 @@ import numpy as np
 from paragonsr.data.filter.heuristics import to_gray
 
 _GAMMAS = np.arange(0.2, 10.0, 0.001)
-_R_GAM = np.array([math.exp(math.lgamma(2 / g) * 2 - math.lgamma(1 / g) - math.lgamma(3 / g)) for g in _GAMMAS])
+_R_GAM = np.array(
+    [math.exp(math.lgamma(2 / g) * 2 - math.lgamma(1 / g) - math.lgamma(3 / g)) for g in _GAMMAS]
+)
 # BRISQUE/NIQE AGGD uses r(γ) = Γ(2/γ)² / (Γ(1/γ) Γ(3/γ)); GGD uses its inverse.
 _R_GGD = 1.0 / _R_GAM
 
@@ -57,7 +59,12 @@ def _aggd(x: np.ndarray) -> tuple[float, float, float, float]:
 def _block_features(m: np.ndarray) -> list[float]:
     a, s = _ggd(m)
     feats = [a, s]
-    for shifted in (np.roll(m, 1, 1), np.roll(m, 1, 0), np.roll(np.roll(m, 1, 0), 1, 1), np.roll(np.roll(m, 1, 0), -1, 1)):
+    for shifted in (
+        np.roll(m, 1, 1),
+        np.roll(m, 1, 0),
+        np.roll(np.roll(m, 1, 0), 1, 1),
+        np.roll(np.roll(m, 1, 0), -1, 1),
+    ):
         feats.extend(_aggd((m * shifted)[1:-1, 1:-1]))
     return feats
 
@@ -91,20 +98,36 @@ def niqe_features(img: np.ndarray, patch: int = 64, select_sharp: bool = False) 
 
 
 class NIQEModel:
-    """Pristine MVG (mean, covariance) plus the block size it was fitted with."""
+    """Pristine MVG (mean, covariance), the block size it was fitted with, and the 95th percentile of the scores
+    of the pristine images' own tiles (``tile_p95``: what ``max: auto`` in a gate resolves to).
 
-    def __init__(self, mu: np.ndarray, cov: np.ndarray, patch: int) -> None:
-        self.mu, self.cov, self.patch = mu, cov, patch
+    Tile scores spread widely even on clean photos (a 256-px tile holds only 16 blocks for a 36-D covariance),
+    so an absolute threshold does not transfer between datasets; the pristine set's own spread does."""
+
+    def __init__(self, mu: np.ndarray, cov: np.ndarray, patch: int, tile_p95: float | None = None) -> None:
+        self.mu, self.cov, self.patch, self.tile_p95 = mu, cov, patch, tile_p95
 
     @classmethod
-    def fit(cls, images: list[np.ndarray], patch: int = 64) -> NIQEModel:
+    def fit(
+        cls, images: list[np.ndarray], patch: int = 64, tile: int = 256, max_tiles: int = 100
+    ) -> NIQEModel:
         feats = [f for img in images if len(f := niqe_features(img, patch, select_sharp=True))]
         if not feats:
             raise ValueError("no usable blocks in the pristine set (images too small or flat)")
         allf = np.concatenate(feats)
         if len(allf) < 2:
             raise ValueError(f"only {len(allf)} pristine block(s): give more or larger images")
-        return cls(allf.mean(0), np.cov(allf, rowvar=False), patch)
+        model = cls(allf.mean(0), np.cov(allf, rowvar=False), patch)
+        tiles = [
+            img[y : y + tile, x : x + tile]
+            for img in images
+            for y in range(0, img.shape[0] - tile + 1, tile)
+            for x in range(0, img.shape[1] - tile + 1, tile)
+        ]
+        if tile >= patch and tiles:
+            step = max(1, len(tiles) // max_tiles)  # spread the sample over all images
+            model.tile_p95 = float(np.percentile([model.score(t) for t in tiles[::step][:max_tiles]], 95))
+        return model
 
     def score(self, img: np.ndarray) -> float:
         f = niqe_features(img, self.patch)
@@ -116,7 +139,8 @@ class NIQEModel:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mu=self.mu, cov=self.cov, patch=np.int64(self.patch))
+        p95 = np.float64(np.nan if self.tile_p95 is None else self.tile_p95)
+        np.savez(tmp, mu=self.mu, cov=self.cov, patch=np.int64(self.patch), tile_p95=p95)
         tmp.replace(path)
 
     @classmethod
@@ -126,5 +150,8 @@ class NIQEModel:
             raise FileNotFoundError(f"NIQE model not found: {path} (fit one with 'paragonsr data niqe-fit')")
         with np.load(path) as z:
             if not {"mu", "cov", "patch"} <= set(z.files):
-                raise ValueError(f"{path} is not a NIQE model (expected arrays mu, cov, patch; got {z.files})")
-            return cls(z["mu"], z["cov"], int(z["patch"]))
+                raise ValueError(
+                    f"{path} is not a NIQE model (expected arrays mu, cov, patch; got {z.files})"
+                )
+            p95 = float(z["tile_p95"]) if "tile_p95" in z.files else float("nan")
+            return cls(z["mu"], z["cov"], int(z["patch"]), None if math.isnan(p95) else p95)

@@ -7,6 +7,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from paragonsr.data.filter.gates import FAIL, NOT_RUN, PASS, SKIPPED, FilterConfig
 
 KEY_COLUMNS = ["image", "y", "x", "h", "w"]
@@ -86,16 +88,19 @@ def summary_table(rows: list[dict[str, str]], cfg: FilterConfig, unavailable: di
     for m, why in unavailable.items():
         lines.append(f"SKIPPED metric {m}: {why}")
     if v["unverified"]:
-        lines.append("unverified = no gate failed but at least one was skipped (not counted as passed)")
+        lines.append(
+            "unverified = no gate failed but at least one was skipped (not counted as passed); keep them with "
+            "--keep-unverified, or give the skipped gates weights / a fallback / remove them in --config"
+        )
     return "\n".join(lines)
 
 
 def plot_histograms(rows: list[dict[str, str]], cfg: FilterConfig, out_dir: Path) -> list[Path]:
     """One PNG per metric: score histogram with the gate bounds drawn in."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
     bounds: dict[str, list[float]] = {}
@@ -105,18 +110,32 @@ def plot_histograms(rows: list[dict[str, str]], cfg: FilterConfig, out_dir: Path
                 bounds.setdefault(gg.metric, []).extend(b for b in (gg.min, gg.max) if b is not None)
     written = []
     for m in cfg.metrics():
-        vals = [float(r[m]) for r in rows if r.get(m) not in (None, "")]
-        if not vals:
+        vals = np.array([float(r[m]) for r in rows if r.get(m) not in (None, "")])
+        if not len(vals):
             continue
+        gate_col = f"gate_{m}"
+        ok = np.array([r.get(gate_col) != FAIL for r in rows if r.get(m) not in (None, "")])
+        # heavy-tailed scores (Laplacian variance spans 4 decades) read better on a log axis
+        pos = vals[vals > 0]
+        log = bool(len(pos) > len(vals) // 2 and pos.max() / pos.min() > 100)
+        if log:  # zeros (flat tiles) land in the first bin
+            vals = np.maximum(vals, pos.min())
+        edges = (
+            np.geomspace(vals.min(), vals.max() * 1.000001, 41)
+            if log
+            else np.linspace(vals.min(), vals.max() + 1e-9, min(50, max(5, len(vals) // 4)) + 1)
+        )
         fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-        ax.hist(vals, bins=min(50, max(5, len(vals) // 4)), color="#4c72b0")
+        ax.hist([vals[ok], vals[~ok]], bins=edges, stacked=True, color=["#4c72b0", "#dd8452"],
+                label=["kept by this gate", "dropped by this gate"])  # fmt: skip
+        if log:
+            ax.set_xscale("log")
         for b in bounds.get(m, []):
             ax.axvline(b, color="#c44e52", linestyle="--", label=f"gate {b:g}")
         ax.set_title(f"{m} ({len(vals)} tiles)")
         ax.set_xlabel(m)
         ax.set_ylabel("tiles")
-        if bounds.get(m):
-            ax.legend()
+        ax.legend(fontsize=8)
         fig.tight_layout()
         path = out_dir / f"{m}.png"
         tmp = out_dir / f".{m}.tmp.png"

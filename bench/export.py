@@ -1,0 +1,102 @@
+"""ONNX Runtime (FP32, INT8) vs PyTorch eager (fp32, bf16 + channels_last) on the same fused model and input.
+
+    .venv/bin/python bench/export.py --archs paragonsr2_nano,compact --scale 2 --size 256 --runs 5
+
+Prints median latencies and ratios (speed-up vs torch fp32 eager); target: ORT FP32 >= 1.2x torch fp32.
+Both runtimes get the same number of intra-op threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from paragonsr.archs import build_arch
+from paragonsr.deploy.fuse import prepare_for_release
+from paragonsr.deploy.onnx_export import export_onnx
+from paragonsr.deploy.quantize import quantize_int8
+from paragonsr.deploy.verify import make_calib_inputs, synthetic_image
+from paragonsr.infer.onnx_backend import make_session
+
+ARCH_KWARGS = {"compact": lambda s: {"upscale": s}}
+
+
+def median_ms(fn: Callable[[], object], runs: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def bench_arch(arch: str, scale: int, size: int, runs: int, threads: int, workdir: Path) -> dict[str, float]:
+    torch.manual_seed(0)
+    kwargs = ARCH_KWARGS.get(arch, lambda s: {"scale": s})(scale)
+    fused, _ = prepare_for_release(build_arch(arch, **kwargs), sizes=((24, 20),))
+    x = torch.rand(1, fused.in_ch, size, size)
+    xn = x.numpy()
+    res: dict[str, float] = {}
+
+    with torch.inference_mode():
+        res["torch fp32 eager"] = median_ms(lambda: fused(x), runs)
+        cl = fused.to(memory_format=torch.channels_last)
+        xcl = x.contiguous(memory_format=torch.channels_last)
+
+        def bf16() -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return cl(xcl)
+
+        res["torch bf16 channels_last"] = median_ms(bf16, runs)
+    fused.to(memory_format=torch.contiguous_format)
+
+    fp32 = export_onnx(fused, workdir / f"{arch}_fp32.onnx")
+    calib = make_calib_inputs([synthetic_image(256, s) for s in range(2)], scale, fused.in_ch, 48, 2)
+    int8 = quantize_int8(fp32, workdir / f"{arch}_int8.onnx", calib)
+    for label, path in (("ORT fp32", fp32), ("ORT int8 (QDQ)", int8)):
+        sess = make_session(path, "cpu", threads=threads)
+        name = sess.get_inputs()[0].name
+        res[label] = median_ms(lambda s=sess, n=name: s.run(None, {n: xn}), runs)
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--archs", default="paragonsr2_nano,compact")
+    ap.add_argument("--scale", type=int, default=2)
+    ap.add_argument("--size", type=int, default=256, help="input side (LR)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        f"input 1x3x{args.size}x{args.size}, x{args.scale}, {args.threads} threads, median of {args.runs} runs"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in args.archs.split(","):
+            res = bench_arch(arch.strip(), args.scale, args.size, args.runs, args.threads, Path(tmp))
+            base = res["torch fp32 eager"]
+            print(f"\n{arch}")
+            for label, ms in res.items():
+                print(f"  {label:<26} {ms:9.1f} ms   {base / ms:5.2f}x vs torch fp32")
+            ratio = base / res["ORT fp32"]
+            verdict = "meets" if ratio >= 1.2 else "MISSES"
+            print(f"  ORT fp32 / torch fp32 speed-up {ratio:.2f}x ({verdict} the 1.2x target)")
+    return 0
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    sys.exit(main())

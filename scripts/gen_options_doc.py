@@ -1,0 +1,172 @@
+"""Generate docs/options.md: every training option (from the pydantic schema) and every registered type a
+``type:`` key can name (architectures, losses, metrics, degradation pipelines) with their arguments.
+
+    python scripts/gen_options_doc.py [--out docs/options.md] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from paragonsr.train import options as O
+
+SECTIONS: list[tuple[str, type[BaseModel], str]] = [
+    ("(top level)", O.Options, "General settings and Real-ESRGAN's top-level degradation keys."),
+    (
+        "datasets.<phase> (paired)",
+        O.PairedDatasetOpt,
+        "`type: PairedImageDataset`: GT + LQ folders or meta_info.",
+    ),
+    (
+        "datasets.<phase> (on the fly)",
+        O.OTFDatasetOpt,
+        "`type: RealESRGANDataset` / `OTFDataset`: GT only, LQ from a degradation pipeline in the loader workers.",
+    ),
+    (
+        "network_g / network_d",
+        O.NetworkOpt,
+        "`type` = a registered architecture; other keys = its arguments.",
+    ),
+    (
+        "train",
+        O.TrainOpt,
+        "Optimisation. Any `<name>_opt` key (pixel_opt, perceptual_opt, gan_opt, ...) is a loss.",
+    ),
+    ("train.optim_g / optim_d: Adam", O.AdamOpt, ""),
+    ("train.optim_g / optim_d: AdamW", O.AdamWOpt, ""),
+    ("train.optim_g / optim_d: SGD", O.SGDOpt, ""),
+    ("train.scheduler: MultiStepLR", O.MultiStepLROpt, ""),
+    ("train.scheduler: CosineAnnealingLR", O.CosineAnnealingLROpt, ""),
+    ("train.scheduler: ConstantLR", O.ConstantLROpt, ""),
+    (
+        "train.<name>_opt / train.losses[i]",
+        O.LossOpt,
+        "`type` = a registered loss; other keys = its arguments.",
+    ),
+    ("val", O.ValOpt, "Validation every `val_freq` iterations (EMA weights, calibrated ParagonSR2 kernels)."),
+    (
+        "val.metrics.<name>",
+        O.MetricOpt,
+        "`type` = a registered metric (calculate_psnr, calculate_ssim, ...).",
+    ),
+    ("path", O.PathOpt, ""),
+    ("logger", O.LoggerOpt, ""),
+    ("logger.wandb", O.WandbOpt, "Optional; wandb is imported only when `project` is set."),
+    ("dist_params", O.DistOpt, ""),
+]
+
+
+def _tname(ann: Any) -> str:
+    if isinstance(ann, type):
+        return ann.__name__
+    s = str(ann).replace("typing.", "").replace("NoneType", "null")
+    for mod in ("paragonsr.train.options.", "pydantic.main."):
+        s = s.replace(mod, "")
+    if "Annotated[" in s:
+        return "mapping (discriminated by `type`)"
+    return s
+
+
+def _default(field: Any) -> str:
+    if field.is_required():
+        return "**required**"
+    d = field.default
+    if d is PydanticUndefined:
+        d = field.default_factory() if field.default_factory else None
+    if isinstance(d, BaseModel):
+        return "(section defaults)"
+    return f"`{d!r}`" if d not in (None, {}, []) else ("`~`" if d is None else f"`{d!r}`")
+
+
+def section_table(model: type[BaseModel]) -> list[str]:
+    rows = ["| key | type | default | description |", "|---|---|---|---|"]
+    for name, f in model.model_fields.items():
+        desc = (f.description or "").replace("|", "\\|")
+        tname = _tname(f.annotation).replace("|", "\\|")
+        rows.append(f"| `{name}` | {tname} | {_default(f)} | {desc} |")
+    return rows
+
+
+def registry_table(registry: Any, title: str) -> list[str]:
+    out = [f"### {title}", "", "| type | arguments |", "|---|---|"]
+    for name in registry.names():
+        obj = registry.get(name)
+        target = obj.__init__ if inspect.isclass(obj) else obj
+        try:
+            sig = inspect.signature(target)
+            hints = typing.get_type_hints(target)
+        except Exception:  # unresolvable annotations: names only
+            sig, hints = inspect.signature(target), {}
+        args = []
+        for pname, p in sig.parameters.items():
+            if pname in ("self", "args", "kwargs", "_") or p.kind is inspect.Parameter.VAR_KEYWORD:
+                continue
+            t = _tname(hints[pname]) if pname in hints else ""
+            d = "" if p.default is inspect.Parameter.empty else f" = {p.default!r}"
+            args.append(f"`{pname}`{': ' + t if t else ''}{d}".replace("|", "\\|"))
+        aliases = sorted(a for a, c in registry._aliases.items() if c == name)
+        label = f"`{name}`" + (f" (aliases: {', '.join(aliases)})" if aliases else "")
+        out.append(f"| {label} | {', '.join(args) or '-'} |")
+    return [*out, ""]
+
+
+def render() -> str:
+    import paragonsr.archs
+    import paragonsr.degrade
+    import paragonsr.losses
+    import paragonsr.metrics  # noqa: F401
+    from paragonsr.registry import ARCH_REGISTRY, DEGRADATION_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
+
+    lines = [
+        "# Training options reference",
+        "",
+        "<!-- generated by scripts/gen_options_doc.py - do not edit by hand -->",
+        "",
+        "`paragonsr train -opt file.yml [--auto_resume] [--debug] [--force key.path=value ...] "
+        "[--launcher pytorch]`. The vocabulary is BasicSR / Real-ESRGAN / traiNNer-redux's. Unknown keys are "
+        "errors with the key path, the expected type and a did-you-mean; `type:` names are case-insensitive. "
+        "`1e-4` parses as a float with or without `!!float`.",
+        "",
+        "Output layout: `experiments/<name>/{models,training_states,visualization,tb_logger}` + "
+        "`train_<name>_<time>.log`. Networks are saved as safetensors (`net_g_<iter>`, EMA as `net_g_ema_<iter>` "
+        "(`params_ema`), `net_d_<iter>`), training states as `training_states/<iter>.state`.",
+        "",
+    ]
+    for title, model, note in SECTIONS:
+        lines += [f"## `{title}`", ""] + ([note, ""] if note else []) + section_table(model) + [""]
+    lines += ["## Registered types", ""]
+    lines += registry_table(ARCH_REGISTRY, "Architectures (`network_g.type`, `network_d.type`)")
+    lines += registry_table(LOSS_REGISTRY, "Losses (`train.<name>_opt.type`)")
+    lines += registry_table(METRIC_REGISTRY, "Metrics (`val.metrics.<name>.type`)")
+    lines += registry_table(DEGRADATION_REGISTRY, "Degradation pipelines (`datasets.<phase>.degradation`)")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "options.md"))
+    ap.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
+    args = ap.parse_args()
+    text = render()
+    out = Path(args.out)
+    if args.check:
+        same = out.is_file() and out.read_text(encoding="utf-8") == text
+        print(f"{out}: {'up to date' if same else 'OUT OF DATE (run scripts/gen_options_doc.py)'}")
+        return 0 if same else 1
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    print(f"wrote {out} ({len(text.splitlines())} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

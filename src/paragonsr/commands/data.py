@@ -1,0 +1,169 @@
+"""``paragonsr data``: dataset preparation — meta_info, subsets, sub-image extraction, quality filter, NIQE fit."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HELP = "dataset tools: meta-info, subset, extract-tiles, filter (3-stage quality gates), niqe-fit"
+
+
+def _workers_default() -> int:
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="TOOL", required=True)
+
+    p = sub.add_parser(
+        "meta-info", help="write a meta_info.txt (Real-ESRGAN relative paths, or BasicSR shapes)"
+    )
+    p.add_argument("--input", nargs="+", required=True, help="image folder(s)")
+    p.add_argument(
+        "--root", nargs="*", default=None, help="root(s) the paths are relative to (default: parent)"
+    )
+    p.add_argument("--out", "--meta_info", dest="out", required=True, help="meta_info.txt to write")
+    p.add_argument("--format", choices=("realesrgan", "basicsr"), default="realesrgan")
+    p.add_argument("--check", action="store_true", help="decode every image and report unreadable ones")
+
+    p = sub.add_parser("subset", help="reproducible random subset of image folders (links or copies)")
+    p.add_argument("--input", nargs="+", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--n", nargs="+", type=int, help="images to take: one count, or one per --input")
+    g.add_argument("--fraction", type=float, help="fraction of each input to take")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (gets one sub-folder per input)")
+    p.add_argument("--mode", choices=("symlink", "hardlink", "copy"), default="symlink")
+
+    p = sub.add_parser("extract-tiles", help="BasicSR extract_subimages: crop/step/thresh tiles, resumable")
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--crop", type=int, default=480)
+    p.add_argument("--step", type=int, default=240)
+    p.add_argument(
+        "--thresh", type=int, default=0, help="keep a last edge tile when the leftover exceeds this"
+    )
+    p.add_argument("--ext", default=".png", help="tile format (.png default; 'same' keeps the input's)")
+    p.add_argument("--workers", type=int, default=_workers_default())
+
+    p = sub.add_parser(
+        "filter", help="tile + score + gate (entropy, contrast, sharpness, blockiness, aliasing, IQA)"
+    )
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True, help="report CSV (summary .md and <stem>_plots/ go beside it)")
+    p.add_argument("--config", default=None, help="gates YAML (default gates: docs/data_filter.md)")
+    p.add_argument("--keep-dir", default=None, help="save passing tiles here as PNG")
+    p.add_argument(
+        "--keep-unverified", action="store_true", help="also save tiles whose only issue is a skipped gate"
+    )
+    p.add_argument("--niqe-model", default=None, help="NIQE model .npz (enables the weight-free fallback)")
+    p.add_argument("--tile", type=int, default=None, help="tile size (overrides the config)")
+    p.add_argument("--stride", type=int, default=None, help="tile stride (default: tile size)")
+    p.add_argument("--workers", type=int, default=_workers_default())
+    p.add_argument("--restart", action="store_true", help="discard an existing report instead of resuming it")
+    p.add_argument("--no-plots", action="store_true")
+
+    p = sub.add_parser("niqe-fit", help="fit the NIQE pristine model on your own clean images")
+    p.add_argument("--input", required=True, help="folder of pristine images")
+    p.add_argument("--out", required=True, help="model .npz")
+    p.add_argument("--patch", type=int, default=64, help="block size (tiles must be at least this big)")
+    p.add_argument("--max-images", type=int, default=200)
+
+
+def _meta_info(args: argparse.Namespace) -> int:
+    from paragonsr.data.meta_info import build_meta_info, write_meta_info
+
+    res = build_meta_info(args.input, args.root, args.format, args.check)
+    write_meta_info(args.out, res.lines)
+    print(f"wrote {len(res.lines)} entries to {args.out}")
+    for b in res.bad:
+        print(f"unreadable: {b}", file=sys.stderr)
+    return 1 if res.bad else 0
+
+
+def _subset(args: argparse.Namespace) -> int:
+    from paragonsr.data.subset import make_subset
+
+    res = make_subset(args.input, args.out, args.n, args.fraction, args.seed, args.mode)
+    for folder, avail, taken in res.per_input:
+        print(f"{folder}: {taken} of {avail}")
+    print(f"{args.mode}: {res.written} new, {res.skipped_existing} already there -> {args.out}")
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from paragonsr.data.tiles import extract_tiles, list_images
+
+    ext = None if args.ext == "same" else ("." + args.ext.lstrip("."))
+    written, errors = extract_tiles(
+        list_images(args.input), args.out, args.crop, args.step, args.thresh, args.workers, ext
+    )
+    print(f"wrote {written} tiles to {args.out}")
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _filter(args: argparse.Namespace) -> int:
+    from paragonsr.data.filter import load_config, run_filter
+
+    cfg = load_config(args.config, niqe_model=args.niqe_model)
+    if args.tile:
+        cfg.tile_size = args.tile
+        cfg.tile_stride = args.stride or args.tile
+    elif args.stride:
+        cfg.tile_stride = args.stride
+    res = run_filter(
+        args.input,
+        args.out,
+        cfg,
+        args.keep_dir,
+        args.keep_unverified,
+        args.workers,
+        args.restart,
+        not args.no_plots,
+    )
+    print(res.summary)
+    if res.plots:
+        print(f"histograms: {res.plots[0].parent}")
+    return 1 if res.errors else 0
+
+
+def _niqe_fit(args: argparse.Namespace) -> int:
+
+    from paragonsr.data.filter.niqe import NIQEModel
+    from paragonsr.data.tiles import list_images, read_image
+
+    paths = list_images(args.input)[: args.max_images]
+    imgs = []
+    for p in paths:
+        try:
+            img = read_image(p)
+        except ValueError as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+            continue
+        imgs.append(img[..., :3] if img.shape[2] >= 3 else img)
+    model = NIQEModel.fit(imgs, args.patch)
+    model.save(args.out)
+    print(f"fitted on {len(imgs)} image(s) -> {args.out}")
+    if model.tile_p95 is not None:
+        print(
+            f"95th percentile of the pristine images' 256-px tile scores: {model.tile_p95:.2f} (gate 'max: auto')"
+        )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    handlers = {
+        "meta-info": _meta_info,
+        "subset": _subset,
+        "extract-tiles": _extract,
+        "filter": _filter,
+        "niqe-fit": _niqe_fit,
+    }
+    try:
+        return handlers[args.data_command](args)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

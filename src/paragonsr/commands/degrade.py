@@ -1,0 +1,238 @@
+"""``paragonsr degrade``: build an offline paired dataset (resumable, with a JSONL manifest), or preview pipelines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HELP = "make LR images from HR ones with a degradation pipeline (offline dataset builder, --preview grid)"
+PIPELINES = ("realesrgan", "workflows", "lrgen", "bicubic", "resize")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", default=None, help=f"one of {', '.join(PIPELINES)} (or 'type' in --config)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="YAML with the pipeline's options (a whole BasicSR option file works for realesrgan)",
+    )
+    p.add_argument("--input", "-i", type=Path, help="folder of HR images (searched recursively)")
+    p.add_argument(
+        "--output", "-o", type=Path, help="output folder (lq/, gt/, manifest.jsonl) or the --preview PNG"
+    )
+    p.add_argument(
+        "--scale", type=int, default=None, choices=(1, 2, 3, 4), help="default: the config's scale, else 2"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="base seed; each image's stream is derived from it and its path"
+    )
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument(
+        "--gt-crop", type=int, default=0, metavar="SIZE", help="degrade a random SIZE×SIZE GT crop per image"
+    )
+    p.add_argument(
+        "--no-gt",
+        action="store_true",
+        help="do not write gt/ (only safe when the pipeline keeps the GT as is)",
+    )
+    p.add_argument(
+        "--preview", type=Path, metavar="IMAGE", help="write a labelled grid of IMAGE under every pipeline"
+    )
+
+
+def load_options(
+    pipeline: str | None, config: Path | None, scale: int | None = None
+) -> tuple[str, dict[str, Any], int]:
+    """(pipeline name, options, scale) from the flags; a config's ``type`` key names the pipeline and its
+    ``scale`` key is the default scale (a different --scale is an error: one of them is a mistake)."""
+    opt: dict[str, Any] = {}
+    if config is not None:
+        import yaml
+
+        if not config.is_file():
+            raise FileNotFoundError(f"--config {config}: no such file")
+        with open(config, encoding="utf-8") as fh:
+            opt = yaml.safe_load(fh) or {}
+        if not isinstance(opt, dict):
+            raise ValueError(f"--config {config}: expected a mapping of options, got {type(opt).__name__}")
+    name = pipeline or opt.pop("type", None) or ("realesrgan" if "datasets" in opt else None)
+    opt.pop("type", None)
+    if name is None:
+        raise ValueError(
+            f"no pipeline: pass --pipeline ({', '.join(PIPELINES)}) or put 'type:' in the config"
+        )
+    cfg_scale = opt.pop("scale", None)
+    if scale is not None and cfg_scale is not None and int(cfg_scale) != scale:
+        raise ValueError(f"--scale {scale} contradicts 'scale: {cfg_scale}' in {config}")
+    scale = scale or int(cfg_scale or 2)
+    if "datasets" in opt:  # a whole BasicSR / traiNNer option file
+        from paragonsr.degrade import collect_realesrgan_opt
+
+        opt = collect_realesrgan_opt(opt)
+    return name, opt, scale
+
+
+def image_seed(seed: int, rel: str) -> np.random.SeedSequence:
+    """Per-image stream from the base seed and the relative path: independent of order, workers and resumes."""
+    return np.random.SeedSequence([seed, zlib.crc32(rel.encode("utf-8"))])
+
+
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(name: str, opt: dict[str, Any], scale: int, cfg: dict[str, Any]) -> None:
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    from paragonsr.degrade import build_degradation
+
+    _STATE.update(deg=build_degradation(name, opt, scale), cfg=cfg)
+
+
+def _process(job: tuple[int, str]) -> dict[str, Any]:
+    """Degrade one file; returns its manifest entry (or an 'error' entry). Runs in a worker."""
+    from paragonsr.degrade import apply_manifest
+    from paragonsr.infer.image_io import read_image, write_image
+
+    index, rel = job
+    cfg, deg = _STATE["cfg"], _STATE["deg"]
+    try:
+        img, info = read_image(Path(cfg["input"]) / rel)
+        entry: dict[str, Any] = {"file": rel, "index": index, "pipeline": cfg["pipeline"], "scale": deg.scale,
+                                 "seed": [cfg["seed"], zlib.crc32(rel.encode("utf-8"))]}  # fmt: skip
+        if img.shape[2] == 4:
+            img, entry["alpha"] = img[..., :3], "dropped"
+        rng = np.random.default_rng(image_seed(cfg["seed"], rel))
+        crop = cfg["gt_crop"]
+        if crop:
+            h, w = img.shape[:2]
+            if h < crop or w < crop:
+                raise ValueError(f"image is {h}x{w}, smaller than --gt-crop {crop}")
+            top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+            img, entry["gt_crop"] = img[top : top + crop, left : left + crop], [top, left, crop]
+        out, record = apply_manifest(deg, img, rng, index=index)
+        stem = Path(rel).with_suffix(".png")
+        write_image(Path(cfg["output"]) / "lq" / stem, out["lq"], bit_depth=8)
+        if not cfg["no_gt"]:
+            write_image(
+                Path(cfg["output"]) / "gt" / stem,
+                out["gt"],
+                bit_depth=info.bit_depth if info.bit_depth == 16 else 8,
+            )
+        entry.update(lq_size=list(out["lq"].shape[:2]), ops=record)
+        return entry
+    except Exception as exc:  # one bad file must not stop the batch
+        return {"file": rel, "index": index, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _done(manifest: Path) -> set[str]:
+    if not manifest.is_file():
+        return set()
+    done = set()
+    with open(manifest, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash: that image is simply redone
+            if "error" not in entry:
+                done.add(entry["file"])
+    return done
+
+
+def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> int:
+    from tqdm import tqdm
+
+    from paragonsr.degrade import build_degradation
+    from paragonsr.infer.image_io import READ_EXTS
+
+    build_degradation(name, opt, args.scale)  # validate options before starting workers
+    if args.input is None or not args.input.is_dir():
+        print(f"error: --input {args.input}: not a folder of images", file=sys.stderr)
+        return 2
+    if args.output is None:
+        print("error: --output is required", file=sys.stderr)
+        return 2
+    files = sorted(
+        p.relative_to(args.input).as_posix() for p in args.input.rglob("*") if p.suffix.lower() in READ_EXTS
+    )
+    if not files:
+        print(f"error: no images ({', '.join(READ_EXTS)}) under {args.input}", file=sys.stderr)
+        return 2
+    args.output.mkdir(parents=True, exist_ok=True)
+    manifest = args.output / "manifest.jsonl"
+    done = _done(manifest)
+    todo = []
+    for i, rel in enumerate(files):
+        lq = args.output / "lq" / Path(rel).with_suffix(".png")
+        gt = args.output / "gt" / Path(rel).with_suffix(".png")
+        if rel in done and lq.is_file() and (args.no_gt or gt.is_file()):
+            continue
+        todo.append((i, rel))
+    cfg = {"input": str(args.input), "output": str(args.output), "seed": args.seed, "gt_crop": args.gt_crop,
+           "no_gt": args.no_gt, "pipeline": name}  # fmt: skip
+    print(f"{len(files)} images, {len(files) - len(todo)} already done, {len(todo)} to degrade with '{name}'")
+    failures = 0
+    with open(manifest, "a", encoding="utf-8") as fh:
+        if args.workers > 1 and len(todo) > 1:
+            import multiprocessing as mp
+
+            pool = mp.get_context("spawn").Pool(args.workers, _init_worker, (name, opt, args.scale, cfg))
+            results = pool.imap_unordered(_process, todo)
+        else:
+            pool = None
+            _init_worker(name, opt, args.scale, cfg)
+            results = map(_process, todo)
+        try:
+            for entry in tqdm(results, total=len(todo), desc="degrade", unit="img", disable=None):
+                if "error" in entry:
+                    failures += 1
+                    tqdm.write(f"error: {entry['file']}: {entry['error']}", file=sys.stderr)
+                fh.write(json.dumps(entry) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
+    print(f"wrote {len(todo) - failures} pairs to {args.output} ({failures} failed); manifest: {manifest}")
+    return 1 if failures else 0
+
+
+def preview(args: argparse.Namespace, opt: dict[str, Any], name: str | None) -> int:
+    from paragonsr.degrade.preview import grid_image, preview_panels
+    from paragonsr.infer.image_io import read_image, write_image
+
+    if args.output is None:
+        print("error: --preview needs -o/--output grid.png", file=sys.stderr)
+        return 2
+    img, _ = read_image(args.preview)
+    panels = preview_panels(img[..., :3], args.scale, args.seed, opts={name: opt} if name else None)
+    write_image(args.output, grid_image(panels).astype(np.float32) / 255.0, bit_depth=8)
+    print(f"wrote {args.output} ({len(panels)} panels)")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.preview is not None:
+            if args.pipeline is None and args.config is None:
+                name, opt, args.scale = None, {}, args.scale or 2
+            else:
+                name, opt, args.scale = load_options(args.pipeline, args.config, args.scale)
+            return preview(args, opt, name)
+        name, opt, args.scale = load_options(args.pipeline, args.config, args.scale)
+        return build_dataset(args, name, opt)
+    except (KeyError, ValueError, FileNotFoundError, TypeError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {msg}", file=sys.stderr)
+        return 2

@@ -1,0 +1,139 @@
+"""``paragonsr export``: fuse, export dynamic ONNX FP32/FP16/INT8, verify every artifact, write a model card."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "fuse a checkpoint and export verified ONNX (FP32/FP16/INT8) with a model card"
+
+EXIT_OK, EXIT_ERROR, EXIT_REFUSED = 0, 1, 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "exit status: 0 every requested artifact passed its gate; 1 error (nothing unverified is left behind); "
+        "3 exported, but an FP16/INT8 file was refused by its gate (the reason is printed and in the model card)"
+    )
+    parser.add_argument("model", type=Path, help="checkpoint (.safetensors or .pth) of any registered arch")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
+    parser.add_argument("--arch", help="arch name, for checkpoints without paragonsr metadata")
+    parser.add_argument("--name", help="artifact base name (default: the checkpoint's file stem)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
+    parser.add_argument(
+        "--fp16", action="store_true", help="also write an FP16 ONNX (gate: PSNR >= 45 dB vs FP32)"
+    )
+    parser.add_argument(
+        "--fp16-io",
+        choices=("float32", "float16"),
+        default="float32",
+        help="FP16 model input/output type: float32 keeps callers unchanged (casts inside; default)",
+    )
+    parser.add_argument("--int8", action="store_true", help="also write a QDQ INT8 ONNX (needs --calib)")
+    parser.add_argument("--calib", type=Path, help="folder of images for INT8 calibration and verification")
+    parser.add_argument(
+        "--verify-images", type=Path, help="folder of images for verification (default: the --calib images)"
+    )
+    parser.add_argument(
+        "--force-int8", action="store_true", help="write the INT8 file even when it fails its quality gate"
+    )
+    parser.add_argument(
+        "--int8-method",
+        choices=("minmax", "percentile", "entropy"),
+        default="minmax",
+        help="activation calibration",
+    )
+    parser.add_argument(
+        "--calibrate",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="re-settle ParagonSR2's tracked kernels on --calib crops for STEPS batches before fusing "
+        "(default 0: keep the kernels the checkpoint trained)",
+    )
+    parser.add_argument("--max-images", type=int, default=8, help="use at most this many images per folder")
+    parser.add_argument("--crop", type=int, default=48, help="LR side of calibration/verification crops")
+    parser.add_argument(
+        "--latency-size",
+        type=int,
+        default=512,
+        help="input side for the ORT CPU latency in the card (0 skips)",
+    )
+    parser.add_argument(
+        "--latency-runs", type=int, default=3, help="timed runs per artifact (median reported)"
+    )
+
+
+def _load_folder(folder: Path | None, limit: int, min_side: int) -> list[tuple[str, object]]:
+    from paragonsr.deploy.verify import list_images, load_image
+
+    if folder is None:
+        return []
+    out = []
+    for path in list_images(folder):
+        if len(out) >= limit:
+            break
+        try:
+            img = load_image(path)
+        except ValueError as exc:
+            print(f"warning: skipping {exc}", file=sys.stderr)
+            continue
+        if min(img.shape[:2]) < min_side:
+            print(f"warning: skipping {path}: smaller than {min_side}px (lower --crop)", file=sys.stderr)
+            continue
+        out.append((path.name, img))
+    if not out:
+        raise FileNotFoundError(f"no usable images in {folder} (need decodable images >= {min_side}px)")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from paragonsr.checkpoint import CheckpointError, load_model
+    from paragonsr.deploy.release import ExportError, ExportOptions, export_release
+
+    if args.int8 and args.calib is None:
+        print("error: --int8 needs calibration images: --calib DIR", file=sys.stderr)
+        return EXIT_ERROR
+    if args.opset < 17:
+        print(f"error: --opset {args.opset} is too old; use 17 or newer", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        model = load_model(args.model, arch=args.arch, device="cpu")
+    except (CheckpointError, FileNotFoundError, KeyError) as exc:
+        print(f"error: cannot load {args.model}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if getattr(model, "checkpoint_meta", {}).get("fused"):
+        print(f"note: {args.model} is already fused; exporting it as is")
+    scale = int(getattr(model, "scale", 1))
+    min_side = args.crop * scale
+    try:
+        calib = _load_folder(args.calib, args.max_images, min_side)
+        verify = _load_folder(args.verify_images, args.max_images, min_side) if args.verify_images else calib
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    options = ExportOptions(
+        fp16=args.fp16,
+        keep_io_types=args.fp16_io == "float32",
+        int8=args.int8,
+        force_int8=args.force_int8,
+        int8_method=args.int8_method,
+        opset=args.opset,
+        calibrate_steps=args.calibrate,
+        lr_crop=args.crop,
+        latency_size=max(0, args.latency_size),
+        latency_runs=args.latency_runs,
+    )
+    name = args.name or args.model.stem
+    try:
+        result = export_release(model, args.output, name, verify, calib_images=calib, options=options)
+    except (ExportError, RuntimeError, ValueError) as exc:
+        print(f"error: export failed: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for kind, path in result.artifacts.items():
+        print(f"wrote {kind}: {path}")
+    print(f"model card: {args.output / 'MODEL_CARD.md'}")
+    for reason in result.refused:
+        print(f"REFUSED: {reason}", file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_REFUSED

@@ -1,0 +1,49 @@
+"""``paragonsr train -opt file.yml`` (BasicSR/Real-ESRGAN flags: --auto_resume, --debug, --force, --launcher)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "train a model from a BasicSR/traiNNer-style option YAML"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-opt", "--opt", required=True, metavar="YAML", help="option file")
+    parser.add_argument("--launcher", choices=("none", "pytorch"), default="none",
+                        help="'pytorch' under torchrun for multi-process (DDP) training")  # fmt: skip
+    parser.add_argument("--auto_resume", "--auto-resume", action="store_true",
+                        help="resume from the newest complete training state of this experiment")  # fmt: skip
+    parser.add_argument("--debug", action="store_true",
+                        help="BasicSR debug mode: 16 iterations, print every iter, val/save every 8, no TB/wandb")  # fmt: skip
+    parser.add_argument("--force", "--force_yml", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override options, e.g. --force train.total_iter=100 datasets.train.gt_size=96")  # fmt: skip
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--check", action="store_true", help="validate the option file and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from paragonsr.train.option_io import OptionError, load_options
+
+    try:
+        opt = load_options(args.opt, force=args.force, debug=args.debug)
+    except (OptionError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{args.opt}: OK ({opt.model_type}, x{opt.scale}, {opt.network_g.type})")
+        return 0
+    from paragonsr.train.sr_model import NonFiniteError
+    from paragonsr.train.trainer import train_pipeline
+
+    try:
+        train_pipeline(opt, launcher=args.launcher, auto_resume=args.auto_resume)
+    except NonFiniteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (FileNotFoundError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

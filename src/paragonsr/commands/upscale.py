@@ -1,0 +1,265 @@
+"""``paragonsr upscale``: upscale files, folders and globs with a model (torch or ONNX) or a classic resampler."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import itertools
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = (
+    "Upscale images with a model (.safetensors/.pth/.onnx) or a resampler (magic-sharp-2021, bicubic, ...)."
+)
+
+_GLOB_CHARS = set("*?[")
+
+
+EXAMPLES = """examples:
+  paragonsr upscale photo.jpg -o out/ -m model.safetensors          # model scale, metadata tells the arch
+  paragonsr upscale shots/ -r -o up/ -m realesr-general-x4v3.pth --outscale 2 --ext webp --quality 90
+  paragonsr upscale 'scans/*.tif' -o up/ -m model.onnx --provider cuda  # 16-bit TIFF stays 16-bit
+  paragonsr upscale logo.png -o logo_x2.png --resampler magic-sharp-2021 --scale 2
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EXAMPLES
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--output", required=True, help="output folder, or a file path for a single input")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("-m", "--model", help="model file: .safetensors / .pth (torch) or .onnx")
+    src.add_argument(
+        "--resampler",
+        help="classic resizing instead of a model: magic-sharp-2021 (mks2021), magic-sharp-2013, magic, "
+        "bicubic, lanczos3, bilinear, box, nearest",
+    )
+    p.add_argument("--arch", help="architecture name for checkpoints without paragonsr metadata")
+    p.add_argument(
+        "-s", "--scale", type=float, help="resampler scale (default 2); with a model: the expected scale"
+    )
+    p.add_argument("--outscale", type=float, help="final scale: resample the model output (MKS2021) to this")
+    p.add_argument(
+        "-t", "--tile", default="auto", help="tile size in input px, 0 = whole image, auto (default)"
+    )
+    p.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=32,
+        help="pixels shared by neighbouring tiles (default 32); with the default blend, tiled == untiled "
+        "once overlap/4 >= the model's receptive-field radius",
+    )
+    p.add_argument(
+        "--tile-blend", type=float, default=0.5, help="fraction of the overlap cross-faded (0 = cut)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="auto: bf16+channels_last on CPUs with native bf16, bf16/fp16 on CUDA, else fp32",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--backend", choices=("torch", "onnx"), help="default: onnx for .onnx files, else torch")
+    p.add_argument("--provider", help="ONNX Runtime execution provider (cpu, cuda, tensorrt, directml, ...)")
+    p.add_argument(
+        "--gray-mode", choices=("per_channel", "y"), default="per_channel", help="RGB into 1-ch models"
+    )
+    p.add_argument("--suffix", default="", help="appended to output file names, e.g. _x2")
+    p.add_argument(
+        "--ext", choices=("png", "jpg", "webp", "tif", "bmp"), help="output format (default: input's)"
+    )
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default 95)")
+    p.add_argument("-r", "--recursive", action="store_true", help="search folders recursively")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def collect_inputs(
+    specs: list[str], recursive: bool, exclude: Path | None = None
+) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(file, path relative to its root) for every image found, plus one message per spec that found nothing.
+
+    Folder scans skip ``exclude`` when it is a subfolder of the scanned folder (the output folder: results of an
+    earlier run must not become inputs of the next one)."""
+    skip = exclude.resolve() if exclude is not None else None
+    from paragonsr.infer.image_io import READ_EXTS
+
+    found: dict[Path, tuple[Path, Path]] = {}
+    problems: list[str] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_file():
+            found.setdefault(path.resolve(), (path, Path(path.name)))
+        elif path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(f for f in path.glob(pattern) if f.is_file() and f.suffix.lower() in READ_EXTS)
+            if skip is not None and skip != path.resolve() and skip.is_relative_to(path.resolve()):
+                files = [f for f in files if not f.resolve().is_relative_to(skip)]
+            if not files:
+                problems.append(f"{path}: no images ({', '.join(READ_EXTS)}) in this folder")
+            for f in files:
+                found.setdefault(f.resolve(), (f, f.relative_to(path)))
+        elif _GLOB_CHARS & set(spec):
+            files = sorted(
+                Path(f)
+                for f in glob.glob(spec, recursive=True)
+                if Path(f).is_file() and Path(f).suffix.lower() in READ_EXTS
+            )
+            if not files:
+                problems.append(f"{spec}: no image files match")
+            # Keep the part below the pattern's fixed prefix so 'a/**/*.png' cannot map two files to one output.
+            base = Path(
+                *[part for part in itertools.takewhile(lambda q: not (_GLOB_CHARS & set(q)), path.parts)]
+            )
+            for f in files:
+                found.setdefault(
+                    f.resolve(), (f, f.relative_to(base) if f.is_relative_to(base) else Path(f.name))
+                )
+        else:
+            problems.append(f"{spec}: no such file or folder")
+    return list(found.values()), problems
+
+
+def make_backend(args: argparse.Namespace) -> Any:
+    """Backend from the CLI options; the ONNX one is imported only when asked for."""
+    from paragonsr.infer.backends import ResamplerBackend, load_backend
+
+    if args.resampler:
+        return ResamplerBackend(args.resampler, args.scale or 2)
+    model = args.model
+    if model is None:
+        from paragonsr.infer import default_model_path
+
+        model = default_model_path()
+        if model is None:
+            raise ValueError(
+                "give --model FILE or --resampler NAME (no packaged default model in this install)"
+            )
+    return load_backend(model, args.backend or "torch", args.device, args.precision, args.provider, args.arch)
+
+
+def _output_path(src: Path, rel: Path, args: argparse.Namespace, single_file: Path | None) -> Path:
+    from paragonsr.infer.image_io import WRITE_EXTS
+
+    if single_file is not None:
+        return single_file
+    ext = f".{args.ext}" if args.ext else src.suffix.lower()
+    if ext not in WRITE_EXTS:
+        ext = ".png"  # input format we can read but not write (e.g. .ppm)
+    return Path(args.output) / rel.parent / f"{rel.stem}{args.suffix}{ext}"
+
+
+def _parse_tile(value: str) -> int | str | None:
+    if str(value).lower() == "auto":
+        return "auto"
+    try:
+        tile = int(value)
+    except ValueError:
+        raise ValueError(f"--tile must be a number of pixels, 0 or 'auto', got {value!r}") from None
+    return tile or None
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+    from tqdm import tqdm
+
+    from paragonsr.infer.image_io import READ_EXTS, WRITE_EXTS, read_image, write_image
+    from paragonsr.infer.upscale import Upscaler
+
+    # OpenCV would print its own decoder noise next to our one-line messages.
+    with contextlib.suppress(AttributeError):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+    def err(msg: str) -> None:
+        tqdm.write(f"error: {msg}", file=sys.stderr)
+
+    start = time.perf_counter()
+    files, problems = collect_inputs(args.inputs, args.recursive, exclude=Path(args.output))
+    for msg in problems:
+        err(msg)
+    out = Path(args.output)
+    single_file = out if out.suffix.lower() in WRITE_EXTS else None
+    if single_file is None and out.suffix.lower() in (*READ_EXTS, ".gif"):
+        err(f"{out}: cannot write '{out.suffix}' files; use one of {', '.join(sorted(WRITE_EXTS))}")
+        return 2
+    if single_file is not None and len(files) > 1:
+        err(f"{out}: is a file name but {len(files)} inputs were given; pass a folder as --output")
+        return 2
+    try:
+        tile = _parse_tile(args.tile)
+        backend = make_backend(args)
+    except (OSError, ValueError, KeyError, RuntimeError, ModuleNotFoundError) as exc:
+        err(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+        return 2
+    if args.model and args.scale and float(args.scale) != float(backend.scale):
+        err(
+            f"{args.model}: the model upscales x{backend.scale} but --scale {args.scale:g} was requested "
+            f"(use --outscale {args.scale:g} to resample the model's output)"
+        )
+        return 2
+    upscaler = Upscaler(backend, tile, args.tile_overlap, args.tile_blend, args.gray_mode)
+    inputs = {src.resolve() for src, _ in files}
+    done = skipped = failed = 0
+    bar = tqdm(files, unit="img", disable=args.quiet or not files, dynamic_ncols=True)
+    tiles: list[Any] = []  # a second bar for big images split into tiles
+
+    def on_tile(done_tiles: int, total: int) -> None:
+        if args.quiet or total <= 1:
+            return
+        if not tiles or tiles[0].total != total:  # new image, or AutoTiler restarted with smaller tiles
+            for t in tiles:
+                t.close()
+            tiles[:] = [tqdm(total=total, unit="tile", leave=False, position=1, dynamic_ncols=True)]
+        tiles[0].update(done_tiles - tiles[0].n)
+        if done_tiles == total:
+            tiles.pop().close()
+
+    for src, rel in bar:
+        bar.set_postfix_str(src.name[-40:], refresh=False)
+        dst = _output_path(src, rel, args, single_file)
+        if dst.resolve() in inputs:
+            err(f"{src}: refusing to write {dst} because it is an input (set --suffix or another --output)")
+            failed += 1
+            continue
+        if dst.exists() and not args.overwrite:
+            tqdm.write(f"skip: {dst} exists (use --overwrite)", file=sys.stderr)
+            skipped += 1
+            continue
+        try:
+            img, info = read_image(src)
+            result, out_info = upscaler(img, info, args.outscale, progress=on_tile)
+            write_image(dst, result, out_info, quality=args.quality)
+        except Exception as exc:  # one bad file must not stop the batch
+            text = (
+                str(exc)
+                if isinstance(exc, (OSError, ValueError, RuntimeError))
+                else f"{type(exc).__name__}: {exc}"
+            )
+            err(text if str(src) in text else f"{src}: {text}")
+            failed += 1
+            continue
+        done += 1
+    bar.close()
+    failed += len(problems)
+    secs = time.perf_counter() - start
+    where = single_file or out
+    print(
+        f"upscaled {done} image(s) with {backend!r} -> {where} in {secs:.1f}s"
+        + (f"; {skipped} skipped (exist)" if skipped else "")
+        + (f"; {failed} problem(s)" if failed else "")
+    )
+    return 1 if failed or not (done or skipped) else 0
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - convenience for python -m
+    parser = argparse.ArgumentParser(prog="paragonsr upscale", description=HELP)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

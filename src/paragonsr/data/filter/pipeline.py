@@ -1,0 +1,178 @@
+"""``paragonsr data filter``: tile every image, score the tiles stage by stage, write the report.
+
+Per image (one task per image, spread over worker processes): tile it, and for each tile not already in the
+report, compute the stage-1 metrics, check the stage-1 gates, and only for survivors compute the next stage's
+metrics, and so on. Rows stream into the CSV as images finish, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+from paragonsr.data.filter.gates import NOT_RUN, PASS, SKIPPED, FilterConfig, evaluate, verdict
+from paragonsr.data.filter.iqa import ScorerSet
+from paragonsr.data.filter.report import (
+    RowWriter,
+    columns,
+    plot_histograms,
+    rewrite_sorted,
+    summary_table,
+    tile_key,
+)
+from paragonsr.data.tiles import list_images, read_image, tile_grid, write_image
+
+_SCORERS: ScorerSet | None = None  # one per worker process (pyiqa/NIQE models load once)
+
+
+@dataclass
+class FilterResult:
+    rows: list[dict[str, str]]
+    summary: str
+    errors: list[str] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def _to_uint(tile: np.ndarray) -> np.ndarray:
+    """Metrics see RGB (gray expanded, alpha dropped) at the stored bit depth."""
+    if tile.shape[2] == 1:
+        tile = np.repeat(tile, 3, axis=2)
+    return np.ascontiguousarray(tile[..., :3])
+
+
+def score_tile(tile: np.ndarray, cfg: FilterConfig, scorers: ScorerSet) -> dict[str, str]:
+    """Scores, per-gate status, verdict and reason for one tile (stages stop at the first failing stage)."""
+    scores: dict[str, float | None] = {}
+    status: dict[str, str] = {g.metric: NOT_RUN for g in cfg.gates}
+    reasons: list[str] = []
+    for stage in cfg.stages:
+        gates = [g for g in cfg.gates if g.stage == stage]
+        for g in gates:
+            for m in (g.metric, g.fallback.metric if g.fallback else None):
+                if m is not None and m not in scores:
+                    scores[m] = scorers.score(m, tile)
+            st, note = evaluate(g, scores)
+            status[g.metric] = st
+            if st != PASS or note:
+                reasons.append(f"{g.metric}: {note}" if st != SKIPPED else f"{g.metric}: skipped ({note})")
+        if any(status[g.metric] == "fail" for g in gates):
+            break
+    row = {m: ("" if scores.get(m) is None else f"{scores[m]:.6g}") for m in cfg.metrics()}
+    row.update({f"gate_{m}": s for m, s in status.items()})
+    # later stages stay not_run only after a failure, so the verdict over the gates that ran is the answer
+    row["verdict"] = verdict([s for s in status.values() if s != NOT_RUN])
+    row["reason"] = "; ".join(reasons)
+    return row
+
+
+def _init_worker(cfg: FilterConfig) -> None:
+    global _SCORERS
+    _SCORERS = ScorerSet(cfg)
+
+
+def _score_image(
+    args: tuple[Path, str, FilterConfig, set[tuple[int, int]], Path | None, bool],
+) -> tuple[list[dict[str, str]], str, str]:
+    """(rows, error, note): an error is a file that cannot be read; a note an image smaller than one tile."""
+    path, rel, cfg, done, keep_dir, keep_unverified = args
+    assert _SCORERS is not None
+    try:
+        img = read_image(path)
+    except (ValueError, OSError) as exc:
+        return [], str(exc), ""
+    grid = tile_grid(img.shape[0], img.shape[1], cfg.tile_size, cfg.tile_stride)
+    if not grid:
+        return [], "", f"{path}: {img.shape[1]}x{img.shape[0]} is smaller than the tile size {cfg.tile_size}"
+    rows = []
+    for y, x in grid:
+        if (y, x) in done:
+            continue
+        tile = img[y : y + cfg.tile_size, x : x + cfg.tile_size]
+        row = {"image": rel, "y": str(y), "x": str(x), "h": str(cfg.tile_size), "w": str(cfg.tile_size)}
+        row.update(score_tile(_to_uint(tile), cfg, _SCORERS))
+        if keep_dir is not None and (
+            row["verdict"] == PASS or (keep_unverified and row["verdict"] == "unverified")
+        ):
+            stem = Path(rel).with_suffix("").as_posix().replace("/", "__")
+            write_image(keep_dir / f"{stem}_y{y}_x{x}.png", np.ascontiguousarray(tile))
+        rows.append(row)
+    return rows, "", ""
+
+
+def run_filter(
+    input_dir: str | Path,
+    out_csv: str | Path,
+    cfg: FilterConfig,
+    keep_dir: str | Path | None = None,
+    keep_unverified: bool = False,
+    workers: int = 1,
+    restart: bool = False,
+    plots: bool = True,
+    progress: bool = True,
+) -> FilterResult:
+    from tqdm import tqdm
+
+    input_dir, out_csv = Path(input_dir), Path(out_csv)
+    cols = columns(cfg)
+    if restart and out_csv.exists():
+        out_csv.unlink()
+    # normalise an existing report first: a run killed mid-line leaves a partial last row that the next append
+    # would otherwise glue onto
+    done_rows = rewrite_sorted(out_csv, cols) if out_csv.is_file() else []
+    done: dict[str, set[tuple[int, int]]] = {}
+    for r in done_rows:
+        done.setdefault(r["image"], set()).add(tile_key(r)[1:])
+    keep = Path(keep_dir) if keep_dir else None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    paths = list_images(input_dir)
+    if not paths:
+        raise FileNotFoundError(f"no images under {input_dir}")
+    jobs = []
+    for p in paths:
+        rel = p.relative_to(input_dir).as_posix()
+        jobs.append((p, rel, cfg, done.get(rel, set()), keep, keep_unverified))
+    # main-process copy: availability for the summary, and the scorer itself when workers == 1
+    probe = ScorerSet(cfg)
+    errors: list[str] = []
+    small: list[str] = []
+
+    def collect(result: tuple[list[dict[str, str]], str, str]) -> None:
+        rows, err, note = result
+        writer.write(rows)
+        errors.extend([err] if err else [])
+        small.extend([note] if note else [])
+        bar.update()
+
+    writer = RowWriter(out_csv, cols)
+    bar = tqdm(total=len(jobs), desc="filter", unit="img", disable=not progress)
+    try:
+        if workers > 1:
+            with Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+                for result in pool.imap_unordered(_score_image, jobs):
+                    collect(result)
+        else:
+            global _SCORERS
+            _SCORERS = probe
+            for job in jobs:
+                collect(_score_image(job))
+    finally:
+        writer.close()
+        bar.close()
+    all_rows = rewrite_sorted(out_csv, cols)
+    summary = summary_table(all_rows, cfg, probe.unavailable)
+    if small:
+        summary += f"\n{len(small)} image(s) smaller than one tile, skipped:\n" + "\n".join(
+            f"  {e}" for e in small
+        )
+    if errors:
+        summary += f"\n{len(errors)} image(s) could not be scored:\n" + "\n".join(f"  {e}" for e in errors)
+    tmp = out_csv.with_name(out_csv.stem + ".summary.md.tmp")
+    tmp.write_text(summary + "\n")
+    tmp.replace(out_csv.with_name(out_csv.stem + ".summary.md"))
+    written = plot_histograms(all_rows, cfg, out_csv.with_name(out_csv.stem + "_plots")) if plots else []
+    return FilterResult(all_rows, summary, errors, written, probe.unavailable)

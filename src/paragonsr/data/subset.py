@@ -1,0 +1,96 @@
+"""Reproducible random subsets of image folders (seed 002: all 800 DIV2K + 1500 Flickr2K + 1000 OST).
+
+Selection is a pure function of (sorted file list, n, seed): ``random.Random(seed).sample`` over the sorted
+relative paths, then re-sorted, so the same inputs and seed give the same subset on any machine and Python >= 3.
+Each input ``DIR`` becomes ``OUT/<DIR name>/...``; files are symlinked (default), hard-linked or copied.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from paragonsr.data.tiles import list_images
+
+MODES = ("symlink", "hardlink", "copy")
+
+
+def choose(
+    files: Sequence[str], n: int | None = None, fraction: float | None = None, seed: int = 0
+) -> list[str]:
+    """The subset of ``files`` (order-independent input; sorted output)."""
+    pool = sorted(files)
+    if (n is None) == (fraction is None):
+        raise ValueError("give exactly one of n or fraction")
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        n = round(fraction * len(pool))
+    assert n is not None
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n >= len(pool):
+        return pool
+    return sorted(random.Random(seed).sample(pool, n))
+
+
+@dataclass
+class SubsetResult:
+    per_input: list[tuple[Path, int, int]]  # (input, available, taken)
+    written: int
+    skipped_existing: int
+
+
+def _place(src: Path, dst: Path, mode: str) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    if mode == "symlink":
+        os.symlink(src.resolve(), tmp)
+    elif mode == "hardlink":
+        os.link(src, tmp)
+    else:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def make_subset(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    n: Sequence[int] | None = None,
+    fraction: float | None = None,
+    seed: int = 0,
+    mode: str = "symlink",
+) -> SubsetResult:
+    """``n`` is one count for all inputs or one per input (``--n 800 1500 1000``)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    inputs = [Path(p) for p in inputs]
+    counts: list[int | None]
+    if n is not None:
+        if len(n) not in (1, len(inputs)):
+            raise ValueError(f"give one --n, or one per --input ({len(inputs)}), not {len(n)}")
+        counts = list(n) * len(inputs) if len(n) == 1 else list(n)
+    else:
+        counts = [None] * len(inputs)
+    names = [p.resolve().name for p in inputs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"input folders must have distinct names (they become OUT/<name>): {names}")
+    out = Path(out_dir)
+    per, written, existing = [], 0, 0
+    for i, (folder, cnt) in enumerate(zip(inputs, counts)):
+        files = [p.relative_to(folder).as_posix() for p in list_images(folder)]
+        # a different seed per input, derived from the user's seed, so equal-sized folders get unrelated picks
+        picked = choose(files, cnt, fraction if cnt is None else None, seed + 1_000_003 * i)
+        for rel in picked:
+            dst = out / names[i] / rel
+            if dst.exists() or dst.is_symlink():
+                existing += 1
+                continue
+            _place(folder / rel, dst, mode)
+            written += 1
+        per.append((folder, len(files), len(picked)))
+    return SubsetResult(per, written, existing)

@@ -1,0 +1,149 @@
+"""Sub-image (tile) extraction with BasicSR ``extract_subimages`` semantics, plus the image I/O the data tools share.
+
+Tile positions along one axis: ``0, step, 2·step, ...`` while the tile fits, plus one last tile flush with the far
+edge when the leftover exceeds ``thresh`` px. Tiles are saved as ``{stem}_s{NNN}{ext}`` numbered row-major from 1,
+exactly like BasicSR, so existing meta_info files and habits carry over. Writes are atomic and a re-run skips
+images whose tiles all exist (resumable).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from multiprocessing import Pool
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
+    """Sorted image files under ``root`` (case-insensitive extensions; hidden files skipped)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"input folder not found: {root}")
+    it = root.rglob("*") if recursive else root.iterdir()
+    return sorted(
+        p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")
+    )
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode to HWC RGB (or HW... never: gray becomes 1 channel HWC) keeping the bit depth (uint8/uint16).
+    Alpha is kept as a 4th channel. Raises ValueError naming the file when it cannot be decoded."""
+    path = Path(path)
+    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode: non-ASCII paths work everywhere
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ValueError(f"cannot decode image: {path}")
+    if img.ndim == 2:
+        return img[..., None]
+    if img.shape[2] == 3:
+        return img[..., ::-1].copy()
+    if img.shape[2] == 4:
+        return img[..., [2, 1, 0, 3]].copy()
+    return img
+
+
+def write_image(path: str | Path, img: np.ndarray, png_level: int = 3) -> None:
+    """Encode RGB(A)/gray HWC and write atomically (temp file + os.replace)."""
+    path = Path(path)
+    if img.ndim == 3 and img.shape[2] == 3:
+        bgr = img[..., ::-1]
+    elif img.ndim == 3 and img.shape[2] == 4:
+        bgr = img[..., [2, 1, 0, 3]]
+    else:
+        bgr = img[..., 0] if img.ndim == 3 else img
+    ext = path.suffix.lower()
+    params = [cv2.IMWRITE_PNG_COMPRESSION, png_level] if ext == ".png" else []
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr), params)
+    if not ok:
+        raise ValueError(f"cannot encode {path.name} as {ext}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{ext}")
+    buf.tofile(str(tmp))
+    os.replace(tmp, path)
+
+
+def tile_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[int]:
+    """BasicSR start offsets along one axis; empty when the image is smaller than ``crop``."""
+    if crop <= 0 or step <= 0:
+        raise ValueError(f"crop and step must be positive (got {crop}, {step})")
+    if length < crop:
+        return []
+    pos = list(range(0, length - crop + 1, step))
+    if length - (pos[-1] + crop) > thresh:
+        pos.append(length - crop)
+    return pos
+
+
+def tile_grid(h: int, w: int, crop: int, step: int, thresh: int = 0) -> list[tuple[int, int]]:
+    return [
+        (y, x) for y in tile_positions(h, crop, step, thresh) for x in tile_positions(w, crop, step, thresh)
+    ]
+
+
+def _tile_names(path: Path, n: int, ext: str | None) -> list[str]:
+    return [f"{path.stem}_s{i:03d}{ext or path.suffix}" for i in range(1, n + 1)]
+
+
+def extract_one(
+    path: Path, out_dir: Path, crop: int, step: int, thresh: int, ext: str | None
+) -> tuple[str, int, str]:
+    """Tile one image. Returns (name, tiles written, error message or "")."""
+    try:
+        img = read_image(path)
+        grid = tile_grid(img.shape[0], img.shape[1], crop, step, thresh)
+        names = _tile_names(path, len(grid), ext)
+        if not grid:
+            return path.name, 0, f"{path.name}: {img.shape[1]}x{img.shape[0]} is smaller than crop {crop}"
+        if all((out_dir / n).is_file() for n in names):
+            return path.name, 0, ""  # resumed: already done
+        for (y, x), name in zip(grid, names):
+            write_image(out_dir / name, np.ascontiguousarray(img[y : y + crop, x : x + crop]))
+        return path.name, len(grid), ""
+    except (ValueError, OSError, cv2.error) as exc:
+        return path.name, 0, f"{path}: {exc}"
+
+
+def _extract_star(args: tuple) -> tuple[str, int, str]:
+    return extract_one(*args)
+
+
+def extract_tiles(
+    paths: Iterable[Path],
+    out_dir: str | Path,
+    crop: int = 480,
+    step: int = 240,
+    thresh: int = 0,
+    workers: int = 1,
+    ext: str | None = ".png",
+    progress: bool = True,
+) -> tuple[int, list[str]]:
+    """Tile every image into ``out_dir``; returns (tiles written, error messages). Keeps going past bad files."""
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(Path(p), out, crop, step, thresh, ext) for p in paths]
+    written, errors = 0, []
+    bar = tqdm(total=len(jobs), desc="extract-tiles", unit="img", disable=not progress)
+    if workers > 1:
+        with Pool(workers) as pool:
+            results = pool.imap_unordered(_extract_star, jobs)
+            for _name, n, err in results:
+                written += n
+                if err:
+                    errors.append(err)
+                bar.update()
+    else:
+        for job in jobs:
+            _name, n, err = extract_one(*job)
+            written += n
+            if err:
+                errors.append(err)
+            bar.update()
+    bar.close()
+    return written, errors

@@ -1,0 +1,77 @@
+"""Deep perceptual metrics for validation (lower is better): DISTS and LPIPS (VGG), with the same offline weights
+as ``DISTSLoss`` / ``LPIPSLoss``.
+
+``val.metrics.lpips: {type: calculate_lpips, crop_border: 4, weights_dir: ...}`` (``calculate_dists`` alike).
+Inputs as the other numpy metrics: RGB images in [0, 255], HWC (or ``input_order="CHW"``). Needs the ``vgg16`` and
+``dists`` / ``lpips_vgg`` weight files (see :mod:`paragonsr.weights`); a missing file is the usual clear error and
+nothing is downloaded. ``test_y_channel`` does not apply (both are RGB metrics).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from paragonsr.registry import METRIC_REGISTRY
+
+
+@lru_cache(maxsize=4)
+def _net(kind: str, weights_dir: str | None, device: str) -> torch.nn.Module:
+    if kind == "dists":
+        from paragonsr.losses.perceptual import DISTSNet
+
+        return DISTSNet(pretrained=True, weights_dir=weights_dir).to(device)
+    from paragonsr.losses.lpips import LPIPSNet
+
+    return LPIPSNet(pretrained=True, weights_dir=weights_dir).to(device)
+
+
+def _distance(
+    kind: str, img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str, weights_dir, device
+) -> float:
+    a, b = np.asarray(img, dtype=np.float32), np.asarray(img2, dtype=np.float32)
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"calculate_{kind} needs two equal-shape colour images, got {a.shape} and {b.shape}")
+    if input_order == "CHW":
+        a, b = a.transpose(1, 2, 0), b.transpose(1, 2, 0)
+    if crop_border:
+        a = a[crop_border:-crop_border, crop_border:-crop_border]
+        b = b[crop_border:-crop_border, crop_border:-crop_border]
+    net = _net(kind, None if weights_dir is None else str(weights_dir), device)
+
+    def t(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)) / 255.0)[None].to(device)
+
+    with torch.no_grad():
+        return float(net(t(a), t(b)).mean())
+
+
+@METRIC_REGISTRY.register("calculate_dists", aliases=("dists",))
+def calculate_dists(
+    img: np.ndarray,
+    img2: np.ndarray,
+    crop_border: int = 0,
+    input_order: str = "HWC",
+    weights_dir: str | None = None,
+    device: str = "cpu",
+    **_: Any,
+) -> float:
+    """DISTS of two RGB images in [0, 255] (lower is better)."""
+    return _distance("dists", img, img2, crop_border, input_order, weights_dir, device)
+
+
+@METRIC_REGISTRY.register("calculate_lpips", aliases=("lpips",))
+def calculate_lpips(
+    img: np.ndarray,
+    img2: np.ndarray,
+    crop_border: int = 0,
+    input_order: str = "HWC",
+    weights_dir: str | None = None,
+    device: str = "cpu",
+    **_: Any,
+) -> float:
+    """LPIPS-VGG of two RGB images in [0, 255] (lower is better)."""
+    return _distance("lpips", img, img2, crop_border, input_order, weights_dir, device)

@@ -1,0 +1,97 @@
+"""Training-state files: ``training_states/<iter>.state`` (optimizers, schedulers, scaler, iteration, RNG
+states, data position, best metrics) next to the networks in ``models/`` (safetensors).
+
+Write order makes a checkpoint *complete* only when its state file exists: networks first, then the state
+(temp file + ``os.replace``). ``--auto_resume`` takes the newest state whose network files are all present.
+Everything is stored as tensors / plain Python so it loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE_EXT = ".state"
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch (CPU + CUDA) RNG states in a weights_only-safe form."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    keys, version, gauss = state["python"]
+    random.setstate((version, tuple(int(k) for k in keys), gauss))
+    n = state["numpy"]
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume_state not found: {path}")
+    try:
+        return torch.load(str(path), map_location=device, weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"{path}: unreadable training state ({exc})") from None
+
+
+def state_complete(path: Path, models_dir: Path) -> bool:
+    try:
+        st = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return all((models_dir / name).is_file() for name in st.get("net_files", {}).values())
+
+
+def find_latest_state(exp_root: str | Path) -> Path | None:
+    """Newest complete ``training_states/<iter>.state`` of an experiment (None when there is none)."""
+    root = Path(exp_root)
+    states = root / "training_states"
+    if not states.is_dir():
+        return None
+    cands = []
+    for p in states.glob(f"*{STATE_EXT}"):
+        if p.stem.isdigit():
+            cands.append((int(p.stem), p))
+    for _, p in sorted(cands, reverse=True):
+        if state_complete(p, root / "models"):
+            return p
+    return None

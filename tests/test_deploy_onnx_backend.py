@@ -1,0 +1,57 @@
+"""OnnxBackend: metadata contract, providers, foreign ONNX files, input errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from paragonsr.archs import build_arch
+from paragonsr.deploy.onnx_export import export_onnx
+from paragonsr.infer.onnx_backend import OnnxBackend, resolve_providers
+
+
+def test_providers_auto_and_override():
+    auto = resolve_providers(None)
+    assert auto[-1] == "CPUExecutionProvider" and "TensorrtExecutionProvider" not in auto
+    assert resolve_providers("cpu") == ["CPUExecutionProvider"]
+    assert resolve_providers("CPUExecutionProvider") == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match=r"'nope' \(nope\) is not available.*CPUExecutionProvider"):
+        resolve_providers("nope")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the classic exporter, chosen on purpose
+def test_foreign_onnx_without_metadata_is_probed(tmp_path):
+    torch.manual_seed(0)
+    model = build_arch("compact", num_feat=4, num_conv=1, upscale=3, num_out_ch=1).eval()
+    path = tmp_path / "foreign.onnx"
+    torch.onnx.export(
+        model,
+        (torch.rand(1, 3, 16, 16),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "H", 3: "W"}},
+    )
+    backend = OnnxBackend(path, provider="cpu")
+    assert backend.metadata == {} and (backend.scale, backend.in_ch, backend.out_ch) == (3, 3, 1)
+    x = torch.rand(1, 3, 11, 7)
+    with torch.no_grad():
+        assert torch.allclose(backend(x), model(x), atol=1e-5)
+
+
+def test_metadata_and_input_errors(tmp_path):
+    path = export_onnx(
+        build_arch(
+            "paragonsr2", scale=2, in_ch=1, out_ch=1, num_feat=8, num_groups=1, num_blocks=1, hr_blocks=0
+        ),
+        tmp_path / "g.onnx",
+    )
+    backend = OnnxBackend(path)
+    assert (backend.scale, backend.in_ch, backend.out_ch) == (2, 1, 1)
+    assert backend.metadata["arch"] == "paragonsr2" and '"num_feat": 8' in backend.metadata["arch_kwargs"]
+    with pytest.raises(ValueError, match=r"expected input of shape \[B, 1, H, W\], got \(1, 3, 8, 8\)"):
+        backend(torch.rand(1, 3, 8, 8))
+    with pytest.raises(FileNotFoundError, match=r"missing\.onnx"):
+        OnnxBackend(tmp_path / "missing.onnx")
