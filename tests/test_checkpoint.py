@@ -238,3 +238,26 @@ def test_realesrgan_rrdbnet_pth_is_detected(tmp_path: Path) -> None:
     model = load_model(tmp_path / "RealESRGAN_x4plus.pth")
     assert model.checkpoint_meta["detected"] and model.scale == 4 and model.arch_kwargs["num_block"] == 2
     assert _same_output(ref, model) == 0.0
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_paragonsr_v1_pth_needs_and_uses_the_callers_scale(tmp_path: Path, fused: bool) -> None:
+    """v1 files carry no scale: detection rebuilds the variant only with scale= from the caller or metadata."""
+    from paragonsr.archs.detect import detect_arch as detect_in_archs
+
+    assert detect_arch is detect_in_archs  # the checkpoint module re-exports it
+    torch.manual_seed(0)
+    ref = build_arch("paragonsr_nano", scale=3, in_ch=1, out_ch=1).eval()
+    for p in ref.parameters():  # LayerScale starts at 1e-5: make the blocks matter for the comparison
+        p.data.normal_(0, 0.2)
+    if fused:
+        ref.fuse_for_release()
+    torch.save({"params_ema": ref.state_dict()}, tmp_path / "v1.pth")
+    assert detect_arch(ref.state_dict(), scale=3) == ("paragonsr_nano", {"scale": 3, "in_ch": 1, "out_ch": 1})
+    with pytest.raises(CheckpointError, match=r"v1\.pth: ParagonSR v1 weights \(paragonsr_nano\).*scale"):
+        load_model(tmp_path / "v1.pth")
+    model = load_model(tmp_path / "v1.pth", scale=3)
+    assert model.scale == 3 and model.fused is fused and model.checkpoint_meta["detected"] is True
+    assert _same_output(ref, model, in_ch=1) == 0.0
+    save_model(tmp_path / "v1_meta.safetensors", ref.state_dict(), metadata={"scale": 3})  # scale, no arch
+    assert load_model(tmp_path / "v1_meta.safetensors").scale == 3

@@ -201,3 +201,19 @@ def test_recursive_glob_keeps_subfolders(tmp_path: Path) -> None:
         "y",
         "y/same.png",
     ]
+
+
+def test_v1_file_without_metadata_takes_scale_from_cli(tmp_path: Path, capsys) -> None:
+    """ParagonSR v1 weights from other tools record no scale: `--scale` supplies it, its absence is one clear line."""
+    import torch
+
+    from paragonsr.archs import build_arch
+
+    torch.save({"params_ema": build_arch("paragonsr_nano", scale=3).state_dict()}, tmp_path / "v1.pth")
+    src = _write(tmp_path / "a.png", np.full((10, 7, 3), 90, np.uint8))
+    rc = main(["upscale", str(src), "-o", str(tmp_path / "o"), "-m", str(tmp_path / "v1.pth"), "-q"])
+    assert rc != 0 and "scale" in capsys.readouterr().err
+    rc = main(
+        ["upscale", str(src), "-o", str(tmp_path / "o"), "-m", str(tmp_path / "v1.pth"), "-s", "3", "-q"]
+    )
+    assert rc == 0 and cv2.imread(str(tmp_path / "o" / "a.png")).shape == (30, 21, 3)

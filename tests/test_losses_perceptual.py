@@ -286,3 +286,30 @@ def test_lpips_lin_weights_via_manifest(tmp_path, img, quiet):
     with pytest.raises(KeyError, match="lin0"):
         build_loss({"type": "lpips", "pretrained_backbone": False, "weights_dir": str(tmp_path),
                     "manifest": {"lpips_vgg": {"file": "bad.pth", "url": "u"}}})  # fmt: skip
+
+
+def test_loss_networks_stay_frozen_and_warn_when_random(img):
+    """Every pretrained measuring net ignores .train() and takes no gradient; random init is announced."""
+    from paragonsr.losses.lpips import LPIPSNet
+    from paragonsr.losses.perceptual import DISTSNet
+
+    with pytest.warns(UserWarning, match="RANDOM") as record:
+        nets = [
+            VGGFeatureExtractor(["relu1_1"], "vgg16", pretrained=False),
+            ConvNeXtFeatureExtractor(["stage1"], pretrained=False),
+            LPIPSNet(pretrained=False),
+            DISTSNet(pretrained=False),
+        ]
+    assert [str(w.message).split(":")[0] for w in record] == [
+        "VGGFeatureExtractor", "ConvNeXtFeatureExtractor", "LPIPS", "DISTS",
+    ]  # fmt: skip
+    assert all(w.filename == __file__ for w in record)  # the warning points at the caller
+    for net in nets:
+        assert net.train().training is False and not any(m.training for m in net.modules())
+        assert not any(p.requires_grad for p in net.parameters())
+    with pytest.warns(UserWarning, match="LPIPS: .*RANDOM vgg16"):
+        loss = build_loss({"type": "LPIPSLoss", "pretrained": False, "loss_weight": 2.0})
+    with torch.no_grad():
+        expected = 2.0 * loss.net(img.flip(-1), img).mean()
+    assert float(loss(img.flip(-1), img)) == pytest.approx(float(expected))
+    _assert_grad_reaches_pred(loss, img.flip(-1), img)

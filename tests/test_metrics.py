@@ -147,3 +147,10 @@ def test_deep_metrics(kind, pair, tmp_path, monkeypatch):
     ref = float(net(torch.from_numpy(noisy[4:-4, 4:-4] / 255.0).permute(2, 0, 1)[None].float(),
                     torch.from_numpy(gt[4:-4, 4:-4] / 255.0).permute(2, 0, 1)[None].float()))  # fmt: skip
     assert fn(noisy, gt, 4) == pytest.approx(ref, rel=1e-4) and ref > 0
+    assert fn(noisy.transpose(2, 0, 1), gt.transpose(2, 0, 1), 4, input_order="CHW") == pytest.approx(
+        ref, rel=1e-4
+    )
+    with pytest.raises(ValueError, match="shapes differ"):
+        fn(noisy, gt[:-1])
+    with pytest.raises(ValueError, match=f"calculate_{kind} needs RGB images"):
+        fn(gt[..., 0], gt[..., 0])

@@ -112,6 +112,8 @@ def test_registry_and_signature_checks() -> None:
     data = minimal()
     data["train"]["pixel_opt"]["reducton"] = "sum"
     assert "train.pixel_opt.reducton: unknown argument; did you mean 'reduction'?" in error_of(data)
+    data = minimal(network_g={"type": "paragonsr2_nano", "num_feats": 32})  # factory(**overrides) -> class
+    assert "network_g.num_feats: unknown argument; did you mean 'num_feat'?" in error_of(data)
     data = minimal(model_type="GANModel")
     assert "network_d: model_type GANModel needs a discriminator" in error_of(data)
 

@@ -7,8 +7,10 @@
 - ``load_state_dict`` accepts BasicSR/traiNNer/Real-ESRGAN layouts (``params``, ``params_ema``, ``net_g``, ...,
   ``module.``/``_orig_mod.`` prefixes). ``.pth`` files are only ever read with ``weights_only=True``.
 - ``load_weights`` loads strictly or leniently and reports missing/unexpected/shape-mismatched keys.
-- ``load_model`` rebuilds the architecture from the metadata (or, for Real-ESRGAN Compact files without
-  metadata, from the key layout) so ``paragonsr upscale --model file`` needs no further flags.
+- ``load_model`` rebuilds the architecture from the metadata, or for third-party files without metadata from the
+  key layout (:func:`paragonsr.archs.detect.detect_arch`: Real-ESRGAN Compact, RRDBNet, ParagonSR v1 given
+  ``scale=``), so ``paragonsr upscale --model file`` needs no further flags. Metadata encoding:
+  :mod:`paragonsr.checkpoint_meta`.
 
 Metadata dict (``meta``) keys: ``arch`` (str|None), ``arch_kwargs`` (dict), ``scale``/``in_ch``/``out_ch``
 (int|None), ``fused`` (bool|None: None = unknown), ``paragonsr_version`` (str|None), ``extra`` (dict),
@@ -17,11 +19,9 @@ Metadata dict (``meta``) keys: ``arch`` (str|None), ``arch_kwargs`` (dict), ``sc
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from paragonsr import __version__
+from paragonsr.archs.detect import detect_arch
+from paragonsr.checkpoint_meta import (
+    CheckpointError,
+    decode_meta,
+    encode_meta,
+    model_is_fused,
+    unwrap_model,
+)
+from paragonsr.utils.atomic import atomic_output
 
 SAFETENSORS_EXTS = (".safetensors",)
 PTH_EXTS = (".pth", ".pt", ".ckpt", ".bin")
@@ -40,99 +48,7 @@ _PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile wrap
 _META_PTH_KEY = "paragonsr_meta"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be read or does not fit the model."""
-
-
-# --------------------------------------------------------------------------------------------- metadata
-
-
-def _model_is_fused(model: nn.Module) -> bool | None:
-    # fuse_for_release() implementations mark the model; accept the common attribute spellings.
-    for attr in ("fused", "is_fused", "_fused"):
-        val = getattr(model, attr, None)
-        if isinstance(val, bool):
-            return val
-    return None
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The real network inside DataParallel/DDP and torch.compile wrappers (clean keys, arch attributes)."""
-    while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def _encode_meta(meta: dict[str, Any]) -> dict[str, str]:
-    """Flatten metadata into the str -> str mapping safetensors requires."""
-    out = {"format": "pt", "paragonsr_version": str(meta.get("paragonsr_version") or __version__)}
-    if meta.get("arch"):
-        out["arch"] = str(meta["arch"])
-    try:
-        out["arch_kwargs"] = json.dumps(meta.get("arch_kwargs") or {}, sort_keys=True)
-    except TypeError as exc:  # the model could not be rebuilt from it: refuse rather than save a dead file
-        raise CheckpointError(f"arch_kwargs must be JSON-serialisable for the metadata: {exc}") from None
-    for key in ("scale", "in_ch", "out_ch"):
-        if meta.get(key) is not None:
-            out[key] = str(int(meta[key]))
-    if meta.get("fused") is not None:
-        out["fused"] = "true" if meta["fused"] else "false"
-    out["extra"] = json.dumps(meta.get("extra") or {}, sort_keys=True, default=str)
-    return out
-
-
-def _decode_meta(raw: Mapping[str, Any] | None, path: Path, fmt: str) -> dict[str, Any]:
-    raw = dict(raw or {})
-
-    def as_json(key: str) -> dict[str, Any]:
-        val = raw.get(key)
-        if val is None or isinstance(val, dict):
-            return dict(val or {})
-        try:
-            parsed = json.loads(val)
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path}: metadata '{key}' is not valid JSON ({exc}): {val!r}") from None
-        if not isinstance(parsed, dict):
-            raise CheckpointError(f"{path}: metadata '{key}' must be a JSON object, got {val!r}")
-        return parsed
-
-    def as_int(key: str) -> int | None:
-        val = raw.get(key)
-        if val is None or val == "":
-            return None
-        try:
-            return int(val)
-        except (TypeError, ValueError):
-            raise CheckpointError(f"{path}: metadata '{key}' must be an integer, got {val!r}") from None
-
-    fused = raw.get("fused")
-    if isinstance(fused, str):
-        fused = fused.strip().lower() in ("1", "true", "yes")
-    return {
-        "arch": raw.get("arch") or None,
-        "arch_kwargs": as_json("arch_kwargs"),
-        "scale": as_int("scale"),
-        "in_ch": as_int("in_ch"),
-        "out_ch": as_int("out_ch"),
-        "fused": fused if isinstance(fused, bool) else None,
-        "paragonsr_version": raw.get("paragonsr_version"),
-        "extra": as_json("extra"),
-        "param_key": None,
-        "format": fmt,
-        "path": str(path),
-    }
-
-
 # --------------------------------------------------------------------------------------------- saving
-
-
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
 
 
 def save_model(
@@ -157,7 +73,7 @@ def save_model(
         )
     meta: dict[str, Any] = {"arch": arch, "arch_kwargs": dict(arch_kwargs) if arch_kwargs else None}
     if isinstance(model_or_state, nn.Module):
-        model = _unwrap(model_or_state)
+        model = unwrap_model(model_or_state)
         state = model.state_dict()
         meta["arch"] = meta["arch"] or getattr(model, "arch_name", None)
         if meta["arch_kwargs"] is None:
@@ -165,7 +81,7 @@ def save_model(
         for key in ("scale", "in_ch", "out_ch"):
             val = getattr(model, key, None)
             meta[key] = int(val) if isinstance(val, int) else None
-        meta["fused"] = _model_is_fused(model)
+        meta["fused"] = model_is_fused(model)
     else:
         state = dict(model_or_state)
     extra: dict[str, Any] = {}
@@ -191,23 +107,13 @@ def save_model(
         seen_ptrs.add(ptr)
         tensors[key] = t
 
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         if ext in SAFETENSORS_EXTS:
             from safetensors.torch import save_file
 
-            save_file(tensors, tmp, metadata=_encode_meta(meta))
+            save_file(tensors, str(tmp), metadata=encode_meta(meta))
         else:
-            torch.save({param_key: tensors, _META_PTH_KEY: _encode_meta(meta)}, tmp)
-        from paragonsr.infer.image_io import file_mode
-
-        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            torch.save({param_key: tensors, _META_PTH_KEY: encode_meta(meta)}, tmp)
     return path
 
 
@@ -284,7 +190,7 @@ def load_state_dict(
                 state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{path}: not a readable safetensors or torch file ({exc})") from None
-        meta = _decode_meta(raw, path, "safetensors")
+        meta = decode_meta(raw, path, "safetensors")
         if not state:
             raise CheckpointError(f"{path}: the file holds no tensors")
         return _strip_prefixes(state), meta
@@ -302,7 +208,7 @@ def load_state_dict(
         raise CheckpointError(f"{path}: corrupt or truncated torch file ({exc})") from None
     raw_meta = obj.get(_META_PTH_KEY) if isinstance(obj, Mapping) else None
     state, used = _pick_params(obj, path, param_key)
-    meta = _decode_meta(raw_meta, path, "pth")
+    meta = decode_meta(raw_meta, path, "pth")
     meta["param_key"] = used
     return _strip_prefixes(state), meta
 
@@ -374,7 +280,7 @@ def load_weights(
     report.loaded = len(usable)
     if strict and not report.ok:
         hint = ""
-        if meta.get("fused") is True and _model_is_fused(model) is not True:
+        if meta.get("fused") is True and model_is_fused(model) is not True:
             hint = " The checkpoint is fused: call model.fuse_for_release() first, or use load_model()."
         elif meta.get("arch") and getattr(model, "arch_name", None) not in (None, meta["arch"]):
             hint = f" The checkpoint was saved from arch '{meta['arch']}', the model is '{model.arch_name}'."
@@ -386,43 +292,19 @@ def load_weights(
 # --------------------------------------------------------------------------------------------- rebuilding
 
 
-def detect_arch(state: Mapping[str, Tensor], certain_only: bool = True) -> tuple[str, dict[str, Any]] | None:
-    """Recognise third-party architectures (files without metadata) from the key layout alone.
-
-    - Real-ESRGAN SRVGGNetCompact: only ``body.N`` keys, ``body.0`` a conv. Its ReLU/LeakyReLU variants store no
-      activation weights and cannot be told apart, so with ``certain_only`` only the PReLU layout
-      (``body.1.weight``, every released Real-ESRGAN compact model) is recognised, as spandrel does.
-    - RRDBNet (ESRGAN / Real-ESRGAN x4plus), BasicSR layout or the original ESRGAN ``model.N`` layout.
-    """
-    try:
-        if {"conv_first.weight", "body.0.rdb1.conv1.weight"} <= state.keys() or {
-            "model.0.weight",
-            "model.1.sub.0.RDB1.conv1.0.weight",
-        } <= state.keys():
-            from paragonsr.archs.rrdbnet import rrdbnet_kwargs_from_state_dict
-
-            return "rrdbnet", rrdbnet_kwargs_from_state_dict(dict(state))
-        first = state.get("body.0.weight")
-        if first is None or first.ndim != 4 or any(not k.startswith("body.") for k in state):
-            return None
-        if certain_only and "body.1.weight" not in state:
-            return None
-        from paragonsr.archs.compact import compact_kwargs_from_state_dict
-
-        return "srvggnetcompact", compact_kwargs_from_state_dict(dict(state))
-    except (KeyError, ValueError, ImportError):
-        return None
-
-
 def load_model(
     path: str | os.PathLike[str],
     arch: str | None = None,
     device: str | torch.device = "cpu",
     param_key: str | None = "auto",
     strict: bool = True,
+    scale_hint: int | None = None,
     **arch_kwargs: Any,
 ) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights (eval mode, on ``device``).
+
+    ``scale_hint`` is used only where neither the metadata nor the weights tell the scale (ParagonSR v1 files
+    from other tools), e.g. the ``--scale`` a user passed to ``paragonsr upscale``.
 
     ``arch``/``arch_kwargs`` override the metadata; files without metadata need ``arch=`` unless their layout is
     recognised by :func:`detect_arch`. Checkpoints marked ``fused=true`` are loaded into
@@ -433,7 +315,14 @@ def load_model(
     state, meta = load_state_dict(path, param_key)
     name = arch or meta["arch"]
     kwargs: dict[str, Any] = {}
-    detected = None if meta["arch"] else detect_arch(state, certain_only=arch is None)
+    detected = None
+    if not meta["arch"]:
+        try:
+            scale = arch_kwargs.get("scale") or meta["scale"] or scale_hint
+            detected = detect_arch(state, arch is None, scale=scale)
+        except ValueError as exc:  # recognised but underdetermined (ParagonSR v1 without a scale)
+            if arch is None:
+                raise CheckpointError(f"{path}: {exc}") from None
     try:
         if name is None:
             if detected is None:

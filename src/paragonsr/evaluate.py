@@ -23,8 +23,7 @@ import torch
 
 from paragonsr.archs.resample import resize
 from paragonsr.metrics import calculate_psnr, calculate_ssim
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+from paragonsr.utils.atomic import atomic_output, atomic_write_text
 
 
 @dataclass
@@ -105,15 +104,6 @@ def bicubic_lq(gt: np.ndarray, scale: int) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(gt)).permute(2, 0, 1)[None]
     lq = resize(t, size=(gt.shape[0] // scale, gt.shape[1] // scale), kernel="bicubic")
     return (quantize8(lq[0].permute(1, 2, 0).numpy()) / 255.0).astype(np.float32)
-
-
-def list_images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"not a folder: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in {folder}")
-    return files
 
 
 def evaluate(
@@ -202,8 +192,7 @@ def write_crop_grid(
 
 
 def write_report(report: Report, out_dir: Path, title: str = "paragonsr evaluation") -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "per_image.csv", "w", newline="") as f:
+    with atomic_output(out_dir / "per_image.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["image", "method", "psnr_y", "ssim_y", "seconds", "output_megapixels"])
         for r in report.results:
@@ -239,7 +228,7 @@ def write_report(report: Report, out_dir: Path, title: str = "paragonsr evaluati
         )
     lines += ["", "Per-image scores: `per_image.csv`; crops: `crops/`; plot: `quality_vs_speed.png`.", ""]
     md = out_dir / "report.md"
-    md.write_text("\n".join(lines))
+    atomic_write_text(md, "\n".join(lines))
     _plot(report, out_dir / "quality_vs_speed.png")
     return md
 
@@ -261,5 +250,6 @@ def _plot(report: Report, path: Path) -> None:
     ax.set_title(f"x{report.scale}: quality vs speed")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_output(path, suffix=".tmp.png") as tmp:  # savefig picks the format from the name
+        fig.savefig(tmp)
     plt.close(fig)

@@ -29,10 +29,11 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from paragonsr.utils.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 MANIFEST_PATH = Path(__file__).with_name("weights_manifest.json")
@@ -94,19 +95,16 @@ def verify_file(path: Path, entry: dict[str, Any], name: str) -> str:
 def _download(url: str, dest: Path) -> None:
     from tqdm import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    try:
-        with urllib.request.urlopen(url) as resp, os.fdopen(fd, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
-                while block := resp.read(1 << 20):
-                    out.write(block)
-                    bar.update(len(block))
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with (
+        atomic_output(dest, suffix=".part") as tmp,
+        urllib.request.urlopen(url) as resp,
+        tmp.open("wb") as out,
+    ):
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
+            while block := resp.read(1 << 20):
+                out.write(block)
+                bar.update(len(block))
 
 
 def resolve_weights(

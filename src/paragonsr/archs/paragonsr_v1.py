@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# Same modules (and state-dict keys) as ParagonSR2's: v2 kept v1's token mixer and residual gains.
+from paragonsr.archs.paragonsr2_blocks import InceptionDWConv2d, LayerScale
 from paragonsr.archs.resample import MagicKernelSharpUpsample
 from paragonsr.registry import ARCH_REGISTRY
 
@@ -84,36 +86,6 @@ def _mixer_pre_hook(module: nn.Module, state: dict[str, Any], prefix: str, *args
     ReparamDWConv._convert_public_layout(state, prefix)
 
 
-class InceptionDWConv2d(nn.Module):
-    """Split channels: identity | depthwise k×k | 1×band | band×1 (gc = int(C·branch_ratio) each)."""
-
-    def __init__(
-        self,
-        channels: int,
-        square_kernel_size: int = 3,
-        band_kernel_size: int = 11,
-        branch_ratio: float = 0.125,
-    ) -> None:
-        super().__init__()
-        gc = int(channels * branch_ratio)
-        if gc < 1:
-            raise ValueError(
-                f"InceptionDWConv2d: {channels} channels × branch_ratio {branch_ratio} gives no branch"
-            )
-        self.dwconv_hw = nn.Conv2d(gc, gc, square_kernel_size, padding=square_kernel_size // 2, groups=gc)
-        self.dwconv_w = nn.Conv2d(
-            gc, gc, (1, band_kernel_size), padding=(0, band_kernel_size // 2), groups=gc
-        )
-        self.dwconv_h = nn.Conv2d(
-            gc, gc, (band_kernel_size, 1), padding=(band_kernel_size // 2, 0), groups=gc
-        )
-        self.split_sizes = (channels - 3 * gc, gc, gc, gc)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x_id, x_hw, x_w, x_h = torch.split(x, self.split_sizes, dim=1)
-        return torch.cat((x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w), self.dwconv_h(x_h)), dim=1)
-
-
 class GatedFFN(nn.Module):
     """Gated feed-forward: project_out(Mish(spatial_mixer(project_in_g(x))) · project_in_i(x))."""
 
@@ -131,17 +103,6 @@ class GatedFFN(nn.Module):
         return self.project_out(g * self.project_in_i(x))
 
 
-class LayerScale(nn.Module):
-    """Per-channel residual gain γ (init 1e-5): every block starts close to identity."""
-
-    def __init__(self, channels: int, init_value: float = 1e-5) -> None:
-        super().__init__()
-        self.gamma = nn.Parameter(torch.full((channels,), float(init_value)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.gamma.view(1, -1, 1, 1)
-
-
 class ParagonBlock(nn.Module):
     def __init__(
         self,
@@ -153,7 +114,9 @@ class ParagonBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(1, channels)
-        self.context = InceptionDWConv2d(channels, 3, band_kernel_size, branch_ratio)
+        self.context = InceptionDWConv2d(
+            channels, band_kernel_size=band_kernel_size, branch_ratio=branch_ratio
+        )
         self.norm2 = nn.GroupNorm(1, channels)
         self.transformer = GatedFFN(channels, ffn_expansion)
         self.ls1 = LayerScale(channels, layer_scale_init)

@@ -45,18 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from paragonsr.evaluate import (
-        bicubic_lq,
-        evaluate,
-        list_images,
-        model_method,
-        resampler_method,
-        write_report,
-    )
+    from paragonsr.data.tiles import list_images
+    from paragonsr.evaluate import bicubic_lq, evaluate, model_method, resampler_method, write_report
     from paragonsr.infer.image_io import read_image
 
     try:
-        gt_paths = list_images(args.gt)
+        gt_paths = list_images(args.gt, recursive=False, what="GT", allow_empty=False)
     except FileNotFoundError as exc:
         print(f"error: --gt: {exc}", file=sys.stderr)
         return 2
@@ -65,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     scale = args.scale
 
     if args.lq is not None:
-        lq_files = {p.stem: p for p in list_images(args.lq)}
+        lq_files = {p.stem: p for p in list_images(args.lq, recursive=False, what="LQ", allow_empty=False)}
 
         def lq_for(path: Path, gt: np.ndarray) -> np.ndarray:
             if path.stem not in lq_files:

@@ -66,12 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_folder(folder: Path | None, limit: int, min_side: int) -> list[tuple[str, object]]:
-    from paragonsr.deploy.verify import list_images, load_image
+    from paragonsr.data.tiles import list_images
+    from paragonsr.deploy.verify import load_image
 
     if folder is None:
         return []
     out = []
-    for path in list_images(folder):
+    for path in list_images(folder, recursive=False, what="calibration/verification", allow_empty=False):
         if len(out) >= limit:
             break
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 HELP = "transfer SRVGGNetCompact weights to another width/depth (top-k channels by L2 norm, identity-inserted convs)"
@@ -78,6 +77,7 @@ def _load_samples(specs: list[str], crop: int, limit: int) -> list:
 def run(args: argparse.Namespace) -> int:
     from paragonsr.checkpoint import load_state_dict, save_model
     from paragonsr.transfer import build_pair, compare_outputs, count_params, transfer_compact
+    from paragonsr.utils.atomic import atomic_write_text
 
     try:
         state, _meta = load_state_dict(args.input, args.param_key)
@@ -112,9 +112,7 @@ def run(args: argparse.Namespace) -> int:
         args.output, dst, metadata={"transfer": {k: report[k] for k in ("source", "depth_mode", "notes")}}
     )
     rpath = Path(args.report or f"{args.output}.report.json")
-    tmp = rpath.with_name(f".{rpath.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, rpath)
+    atomic_write_text(rpath, json.dumps(report, indent=2))
     s, d = res.src_kwargs, res.dst_kwargs
     print(
         f"source  {s['num_feat']} feat / {s['num_conv']} conv  x{s['upscale']}  {report['params_source']:,} params"

@@ -139,7 +139,10 @@ def make_backend(args: argparse.Namespace) -> Any:
             raise ValueError(
                 "give --model FILE or --resampler NAME (no packaged default model in this install)"
             )
-    return load_backend(model, args.backend or "torch", args.device, args.precision, args.provider, args.arch)
+    hint = int(args.scale) if args.scale and float(args.scale).is_integer() else None
+    return load_backend(
+        model, args.backend or "torch", args.device, args.precision, args.provider, args.arch, hint
+    )
 
 
 def _output_path(src: Path, rel: Path, args: argparse.Namespace, single_file: Path | None) -> Path:

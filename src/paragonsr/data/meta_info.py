@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paragonsr.data.tiles import list_images, read_image
+from paragonsr.utils.atomic import atomic_write_text
 
 FORMATS = ("realesrgan", "basicsr")
 
@@ -73,12 +74,7 @@ def build_meta_info(
 
 def write_meta_info(path: str | Path, lines: Sequence[str]) -> Path:
     """Write atomically (the file is often read by a training run that is already waiting for it)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def read_meta_info(path: str | Path) -> list[str]:

@@ -8,7 +8,6 @@ images whose tiles all exist (resumable).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from multiprocessing import Pool
 from pathlib import Path
@@ -16,18 +15,28 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from paragonsr.utils.atomic import atomic_write_bytes
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
-    """Sorted image files under ``root`` (case-insensitive extensions; hidden files skipped)."""
+def list_images(
+    root: str | Path, recursive: bool = True, *, what: str = "input", allow_empty: bool = True
+) -> list[Path]:
+    """Sorted image files under ``root`` (case-insensitive extensions; hidden files skipped).
+
+    ``what`` names the folder in the not-found error; ``allow_empty=False`` makes "no images" an error too.
+    """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"input folder not found: {root}")
+        raise FileNotFoundError(f"{what} folder not found: {root}")
     it = root.rglob("*") if recursive else root.iterdir()
-    return sorted(
+    files = sorted(
         p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")
     )
+    if not files and not allow_empty:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in {root}")
+    return files
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -61,10 +70,7 @@ def write_image(path: str | Path, img: np.ndarray, png_level: int = 3) -> None:
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr), params)
     if not ok:
         raise ValueError(f"cannot encode {path.name} as {ext}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{ext}")
-    buf.tofile(str(tmp))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def tile_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[int]:

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import torch
 
+from paragonsr.utils.atomic import atomic_write_bytes
+
 IMG_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 
@@ -125,13 +127,10 @@ def to_image_u8(t: torch.Tensor) -> np.ndarray:
 
 def imwrite_rgb(path: str | Path, img_u8: np.ndarray) -> None:
     """Atomic PNG/JPEG write of an RGB uint8 image."""
-    import os
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(img_u8[:, :, ::-1]))
     if not ok:
         raise OSError(f"cannot encode {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    buf.tofile(str(tmp))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from paragonsr.utils.atomic import atomic_write_bytes
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -35,20 +35,6 @@ def ort_cpu_latency_ms(path: str | Path, size: int = 512, runs: int = 3, in_ch: 
         backend.run_numpy(x)
         times.append((time.perf_counter() - t0) * 1e3)
     return float(statistics.median(times))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
@@ -80,7 +66,7 @@ def comparison_image(
     if not ok:
         raise RuntimeError(f"could not encode {path}")
     path = Path(path)
-    _write_atomic(path, buf.tobytes())
+    atomic_write_bytes(path, buf.tobytes())
     return path
 
 
@@ -157,6 +143,6 @@ def render_markdown(card: dict[str, Any]) -> str:
 def write_model_card(out_dir: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     js, md = out_dir / "model_card.json", out_dir / "MODEL_CARD.md"
-    _write_atomic(js, (json.dumps(card, indent=2, allow_nan=False) + "\n").encode())
-    _write_atomic(md, render_markdown(card).encode())
+    atomic_write_bytes(js, (json.dumps(card, indent=2, allow_nan=False) + "\n").encode())
+    atomic_write_bytes(md, render_markdown(card).encode())
     return js, md

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from paragonsr.utils.atomic import atomic_output
 
 # Keys written into the ONNX ``metadata_props`` so a runtime can learn the model's contract without probing.
 META_PREFIX = "paragonsr."
@@ -35,31 +36,12 @@ def _require_onnx() -> Any:
     return onnx
 
 
-def _tmp_beside(path: Path, suffix: str = ".onnx") -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; released files should be readable like any other
-    return Path(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_onnx_atomic(model_proto: Any, path: str | os.PathLike[str]) -> Path:
     """Serialise an ``onnx.ModelProto`` to ``path`` via a temporary file and ``os.replace``."""
     onnx = _require_onnx()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(path)
-    try:
+    with atomic_output(path, suffix=".onnx.tmp") as tmp:
         onnx.save(model_proto, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def set_metadata(model_proto: Any, metadata: Mapping[str, Any]) -> None:
@@ -123,7 +105,6 @@ def export_onnx(
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old: use {MIN_OPSET} or newer")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     p = next(iter(model.parameters()), None)
     if p is not None and (p.device.type != "cpu" or p.dtype != torch.float32):
         model = copy.deepcopy(model).to(
@@ -132,8 +113,7 @@ def export_onnx(
     model = model.eval()
     in_ch = int(getattr(model, "in_ch", 3))
     dummy = torch.rand(1, in_ch, *example_hw)
-    tmp = _tmp_beside(path)
-    try:
+    with atomic_output(path, suffix=".onnx.tmp") as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             # The Magic Kernel upsampler's strided phase slices cannot be constant-folded; harmless noise.
             warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
@@ -158,9 +138,7 @@ def export_onnx(
             proto = slim(proto)
         set_metadata(proto, {**model_metadata(model, "fp32"), **dict(metadata or {})})
         onnx.checker.check_model(proto)
-        save_onnx_atomic(proto, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        onnx.save(proto, str(tmp))  # the scratch file becomes the output on success
     return path
 
 

@@ -25,7 +25,6 @@ INT8_MAX_DROP_DB = 0.3
 INT8_MIN_PSNR_VS_FP32 = 40.0
 PSNR_CAP = 100.0  # identical outputs; keeps JSON finite
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((24, 20), (33, 17), (48, 64))
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 Runner = Callable[[np.ndarray], np.ndarray]  # NCHW float32 -> NCHW float32
 
@@ -65,16 +64,6 @@ def load_image(path: str | Path) -> np.ndarray:
     elif img.shape[2] == 4:
         img = img[:, :, :3]
     return np.ascontiguousarray(img[:, :, ::-1])
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"calibration/verification folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in {folder}")
-    return files
 
 
 def synthetic_image(size: int = 256, seed: int = 0) -> np.ndarray:

@@ -174,8 +174,12 @@ def load_backend(
     precision: str = "auto",
     provider: str | None = None,
     arch: str | None = None,
+    scale_hint: int | None = None,
 ) -> Backend:
-    """Backend for a model file: ``.onnx`` (or ``backend="onnx"``) -> OnnxBackend, else a torch checkpoint."""
+    """Backend for a model file: ``.onnx`` (or ``backend="onnx"``) -> OnnxBackend, else a torch checkpoint.
+
+    ``scale_hint`` fills in the scale for checkpoints whose metadata and weights do not record it.
+    """
     path = str(model_path)
     if backend == "onnx" or path.lower().endswith(".onnx"):
         if not path.lower().endswith(".onnx"):
@@ -189,7 +193,7 @@ def load_backend(
         raise ValueError(f"unknown backend '{backend}' (use torch or onnx)")
     from paragonsr.checkpoint import load_model
 
-    model = load_model(path, arch=arch, device="cpu")
+    model = load_model(path, arch=arch, device="cpu", scale_hint=scale_hint)
     return TorchBackend(model, device=device, precision=precision)
 
 

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from paragonsr.utils.atomic import atomic_write_bytes
 
 READ_EXTS = (
     ".png",
@@ -250,29 +251,6 @@ def encode_image(
     if not ok:
         raise ValueError(f"OpenCV could not encode a {arr.shape} {arr.dtype} image as {fmt}")
     return buf.tobytes()
-
-
-def file_mode() -> int:
-    """Permission bits a plain ``open(path, "w")`` would give (0666 minus the umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write to a temp file in the same folder, then ``os.replace`` (readers never see a partial file)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files; outputs get the usual umask-based mode
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_image(

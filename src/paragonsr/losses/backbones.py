@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paragonsr.losses.pixel import check_pair
 from paragonsr.weights import load_weight_file, resolve_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -62,11 +63,18 @@ def make_vgg_layers(names: list[str]) -> list[nn.Module]:
     return layers
 
 
-def _frozen(module: nn.Module) -> nn.Module:
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
+class FrozenNet(nn.Module):
+    """Base of the pretrained networks used as fixed measures (backbones, LPIPS, DISTS): always in eval mode
+    (``train()`` cannot switch it back: a parent model's ``.train()`` must not touch a loss network) and, after
+    :meth:`freeze`, no gradients to its own weights (gradients still flow to the input)."""
+
+    def freeze(self) -> None:
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> FrozenNet:
+        return super().train(False)
 
 
 def load_backbone_weights(
@@ -94,8 +102,22 @@ def load_backbone_weights(
             v.copy_(state[k])  # state_dict() tensors share storage with the parameters
 
 
-def _random_warning(what: str) -> None:
-    warnings.warn(f"{what}: pretrained=False gives a RANDOM backbone (tests/debug only)", stacklevel=3)
+def load_or_warn_random(
+    module: nn.Module,
+    name: str,
+    pretrained: bool,
+    weights_dir: str | Path | None,
+    allow_download: bool,
+    manifest: Any,
+    what: str,
+) -> None:
+    """:func:`load_backbone_weights` when ``pretrained``, else keep the random init and say so loudly."""
+    if pretrained:
+        load_backbone_weights(module, name, weights_dir, allow_download, manifest)
+    else:
+        warnings.warn(
+            f"{what}: no pretrained weights, RANDOM {name} backbone (tests/debug only)", stacklevel=3
+        )
 
 
 class _InputNorm(nn.Module):
@@ -113,7 +135,7 @@ class _InputNorm(nn.Module):
         return x
 
 
-class VGGFeatureExtractor(nn.Module):
+class VGGFeatureExtractor(FrozenNet):
     """VGG16/19 features by BasicSR layer name: ``forward(x) -> {name: feature}``."""
 
     def __init__(
@@ -139,14 +161,10 @@ class VGGFeatureExtractor(nn.Module):
         self.names = names[: last + 1]
         self.features = nn.Sequential(*make_vgg_layers(self.names))
         self.norm = _InputNorm(use_input_norm, range_norm)
-        if pretrained:
-            load_backbone_weights(self, vgg_type, weights_dir, allow_download, manifest)
-        else:
-            _random_warning(f"VGGFeatureExtractor({vgg_type})")
-        _frozen(self)
-
-    def train(self, mode: bool = True) -> VGGFeatureExtractor:
-        return super().train(False)  # always eval: a frozen loss network
+        load_or_warn_random(
+            self, vgg_type, pretrained, weights_dir, allow_download, manifest, "VGGFeatureExtractor"
+        )
+        self.freeze()
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.norm(x)
@@ -199,7 +217,7 @@ class CNBlock(nn.Module):
 _CONVNEXT_T = ((96, 3), (192, 3), (384, 9), (768, 3))
 
 
-class ConvNeXtFeatureExtractor(nn.Module):
+class ConvNeXtFeatureExtractor(FrozenNet):
     """ConvNeXt-Tiny features ``stage1``..``stage4``: ``forward(x) -> {name: feature}``; built up to the deepest
     requested stage."""
 
@@ -230,14 +248,16 @@ class ConvNeXtFeatureExtractor(nn.Module):
             mods.append(nn.Sequential(*[CNBlock(dim) for _ in range(n)]))
         self.features = nn.Sequential(*mods)
         self.norm = _InputNorm(use_input_norm, range_norm)
-        if pretrained:
-            load_backbone_weights(self, "convnext_tiny", weights_dir, allow_download, manifest)
-        else:
-            _random_warning("ConvNeXtFeatureExtractor")
-        _frozen(self)
-
-    def train(self, mode: bool = True) -> ConvNeXtFeatureExtractor:
-        return super().train(False)
+        load_or_warn_random(
+            self,
+            "convnext_tiny",
+            pretrained,
+            weights_dir,
+            allow_download,
+            manifest,
+            "ConvNeXtFeatureExtractor",
+        )
+        self.freeze()
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.norm(x)
@@ -249,3 +269,27 @@ class ConvNeXtFeatureExtractor(nn.Module):
                 if name in self.layer_name_list:
                     out[name] = x
         return out
+
+
+class DistanceNetLoss(nn.Module):
+    """``loss_weight * mean net(pred, target)`` for a full-reference distance network (LPIPS, DISTS) whose
+    constructor takes ``(pretrained, pretrained_backbone, weights_dir, allow_download, manifest)``."""
+
+    net_cls: type[nn.Module]
+
+    def __init__(
+        self,
+        loss_weight: float = 1.0,
+        pretrained: bool = True,
+        pretrained_backbone: bool | None = None,
+        weights_dir: str | Path | None = None,
+        allow_download: bool = False,
+        manifest: Any = None,
+    ) -> None:
+        super().__init__()
+        self.loss_weight = float(loss_weight)
+        self.net = self.net_cls(pretrained, pretrained_backbone, weights_dir, allow_download, manifest)
+
+    def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
+        check_pair(pred, target, type(self).__name__)
+        return self.loss_weight * self.net(pred, target.detach()).mean()

@@ -166,12 +166,49 @@ def gradient_penalty(d_out: Tensor, inputs: Tensor, what: str = "R1") -> Tensor:
     return grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
 
 
-class _PenaltyMixin:
-    r1_gamma: float
-    r2_gamma: float
-    lazy_interval: int
-    _d_steps: int
-    _verified: set[int]
+class _PenalisedRelativisticLoss(nn.Module):
+    """Shared body of the paired (relativistic) GAN losses with optional zero-centred R1/R2 penalties.
+
+    A subclass only defines ``_relativistic(pos, neg)``, the loss that pushes ``pos`` logits above ``neg`` ones:
+    D minimises it with (real, fake), G with (fake, real) and the real logits held constant.
+    """
+
+    def __init__(self, loss_weight: float, r1_gamma: float, r2_gamma: float, lazy_interval: int) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if r1_gamma < 0 or r2_gamma < 0:
+            raise ValueError(f"{name}: r1_gamma/r2_gamma must be >= 0, got {r1_gamma}/{r2_gamma}")
+        if int(lazy_interval) != lazy_interval or lazy_interval < 1:
+            raise ValueError(f"{name}: lazy_interval must be an integer >= 1, got {lazy_interval}")
+        self.loss_weight, self.r1_gamma, self.r2_gamma = float(loss_weight), float(r1_gamma), float(r2_gamma)
+        self.lazy_interval, self._d_steps, self._verified = int(lazy_interval), 0, set()
+
+    @staticmethod
+    def _relativistic(pos: Tensor, neg: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def d_loss(
+        self, net_d: nn.Module, real: Tensor, fake: Tensor, step: int | None = None
+    ) -> tuple[Tensor, dict]:
+        due = self._penalty_due(step)
+        real = real.detach().requires_grad_(due and self.r1_gamma > 0)
+        fake = fake.detach().requires_grad_(due and self.r2_gamma > 0)
+        d_real, d_fake = net_d(real), net_d(fake)
+        adv = self._relativistic(d_real, d_fake)
+        logs = {"l_d_adv": _mean(adv), "out_d_real": _mean(d_real), "out_d_fake": _mean(d_fake)}
+        loss = adv + self._penalties(net_d, d_real, d_fake, real, fake, logs, due)
+        logs["l_d_total"] = _mean(loss)
+        return loss, logs
+
+    def g_loss(self, net_d: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        with torch.no_grad():  # the real logits are a constant for G
+            d_real = net_d(real.detach())
+        return self.loss_weight * self._relativistic(net_d(fake), d_real)
+
+    def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
+        raise TypeError(
+            f"{type(self).__name__} needs the discriminator: use g_loss(net_d, real, fake) / d_loss(...)"
+        )
 
     def _penalty_due(self, step: int | None) -> bool:
         if step is None:
@@ -211,15 +248,8 @@ class _PenaltyMixin:
         return total
 
 
-def _check_penalty_opts(name: str, r1_gamma: float, r2_gamma: float, lazy_interval: int) -> None:
-    if r1_gamma < 0 or r2_gamma < 0:
-        raise ValueError(f"{name}: r1_gamma/r2_gamma must be >= 0, got {r1_gamma}/{r2_gamma}")
-    if int(lazy_interval) != lazy_interval or lazy_interval < 1:
-        raise ValueError(f"{name}: lazy_interval must be an integer >= 1, got {lazy_interval}")
-
-
 @LOSS_REGISTRY.register("R3GANLoss", aliases=("r3gan",))
-class R3GANLoss(_PenaltyMixin, nn.Module):
+class R3GANLoss(_PenalisedRelativisticLoss):
     """R3GAN (Huang et al. 2024): relativistic pairing + zero-centred R1 (real) and R2 (fake) penalties.
 
     ``L_D = E softplus(D(fake) − D(real)) + γ1/2 E‖∇D(real)‖² + γ2/2 E‖∇D(fake)‖²``,
@@ -237,69 +267,25 @@ class R3GANLoss(_PenaltyMixin, nn.Module):
         lazy_interval: int = 1,
         gamma: float | None = None,
     ) -> None:
-        super().__init__()
         if gamma is not None:  # the paper's single γ for both penalties
             r1_gamma = r2_gamma = gamma
-        r2_gamma = r1_gamma if r2_gamma is None else r2_gamma
-        _check_penalty_opts("R3GANLoss", r1_gamma, r2_gamma, lazy_interval)
-        self.loss_weight, self.r1_gamma, self.r2_gamma = float(loss_weight), float(r1_gamma), float(r2_gamma)
-        self.lazy_interval, self._d_steps, self._verified = int(lazy_interval), 0, set()
+        super().__init__(loss_weight, r1_gamma, r1_gamma if r2_gamma is None else r2_gamma, lazy_interval)
 
-    def d_loss(
-        self, net_d: nn.Module, real: Tensor, fake: Tensor, step: int | None = None
-    ) -> tuple[Tensor, dict]:
-        due = self._penalty_due(step)
-        real = real.detach().requires_grad_(due and self.r1_gamma > 0)
-        fake = fake.detach().requires_grad_(due and self.r2_gamma > 0)
-        d_real, d_fake = net_d(real), net_d(fake)
-        adv = F.softplus(d_fake - d_real).mean()
-        logs = {"l_d_adv": _mean(adv), "out_d_real": _mean(d_real), "out_d_fake": _mean(d_fake)}
-        loss = adv + self._penalties(net_d, d_real, d_fake, real, fake, logs, due)
-        logs["l_d_total"] = _mean(loss)
-        return loss, logs
-
-    def g_loss(self, net_d: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
-        with torch.no_grad():  # the real logits are a constant for G
-            d_real = net_d(real.detach())
-        return self.loss_weight * F.softplus(d_real - net_d(fake)).mean()
-
-    def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
-        raise TypeError("R3GANLoss needs the discriminator: use g_loss(net_d, real, fake) / d_loss(...)")
+    @staticmethod
+    def _relativistic(pos: Tensor, neg: Tensor) -> Tensor:
+        return F.softplus(neg - pos).mean()
 
 
 @LOSS_REGISTRY.register("RaHingeGANLoss", aliases=("rahinge", "relativistic_hinge"))
-class RaHingeGANLoss(_PenaltyMixin, nn.Module):
+class RaHingeGANLoss(_PenalisedRelativisticLoss):
     """Relativistic-average hinge (the traiNNer fork's "R3GAN"), with optional R1/R2 like :class:`R3GANLoss`:
     ``L_D = E relu(1 − (D(r) − E D(f))) + E relu(1 + (D(f) − E D(r)))``; ``L_G`` swaps real and fake."""
 
     def __init__(
         self, loss_weight: float = 1.0, r1_gamma: float = 0.0, r2_gamma: float = 0.0, lazy_interval: int = 1
     ) -> None:
-        super().__init__()
-        _check_penalty_opts("RaHingeGANLoss", r1_gamma, r2_gamma, lazy_interval)
-        self.loss_weight, self.r1_gamma, self.r2_gamma = float(loss_weight), float(r1_gamma), float(r2_gamma)
-        self.lazy_interval, self._d_steps, self._verified = int(lazy_interval), 0, set()
+        super().__init__(loss_weight, r1_gamma, r2_gamma, lazy_interval)
 
     @staticmethod
-    def _ra_hinge(pos: Tensor, neg: Tensor) -> Tensor:
+    def _relativistic(pos: Tensor, neg: Tensor) -> Tensor:
         return F.relu(1 - (pos - neg.mean())).mean() + F.relu(1 + (neg - pos.mean())).mean()
-
-    def d_loss(
-        self, net_d: nn.Module, real: Tensor, fake: Tensor, step: int | None = None
-    ) -> tuple[Tensor, dict]:
-        due = self._penalty_due(step)
-        real = real.detach().requires_grad_(due and self.r1_gamma > 0)
-        fake = fake.detach().requires_grad_(due and self.r2_gamma > 0)
-        d_real, d_fake = net_d(real), net_d(fake)
-        adv = self._ra_hinge(d_real, d_fake)
-        logs = {"l_d_adv": _mean(adv), "out_d_real": _mean(d_real), "out_d_fake": _mean(d_fake)}
-        loss = adv + self._penalties(net_d, d_real, d_fake, real, fake, logs, due)
-        return loss, logs
-
-    def g_loss(self, net_d: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
-        with torch.no_grad():  # the real logits are a constant for G
-            d_real = net_d(real.detach())
-        return self.loss_weight * self._ra_hinge(net_d(fake), d_real)
-
-    def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
-        raise TypeError("RaHingeGANLoss needs the discriminator: use g_loss(net_d, real, fake) / d_loss(...)")

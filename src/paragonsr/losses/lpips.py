@@ -7,15 +7,19 @@ entries (see :mod:`paragonsr.weights`).
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from paragonsr.losses.backbones import load_backbone_weights, make_vgg_layers, vgg_layer_names
-from paragonsr.losses.pixel import check_pair
+from paragonsr.losses.backbones import (
+    DistanceNetLoss,
+    FrozenNet,
+    load_or_warn_random,
+    make_vgg_layers,
+    vgg_layer_names,
+)
 from paragonsr.registry import LOSS_REGISTRY
 from paragonsr.weights import load_weight_file, resolve_weights
 
@@ -34,7 +38,7 @@ class _Lin(nn.Module):
         return self.model(x)
 
 
-class LPIPSNet(nn.Module):
+class LPIPSNet(FrozenNet):
     """``forward(x, y) -> (N,)`` LPIPS distances for RGB inputs in [0, 1] (0 = identical)."""
 
     def __init__(
@@ -56,12 +60,9 @@ class LPIPSNet(nn.Module):
         for k, ch in enumerate(_CHANNELS):
             self.add_module(f"lin{k}", _Lin(ch))
         pretrained_backbone = pretrained if pretrained_backbone is None else pretrained_backbone
-        if pretrained_backbone:
-            load_backbone_weights(self, "vgg16", weights_dir, allow_download, manifest)
-        else:
-            warnings.warn(
-                "LPIPS: pretrained_backbone=False gives a RANDOM VGG16 (tests/debug only)", stacklevel=2
-            )
+        load_or_warn_random(
+            self, "vgg16", pretrained_backbone, weights_dir, allow_download, manifest, "LPIPS"
+        )
         if pretrained:
             path = resolve_weights(
                 "lpips_vgg", weights_dir=weights_dir, allow_download=allow_download, manifest=manifest
@@ -79,12 +80,7 @@ class LPIPSNet(nn.Module):
                 len(_CHANNELS)
             ):  # the reference's untrained lin layers are non-negative; keep that
                 nn.init.uniform_(getattr(self, f"lin{k}").model[1].weight, 0.0, 0.1)
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> LPIPSNet:
-        return super().train(False)
+        self.freeze()
 
     def taps(self, x: Tensor) -> list[Tensor]:
         h, out = (2 * x - 1 - self.shift) / self.scale, []
@@ -104,22 +100,7 @@ class LPIPSNet(nn.Module):
 
 
 @LOSS_REGISTRY.register("LPIPSLoss", aliases=("lpips",))
-class LPIPSLoss(nn.Module):
+class LPIPSLoss(DistanceNetLoss):
     """``loss_weight * mean LPIPS(pred, target)`` (inputs in [0, 1])."""
 
-    def __init__(
-        self,
-        loss_weight: float = 1.0,
-        pretrained: bool = True,
-        pretrained_backbone: bool | None = None,
-        weights_dir: str | Path | None = None,
-        allow_download: bool = False,
-        manifest: Any = None,
-    ) -> None:
-        super().__init__()
-        self.loss_weight = float(loss_weight)
-        self.net = LPIPSNet(pretrained, pretrained_backbone, weights_dir, allow_download, manifest)
-
-    def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
-        check_pair(pred, target, "LPIPSLoss")
-        return self.loss_weight * self.net(pred, target.detach()).mean()
+    net_cls = LPIPSNet

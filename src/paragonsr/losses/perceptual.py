@@ -7,7 +7,6 @@ and ``pretrained`` (False = random backbone, tests/debug only). Calling conventi
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,11 @@ from torch import Tensor, nn
 
 from paragonsr.losses.backbones import (
     ConvNeXtFeatureExtractor,
+    DistanceNetLoss,
+    FrozenNet,
     VGGFeatureExtractor,
     load_backbone_weights,
+    load_or_warn_random,
     make_vgg_layers,
     vgg_layer_names,
 )
@@ -161,7 +163,7 @@ class L2Pool(nn.Module):
         return torch.sqrt(out + 1e-12)
 
 
-class DISTSNet(nn.Module):
+class DISTSNet(FrozenNet):
     """DISTS (Ding et al. 2020) on a VGG16 with L2 pooling; ``forward(x, y) -> (N,)`` distances (0 = identical).
 
     ``features.N`` conv keys match torchvision VGG16 (the L2 pools replacing max pools have no parameters), so the
@@ -191,12 +193,9 @@ class DISTSNet(nn.Module):
         self.alpha = nn.Parameter(torch.empty(1, n, 1, 1).normal_(0.1, 0.01))
         self.beta = nn.Parameter(torch.empty(1, n, 1, 1).normal_(0.1, 0.01))
         pretrained_backbone = pretrained if pretrained_backbone is None else pretrained_backbone
-        if pretrained_backbone:
-            load_backbone_weights(self, "vgg16", weights_dir, allow_download, manifest)
-        else:
-            warnings.warn(
-                "DISTS: pretrained_backbone=False gives a RANDOM VGG16 (tests/debug only)", stacklevel=2
-            )
+        load_or_warn_random(
+            self, "vgg16", pretrained_backbone, weights_dir, allow_download, manifest, "DISTS"
+        )
         if pretrained:
             path = resolve_weights(
                 "dists", weights_dir=weights_dir, allow_download=allow_download, manifest=manifest
@@ -208,12 +207,7 @@ class DISTSNet(nn.Module):
                         f"{path}: DISTS weights need '{key}' with {n} values (keys found: {sorted(state)})"
                     )
                 getattr(self, key).data.copy_(state[key].reshape(1, n, 1, 1))
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> DISTSNet:
-        return super().train(False)
+        self.freeze()
 
     def _feats(self, x: Tensor) -> list[Tensor]:
         out, h = [x], (x - self.mean) / self.std
@@ -243,25 +237,10 @@ class DISTSNet(nn.Module):
 
 
 @LOSS_REGISTRY.register("DISTSLoss", aliases=("dists",))
-class DISTSLoss(nn.Module):
+class DISTSLoss(DistanceNetLoss):
     """``loss_weight * mean DISTS(pred, target)``; needs VGG16 (``vgg16``) and DISTS alpha/beta (``dists``) weights."""
 
-    def __init__(
-        self,
-        loss_weight: float = 1.0,
-        pretrained: bool = True,
-        pretrained_backbone: bool | None = None,
-        weights_dir: str | Path | None = None,
-        allow_download: bool = False,
-        manifest: Any = None,
-    ) -> None:
-        super().__init__()
-        self.loss_weight = float(loss_weight)
-        self.net = DISTSNet(pretrained, pretrained_backbone, weights_dir, allow_download, manifest)
-
-    def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
-        check_pair(pred, target, "DISTSLoss")
-        return self.loss_weight * self.net(pred, target.detach()).mean()
+    net_cls = DISTSNet
 
 
 @LOSS_REGISTRY.register("ContrastiveLoss", aliases=("contrastive", "cliploss"))

@@ -96,20 +96,20 @@ def ms_ssim(
     return torch.prod(stack ** w.view(-1, 1, 1), dim=0).mean()
 
 
-@LOSS_REGISTRY.register("SSIMLoss", aliases=("ssim",))
-class SSIMLoss(nn.Module):
-    """``loss_weight * (1 - SSIM(pred, target))``."""
+class _WindowedSSIMLoss(nn.Module):
+    """Options shared by the SSIM-family losses (Gaussian window ``win_size``/``sigma``, ``data_range``)."""
 
     def __init__(
         self, loss_weight: float = 1.0, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0
-    ):
+    ) -> None:
         super().__init__()
-        self.loss_weight, self.win_size, self.sigma, self.data_range = (
-            float(loss_weight),
-            win_size,
-            sigma,
-            data_range,
-        )
+        self.loss_weight = float(loss_weight)
+        self.win_size, self.sigma, self.data_range = win_size, sigma, data_range
+
+
+@LOSS_REGISTRY.register("SSIMLoss", aliases=("ssim",))
+class SSIMLoss(_WindowedSSIMLoss):
+    """``loss_weight * (1 - SSIM(pred, target))``."""
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
         check_pair(pred, target, "SSIMLoss")
@@ -117,22 +117,11 @@ class SSIMLoss(nn.Module):
 
 
 @LOSS_REGISTRY.register("MSSSIMLoss", aliases=("msssim", "ms_ssim", "mssimloss"))
-class MSSSIMLoss(nn.Module):
+class MSSSIMLoss(_WindowedSSIMLoss):
     """``loss_weight * (1 - MS-SSIM(pred, target))``; see the module docstring for small inputs.
 
     Computed in float32 even under autocast (the variance terms cancel badly in bf16).
     """
-
-    def __init__(
-        self, loss_weight: float = 1.0, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0
-    ):
-        super().__init__()
-        self.loss_weight, self.win_size, self.sigma, self.data_range = (
-            float(loss_weight),
-            win_size,
-            sigma,
-            data_range,
-        )
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
         check_pair(pred, target, "MSSSIMLoss")

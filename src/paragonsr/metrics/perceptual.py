@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from paragonsr.metrics.psnr_ssim import prepare_pair
 from paragonsr.registry import METRIC_REGISTRY
 
 
@@ -32,18 +33,16 @@ def _net(kind: str, weights_dir: str | None, device: str) -> torch.nn.Module:
 def _distance(
     kind: str, img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str, weights_dir, device
 ) -> float:
-    a, b = np.asarray(img, dtype=np.float32), np.asarray(img2, dtype=np.float32)
-    if a.shape != b.shape or a.ndim != 3:
-        raise ValueError(f"calculate_{kind} needs two equal-shape colour images, got {a.shape} and {b.shape}")
-    if input_order == "CHW":
-        a, b = a.transpose(1, 2, 0), b.transpose(1, 2, 0)
-    if crop_border:
-        a = a[crop_border:-crop_border, crop_border:-crop_border]
-        b = b[crop_border:-crop_border, crop_border:-crop_border]
+    # Same shape checks, HWC/CHW handling and border crop as PSNR/SSIM; no Y channel (both are RGB metrics).
+    a, b = prepare_pair(img, img2, crop_border, input_order, test_y=False, color_order="rgb")
+    if a.shape[2] != 3:
+        raise ValueError(f"calculate_{kind} needs RGB images (3 channels), got shape {np.shape(img)}")
     net = _net(kind, None if weights_dir is None else str(weights_dir), device)
 
     def t(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)) / 255.0)[None].to(device)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1) / 255.0, dtype=np.float32))[
+            None
+        ].to(device)
 
     with torch.no_grad():
         return float(net(t(a), t(b)).mean())

@@ -52,9 +52,10 @@ def to_y_channel(img: np.ndarray, color_order: str = "rgb") -> np.ndarray:
     return img
 
 
-def _prepare(
+def prepare_pair(
     img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str, test_y: bool, color_order: str
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Two equal-shape images as float64 HWC after the order change, border crop and optional Y conversion."""
     img, img2 = np.asarray(img), np.asarray(img2)
     if img.shape != img2.shape:
         raise ValueError(f"image shapes differ: {img.shape} vs {img2.shape}")
@@ -82,7 +83,7 @@ def calculate_psnr(
     **_: Any,
 ) -> float:
     """PSNR (dB) of two images in [0, 255]; BasicSR/MATLAB definition (see module docstring)."""
-    a, b = _prepare(img, img2, crop_border, input_order, test_y_channel, color_order)
+    a, b = prepare_pair(img, img2, crop_border, input_order, test_y_channel, color_order)
     mse = float(np.mean((a - b) ** 2))
     if mse == 0:
         return float("inf")
@@ -132,7 +133,7 @@ def calculate_ssim(
     **_: Any,
 ) -> float:
     """SSIM of two images in [0, 255]; BasicSR/MATLAB definition (see module docstring)."""
-    a, b = _prepare(img, img2, crop_border, input_order, test_y_channel, color_order)
+    a, b = prepare_pair(img, img2, crop_border, input_order, test_y_channel, color_order)
     return float(np.mean([_ssim_channel(a[..., c], b[..., c]) for c in range(a.shape[2])]))
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from paragonsr.utils.atomic import atomic_output
+
 LOGGER_NAME = "paragonsr.train"
 
 
@@ -109,7 +111,6 @@ def init_wandb(
 
 def plot_curves(history: list[dict[str, float]], metrics: list[dict[str, float]], path: Path) -> None:
     """Loss curves (log scale) and validation metrics as one PNG, written atomically (matplotlib Agg)."""
-    import os
 
     import matplotlib
 
@@ -134,7 +135,6 @@ def plot_curves(history: list[dict[str, float]], metrics: list[dict[str, float]]
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_output(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)

@@ -32,10 +32,25 @@ def _import_quietly(module: str) -> None:
             raise
 
 
+def _type_problem(ann: Any, val: Any, where: str) -> str | None:
+    if ann is None or ann is typing.Any:
+        return None
+    try:
+        TypeAdapter(ann, config=ConfigDict(arbitrary_types_allowed=True)).validate_python(val)
+    except ValidationError as exc:
+        tname = str(ann).replace("typing.", "") if not isinstance(ann, type) else ann.__name__
+        return f"{where}: {exc.errors()[0]['msg']}; expected {tname}, got {val!r}"
+    except Exception:  # an annotation pydantic cannot validate (e.g. nn.Module): no type check
+        return None
+    return None
+
+
 def signature_problems(
     obj: Any, kwargs: dict[str, Any], where: str, ignore: tuple[str, ...] = ()
 ) -> list[str]:
-    """Check ``kwargs`` against ``obj``'s constructor: unknown names (did-you-mean) and annotated types."""
+    """Check ``kwargs`` against ``obj``'s constructor: unknown names (did-you-mean), annotated types and
+    missing required arguments. A timm-style factory ``f(scale, **overrides) -> Class`` is checked against
+    ``Class`` for its overrides."""
     target = obj.__init__ if inspect.isclass(obj) else obj
     try:
         sig = inspect.signature(target)
@@ -43,12 +58,17 @@ def signature_problems(
         return []
     params = {n: p for n, p in sig.parameters.items() if n not in ("self", "args")}
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    names = [n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD,)]
+    names = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     try:
         hints = typing.get_type_hints(target)
     except Exception:  # unresolvable forward refs: fall back to name checks only
         hints = {}
-    problems = []
+    problems: list[str] = []
+    ret = hints.get("return")
+    if var_kw and not inspect.isclass(obj) and inspect.isclass(ret) and ret is not type(None):
+        inner = {k: v for k, v in kwargs.items() if k not in params}
+        problems += [p for p in signature_problems(ret, inner, where, ignore) if "required argument" not in p]
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
     for key, val in kwargs.items():
         if key in ignore:
             continue
@@ -59,17 +79,9 @@ def signature_problems(
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             problems.append(f"{where}.{key}: unknown argument{hint} (accepted: {', '.join(names)})")
             continue
-        ann = hints.get(key)
-        if ann is None or ann is typing.Any:
-            continue
-        try:
-            TypeAdapter(ann, config=ConfigDict(arbitrary_types_allowed=True)).validate_python(val)
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"]
-            tname = str(ann).replace("typing.", "") if not isinstance(ann, type) else ann.__name__
-            problems.append(f"{where}.{key}: {msg}; expected {tname}, got {val!r}")
-        except Exception:
-            continue
+        err = _type_problem(hints.get(key), val, f"{where}.{key}")
+        if err:
+            problems.append(err)
     for n, p in params.items():
         if (
             p.default is inspect.Parameter.empty

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from paragonsr.data.filter.heuristics import to_gray
+from paragonsr.utils.atomic import atomic_output
 
 _GAMMAS = np.arange(0.2, 10.0, 0.001)
 _R_GAM = np.array(
@@ -137,11 +138,9 @@ class NIQEModel:
         return float(math.sqrt(max(d @ np.linalg.pinv((self.cov + cov) / 2) @ d, 0.0)))
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
         p95 = np.float64(np.nan if self.tile_p95 is None else self.tile_p95)
-        np.savez(tmp, mu=self.mu, cov=self.cov, patch=np.int64(self.patch), tile_p95=p95)
-        tmp.replace(path)
+        with atomic_output(path, suffix=".tmp.npz") as tmp:  # np.savez appends .npz to other names
+            np.savez(tmp, mu=self.mu, cov=self.cov, patch=np.int64(self.patch), tile_p95=p95)
 
     @classmethod
     def load(cls, path: str | Path) -> NIQEModel:

@@ -24,6 +24,7 @@ from paragonsr.data.filter.report import (
     tile_key,
 )
 from paragonsr.data.tiles import list_images, read_image, tile_grid, write_image
+from paragonsr.utils.atomic import atomic_write_text
 
 _SCORERS: ScorerSet | None = None  # one per worker process (pyiqa/NIQE models load once)
 
@@ -171,8 +172,6 @@ def run_filter(
         )
     if errors:
         summary += f"\n{len(errors)} image(s) could not be scored:\n" + "\n".join(f"  {e}" for e in errors)
-    tmp = out_csv.with_name(out_csv.stem + ".summary.md.tmp")
-    tmp.write_text(summary + "\n")
-    tmp.replace(out_csv.with_name(out_csv.stem + ".summary.md"))
+    atomic_write_text(out_csv.with_name(out_csv.stem + ".summary.md"), summary + "\n")
     written = plot_histograms(all_rows, cfg, out_csv.with_name(out_csv.stem + "_plots")) if plots else []
     return FilterResult(all_rows, summary, errors, written, probe.unavailable)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from paragonsr.data.filter.gates import FAIL, NOT_RUN, PASS, SKIPPED, FilterConfig
+from paragonsr.utils.atomic import atomic_output
 
 KEY_COLUMNS = ["image", "y", "x", "h", "w"]
 
@@ -61,12 +61,10 @@ def rewrite_sorted(path: Path, cols: list[str]) -> list[dict[str, str]]:
     """Final pass: de-duplicate by tile, sort, and replace the file atomically."""
     rows = {tile_key(r): r for r in read_rows(path, cols)}
     ordered = [rows[k] for k in sorted(rows)]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(ordered)
-    os.replace(tmp, path)
     return ordered
 
 
@@ -138,9 +136,8 @@ def plot_histograms(rows: list[dict[str, str]], cfg: FilterConfig, out_dir: Path
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = out_dir / f"{m}.png"
-        tmp = out_dir / f".{m}.tmp.png"
-        fig.savefig(tmp)
+        with atomic_output(path, suffix=".tmp.png") as tmp:  # savefig picks the format from the name
+            fig.savefig(tmp)
         plt.close(fig)
-        os.replace(tmp, path)
         written.append(path)
     return written

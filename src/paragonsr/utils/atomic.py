@@ -1,0 +1,56 @@
+"""Atomic file output: write a temp file in the target folder, then ``os.replace`` it over the target.
+
+Readers (a waiting training run, a file browser, a second batch job) never see a half-written file, a crash
+leaves the previous version in place, and no temp file is left behind on error. Finished files get the mode a
+plain ``open(path, "w")`` would give (0666 minus the umask) rather than mkstemp's private 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def file_mode() -> int:
+    """Permission bits a plain ``open(path, "w")`` would give (0666 minus the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temp path beside ``path`` to write to; on normal exit it replaces ``path``, on error it is deleted.
+
+    ``suffix`` ends the temp name, for writers that pick the format from the file name
+    (e.g. ``suffix=".tmp.png"`` for matplotlib's ``savefig``). Parent folders are created.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)  # no-op after a successful replace
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically; returns the path."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "file_mode"]

@@ -1,0 +1,44 @@
+"""Atomic output helper shared by every writer in the package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from paragonsr.utils.atomic import atomic_output, atomic_write_bytes, atomic_write_text, file_mode
+
+
+def test_write_creates_parents_with_umask_mode(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        out = atomic_write_bytes(tmp_path / "a" / "b" / "x.bin", b"\x00\x01")
+        assert file_mode() == 0o640
+    finally:
+        os.umask(old)
+    assert out.read_bytes() == b"\x00\x01"
+    assert out.stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
+    assert sorted(p.name for p in out.parent.iterdir()) == ["x.bin"]
+
+
+def test_replaces_existing_and_leaves_no_temp_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "card.json"
+    atomic_write_text(target, "old")
+    atomic_write_text(target, "néw")
+    assert target.read_text(encoding="utf-8") == "néw"
+    with pytest.raises(RuntimeError, match="encoder died"), atomic_output(target) as tmp:
+        tmp.write_text("half written")
+        raise RuntimeError("encoder died")
+    assert target.read_text(encoding="utf-8") == "néw"  # the previous version survives
+    assert [p.name for p in tmp_path.iterdir()] == ["card.json"]
+
+
+def test_suffix_names_the_temp_file_for_format_sniffing_writers(tmp_path: Path) -> None:
+    seen: list[Path] = []
+    with atomic_output(tmp_path / "plot.png", suffix=".tmp.png") as tmp:
+        seen.append(tmp)
+        assert tmp.parent == tmp_path and tmp.name.startswith(".plot.png.") and tmp.name.endswith(".tmp.png")
+        tmp.write_bytes(b"png")
+    assert not seen[0].exists()
+    assert (tmp_path / "plot.png").read_bytes() == b"png"
