@@ -180,6 +180,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="data worker processes")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--photos", type=Path, default=PHOTOS)
     args = ap.parse_args()
     if args.threads:
@@ -203,6 +204,8 @@ def main() -> int:
     if "upscale" not in arch_kwargs:  # SRVGGNetCompact names its factor "upscale"
         arch_kwargs = {"scale": args.scale, **arch_kwargs}
     model = build_arch(args.arch, **arch_kwargs).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if args.init is not None:
         from paragonsr.checkpoint import load_weights
 
@@ -236,6 +239,8 @@ def main() -> int:
         model.train()
         lq, gt = next(stream)
         lq, gt = lq.to(device), gt.to(device)
+        if args.channels_last:
+            lq = lq.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             sr = model(lq)
         sr = sr.float()

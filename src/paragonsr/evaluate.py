@@ -44,6 +44,26 @@ class Result:
     ssim_y: float
     seconds: float
     out_mp: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+# Deep metrics (lower is better) and the weight files each needs; used only when all of them are on disk.
+DEEP_METRICS: dict[str, tuple[str, ...]] = {"lpips": ("vgg16", "lpips_vgg"), "dists": ("vgg16", "dists")}
+
+
+def available_deep_metrics(weights_dir: str | Path | None = None) -> tuple[list[str], list[str]]:
+    """(usable metric names, one 'why not' line per unusable one). Nothing is downloaded."""
+    from paragonsr.weights import WeightsError, resolve_weights
+
+    usable, skipped = [], []
+    for metric, files in DEEP_METRICS.items():
+        try:
+            for name in files:
+                resolve_weights(name, weights_dir)
+            usable.append(metric)
+        except WeightsError as exc:
+            skipped.append(f"{metric} skipped: {exc}")
+    return usable, skipped
 
 
 @dataclass
@@ -51,9 +71,12 @@ class Report:
     scale: int
     results: list[Result] = field(default_factory=list)
     methods: list[Method] = field(default_factory=list)
+    deep_metrics: list[str] = field(default_factory=list)
 
     def mean(self, method: str, key: str) -> float:
-        vals = [getattr(r, key) for r in self.results if r.method == method]
+        vals = [
+            r.extra[key] if key in r.extra else getattr(r, key) for r in self.results if r.method == method
+        ]
         return float(np.mean(vals)) if vals else float("nan")
 
     def speed(self, method: str) -> float:
@@ -113,12 +136,15 @@ def evaluate(
     lq_for: Callable[[Path, np.ndarray], np.ndarray],
     crops_dir: Path | None = None,
     progress: bool = True,
+    deep_metrics: Sequence[str] = (),
+    weights_dir: str | Path | None = None,
 ) -> Report:
     from tqdm import tqdm
 
     from paragonsr.infer.image_io import read_image
+    from paragonsr.metrics import calculate_metric
 
-    report = Report(scale=scale, methods=list(methods))
+    report = Report(scale=scale, methods=list(methods), deep_metrics=list(deep_metrics))
     for path in tqdm(gt_paths, desc="eval", unit="img", disable=not progress):
         gt, _ = read_image(path)
         gt = mod_crop(gt[..., :3] if gt.ndim == 3 else np.repeat(gt[..., None], 3, -1), scale)
@@ -141,6 +167,13 @@ def evaluate(
                     ssim_y=calculate_ssim(sr8, gt8, crop_border=scale, test_y_channel=True),
                     seconds=dt,
                     out_mp=sr.shape[0] * sr.shape[1] / 1e6,
+                    extra={
+                        k: calculate_metric(
+                            {"img": sr8, "img2": gt8},
+                            {"type": f"calculate_{k}", "crop_border": scale, "weights_dir": weights_dir},
+                        )
+                        for k in deep_metrics
+                    },
                 )
             )
         if crops_dir is not None:
@@ -214,16 +247,19 @@ def write_report(report: Report, out_dir: Path, title: str = "paragonsr evaluati
         f"x{report.scale}, {n_images} images; PSNR/SSIM on the Y channel (BasicSR/MATLAB definition), "
         f"crop_border {report.scale}, outputs rounded to 8 bit.",
         "",
-        "| method | PSNR-Y (dB) | Δ vs bicubic | SSIM-Y | ms / image | output MP/s | parameters |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method | PSNR-Y (dB) | Δ vs bicubic | SSIM-Y |"
+        + "".join(f" {k.upper()} ↓ |" for k in report.deep_metrics)
+        + " ms / image | output MP/s | parameters |",
+        "|---|---:|---:|---:|" + "---:|" * len(report.deep_metrics) + "---:|---:|---:|",
     ]
     for m in report.methods:
         psnr = report.mean(m.name, "psnr_y")
         delta = psnr - report.mean(base, "psnr_y") if base else float("nan")
         ms = report.mean(m.name, "seconds") * 1000
         params = "-" if m.params is None else f"{m.params:,d}"
+        deep = "".join(f" {report.mean(m.name, k):.4f} |" for k in report.deep_metrics)
         lines.append(
-            f"| {m.name} | {psnr:.3f} | {delta:+.3f} | {report.mean(m.name, 'ssim_y'):.4f} | {ms:.1f} | "
+            f"| {m.name} | {psnr:.3f} | {delta:+.3f} | {report.mean(m.name, 'ssim_y'):.4f} |{deep} {ms:.1f} | "
             f"{report.speed(m.name):.3f} | {params} |"
         )
     lines += ["", "Per-image scores: `per_image.csv`; crops: `crops/`; plot: `quality_vs_speed.png`.", ""]

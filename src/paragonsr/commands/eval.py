@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, default=0, help="only the first N GT images")
     parser.add_argument("--no-crops", action="store_true", help="skip the crop comparison images")
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        help="folder with perceptual-metric weights; LPIPS/DISTS are added when their files are there "
+        "(default $PARAGONSR_WEIGHTS or ~/.cache/paragonsr/weights; nothing is downloaded)",
+    )
     parser.add_argument("-o", "--out", type=Path, required=True, help="report folder")
 
 
@@ -46,7 +52,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from paragonsr.data.tiles import list_images
-    from paragonsr.evaluate import bicubic_lq, evaluate, model_method, resampler_method, write_report
+    from paragonsr.evaluate import (
+        available_deep_metrics,
+        bicubic_lq,
+        evaluate,
+        model_method,
+        resampler_method,
+        write_report,
+    )
     from paragonsr.infer.image_io import read_image
 
     try:
@@ -94,7 +107,13 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = evaluate(gt_paths, methods, scale, lq_for, None if args.no_crops else args.out / "crops")
+    deep, skipped = available_deep_metrics(args.weights_dir)
+    for line in skipped:
+        print(line)
+    crops = None if args.no_crops else args.out / "crops"
+    report = evaluate(
+        gt_paths, methods, scale, lq_for, crops, deep_metrics=deep, weights_dir=args.weights_dir
+    )
     md = write_report(report, args.out)
     print(md.read_text())
     print(f"report: {md}")
