@@ -45,6 +45,22 @@ def test_parity_gate_fails_on_nan_and_shape():
     assert not wrong.passed and "shape mismatch at 5x7" in wrong.detail
 
 
+def test_parity_limit_is_absolute_in_image_range_and_relative_beyond():
+    from paragonsr.deploy.verify import check_parity
+
+    def ref(x, gain=1.0):
+        return np.repeat(np.repeat(x, 2, axis=2), 2, axis=3) * gain
+
+    # image-range outputs: the plain 1e-4 absolute gate
+    assert check_parity(ref, lambda x: ref(x) + 9e-5, 3, 2, ((5, 7),)).passed
+    assert not check_parity(ref, lambda x: ref(x) + 2e-4, 3, 2, ((5, 7),)).passed
+    # outputs up to ~50 (a random-init XL): fp32 rounding of 1e-3 is 2e-5 relative and passes; 1e-2 does not
+    big = lambda x: ref(x, 50.0)  # noqa: E731
+    ok = check_parity(big, lambda x: big(x) + 1e-3, 3, 2, ((5, 7),))
+    assert ok.passed and "max|y|" in ok.detail and ok.threshold > 4e-3
+    assert not check_parity(big, lambda x: big(x) + 1e-2, 3, 2, ((5, 7),)).passed
+
+
 def test_int8_gate_numbers():
     hr = [np.full((12, 12, 3), 0.5, np.float32)]
     chw = hr[0].transpose(2, 0, 1)
