@@ -216,6 +216,7 @@ def main() -> int:
     ssim = ms_ssim_loss()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     config = {**vars(args), "out": str(args.out), "photos": str(args.photos), "arch_kwargs": arch_kwargs}
+    config["init"] = None if args.init is None else str(args.init)
     config.update(train_photos=[p.name for p in train_paths], val_photos=[p.name for p in val_paths])
     config["ms_ssim"] = ssim is not None
     print(json.dumps({k: v for k, v in config.items() if "photos" not in k}, indent=1), flush=True)

@@ -19,6 +19,8 @@ Metadata dict (``meta``) keys: ``arch`` (str|None), ``arch_kwargs`` (dict), ``sc
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import pickle
 import re
@@ -339,6 +341,12 @@ def load_model(
         raise CheckpointError(f"{path}: {exc.args[0] if exc.args else exc}") from None
     meta["detected"] = detected is not None and not meta["arch"]
     kwargs.update(arch_kwargs)
+    if meta["scale"] and "scale" not in kwargs and "upscale" not in kwargs:
+        # The recorded scale must not fall back to the arch default: ParagonSR2's weights are the same at every
+        # scale, so a x2 file without arch kwargs (model built directly, not via build_arch) would load as x4.
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            if "scale" in inspect.signature(ARCH_REGISTRY.get(name)).parameters:
+                kwargs["scale"] = meta["scale"]
     try:
         model = build_arch(name, **kwargs)
     except KeyError as exc:

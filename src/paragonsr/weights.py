@@ -3,7 +3,8 @@
 Nothing here downloads unless asked: :func:`resolve_weights` looks for the manifest's file name in the weights
 directory and fails with an error naming the file, the directory searched, the URL and the ``--allow-download``
 flag. With ``allow_download=True`` it fetches the URL with urllib (progress bar, temp file + ``os.replace``) and
-verifies the SHA-256 before the file is ever used.
+verifies the SHA-256 before the file is ever used. ``paragonsr train --allow-download`` turns it on for a whole
+run (through ``$PARAGONSR_ALLOW_DOWNLOAD=1``).
 
 Weights directory, first found: the ``weights_dir`` argument, ``$PARAGONSR_WEIGHTS``, ``~/.cache/paragonsr/weights``.
 
@@ -38,6 +39,8 @@ from paragonsr.utils.atomic import atomic_output
 log = logging.getLogger(__name__)
 MANIFEST_PATH = Path(__file__).with_name("weights_manifest.json")
 ENV_VAR = "PARAGONSR_WEIGHTS"
+# Set to 1 by `paragonsr train --allow-download`: every loss/metric of the run may fetch its missing files.
+ALLOW_DOWNLOAD_ENV = "PARAGONSR_ALLOW_DOWNLOAD"
 
 
 class WeightsError(FileNotFoundError):
@@ -124,7 +127,7 @@ def resolve_weights(
     path = folder / entry["file"]
     if not path.is_file():
         url = entry.get("url")
-        if not allow_download:
+        if not (allow_download or os.environ.get(ALLOW_DOWNLOAD_ENV) == "1"):
             raise WeightsError(
                 f"weights '{name}' not found: expected the file {entry['file']} in {folder} "
                 f"(set weights_dir / ${ENV_VAR} to change the folder). Get it from {url} and put it there, "

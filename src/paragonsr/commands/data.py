@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 HELP = "dataset tools: meta-info, subset, extract-tiles, filter (3-stage quality gates), niqe-fit"
 
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("symlink", "hardlink", "copy"), default="symlink")
 
     p = sub.add_parser("extract-tiles", help="BasicSR extract_subimages: crop/step/thresh tiles, resumable")
-    p.add_argument("--input", required=True)
+    p.add_argument("--input", required=True, help="image folder (sub-folders are mirrored under --out)")
     p.add_argument("--out", required=True)
     p.add_argument("--crop", type=int, default=480)
     p.add_argument("--step", type=int, default=240)
@@ -69,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="model .npz")
     p.add_argument("--patch", type=int, default=64, help="block size (tiles must be at least this big)")
     p.add_argument("--max-images", type=int, default=200)
+    p.add_argument(
+        "--tile", type=int, default=256, help="filter tile size the stored p95 ('max: auto') is measured at"
+    )
 
 
 def _meta_info(args: argparse.Namespace) -> int:
@@ -82,9 +86,19 @@ def _meta_info(args: argparse.Namespace) -> int:
     return 1 if res.bad else 0
 
 
+def _not_inside(out: str, inputs: list[str], flag: str) -> None:
+    """Image outputs inside an input folder would be read back as inputs by the next (resumed) run."""
+    dst = Path(out).resolve()
+    for folder in inputs:
+        src = Path(folder).resolve()
+        if dst == src or src in dst.parents:
+            raise ValueError(f"{flag} {out} must not be the input folder {folder} or inside it")
+
+
 def _subset(args: argparse.Namespace) -> int:
     from paragonsr.data.subset import make_subset
 
+    _not_inside(args.out, args.input, "--out")
     res = make_subset(args.input, args.out, args.n, args.fraction, args.seed, args.mode)
     for folder, avail, taken in res.per_input:
         print(f"{folder}: {taken} of {avail}")
@@ -96,8 +110,16 @@ def _extract(args: argparse.Namespace) -> int:
     from paragonsr.data.tiles import extract_tiles, list_images
 
     ext = None if args.ext == "same" else ("." + args.ext.lstrip("."))
+    _not_inside(args.out, [args.input], "--out")  # tiles in the input would be tiled again by the next run
     written, errors = extract_tiles(
-        list_images(args.input), args.out, args.crop, args.step, args.thresh, args.workers, ext
+        list_images(args.input, allow_empty=False),
+        args.out,
+        args.crop,
+        args.step,
+        args.thresh,
+        args.workers,
+        ext,
+        root=args.input,
     )
     print(f"wrote {written} tiles to {args.out}")
     for e in errors:
@@ -108,12 +130,17 @@ def _extract(args: argparse.Namespace) -> int:
 def _filter(args: argparse.Namespace) -> int:
     from paragonsr.data.filter import load_config, run_filter
 
-    cfg = load_config(args.config, niqe_model=args.niqe_model)
+    if args.keep_dir:
+        _not_inside(args.keep_dir, [args.input], "--keep-dir")
+    # the tile override goes into load_config: a niqe gate's 'max: auto' is resolved there for the tile size
+    tile = None
     if args.tile:
-        cfg.tile_size = args.tile
-        cfg.tile_stride = args.stride or args.tile
+        tile = {"size": args.tile, "stride": args.stride or args.tile}
     elif args.stride:
-        cfg.tile_stride = args.stride
+        tile = {"size": load_config(args.config).tile_size, "stride": args.stride}
+    if tile and (tile["size"] < 32 or tile["stride"] < 1):  # same rule as tile.size / tile.stride in a config
+        raise ValueError(f"--tile must be >= 32 and --stride >= 1 (got {tile['size']}, {tile['stride']})")
+    cfg = load_config(args.config, niqe_model=args.niqe_model, tile=tile)
     res = run_filter(
         args.input,
         args.out,
@@ -136,22 +163,24 @@ def _niqe_fit(args: argparse.Namespace) -> int:
     from paragonsr.data.tiles import list_images, read_image
 
     paths = list_images(args.input)[: args.max_images]
-    imgs = []
+    imgs, skipped = [], 0
     for p in paths:
         try:
             img = read_image(p)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             print(f"skipped: {exc}", file=sys.stderr)
+            skipped += 1
             continue
         imgs.append(img[..., :3] if img.shape[2] >= 3 else img)
-    model = NIQEModel.fit(imgs, args.patch)
+    model = NIQEModel.fit(imgs, args.patch, tile=args.tile)
     model.save(args.out)
     print(f"fitted on {len(imgs)} image(s) -> {args.out}")
     if model.tile_p95 is not None:
         print(
-            f"95th percentile of the pristine images' 256-px tile scores: {model.tile_p95:.2f} (gate 'max: auto')"
+            f"95th percentile of the pristine images' {args.tile}-px tile scores: {model.tile_p95:.2f} "
+            "(gate 'max: auto')"
         )
-    return 0
+    return 1 if skipped else 0  # like every data tool: a bad file is reported and makes the exit non-zero
 
 
 def run(args: argparse.Namespace) -> int:

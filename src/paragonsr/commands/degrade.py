@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-gt",
         action="store_true",
-        help="do not write gt/ (only safe when the pipeline keeps the GT as is)",
+        help="do not write gt/ (an image whose GT the pipeline crops or warps is refused)",
     )
     p.add_argument(
         "--preview", type=Path, metavar="IMAGE", help="write a labelled grid of IMAGE under every pipeline"
@@ -120,6 +120,16 @@ def _process(job: tuple[int, str]) -> dict[str, Any]:
             top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
             img, entry["gt_crop"] = img[top : top + crop, left : left + crop], [top, left, crop]
         out, record = apply_manifest(deg, img, rng, index=index)
+        if cfg[
+            "no_gt"
+        ]:  # the LQ will be paired with the input file itself: the pipeline must not have changed it
+            lh, lw = out["lq"].shape[:2]
+            src = np.clip(img[: lh * deg.scale, : lw * deg.scale], 0.0, 1.0)
+            if out["gt"].shape != src.shape or not np.array_equal(out["gt"], src):
+                raise ValueError(
+                    "--no-gt: the pipeline changed the GT (a gt_size crop or a scene op), so the LQ would not "
+                    "match the input image; drop --no-gt to write gt/"
+                )
         stem = Path(rel).with_suffix(".png")
         write_image(Path(cfg["output"]) / "lq" / stem, out["lq"], bit_depth=8)
         if not cfg["no_gt"]:
@@ -162,12 +172,23 @@ def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> i
     if args.output is None:
         print("error: --output is required", file=sys.stderr)
         return 2
+    out_root = args.output.resolve()  # an output folder inside the input one must not become more input
     files = sorted(
-        p.relative_to(args.input).as_posix() for p in args.input.rglob("*") if p.suffix.lower() in READ_EXTS
+        p.relative_to(args.input).as_posix()
+        for p in args.input.rglob("*")
+        if p.suffix.lower() in READ_EXTS and out_root not in p.resolve().parents
     )
     if not files:
         print(f"error: no images ({', '.join(READ_EXTS)}) under {args.input}", file=sys.stderr)
         return 2
+    seen: dict[str, str] = {}
+    for rel in files:  # a.jpg and a.png would both be written as a.png, one silently replacing the other
+        stem = Path(rel).with_suffix(".png").as_posix()
+        if stem in seen:
+            print(f"error: {seen[stem]} and {rel} under {args.input} would both be written as {stem}; "
+                  "rename one", file=sys.stderr)  # fmt: skip
+            return 2
+        seen[stem] = rel
     args.output.mkdir(parents=True, exist_ok=True)
     manifest = args.output / "manifest.jsonl"
     done = _done(manifest)

@@ -90,11 +90,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
         scale = model_backend.scale
         name = Path(model_path).stem
+        arch = getattr(getattr(model_backend, "model", None), "arch_name", None)
+        label = f"{arch} (packaged default)" if args.model is None and arch else f"model {name}"
     methods.append(("input (nearest)", "input_nearest", ResamplerBackend("nearest", scale)))
     methods.append(("bicubic", "bicubic", ResamplerBackend("bicubic", scale)))
     methods.append(("MKS2021", "mks2021", ResamplerBackend("magic_sharp_2021", scale)))
     if model_path is not None:
-        methods.append((f"model {name}", f"model_{name}", model_backend))
+        methods.append((label, f"model_{name}", model_backend))
     rows = []
     for path in inputs:
         try:

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override options, e.g. --force train.total_iter=100 datasets.train.gt_size=96")  # fmt: skip
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--check", action="store_true", help="validate the option file and exit")
+    parser.add_argument("--allow-download", "--allow_download", action="store_true",
+                        help="let losses/metrics fetch missing pretrained weights from their manifest URL")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{args.opt}: OK ({opt.model_type}, x{opt.scale}, {opt.network_g.type})")
         return 0
+    if args.allow_download:
+        import os
+
+        from paragonsr.weights import ALLOW_DOWNLOAD_ENV
+
+        os.environ[ALLOW_DOWNLOAD_ENV] = "1"  # read by paragonsr.weights.resolve_weights (and DDP ranks)
     from paragonsr.train.sr_model import NonFiniteError
     from paragonsr.train.trainer import train_pipeline
 

@@ -166,6 +166,25 @@ def _parse_tile(value: str) -> int | str | None:
     return tile or None
 
 
+def _check_numbers(args: argparse.Namespace) -> str | None:
+    """Options that would fail (or silently give nonsense, e.g. ``--outscale 0`` -> a 1x1 image) on every file:
+    rejected once, before any work."""
+    from paragonsr.infer.tiling import MIN_TILE
+
+    if args.outscale is not None and not args.outscale > 0:
+        return f"--outscale must be a positive factor, got {args.outscale:g}"
+    if args.scale is not None and not args.scale > 0:
+        return f"--scale must be a positive factor, got {args.scale:g}"
+    if not 0.0 <= args.tile_blend <= 1.0:
+        return f"--tile-blend must be in [0, 1], got {args.tile_blend:g}"
+    if args.tile_overlap < 0:
+        return f"--tile-overlap must be >= 0 pixels, got {args.tile_overlap}"
+    tile = _parse_tile(args.tile)
+    if isinstance(tile, int) and tile < MIN_TILE:
+        return f"--tile {tile} is too small (minimum {MIN_TILE} px, 0 = whole image, or auto)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
@@ -180,6 +199,13 @@ def run(args: argparse.Namespace) -> int:
     def err(msg: str) -> None:
         tqdm.write(f"error: {msg}", file=sys.stderr)
 
+    try:
+        bad_option = _check_numbers(args)
+    except ValueError as exc:
+        bad_option = str(exc)
+    if bad_option:
+        err(bad_option)
+        return 2
     start = time.perf_counter()
     files, problems = collect_inputs(args.inputs, args.recursive, exclude=Path(args.output))
     for msg in problems:
@@ -207,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     upscaler = Upscaler(backend, tile, args.tile_overlap, args.tile_blend, args.gray_mode)
     inputs = {src.resolve() for src, _ in files}
     done = skipped = failed = 0
+    claimed: dict[Path, Path] = {}  # output -> the input it belongs to in this run
     bar = tqdm(files, unit="img", disable=args.quiet or not files, dynamic_ncols=True)
     tiles: list[Any] = []  # a second bar for big images split into tiles
 
@@ -226,6 +253,15 @@ def run(args: argparse.Namespace) -> int:
         dst = _output_path(src, rel, args, single_file)
         if dst.resolve() in inputs:
             err(f"{src}: refusing to write {dst} because it is an input (set --suffix or another --output)")
+            failed += 1
+            continue
+        # Two inputs with one output name (same file name in two folders, or x.png + x.jpg with --ext): the
+        # second must neither be reported as "exists" nor, with --overwrite, replace the first one's result.
+        first = claimed.setdefault(dst.resolve(), src)
+        if first is not src:
+            err(
+                f"{src}: output {dst} is already the result of {first} in this run (use separate runs/--output)"
+            )
             failed += 1
             continue
         if dst.exists() and not args.overwrite:

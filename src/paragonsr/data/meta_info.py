@@ -54,8 +54,10 @@ def build_meta_info(
         raise ValueError(f"give one --root, or one per --input ({len(inputs)}), not {len(roots)}")
     lines, bad = [], []
     for folder, root in zip(inputs, root_list):
-        for p in list_images(folder, recursive=recursive):
-            rel = Path(os.path.relpath(p.resolve(), root.resolve())).as_posix()
+        for p in list_images(folder, recursive=recursive, allow_empty=False):
+            # abspath, not resolve(): a symlinked file (``data subset``'s default output) must keep its own
+            # location, not be followed to its target outside the root
+            rel = Path(os.path.relpath(os.path.abspath(p), os.path.abspath(root))).as_posix()
             if rel.startswith("../"):
                 raise ValueError(f"{p} is not inside its root {root}")
             if check or fmt == "basicsr":

@@ -81,10 +81,22 @@ def make_subset(
         raise ValueError(f"input folders must have distinct names (they become OUT/<name>): {names}")
     out = Path(out_dir)
     per, written, existing = [], 0, 0
+    plans = []
     for i, (folder, cnt) in enumerate(zip(inputs, counts)):
-        files = [p.relative_to(folder).as_posix() for p in list_images(folder)]
+        files = [p.relative_to(folder).as_posix() for p in list_images(folder, allow_empty=False)]
         # a different seed per input, derived from the user's seed, so equal-sized folders get unrelated picks
         picked = choose(files, cnt, fraction if cnt is None else None, seed + 1_000_003 * i)
+        # a re-run resumes; a re-run with another seed/n into the same OUT would silently leave the union
+        dst_dir = out / names[i]
+        if dst_dir.is_dir():
+            extra = sorted({p.relative_to(dst_dir).as_posix() for p in list_images(dst_dir)} - set(picked))
+            if extra:
+                raise ValueError(
+                    f"{dst_dir} already holds {len(extra)} image(s) that are not in this subset (e.g. "
+                    f"{extra[0]}; another --seed/--n/--fraction?); use a new --out"
+                )
+        plans.append((folder, files, picked))
+    for i, (folder, files, picked) in enumerate(plans):
         for rel in picked:
             dst = out / names[i] / rel
             if dst.exists() or dst.is_symlink():

@@ -127,14 +127,29 @@ def extract_tiles(
     workers: int = 1,
     ext: str | None = ".png",
     progress: bool = True,
+    root: str | Path | None = None,
 ) -> tuple[int, list[str]]:
-    """Tile every image into ``out_dir``; returns (tiles written, error messages). Keeps going past bad files."""
+    """Tile every image into ``out_dir``; returns (tiles written, error messages). Keeps going past bad files.
+
+    With ``root`` (the input folder), images in sub-folders get their tiles in the same sub-folders of
+    ``out_dir`` (``a/x.png`` -> ``OUT/a/x_s001.png``). Two images that would produce the same tile names
+    (``x.png`` and ``x.jpg`` in one folder, or same-named files from several folders without ``root``) are an
+    error for the second one instead of silently overwriting (or "resuming" onto) the first one's tiles.
+    """
     from tqdm import tqdm
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(Path(p), out, crop, step, thresh, ext) for p in paths]
-    written, errors = 0, []
+    jobs, errors, owner = [], [], {}
+    for p in map(Path, paths):
+        dst = out / p.parent.relative_to(root) if root is not None else out
+        key = (dst, p.stem, (ext or p.suffix).lower())
+        if key in owner:
+            errors.append(f"{p}: its tiles would overwrite those of {owner[key]} (same name {p.stem}_sNNN)")
+            continue
+        owner[key] = p
+        jobs.append((p, dst, crop, step, thresh, ext))
+    written = 0
     bar = tqdm(total=len(jobs), desc="extract-tiles", unit="img", disable=not progress)
     if workers > 1:
         with Pool(workers) as pool:

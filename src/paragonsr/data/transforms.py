@@ -18,25 +18,21 @@ IMG_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 def imread_rgb(path: str | Path) -> np.ndarray:
     """Read an image as float32 RGB HWC in [0, 1]. 16-bit is detected by dtype (not by max value); gray is
-    expanded to 3 channels; alpha is dropped (composited on black would bias colours, the RGB is kept)."""
+    expanded to 3 channels; alpha is dropped (composited on black would bias colours, the RGB is kept). Decoded
+    by :func:`paragonsr.infer.image_io.read_image`, so EXIF orientation is applied exactly as ``paragonsr degrade``
+    / ``upscale`` apply it (an LQ made by them stays aligned with its GT read here)."""
+    from paragonsr.infer.image_io import read_image
+
     path = Path(path)
-    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
-    if img is None:
-        raise OSError(f"cannot read image {path} (missing, empty or not an image)")
-    if img.dtype == np.uint16:
-        img = img.astype(np.float32) / 65535.0
-    elif img.dtype == np.uint8:
-        img = img.astype(np.float32) / 255.0
-    else:
-        img = np.clip(img.astype(np.float32), 0.0, 1.0)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
+    try:
+        img, _ = read_image(path)
+    except (OSError, ValueError) as exc:
+        raise OSError(f"cannot read image {path} (missing, empty or not an image): {exc}") from None
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
     elif img.shape[2] == 4:
         img = img[:, :, :3]
-    elif img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img[:, :, ::-1])
+    return np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32)
 
 
 def pad_to(img: np.ndarray, min_h: int, min_w: int) -> np.ndarray:
@@ -73,6 +69,17 @@ def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
     return img[top : top + size, left : left + size]
 
 
+def check_pair_scale(gt: np.ndarray, lq: np.ndarray, scale: int, name: str = "image") -> None:
+    """GT must be LQ × scale, up to the < scale remainder a floor-rounded downscale leaves (as BasicSR checks)."""
+    h, w = lq.shape[:2]
+    gh, gw = gt.shape[:2]
+    if not (h * scale <= gh < (h + 1) * scale and w * scale <= gw < (w + 1) * scale):
+        raise ValueError(
+            f"{name}: GT {gw}x{gh} is not x{scale} of LQ {w}x{h} (expected {w * scale}x{h * scale}); "
+            "wrong scale or pair?"
+        )
+
+
 def paired_random_crop(
     gt: np.ndarray, lq: np.ndarray, gt_size: int, scale: int, rng: np.random.Generator, name: str = "image"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -81,9 +88,7 @@ def paired_random_crop(
         raise ValueError(f"gt_size {gt_size} must be a multiple of scale {scale}")
     lq_size = gt_size // scale
     h, w = lq.shape[:2]
-    gh, gw = gt.shape[:2]
-    if gh < h * scale or gw < w * scale:
-        raise ValueError(f"{name}: GT {gw}x{gh} is smaller than LQ {w}x{h} x{scale}; wrong scale or pair?")
+    check_pair_scale(gt, lq, scale, name)
     if h < lq_size or w < lq_size:
         raise ValueError(f"{name}: LQ {w}x{h} is smaller than the {lq_size}px LQ crop")
     top = int(rng.integers(0, h - lq_size + 1))

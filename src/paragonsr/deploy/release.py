@@ -62,6 +62,9 @@ def _gate_or_remove(gate: V.GateResult, tmp: Path, final: Path, force: bool = Fa
         tmp.replace(final)
         return True
     tmp.unlink(missing_ok=True)
+    # A file of the same name from an earlier export into this folder would sit next to a card that says this
+    # artifact was refused, looking like part of the release: remove it.
+    final.unlink(missing_ok=True)
     return False
 
 
@@ -89,7 +92,8 @@ def export_release(
     verify_imgs = list(images) or [("synthetic", V.synthetic_image(max(128, opt.lr_crop * scale)))]
     calib_src = list(calib_images) if calib_images is not None else list(images)
     calib = V.make_calib_inputs([im for _, im in calib_src], scale, in_ch, opt.lr_crop, opt.calib_per_image)
-    vset = V.make_verify_set(verify_imgs, scale, in_ch, opt.lr_crop)
+    out_ch = int(getattr(model, "out_ch", in_ch))
+    vset = V.make_verify_set(verify_imgs, scale, in_ch, opt.lr_crop, out_ch)
 
     log(f"[1/5] fusing {getattr(model, 'arch_name', type(model).__name__)} (x{scale})")
     fused, rep = prepare_for_release(
@@ -165,7 +169,7 @@ def export_release(
             )
         entries.append(artifact_entry(path, kind, lat, opt.latency_size, in_ch))
 
-    bicubic = [V.upscale_bicubic(lr, scale) for lr in vset.lr]
+    bicubic = [V.to_model_channels(V.upscale_bicubic(lr, scale), out_ch) for lr in vset.lr]
     model_hwc = [np.clip(o.transpose(1, 2, 0), 0, 1) for o in fp32_out]
     quality = {
         "source": source,

@@ -78,9 +78,12 @@ def synthetic_image(size: int = 256, seed: int = 0) -> np.ndarray:
 
 
 def to_model_channels(img: np.ndarray, in_ch: int) -> np.ndarray:
-    if in_ch == 3:
+    """HWC image with 1 or 3 channels -> ``in_ch`` channels (BT.601 luma for 3 -> 1, repeat for 1 -> 3)."""
+    if img.shape[2] == in_ch:
         return img
-    if in_ch == 1:
+    if in_ch == 3 and img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    if in_ch == 1 and img.shape[2] == 3:
         return (img @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
     raise ValueError(f"verification supports 1- or 3-channel models, this one takes {in_ch} channels")
 
@@ -114,20 +117,26 @@ class VerifySet:
 
 
 def make_verify_set(
-    images: Sequence[tuple[str, np.ndarray]], scale: int, in_ch: int, lr_size: int = 48
+    images: Sequence[tuple[str, np.ndarray]],
+    scale: int,
+    in_ch: int,
+    lr_size: int = 48,
+    out_ch: int | None = None,
 ) -> VerifySet:
-    """Centre crops (HR side lr_size*scale) of each image and their downscaled LR versions."""
+    """Centre crops (HR side lr_size*scale) of each image and their downscaled LR versions.
+
+    LR crops have the model's ``in_ch`` channels, HR (ground truth) crops its ``out_ch`` (default ``in_ch``),
+    so 1 -> 3 and 3 -> 1 models are compared with a ground truth of their own output's kind."""
     hr_size = lr_size * scale
     out = VerifySet([], [], [])
     for name, img in images:
-        img = to_model_channels(img, in_ch)
         h, w = img.shape[:2]
         if h < hr_size or w < hr_size:
             raise ValueError(f"{name}: {w}x{h} is smaller than the {hr_size}x{hr_size} verification crop")
         top, left = (h - hr_size) // 2, (w - hr_size) // 2
-        hr = np.ascontiguousarray(img[top : top + hr_size, left : left + hr_size])
-        out.hr.append(hr)
-        out.lr.append(downscale(hr, scale))
+        crop = np.ascontiguousarray(img[top : top + hr_size, left : left + hr_size])
+        out.hr.append(to_model_channels(crop, out_ch or in_ch))
+        out.lr.append(downscale(to_model_channels(crop, in_ch), scale))
         out.names.append(name)
     return out
 

@@ -17,10 +17,25 @@ def sample_images() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.lower().endswith(".png"))
 
 
-def default_model_path() -> Path | None:
-    """The packaged default model (``paragonsr/assets/models/default.safetensors``) if this install has one."""
-    path = Path(str(resources.files("paragonsr") / "assets" / "models" / "default.safetensors"))
-    return path if path.is_file() else None
+def default_model_path(name: str = "default.safetensors") -> Path | None:
+    """A packaged model (default: the fused default model used by ``upscale`` and ``demo``), checked against the
+    sha256 recorded in ``assets/models/manifest.json``; ``None`` if this install has none."""
+    import hashlib
+    import json
+
+    folder = Path(str(resources.files("paragonsr") / "assets" / "models"))
+    path = folder / name
+    if not path.is_file():
+        return None
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        want = json.loads(manifest.read_text()).get(name, {}).get("sha256")
+        got = hashlib.sha256(path.read_bytes()).hexdigest()
+        if want and got != want:
+            raise RuntimeError(
+                f"packaged model {path} is damaged (sha256 {got}, expected {want}); reinstall paragonsr"
+            )
+    return path
 
 
 __all__ = [

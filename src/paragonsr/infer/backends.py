@@ -188,6 +188,21 @@ def load_backend(
             )
         from paragonsr.infer.onnx_backend import OnnxBackend  # lazy: onnxruntime is optional
 
+        # The torch-only options must not be silently ignored: --device picks the execution provider, and the
+        # precision of an ONNX model is fixed by the exported file (fp32/fp16/int8).
+        if precision in ("bf16", "fp16"):
+            raise ValueError(
+                f"{path}: --precision {precision} applies to torch models only; an ONNX file runs at the "
+                "precision it was exported with (export an _fp16.onnx for half precision)"
+            )
+        if provider is None and str(device) != "auto":
+            dev = torch.device(device)
+            if dev.type not in ("cpu", "cuda") or (dev.type == "cuda" and dev.index not in (None, 0)):
+                raise ValueError(
+                    f"{path}: --device {device} has no ONNX Runtime equivalent here; choose the execution "
+                    "provider with --provider (cpu, cuda, tensorrt, directml, ...)"
+                )
+            provider = dev.type
         return OnnxBackend(path, provider=provider)
     if backend != "torch":
         raise ValueError(f"unknown backend '{backend}' (use torch or onnx)")

@@ -95,9 +95,45 @@ def _check_complete(data: bytes, fmt: str | None, path: str) -> None:
     """Decoders may return a half-grey image for a truncated file instead of failing: check the end markers."""
     if fmt == "png" and data.rfind(b"IEND") == -1:  # (some writers append bytes after IEND: search it all)
         raise ImageReadError(f"{path}: truncated PNG (no IEND chunk at the end)")
-    # JPEG: the final EOI must follow the last start-of-scan; an EXIF thumbnail's EOI sits before it.
-    if fmt == "jpeg" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+    if fmt == "jpeg" and _jpeg_truncated(data):
         raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker after the last scan)")
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    """Walk the JPEG segments from SOI to the image's own EOI. True only when the data ends first.
+
+    Searching the whole file for markers is not enough: phones append data after the EOI (motion photos carry an
+    MP4, MPF files a second JPEG) whose bytes can look like a start-of-scan, and an EXIF thumbnail has its own
+    EOI. Anything structurally unexpected is left to the decoder (False)."""
+    n, i = len(data), 2
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return False
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # stand-alone markers
+            i += 2
+            continue
+        if i + 4 > n:
+            return True
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker != 0xDA:
+            continue
+        while True:  # entropy-coded data up to the next real marker (not FF00 stuffing, not RSTn)
+            j = data.find(b"\xff", i)
+            if j < 0 or j + 1 >= n:
+                return True
+            nxt = data[j + 1]
+            if nxt == 0x00 or nxt == 0xFF or 0xD0 <= nxt <= 0xD7:
+                i = j + 1 if nxt == 0xFF else j + 2
+                continue
+            i = j
+            break
+    return True
 
 
 def _exif_orientation(data: bytes) -> int:
@@ -156,6 +192,9 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
     fmt = _sniff_format(data)
     _check_complete(data, fmt, path)
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    # OpenCV's TIFF decoder applies the TIFF Orientation tag itself (even with IMREAD_UNCHANGED or
+    # IMREAD_IGNORE_ORIENTATION); its JPEG/PNG/WebP decoders do not. Applying it again would rotate twice.
+    oriented_by_decoder = arr is not None and fmt == "tiff"
     if arr is None:
         if fmt is None:
             raise ImageReadError(f"{path}: not a recognised image format")
@@ -179,7 +218,8 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
     if img.shape[2] >= 3:
         img = img[..., [2, 1, 0, *range(3, img.shape[2])]]  # BGR(A) -> RGB(A)
     orientation = _exif_orientation(data) if fmt in ("jpeg", "tiff", "webp", "png") else 1
-    img = apply_orientation(img, orientation)
+    if not oriented_by_decoder:
+        img = apply_orientation(img, orientation)
     info = ImageInfo(
         path=path,
         format=fmt,

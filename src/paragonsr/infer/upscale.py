@@ -2,7 +2,7 @@
 
 - Grayscale into a 3-channel model: replicated to RGB, the output folded back to one channel (BT.601 luma).
 - RGB into a 1-channel model: ``gray_mode="per_channel"`` (each channel through the model) or ``"y"`` (luma through
-  the model, chroma by Magic Kernel Sharp 2021).
+  the model, chroma by Magic Kernel Sharp 2021). A 1 -> 3 model gets the luma and its RGB output is kept.
 - RGBA: alpha is upscaled by Magic Kernel Sharp 2021, not by the model (a model trained on photos has never seen
   an alpha matte and would hallucinate texture into it; MKS2021 is sharp and has no such risk). Colours of
   (almost) fully transparent pixels are undefined in straight-alpha files - often black - so before the model sees
@@ -104,6 +104,11 @@ class Upscaler:
             y = self.run_model(x, progress)
         elif c == 1 and in_ch == 3:
             y = self.run_model(x.expand(-1, 3, -1, -1).contiguous(), progress)
+        elif c == 3 and in_ch == 1 and self.backend.out_ch not in (None, 1):
+            # A 1 -> 3 model makes its own colour from one channel: feed it the luma (per-channel runs would
+            # stack three RGB outputs into a 9-channel image).
+            lw = torch.tensor(LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+            y = self.run_model((x * lw).sum(dim=1, keepdim=True), progress)
         elif c == 3 and in_ch == 1 and self.gray_mode == "per_channel":
             y = torch.cat([self.run_model(x[:, i : i + 1], progress) for i in range(3)], dim=1)
         elif c == 3 and in_ch == 1:

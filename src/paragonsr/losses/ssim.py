@@ -5,11 +5,11 @@ contribute contrast-structure ``cs``, the coarsest scale ``luminance * cs``; 2×
 11×11 Gaussian window σ 1.5 with 'valid' filtering; C1 = (0.01·R)², C2 = (0.03·R)² for data range R.
 
 Small crops: a scale needs at least ``win_size`` pixels on its shorter side. When the input is too small for all
-5 scales (the full pyramid needs ≥ 161 px with an 11 px window) we use **fewer scales and renormalise the weights of
-the scales kept to sum 1** (e.g. a 64 px crop uses 3 scales: weights 0.0448, 0.2856, 0.3001 / 0.6305). Below one
-window (< 11 px) the window shrinks to the largest odd size that fits (σ scaled with it). This never pads, so no
-border statistics are invented. Negative ``cs`` values are clamped to a small positive number before the
-fractional powers (they would give NaN), as common implementations do.
+5 scales (the full pyramid needs ≥ 176 px with an 11 px window: the 5th scale is side // 16) we use **fewer
+scales and renormalise the weights of the scales kept to sum 1** (e.g. a 64 px crop uses 3 scales: weights
+0.0448, 0.2856, 0.3001 / 0.6305). Below one window (< 11 px) the window shrinks to the largest odd size that fits
+(σ scaled with it). This never pads, so no border statistics are invented. Negative ``cs`` values are clamped to
+a small positive number before the fractional powers (they would give NaN), as common implementations do.
 """
 
 from __future__ import annotations

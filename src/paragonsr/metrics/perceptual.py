@@ -4,7 +4,8 @@ as ``DISTSLoss`` / ``LPIPSLoss``.
 ``val.metrics.lpips: {type: calculate_lpips, crop_border: 4, weights_dir: ...}`` (``calculate_dists`` alike).
 Inputs as the other numpy metrics: RGB images in [0, 255], HWC (or ``input_order="CHW"``). Needs the ``vgg16`` and
 ``dists`` / ``lpips_vgg`` weight files (see :mod:`paragonsr.weights`); a missing file is the usual clear error and
-nothing is downloaded. ``test_y_channel`` does not apply (both are RGB metrics).
+nothing is downloaded (unless ``paragonsr train --allow-download``). ``test_y_channel`` does not apply (both are
+RGB metrics).
 """
 
 from __future__ import annotations

@@ -163,4 +163,10 @@ def check_registered(opt: Options) -> list[str]:
     ds = opt.datasets.get("train")
     if ds is not None and ds.gt_size is None and ds.lq_size is None and opt.gt_size is None:
         problems.append("datasets.train: set gt_size (or lq_size) for the training crops")
+    if ds is not None and ds.gt_size and ds.lq_size and ds.gt_size != ds.lq_size * opt.scale:
+        # the trainer would use gt_size and silently drop lq_size
+        problems.append(
+            f"datasets.train: gt_size {ds.gt_size} and lq_size {ds.lq_size} disagree at scale {opt.scale} "
+            f"(expected gt_size = lq_size * scale = {ds.lq_size * opt.scale}); give only one"
+        )
     return problems

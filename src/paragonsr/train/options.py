@@ -47,7 +47,18 @@ class _DatasetBase(Section):
     small_image: Literal["pad", "skip"] = Field(
         "pad", description="images smaller than the crop: reflect-pad them or skip them (warning either way)"
     )
-    color: Literal["rgb", "y"] = "rgb"
+    color: Literal["rgb", "y"] = Field(
+        "rgb", description="only rgb: `y` (BasicSR Y-channel training) is an error"
+    )
+
+    @field_validator("color")
+    @classmethod
+    def _rgb_only(cls, v: str) -> str:
+        # BasicSR's `color: y` trains on the Y channel; the datasets here always load RGB, so accepting it would
+        # silently train a different model than asked.
+        if v != "rgb":
+            raise ValueError("color: y (Y-channel training) is not supported; use color: rgb or drop the key")
+        return v
 
     @field_validator("io_backend")
     @classmethod

@@ -99,6 +99,7 @@ class SRModel:
                 self.amp_dtype = torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.nonfinite_streak = 0
+        self.nonfinite_streaks: dict[str, int] = {}
         self.skipped_steps = 0
         self.recent_lq: deque[Tensor] = deque(maxlen=max(1, t.calibrate_iters))
 
@@ -206,10 +207,14 @@ class SRModel:
         return True, float(norm)
 
     def _guard(self, stepped: bool, it: int, what: str) -> None:
+        # One streak per network: a GAN whose D steps keep failing while G's succeed must still stop.
+        streaks = self.nonfinite_streaks
         if stepped:
-            self.nonfinite_streak = 0
+            streaks[what] = 0
+            self.nonfinite_streak = max(streaks.values())
             return
-        self.nonfinite_streak += 1
+        streaks[what] = streaks.get(what, 0) + 1
+        self.nonfinite_streak = streaks[what]
         self.skipped_steps += 1
         log.warning(
             f"iter {it}: non-finite {what} loss/gradients, step skipped ({self.nonfinite_streak} in a row)"
@@ -217,9 +222,9 @@ class SRModel:
         limit = self.opt.train.max_nonfinite_steps
         if self.nonfinite_streak >= limit:
             raise NonFiniteError(
-                f"stopping: {self.nonfinite_streak} consecutive non-finite steps at iter {it}. Lower the learning "
-                f"rate, enable train.grad_clip, switch AMP off (train.use_amp: false) or check the data; resume "
-                f"from the last checkpoint with --auto_resume"
+                f"stopping: {self.nonfinite_streak} consecutive non-finite steps at iter {it} ({what}). Lower the "
+                f"learning rate, enable train.grad_clip, switch AMP off (train.use_amp: false) or check the data; "
+                f"resume from the last checkpoint with --auto_resume"
             )
 
     def optimize_parameters(self, batches: list[dict[str, Any]], it: int) -> dict[str, float]:
@@ -270,6 +275,7 @@ class SRModel:
             "schedulers": {"g": self.sched_g.state_dict()},
             "scaler": self.scaler.state_dict(),
             "nonfinite_streak": self.nonfinite_streak,
+            "nonfinite_streaks": dict(self.nonfinite_streaks),
             "skipped_steps": self.skipped_steps,
             "recent_lq": list(self.recent_lq),  # calibration batches: a resumed run calibrates identically
         }
@@ -280,6 +286,7 @@ class SRModel:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.nonfinite_streak = int(state.get("nonfinite_streak", 0))
+        self.nonfinite_streaks = {str(k): int(v) for k, v in state.get("nonfinite_streaks", {}).items()}
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.recent_lq.clear()
         self.recent_lq.extend(state.get("recent_lq", []))

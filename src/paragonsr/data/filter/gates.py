@@ -95,7 +95,13 @@ def parse_gate(d: Any, where: str) -> Gate:
                 f"{where}: 'max: auto' is only defined for niqe (its model stores the pristine p95)"
             )
         hi = float("inf")  # resolved from the model by load_config; inf only until then
+    if "direction" in d and "threshold" not in d:
+        raise ValueError(
+            f"{where}: 'direction' only applies to 'threshold' (use min/max, or threshold + direction)"
+        )
     if "threshold" in d:
+        if "min" in d or "max" in d:
+            raise ValueError(f"{where}: give either threshold (+ direction) or min/max, not both")
         direction = d.get("direction", METRIC_INFO[metric][0])
         if direction not in ("higher", "lower"):
             raise ValueError(f"{where}: direction must be 'higher' or 'lower', got {direction!r}")
@@ -144,15 +150,32 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> FilterConfi
     if not isinstance(gate_list, list) or not gate_list:
         raise ValueError(f"{where}: 'gates' must be a non-empty list")
     gates = [parse_gate(g, f"{where}: gates[{i}]") for i, g in enumerate(gate_list)]
+    # status, CSV column and verdict are keyed by metric: a second gate on the same metric would overwrite the
+    # first one's result (a failing tile could come out as passed)
+    seen: dict[str, int] = {}
+    for i, g in enumerate(gates):
+        if g.metric in seen:
+            raise ValueError(
+                f"{where}: gates[{i}] repeats metric {g.metric!r} (already gated in gates[{seen[g.metric]}]); "
+                "give one gate per metric, with both min and max if you need a band"
+            )
+        seen[g.metric] = i
     niqe_model = raw.get("niqe_model")
     autos = [gg for g in gates for gg in (g, g.fallback) if gg is not None and gg.auto_max]
     if autos and niqe_model and Path(niqe_model).is_file():
         from paragonsr.data.filter.niqe import NIQEModel
 
-        p95 = NIQEModel.load(niqe_model).tile_p95
+        niqe = NIQEModel.load(niqe_model)
+        p95 = niqe.tile_p95
         if p95 is None:
             raise ValueError(
                 f"{niqe_model} has no stored tile p95 (refit it) — or give the niqe gate a number"
+            )
+        if niqe.tile != size:
+            raise ValueError(
+                f"{where}: niqe 'max: auto' uses the p95 {niqe_model} measured on {niqe.tile}-px tiles, but the "
+                f"filter tiles are {size} px (NIQE scores depend on tile size); refit with "
+                f"'paragonsr data niqe-fit --tile {size}', or give the niqe gate a number"
             )
         for gg in autos:
             gg.max = p95

@@ -105,8 +105,13 @@ class NIQEModel:
     Tile scores spread widely even on clean photos (a 256-px tile holds only 16 blocks for a 36-D covariance),
     so an absolute threshold does not transfer between datasets; the pristine set's own spread does."""
 
-    def __init__(self, mu: np.ndarray, cov: np.ndarray, patch: int, tile_p95: float | None = None) -> None:
+    def __init__(
+        self, mu: np.ndarray, cov: np.ndarray, patch: int, tile_p95: float | None = None, tile: int = 256
+    ) -> None:
         self.mu, self.cov, self.patch, self.tile_p95 = mu, cov, patch, tile_p95
+        # tile size tile_p95 was measured at: scores roughly double from 256- to 128-px tiles, so the p95 is
+        # only a valid threshold for tiles of this size
+        self.tile = tile
 
     @classmethod
     def fit(
@@ -118,7 +123,7 @@ class NIQEModel:
         allf = np.concatenate(feats)
         if len(allf) < 2:
             raise ValueError(f"only {len(allf)} pristine block(s): give more or larger images")
-        model = cls(allf.mean(0), np.cov(allf, rowvar=False), patch)
+        model = cls(allf.mean(0), np.cov(allf, rowvar=False), patch, tile=tile)
         tiles = [
             img[y : y + tile, x : x + tile]
             for img in images
@@ -140,7 +145,14 @@ class NIQEModel:
     def save(self, path: str | Path) -> None:
         p95 = np.float64(np.nan if self.tile_p95 is None else self.tile_p95)
         with atomic_output(path, suffix=".tmp.npz") as tmp:  # np.savez appends .npz to other names
-            np.savez(tmp, mu=self.mu, cov=self.cov, patch=np.int64(self.patch), tile_p95=p95)
+            np.savez(
+                tmp,
+                mu=self.mu,
+                cov=self.cov,
+                patch=np.int64(self.patch),
+                tile_p95=p95,
+                tile=np.int64(self.tile),
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> NIQEModel:
@@ -153,4 +165,5 @@ class NIQEModel:
                     f"{path} is not a NIQE model (expected arrays mu, cov, patch; got {z.files})"
                 )
             p95 = float(z["tile_p95"]) if "tile_p95" in z.files else float("nan")
-            return cls(z["mu"], z["cov"], int(z["patch"]), None if math.isnan(p95) else p95)
+            tile = int(z["tile"]) if "tile" in z.files else 256  # files from before the tile was stored
+            return cls(z["mu"], z["cov"], int(z["patch"]), None if math.isnan(p95) else p95, tile)

@@ -7,13 +7,15 @@ metrics, and so on. Rows stream into the CSV as images finish, so a killed run r
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 
-from paragonsr.data.filter.gates import NOT_RUN, PASS, SKIPPED, FilterConfig, evaluate, verdict
+from paragonsr.data.filter.gates import NOT_RUN, PASS, SKIPPED, FilterConfig, Gate, evaluate, verdict
 from paragonsr.data.filter.iqa import ScorerSet
 from paragonsr.data.filter.report import (
     RowWriter,
@@ -77,17 +79,20 @@ def _init_worker(cfg: FilterConfig) -> None:
 
 def _score_image(
     args: tuple[Path, str, FilterConfig, set[tuple[int, int]], Path | None, bool],
-) -> tuple[list[dict[str, str]], str, str]:
-    """(rows, error, note): an error is a file that cannot be read; a note an image smaller than one tile."""
-    path, rel, cfg, done, keep_dir, keep_unverified = args
+) -> tuple[list[dict[str, str]], str, str, set[tuple[str, int, int]]]:
+    """(rows, error, note, stale): an error is a file that cannot be read; a note an image smaller than one tile;
+    stale the report's tiles of this image that are not on this run's grid (an earlier run with another stride)."""
+    path, rel, cfg, done, keep_prefix, keep_unverified = args
     assert _SCORERS is not None
     try:
         img = read_image(path)
     except (ValueError, OSError) as exc:
-        return [], str(exc), ""
+        return [], str(exc), "", set()
     grid = tile_grid(img.shape[0], img.shape[1], cfg.tile_size, cfg.tile_stride)
+    stale = {(rel, y, x) for y, x in done - set(grid)}
     if not grid:
-        return [], "", f"{path}: {img.shape[1]}x{img.shape[0]} is smaller than the tile size {cfg.tile_size}"
+        note = f"{path}: {img.shape[1]}x{img.shape[0]} is smaller than the tile size {cfg.tile_size}"
+        return [], "", note, stale
     rows = []
     for y, x in grid:
         if (y, x) in done:
@@ -95,13 +100,43 @@ def _score_image(
         tile = img[y : y + cfg.tile_size, x : x + cfg.tile_size]
         row = {"image": rel, "y": str(y), "x": str(x), "h": str(cfg.tile_size), "w": str(cfg.tile_size)}
         row.update(score_tile(_to_uint(tile), cfg, _SCORERS))
-        if keep_dir is not None and (
+        if keep_prefix is not None and (
             row["verdict"] == PASS or (keep_unverified and row["verdict"] == "unverified")
         ):
-            stem = Path(rel).with_suffix("").as_posix().replace("/", "__")
-            write_image(keep_dir / f"{stem}_y{y}_x{x}.png", np.ascontiguousarray(tile))
+            name = f"{keep_prefix.name}_y{y}_x{x}.png"
+            write_image(keep_prefix.with_name(name), np.ascontiguousarray(tile))
         rows.append(row)
-    return rows, "", ""
+    return rows, "", "", stale
+
+
+def _gates_fingerprint(cfg: FilterConfig, probe: ScorerSet) -> str:
+    def one(g: Gate | None) -> list | None:
+        return None if g is None else [g.metric, g.stage, g.min, g.max, one(g.fallback)]
+
+    return json.dumps(
+        {
+            "tile_size": cfg.tile_size,
+            "gates": [one(g) for g in cfg.gates],
+            "unavailable": sorted(probe.unavailable),
+        }
+    )
+
+
+def _check_gates_unchanged(out_csv: Path, cfg: FilterConfig, probe: ScorerSet, resuming: bool) -> None:
+    """Refuse to resume a report made with other thresholds/stages or other available metrics.
+
+    The CSV header only names the metrics: without this, a re-run after adjusting a threshold (what the docs
+    suggest after a first look at the histograms) would keep every old verdict, and a run after adding pyiqa
+    weights would keep the old 'skipped' gates. The gates are stored beside the report as ``<stem>.gates.json``.
+    """
+    side = out_csv.with_name(out_csv.stem + ".gates.json")
+    now = _gates_fingerprint(cfg, probe)
+    if resuming and side.is_file() and side.read_text() != now:
+        raise ValueError(
+            f"{out_csv} was scored with other gates, thresholds or available metrics ({side}: {side.read_text()}; "
+            f"now: {now}); use a new --out, or --restart to score everything again"
+        )
+    atomic_write_text(side, now)
 
 
 def run_filter(
@@ -124,6 +159,13 @@ def run_filter(
     # normalise an existing report first: a run killed mid-line leaves a partial last row that the next append
     # would otherwise glue onto
     done_rows = rewrite_sorted(out_csv, cols) if out_csv.is_file() else []
+    sizes = {r["h"] for r in done_rows} | {r["w"] for r in done_rows}
+    if sizes - {str(cfg.tile_size)}:
+        # resuming would skip every (y, x) already in the report and mix tiles of two sizes in one report
+        raise ValueError(
+            f"{out_csv} holds tiles of size {sorted(sizes)} but this run uses tile size {cfg.tile_size}; "
+            "use a new --out, or --restart to score everything again"
+        )
     done: dict[str, set[tuple[int, int]]] = {}
     for r in done_rows:
         done.setdefault(r["image"], set()).add(tile_key(r)[1:])
@@ -133,18 +175,28 @@ def run_filter(
     paths = list_images(input_dir)
     if not paths:
         raise FileNotFoundError(f"no images under {input_dir}")
+    rels = [p.relative_to(input_dir).as_posix() for p in paths]
+    # kept tiles are named <sub__folder__stem>_y_x.png; x.png and x.jpg in one folder keep their extension in
+    # the name (x_png_..., x_jpg_...) instead of overwriting each other's tiles
+    stems = [Path(rel).with_suffix("").as_posix().replace("/", "__") for rel in rels]
+    clash = Counter(stems)
     jobs = []
-    for p in paths:
-        rel = p.relative_to(input_dir).as_posix()
-        jobs.append((p, rel, cfg, done.get(rel, set()), keep, keep_unverified))
+    for p, rel, stem in zip(paths, rels, stems):
+        if clash[stem] > 1:
+            stem = rel.replace("/", "__").replace(".", "_")
+        prefix = keep / stem if keep is not None else None
+        jobs.append((p, rel, cfg, done.get(rel, set()), prefix, keep_unverified))
     # main-process copy: availability for the summary, and the scorer itself when workers == 1
     probe = ScorerSet(cfg)
+    _check_gates_unchanged(out_csv, cfg, probe, bool(done_rows))
     errors: list[str] = []
     small: list[str] = []
+    stale: set[tuple[str, int, int]] = set()
 
-    def collect(result: tuple[list[dict[str, str]], str, str]) -> None:
-        rows, err, note = result
+    def collect(result: tuple[list[dict[str, str]], str, str, set[tuple[str, int, int]]]) -> None:
+        rows, err, note, old = result
         writer.write(rows)
+        stale.update(old)
         errors.extend([err] if err else [])
         small.extend([note] if note else [])
         bar.update()
@@ -164,8 +216,12 @@ def run_filter(
     finally:
         writer.close()
         bar.close()
-    all_rows = rewrite_sorted(out_csv, cols)
+    all_rows = rewrite_sorted(out_csv, cols, drop=stale)
     summary = summary_table(all_rows, cfg, probe.unavailable)
+    if stale:
+        summary += (
+            f"\n{len(stale)} tile row(s) from an earlier run with another stride dropped from the report"
+        )
     if small:
         summary += f"\n{len(small)} image(s) smaller than one tile, skipped:\n" + "\n".join(
             f"  {e}" for e in small

@@ -57,9 +57,11 @@ class RowWriter:
         self._f.close()
 
 
-def rewrite_sorted(path: Path, cols: list[str]) -> list[dict[str, str]]:
-    """Final pass: de-duplicate by tile, sort, and replace the file atomically."""
-    rows = {tile_key(r): r for r in read_rows(path, cols)}
+def rewrite_sorted(
+    path: Path, cols: list[str], drop: set[tuple[str, int, int]] | None = None
+) -> list[dict[str, str]]:
+    """Final pass: de-duplicate by tile, drop the ``drop`` tile keys, sort, and replace the file atomically."""
+    rows = {k: r for r in read_rows(path, cols) if (k := tile_key(r)) not in (drop or ())}
     ordered = [rows[k] for k in sorted(rows)]
     with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
