@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         scale = model_backend.scale
         name = Path(model_path).stem
         arch = getattr(getattr(model_backend, "model", None), "arch_name", None)
-        label = f"{arch} (packaged default)" if args.model is None and arch else f"model {name}"
+        # short labels: the panel is 256 px wide (e.g. "ParagonSR2 nano" for the packaged default)
+        label = arch.replace("paragonsr2_", "ParagonSR2 ") if args.model is None and arch else f"model {name}"
     methods.append(("input (nearest)", "input_nearest", ResamplerBackend("nearest", scale)))
     methods.append(("bicubic", "bicubic", ResamplerBackend("bicubic", scale)))
     methods.append(("MKS2021", "mks2021", ResamplerBackend("magic_sharp_2021", scale)))
