@@ -42,3 +42,18 @@ def test_suffix_names_the_temp_file_for_format_sniffing_writers(tmp_path: Path) 
         tmp.write_bytes(b"png")
     assert not seen[0].exists()
     assert (tmp_path / "plot.png").read_bytes() == b"png"
+
+
+def test_reading_the_umask_does_not_change_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Linux the umask is read from /proc, never by setting it (that would race with other threads)."""
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("no /proc on this platform")
+    calls: list[int] = []
+    real = os.umask
+    monkeypatch.setattr(os, "umask", lambda m: calls.append(m) or real(m))
+    old = real(0o022)
+    try:
+        assert file_mode() == 0o644
+    finally:
+        real(old)
+    assert calls == []

@@ -14,11 +14,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def file_mode() -> int:
-    """Permission bits a plain ``open(path, "w")`` would give (0666 minus the umask)."""
+def _current_umask() -> int:
+    """The process umask. Linux shows it in /proc (no side effect); elsewhere the only portable way to read it is
+    to set it and put it back, which briefly leaves 0 in place for other threads creating files."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def file_mode() -> int:
+    """Permission bits a plain ``open(path, "w")`` would give (0666 minus the umask)."""
+    return 0o666 & ~_current_umask()
 
 
 @contextmanager
