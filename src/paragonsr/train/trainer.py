@@ -23,6 +23,7 @@ from paragonsr.train.logger import MessageLogger, get_logger, init_tb, init_wand
 from paragonsr.train.options import Options, OTFDatasetOpt
 from paragonsr.train.state import atomic_torch_save, find_latest_state, load_state, rng_state, set_rng_state
 from paragonsr.train.validation import BestTracker, validate
+from paragonsr.utils.atomic import atomic_output
 
 log = logging.getLogger("paragonsr.train")
 
@@ -318,7 +319,8 @@ class Trainer:
             for name in self.model.networks():
                 src = self.root / "models" / f"{name}_{self.iter}.safetensors"
                 if src.is_file():
-                    shutil.copyfile(src, self.root / "models" / f"{name}_latest.safetensors")
+                    with atomic_output(self.root / "models" / f"{name}_latest.safetensors") as tmp:
+                        shutil.copyfile(src, tmp)
         log.info(
             f"end of training: {self.iter} iterations, {self.model.skipped_steps} non-finite steps skipped"
         )
