@@ -137,6 +137,27 @@ def test_refused_int8_removes_a_stale_file_from_an_earlier_export(tmp_path: Path
     assert not stale.exists()
 
 
+def test_unrequested_files_of_an_earlier_export_are_kept_but_flagged(tmp_path: Path) -> None:
+    """An export without --fp16 into a folder holding m_fp16.onnx from an earlier run leaves the file alone (it is
+    the user's) but says it is not part of this release, in the log and in the card."""
+    import torch
+
+    from paragonsr.archs import build_arch
+    from paragonsr.deploy.release import ExportOptions, export_release
+
+    torch.manual_seed(0)
+    model = build_arch("compact", num_feat=8, num_conv=2, upscale=2)
+    old = tmp_path / "m_fp16.onnx"
+    old.write_bytes(b"fp16 model of an earlier export")
+    lines: list[str] = []
+    opts = ExportOptions(lr_crop=24, sizes=((24, 20),), latency_size=0)
+    img = [("img", np.random.default_rng(0).random((48, 48, 3), dtype=np.float32))]
+    res = export_release(model, tmp_path, "m", img, options=opts, log=lines.append)
+    assert old.read_bytes() == b"fp16 model of an earlier export"
+    assert res.stale == ["m_fp16.onnx"] and res.card["stale_files"] == ["m_fp16.onnx"]
+    assert any("m_fp16.onnx" in line and "NOT part of this release" in line for line in lines)
+
+
 def test_jpeg_with_trailing_data_is_not_called_truncated(tmp_path: Path) -> None:
     """Motion photos append an MP4 after the JPEG's EOI; its bytes may contain FF DA (start-of-scan). The old
     check (last EOI before last SOS anywhere in the file) rejected such photos as truncated."""

@@ -49,6 +49,7 @@ class ExportResult:
     artifacts: dict[str, Path] = field(default_factory=dict)
     gates: list[V.GateResult] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # files of an earlier export that are not part of this one
     card: dict[str, Any] = field(default_factory=dict)
     fuse: FuseReport | None = None
 
@@ -158,6 +159,20 @@ def export_release(
                     f"{i8.name} not written: {gate.detail} (use --force-int8 to write it anyway)"
                 )
 
+    # Same-named FP16/INT8 files from an earlier export that this run did not make: never deleted (they are the
+    # user's files), but flagged so nobody ships them as part of this release.
+    for kind in ("fp16", "int8"):
+        old = out / f"{name}_{kind}.onnx"
+        if (
+            kind not in res.artifacts
+            and old.is_file()
+            and not any(r.startswith(old.name) for r in res.refused)
+        ):
+            res.stale.append(old.name)
+            log(
+                f"      note: {old.name} is from an earlier export and is NOT part of this release (not in the card)"
+            )
+
     log("[5/5] latency, comparison crop, model card")
     entries = []
     for kind, path in res.artifacts.items():
@@ -226,6 +241,7 @@ def export_release(
         "artifacts": entries,
         "verification": [g.to_dict() for g in res.gates],
         "refused": res.refused,
+        "stale_files": res.stale,
         "quality": quality,
         "comparison_image": cmp_path.name,
         "host": f"{platform.processor() or platform.machine()}, {platform.system()}",
