@@ -185,3 +185,16 @@ def test_pipeline_specific_keys_need_their_pipeline() -> None:
     assert "datasets.train.sinc_prob: only used by the 'realesrgan' pipeline" in msg
     data["datasets"]["train"].update(degradation="realesgan", p_clean=None, sinc_prob=None)
     assert "datasets.train.degradation: unknown degradation pipeline 'realesgan'" in error_of(data)
+
+
+def test_gt_usm_defaults_are_realesrgans() -> None:
+    """Omitted l1/percep/gan_gt_usm take Real-ESRGAN's released values, and reach the realesrgan pipeline."""
+    from paragonsr.train.trainer import _degradation
+
+    train = {"type": "OTFDataset", "degradation": "realesrgan", "dataroot_gt": "g", "gt_size": 64}
+    opt = parse_options(minimal(datasets={"train": train}))
+    assert (opt.l1_gt_usm, opt.percep_gt_usm, opt.gan_gt_usm) == (True, True, False)
+    deg = _degradation(opt, opt.datasets["train"])
+    assert deg.gt_usm_for == {"l1": True, "percep": True, "gan": False}
+    opt = parse_options(minimal(datasets={"train": train}, l1_gt_usm=False))
+    assert _degradation(opt, opt.datasets["train"]).gt_usm_for["l1"] is False

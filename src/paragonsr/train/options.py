@@ -351,9 +351,11 @@ class Options(Section):
     world_size: int = Field(1, description="set by the launcher")
     # Real-ESRGAN top-level degradation keys (seed 002): passed to the `realesrgan` pipeline (its docs give
     # the defaults; unset keys keep them).
-    l1_gt_usm: bool = Field(False, description="pixel losses see the USM-sharpened GT (realesrgan)")
-    percep_gt_usm: bool = Field(False, description="perceptual losses see the USM-sharpened GT")
-    gan_gt_usm: bool = Field(False, description="the discriminator sees the USM-sharpened GT")
+    # Defaults are Real-ESRGAN's released option files (True/True/False), the same as the realesrgan pipeline's;
+    # with any other pipeline there is no `gt_usm` and every loss sees the plain GT.
+    l1_gt_usm: bool = Field(True, description="pixel losses see the USM-sharpened GT (realesrgan)")
+    percep_gt_usm: bool = Field(True, description="perceptual losses see the USM-sharpened GT (realesrgan)")
+    gan_gt_usm: bool = Field(False, description="the discriminator sees the USM-sharpened GT (realesrgan)")
     resize_prob: list[float] | None = None
     resize_range: list[float] | None = None
     gaussian_noise_prob: float | None = None
