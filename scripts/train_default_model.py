@@ -30,6 +30,8 @@ from tqdm import tqdm
 from paragonsr.archs import build_arch
 from paragonsr.archs.resample import resize
 from paragonsr.checkpoint import save_model
+from paragonsr.evaluate import bicubic_lq
+from paragonsr.metrics import calculate_psnr
 
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
 
@@ -45,12 +47,6 @@ def load_rgb(path: Path) -> np.ndarray:
     if img is None:
         raise FileNotFoundError(f"cannot read {path}")
     return np.ascontiguousarray(img[..., ::-1])
-
-
-def bicubic_lq(gt: np.ndarray, scale: int) -> np.ndarray:
-    t = torch.from_numpy(gt).permute(2, 0, 1)[None]
-    lq = resize(t, size=(gt.shape[0] // scale, gt.shape[1] // scale), kernel="bicubic")
-    return lq[0].permute(1, 2, 0).numpy()
 
 
 class Sampler:
@@ -102,16 +98,8 @@ class BatchStream(torch.utils.data.IterableDataset):
 
 
 def psnr_y(a: np.ndarray, b: np.ndarray, border: int) -> float:
-    """BasicSR/MATLAB PSNR on the Y channel of [0,1] RGB images."""
-
-    def y(img: np.ndarray) -> np.ndarray:
-        return (16.0 + 65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]) / 255.0
-
-    ya, yb = y(a.astype(np.float64)), y(b.astype(np.float64))
-    if border:
-        ya, yb = ya[border:-border, border:-border], yb[border:-border, border:-border]
-    mse = np.mean((ya * 255 - yb * 255) ** 2)
-    return float(10 * math.log10(255.0**2 / mse))
+    """BasicSR/MATLAB PSNR on the Y channel of [0,1] RGB images (the project's metric)."""
+    return calculate_psnr(a * 255.0, b * 255.0, crop_border=border, test_y_channel=True)
 
 
 @torch.no_grad()
@@ -197,7 +185,7 @@ def main() -> int:
         h, w = img.shape[:2]
         c = args.val_crop
         gt = img[(h - c) // 2 : (h - c) // 2 + c, (w - c) // 2 : (w - c) // 2 + c]
-        val.append((gt, np.round(np.clip(bicubic_lq(gt, args.scale), 0, 1) * 255).astype(np.float32) / 255))
+        val.append((gt, bicubic_lq(gt, args.scale)))  # 8-bit rounded, as files are
     sampler = Sampler(images, args.gt_size, args.scale, args.p_bicubic, args.seed)
 
     arch_kwargs = json.loads(args.arch_kwargs)
