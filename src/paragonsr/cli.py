@@ -9,6 +9,8 @@ import importlib
 import sys
 from types import ModuleType
 
+from paragonsr.utils.malloc import tune_malloc
+
 # subcommand -> module (in the order shown by --help)
 COMMANDS: dict[str, str] = {
     "upscale": "paragonsr.commands.upscale",
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not hasattr(args, "_run"):
         parser.error(f"command '{args.command}' is unavailable in this installation")
+    # Reuse freed tensor buffers instead of page-faulting fresh mmap pages on every forward (glibc; opt out with
+    # PARAGONSR_MALLOC_TUNING=0). Done here, not on import: a library must not retune its host's allocator.
+    tune_malloc()
     return int(args._run(args) or 0)
 
 
