@@ -1,12 +1,19 @@
 """Inference throughput (output megapixels/s) of ParagonSR2 variants vs SRVGGNetCompact, measured side by side.
 
-    python bench/infer.py                       # nano..s + Compact 32f/32c, x2, 128x128 LR input
-    python bench/infer.py --size 256 --repeats 5 --archs 'paragonsr2_nano,compact*'
-    python bench/infer.py --precisions fp32,bf16_cl --threads 2
+    python bench/infer.py                       # nano..s + Compact 32f/32c + v1 + RRDBNet, x2, 128x128 LR input
+    python bench/infer.py --size 256 --repeats 7 --archs 'paragonsr2_nano,compact*' --threads 1 --breakdown
+    python bench/infer.py --precisions fp32,bf16_cl --no-malloc-tuning
 
-Every model runs unfused (eval mode) and, where it has ``fuse_for_release``, fused, in three precisions:
-fp32 (NCHW), fp32_cl (channels_last) and bf16_cl (bf16 autocast + channels_last). Targets (reported, never
-asserted): fused nano >= 1.5x unfused nano; fused nano >= 2x Compact-32/32, each in its best precision.
+Every model runs unfused (eval mode: ParagonSR2 uses its tracked static kernels there) and, where it has
+``fuse_for_release``, fused; those also as their training graph ("training": a training-mode forward without
+gradients, i.e. ParagonSR2's per-sample generated kernels, ParagonSR v1's unmerged branches), the form fusion
+replaces. Precisions: fp32 (NCHW), fp32_cl (channels_last) and bf16_cl (bf16 autocast +
+channels_last). All configurations are timed round-robin (one forward each per round, median of ``--repeats``), so
+machine drift hits them alike. The process's glibc allocator is tuned as the CLI tunes it
+(``paragonsr.utils.malloc``); ``--no-malloc-tuning`` shows the untuned figures.
+
+Targets (reported, never asserted): fused nano >= 1.5x unfused nano; fused nano >= 2x Compact-32/32, each in its
+best precision. ``--breakdown`` prints where a fused ParagonSR2 forward spends its time, stage by stage.
 
 Other engineers add models by extending ``MODELS`` (name -> factory(scale) -> nn.Module).
 """
@@ -24,12 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from paragonsr.archs import build_arch
 from paragonsr.archs.compact import SRVGGNetCompact
+from paragonsr.utils.malloc import tune_malloc
 
 # name -> factory(scale). Order is the print order.
 MODELS: dict[str, Callable[[int], nn.Module]] = {
@@ -37,6 +46,8 @@ MODELS: dict[str, Callable[[int], nn.Module]] = {
         f"paragonsr2_{v}": (lambda scale, v=v: build_arch(f"paragonsr2_{v}", scale=scale))
         for v in ("nano", "anime", "tiny", "s", "m", "l", "xl")
     },
+    # the speed/quality trade-off the issue-2 targets point at: nano without its HR refinement block
+    "paragonsr2_nano_hr0": lambda scale: build_arch("paragonsr2_nano", scale=scale, hr_blocks=0),
     # seed 002's model: Real-ESRGAN compact, 32 features, 32 convs
     "compact_32f32c": lambda scale: SRVGGNetCompact(
         num_feat=32, num_conv=32, upscale=scale, act_type="prelu"
@@ -68,38 +79,51 @@ def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContex
     return contextlib.nullcontext()
 
 
-def time_model(
-    model: nn.Module,
-    precision: str,
-    size: int,
-    batch: int,
-    repeats: int,
-    device: torch.device,
-    clock: Callable[[], float] = time.perf_counter,
-) -> tuple[float, tuple[int, ...]]:
-    """Median seconds of one forward over ``repeats`` runs (after one warm-up) and the output shape."""
-    model = _prepare(model, precision, device)
-    x = torch.rand(batch, getattr(model, "in_ch", 3), size, size, device=device)
-    if precision.endswith("_cl"):
-        x = x.contiguous(memory_format=torch.channels_last)
-    times = []
-    with torch.inference_mode(), _autocast(precision, device):
-        y = model(x)  # warm-up (oneDNN primitive creation, allocator)
-        for _ in range(repeats):
-            if device.type == "cuda":
+def _forward_fn(model: nn.Module, mode: str) -> Callable[[Tensor], Tensor]:
+    if mode != "training":
+        return model
+
+    def training_graph(x: Tensor) -> Tensor:
+        # Training-mode forward (ParagonSR2: per-sample kernels; tracked-kernel EMA updates hit this copy only).
+        model.train()
+        with torch.no_grad():
+            return model(x)
+
+    return training_graph
+
+
+class Config:
+    """One (model, mode, precision) to time: a prepared model copy and its input."""
+
+    def __init__(self, name: str, mode: str, prec: str, model: nn.Module, args: argparse.Namespace, device):
+        self.key = (name, mode, prec)
+        self.model = _prepare(copy.deepcopy(model), prec, device)
+        self.forward = _forward_fn(self.model, mode)
+        self.prec, self.device = prec, device
+        self.x = torch.rand(args.batch, getattr(model, "in_ch", 3), args.size, args.size, device=device)
+        if prec.endswith("_cl"):
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        self.times: list[float] = []
+        self.out_px = 0
+
+    def step(self, clock: Callable[[], float]) -> float:
+        with torch.inference_mode(self.key[1] != "training"), _autocast(self.prec, self.device):
+            if self.device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = clock()
-            y = model(x)
-            if device.type == "cuda":
+            y = self.forward(self.x)
+            if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            times.append(clock() - t0)
-    return statistics.median(times), tuple(y.shape)
+            dt = clock() - t0
+        self.out_px = y.shape[0] * y.shape[-1] * y.shape[-2]
+        return dt
 
 
 def run(args: argparse.Namespace) -> dict[tuple[str, str, str], float]:
     device = torch.device(
         args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
+    malloc = "off (--no-malloc-tuning)" if args.no_malloc_tuning else tune_malloc()
     if args.threads:
         torch.set_num_threads(args.threads)
     clock = time.perf_counter
@@ -120,31 +144,80 @@ def run(args: argparse.Namespace) -> dict[tuple[str, str, str], float]:
     print(
         f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} "
         f"input={args.batch}x3x{args.size}x{args.size} scale={args.scale} repeats={args.repeats} "
-        f"clock={'process-cpu' if args.cpu_time else 'wall'}"
+        f"clock={'process-cpu' if args.cpu_time else 'wall'} malloc={malloc}"
     )
-    print(f"{'model':<22}{'mode':<9}" + "".join(f"{p:>12}" for p in precisions) + "   (output MP/s)")
-    mps: dict[tuple[str, str, str], float] = {}
+    configs: list[Config] = []
     for name in names:
         torch.manual_seed(0)
         base = MODELS[name](args.scale)
         modes = [("unfused", base)]
         if hasattr(base, "fuse_for_release"):
+            if args.training_graph:
+                modes.append(("training", base))
             modes.append(("fused", copy.deepcopy(base).fuse_for_release()))
         for mode, model in modes:
-            row = f"{name:<22}{mode:<9}"
             for prec in precisions:
+                cfg = Config(name, mode, prec, model, args, device)
                 try:
-                    sec, shape = time_model(
-                        copy.deepcopy(model), prec, args.size, args.batch, args.repeats, device, clock
-                    )
-                    mps[(name, mode, prec)] = shape[0] * shape[-1] * shape[-2] / sec / 1e6
-                    row += f"{mps[(name, mode, prec)]:>12.3f}"
+                    cfg.step(clock)  # warm-up (oneDNN primitive creation, allocator)
                 except RuntimeError as exc:  # e.g. bf16 unsupported on this CPU
-                    row += f"{'n/a':>12}"
                     print(f"  {name} {mode} {prec}: {str(exc).splitlines()[0]}", file=sys.stderr)
-            print(row, flush=True)
+                    continue
+                configs.append(cfg)
+    # Round-robin: every configuration is timed once per round, so drift (thermal, other load, allocator state)
+    # hits all of them alike instead of whichever happened to run last.
+    for _ in tqdm(range(args.repeats), desc="rounds", leave=False, disable=not sys.stderr.isatty()):
+        for cfg in configs:
+            cfg.times.append(cfg.step(clock))
+    mps = {cfg.key: cfg.out_px / statistics.median(cfg.times) / 1e6 for cfg in configs}
+    print(f"{'model':<22}{'mode':<9}" + "".join(f"{p:>12}" for p in precisions) + "   (output MP/s)")
+    for name in names:
+        for mode in ("unfused", "training", "fused"):
+            if not any((name, mode, p) in mps for p in precisions):
+                continue
+            cells = "".join(
+                f"{mps[(name, mode, p)]:>12.3f}" if (name, mode, p) in mps else f"{'n/a':>12}"
+                for p in precisions
+            )
+            print(f"{name:<22}{mode:<9}{cells}", flush=True)
     _print_ratios(mps)
+    if args.breakdown:
+        for cfg in configs:
+            if cfg.key[1] == "fused" and cfg.key[0].startswith("paragonsr2_"):
+                _print_breakdown(cfg, clock, args.repeats)
     return mps
+
+
+def _print_breakdown(cfg: Config, clock: Callable[[], float], repeats: int) -> None:
+    """Median ms per top-level stage of a ParagonSR2 forward (where the time goes)."""
+    stages = [
+        "conv_in",
+        "body",
+        "conv_body",
+        "upsampler",
+        "hr_conv_in",
+        "hr_head",
+        "conv_out",
+        "base_upsampler",
+    ]
+    spent: dict[str, list[float]] = {s: [] for s in stages}
+    handles, t0 = [], {}
+    for s in stages:
+        mod = getattr(cfg.model, s, None)
+        if mod is None:
+            continue
+        handles.append(mod.register_forward_pre_hook(lambda m, a, s=s: t0.__setitem__(s, clock())))
+        handles.append(mod.register_forward_hook(lambda m, a, o, s=s: spent[s].append(clock() - t0[s])))
+    total = [cfg.step(clock) for _ in range(max(3, repeats))]
+    for h in handles:
+        h.remove()
+    med = statistics.median(total)
+    parts = "  ".join(
+        f"{s} {1e3 * statistics.median(v):.1f} ({100 * statistics.median(v) / med:.0f}%)"
+        for s, v in spent.items()
+        if v
+    )
+    print(f"  breakdown {cfg.key[0]} fused {cfg.key[2]}: total {1e3 * med:.1f} ms = {parts}")
 
 
 def _best(mps: dict[tuple[str, str, str], float], name: str, mode: str) -> tuple[float, str] | None:
@@ -160,6 +233,9 @@ def _print_ratios(mps: dict[tuple[str, str, str], float]) -> None:
             if (name, "fused", prec) in mps and (name, "unfused", prec) in mps:
                 r = mps[(name, "fused", prec)] / mps[(name, "unfused", prec)]
                 print(f"  {name} fused / unfused [{prec}]: {r:.2f}x")
+            if (name, "fused", prec) in mps and (name, "training", prec) in mps:
+                r = mps[(name, "fused", prec)] / mps[(name, "training", prec)]
+                print(f"  {name} fused / training graph [{prec}]: {r:.2f}x")
     nano_f, nano_u = _best(mps, "paragonsr2_nano", "fused"), _best(mps, "paragonsr2_nano", "unfused")
     comp = _best(mps, "compact_32f32c", "unfused")
     if nano_f and nano_u:
@@ -189,6 +265,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="time with process CPU time (robust on a busy machine; --threads 1)",
     )
+    ap.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="leave glibc's allocator at its defaults (the CLI tunes it; see paragonsr.utils.malloc)",
+    )
+    ap.add_argument(
+        "--training-graph",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the training graph of fusable models (training-mode forward), the form fusion replaces",
+    )
+    ap.add_argument("--breakdown", action="store_true", help="per-stage time of each fused ParagonSR2")
     run(ap.parse_args(argv))
     return 0
 

@@ -1,0 +1,47 @@
+"""bench/infer.py runs end to end (tiny sizes) and reports both issue-2 targets and the training-graph row."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "infer.py"
+
+
+def test_infer_bench_prints_rows_ratios_and_breakdown() -> None:
+    args = [
+        "--archs",
+        "paragonsr2_nano,compact_32f32c",
+        "--size",
+        "32",
+        "--repeats",
+        "2",
+        "--precisions",
+        "fp32",
+    ]
+    out = subprocess.run(
+        [sys.executable, str(BENCH), *args, "--threads", "1", "--breakdown"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    rows = {
+        tuple(m.groups()[:2]): float(m.group(3))
+        for m in re.finditer(r"^(\S+)\s+(\w+)\s+([\d.]+)$", out, re.M)
+    }
+    assert set(rows) == {
+        ("paragonsr2_nano", "unfused"),
+        ("paragonsr2_nano", "training"),
+        ("paragonsr2_nano", "fused"),
+        ("compact_32f32c", "unfused"),
+    }
+    assert all(v > 0 for v in rows.values())
+    want = rows[("paragonsr2_nano", "fused")] / rows[("compact_32f32c", "unfused")]
+    line = re.search(r"TARGET fused nano \(fp32\) / Compact 32f32c \(fp32\), best each: ([\d.]+)x", out)
+    assert line and abs(float(line.group(1)) - want) < 0.01  # the printed ratio is the ratio of the rows
+    assert "TARGET fused nano (fp32) / unfused nano (fp32)" in out
+    stages = re.search(r"breakdown paragonsr2_nano fused fp32: total [\d.]+ ms = (.*)$", out, re.M)
+    assert stages and all(s in stages.group(1) for s in ("body", "upsampler", "hr_head", "conv_out"))
