@@ -141,13 +141,13 @@ def evaluate(
 ) -> Report:
     from tqdm import tqdm
 
-    from paragonsr.infer.image_io import read_image
+    from paragonsr.infer.image_io import read_image, to_rgb
     from paragonsr.metrics import calculate_metric
 
     report = Report(scale=scale, methods=list(methods), deep_metrics=list(deep_metrics))
     for path in tqdm(gt_paths, desc="eval", unit="img", disable=not progress):
         gt, _ = read_image(path)
-        gt = mod_crop(gt[..., :3] if gt.ndim == 3 else np.repeat(gt[..., None], 3, -1), scale)
+        gt = mod_crop(to_rgb(gt), scale)
         lq = lq_for(path, gt)
         gt8 = quantize8(gt)
         outputs = {}

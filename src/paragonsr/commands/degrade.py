@@ -109,8 +109,8 @@ def _process(job: tuple[int, str]) -> dict[str, Any]:
         img, info = read_image(Path(cfg["input"]) / rel)
         entry: dict[str, Any] = {"file": rel, "index": index, "pipeline": cfg["pipeline"], "scale": deg.scale,
                                  "seed": [cfg["seed"], zlib.crc32(rel.encode("utf-8"))]}  # fmt: skip
-        if img.shape[2] == 4:
-            img, entry["alpha"] = img[..., :3], "dropped"
+        if img.shape[2] in (2, 4):  # gray + alpha or RGBA
+            img, entry["alpha"] = img[..., :-1], "dropped"
         rng = np.random.default_rng(image_seed(cfg["seed"], rel))
         crop = cfg["gt_crop"]
         if crop:
@@ -231,13 +231,13 @@ def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> i
 
 def preview(args: argparse.Namespace, opt: dict[str, Any], name: str | None) -> int:
     from paragonsr.degrade.preview import grid_image, preview_panels
-    from paragonsr.infer.image_io import read_image, write_image
+    from paragonsr.infer.image_io import read_image, to_rgb, write_image
 
     if args.output is None:
         print("error: --preview needs -o/--output grid.png", file=sys.stderr)
         return 2
     img, _ = read_image(args.preview)
-    panels = preview_panels(img[..., :3], args.scale, args.seed, opts={name: opt} if name else None)
+    panels = preview_panels(to_rgb(img), args.scale, args.seed, opts={name: opt} if name else None)
     write_image(args.output, grid_image(panels).astype(np.float32) / 255.0, bit_depth=8)
     print(f"wrote {args.output} ({len(panels)} panels)")
     return 0

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         resampler_method,
         write_report,
     )
-    from paragonsr.infer.image_io import read_image
+    from paragonsr.infer.image_io import read_image, to_rgb
 
     try:
         gt_paths = list_images(args.gt, recursive=False, what="GT", allow_empty=False)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             if path.stem not in lq_files:
                 raise FileNotFoundError(f"no LQ image for {path.name} in {args.lq}")
             lq, _ = read_image(lq_files[path.stem])
-            lq = lq[..., :3] if lq.ndim == 3 else np.repeat(lq[..., None], 3, -1)
+            lq = to_rgb(lq)
             want = (gt.shape[0] // scale, gt.shape[1] // scale)
             if lq.shape[:2] != want:
                 raise ValueError(f"{lq_files[path.stem]}: LQ is {lq.shape[:2]}, expected {want} for x{scale}")

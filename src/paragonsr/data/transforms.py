@@ -21,18 +21,14 @@ def imread_rgb(path: str | Path) -> np.ndarray:
     expanded to 3 channels; alpha is dropped (composited on black would bias colours, the RGB is kept). Decoded
     by :func:`paragonsr.infer.image_io.read_image`, so EXIF orientation is applied exactly as ``paragonsr degrade``
     / ``upscale`` apply it (an LQ made by them stays aligned with its GT read here)."""
-    from paragonsr.infer.image_io import read_image
+    from paragonsr.infer.image_io import read_image, to_rgb
 
     path = Path(path)
     try:
         img, _ = read_image(path)
     except (OSError, ValueError) as exc:
         raise OSError(f"cannot read image {path} (missing, empty or not an image): {exc}") from None
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif img.shape[2] == 4:
-        img = img[:, :, :3]
-    return np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32)
+    return np.ascontiguousarray(np.clip(to_rgb(img), 0.0, 1.0), dtype=np.float32)
 
 
 def pad_to(img: np.ndarray, min_h: int, min_w: int) -> np.ndarray:

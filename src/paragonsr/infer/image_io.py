@@ -2,7 +2,8 @@
 
 - Bit depth comes from the decoded dtype (uint8 -> 8, uint16 -> 16, float -> 32), never from pixel values, so a
   dark 16-bit image stays 16-bit and is written back at 16 bits.
-- Grayscale stays 1 channel (HW1), RGBA keeps its alpha, EXIF orientation is applied (the array is what a viewer
+- Grayscale stays 1 channel (HW1), gray + alpha PNGs stay 2 channels (HW2, written back as gray + alpha PNGs),
+  RGBA keeps its alpha, EXIF orientation is applied (the array is what a viewer
   shows); the decoder is OpenCV (``IMREAD_UNCHANGED``) with Pillow as fallback for what OpenCV cannot open.
 - Writes are atomic: encode in memory, write a temp file in the target folder, ``os.replace``.
 """
@@ -10,6 +11,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -63,11 +66,11 @@ class ImageInfo:
 
     @property
     def has_alpha(self) -> bool:
-        return self.channels == 4
+        return self.channels in (2, 4)
 
     @property
     def is_gray(self) -> bool:
-        return self.channels == 1
+        return self.channels in (1, 2)
 
     def with_size(self, height: int, width: int) -> ImageInfo:
         return replace(self, height=height, width=width)
@@ -89,6 +92,34 @@ def _sniff_format(data: bytes) -> str | None:
     if data[:2] in (b"P5", b"P6", b"P2", b"P3"):
         return "pnm"
     return None
+
+
+def _png_color_type(data: bytes) -> int | None:
+    """The PNG IHDR colour type (0 gray, 2 RGB, 3 palette, 4 gray + alpha, 6 RGBA), or None."""
+    return data[25] if len(data) > 25 and data[12:16] == b"IHDR" else None
+
+
+def _encode_png_gray_alpha(arr: np.ndarray) -> bytes:
+    """A gray + alpha PNG (colour type 4) from uint8/uint16 HxWx2. OpenCV cannot write 2 channels and Pillow
+    cannot write them at 16 bits, so the few chunks are written here (Sub filter, zlib level 6)."""
+    h, w, _ = arr.shape
+    depth = 16 if arr.dtype == np.uint16 else 8
+    rows = arr.astype(">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(h, -1)
+    bpp = 2 * depth // 8  # bytes per pixel
+    sub = rows.copy()
+    sub[:, bpp:] = rows[:, bpp:] - rows[:, :-bpp]  # uint8 arithmetic wraps mod 256, as the filter wants
+    raw = np.concatenate([np.ones((h, 1), np.uint8), sub], axis=1).tobytes()  # filter byte 1 = Sub per row
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, 4, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _check_complete(data: bytes, fmt: str | None, path: str) -> None:
@@ -205,8 +236,12 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
         arr = arr[..., 0]
     if arr.ndim == 2:
         arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise ImageReadError(f"{path}: unsupported image layout {arr.shape} (need gray, RGB or RGBA)")
+    if fmt == "png" and arr.ndim == 3 and arr.shape[2] == 4 and _png_color_type(data) == 4:
+        arr = arr[..., [0, 3]]  # OpenCV expands gray + alpha to BGRA; the file is gray, so keep it gray
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(
+            f"{path}: unsupported image layout {arr.shape} (need gray, gray + alpha, RGB or RGBA)"
+        )
     if arr.dtype == np.uint8:
         depth, img = 8, arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:
@@ -230,6 +265,16 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
         orientation=orientation,
     )
     return np.ascontiguousarray(img), info
+
+
+def to_rgb(img: np.ndarray) -> np.ndarray:
+    """HWC gray / gray + alpha / RGB / RGBA -> HWx3 RGB: gray is repeated, alpha dropped (not composited)."""
+    if img.ndim == 2:
+        img = img[..., None]
+    c = img.shape[2]
+    if c in (2, 4):
+        img, c = img[..., :-1], c - 1
+    return np.repeat(img, 3, axis=2) if c == 1 else img
 
 
 def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
@@ -266,16 +311,23 @@ def to_dtype(img: np.ndarray, bit_depth: int) -> np.ndarray:
 def encode_image(
     img: np.ndarray, fmt: str, bit_depth: int = 8, quality: int = 95, background: float = 1.0
 ) -> bytes:
-    """Encode float HWC RGB(A)/gray in [0, 1]. Formats without alpha (JPEG) get it composited over
-    ``background`` (white by default); formats that cannot store the requested depth get 8 bits."""
+    """Encode float HWC gray, gray + alpha, RGB or RGBA in [0, 1]. Formats without alpha (JPEG) get it composited
+    over ``background`` (white by default); formats that cannot store the requested depth get 8 bits. Gray + alpha
+    stays gray + alpha in PNG and becomes RGBA in TIFF/WebP/BMP."""
     if img.ndim == 2:
         img = img[..., None]
-    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
-        raise ValueError(f"cannot write an image of shape {img.shape} (need HxW, HxWx1, HxWx3 or HxWx4)")
-    if img.shape[2] == 4 and fmt == "jpeg":
-        alpha = np.clip(img[..., 3:], 0.0, 1.0)
-        img = img[..., :3] * alpha + background * (1.0 - alpha)
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"cannot write an image of shape {img.shape} (need HxW, HxWx1, HxWx2, HxWx3 or HxWx4)"
+        )
     depth = bit_depth if bit_depth in _DEEP_FORMATS.get(fmt, (8,)) else 8
+    if img.shape[2] == 2 and fmt == "png":
+        return _encode_png_gray_alpha(to_dtype(img, depth))
+    if img.shape[2] in (2, 4) and fmt == "jpeg":
+        alpha = np.clip(img[..., -1:], 0.0, 1.0)
+        img = img[..., :-1] * alpha + background * (1.0 - alpha)
+    elif img.shape[2] == 2:  # TIFF/WebP/BMP through OpenCV: gray + alpha as RGBA with equal colour channels
+        img = img[..., [0, 0, 0, 1]]
     arr = to_dtype(img, depth)
     if arr.shape[2] >= 3:
         arr = arr[..., [2, 1, 0, *range(3, arr.shape[2])]]  # RGB(A) -> BGR(A) for OpenCV
@@ -319,5 +371,6 @@ __all__ = [
     "output_format",
     "read_image",
     "to_dtype",
+    "to_rgb",
     "write_image",
 ]

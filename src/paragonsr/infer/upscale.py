@@ -137,18 +137,19 @@ class Upscaler:
         outscale: float | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> tuple[np.ndarray, ImageInfo]:
-        """float32 HWC (C = 1, 3, 4) in [0, 1] -> upscaled float32 HWC in [0, 1] and the updated info."""
+        """float32 HWC (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) in [0, 1] -> upscaled float32 HWC in [0, 1]
+        and the updated info."""
         if img.ndim == 2:
             img = img[..., None]
-        if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
-            raise ValueError(f"expected an HxWxC image with C in (1, 3, 4), got shape {img.shape}")
+        if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+            raise ValueError(f"expected an HxWxC image with C in (1, 2, 3, 4), got shape {img.shape}")
         h, w, c = img.shape
         if min(h, w) < MIN_SIDE:
             raise ValueError(
                 f"image is too small to upscale ({w}x{h} px; need at least {MIN_SIDE}x{MIN_SIDE})"
             )
         x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
-        color, alpha = (x[:, :3], x[:, 3:]) if c == 4 else (x, None)
+        color, alpha = (x[:, :-1], x[:, -1:]) if c in (2, 4) else (x, None)
         if alpha is not None:
             color = fill_transparent(color, alpha)
         s = outscale if outscale is not None else self.backend.scale
