@@ -55,3 +55,31 @@ def test_metadata_and_input_errors(tmp_path):
         backend(torch.rand(1, 3, 8, 8))
     with pytest.raises(FileNotFoundError, match=r"missing\.onnx"):
         OnnxBackend(tmp_path / "missing.onnx")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the classic exporter, chosen on purpose
+def test_foreign_fixed_size_onnx_pads_small_inputs_and_tiles_large_ones(tmp_path):
+    torch.manual_seed(0)
+    model = build_arch("compact", num_feat=4, num_conv=2, upscale=2).eval()
+    path = tmp_path / "fixed.onnx"
+    torch.onnx.export(
+        model, (torch.rand(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17, input_names=["x"]
+    )
+    backend = OnnxBackend(path, provider="cpu")
+    assert backend.fixed_hw == (32, 32) and (backend.scale, backend.out_ch) == (2, 3)
+
+    # Smaller than the fixed size: edge-padded, run, cropped - exactly the model on the edge-padded input.
+    small = torch.rand(2, 3, 20, 27)
+    padded = torch.nn.functional.pad(small, (0, 5, 0, 12), mode="replicate")
+    with torch.no_grad():
+        want = model(padded)[..., :40, :54]
+    assert torch.allclose(backend(small), want, atol=1e-5)
+
+    # Larger: tiles of the fixed size; away from the bottom/right image edges it equals the untiled model.
+    big = torch.rand(1, 3, 70, 45)
+    got = backend(big)
+    assert got.shape == (1, 3, 140, 90)
+    with torch.no_grad():
+        full = model(big)
+    r = 2 * 4  # a few LR pixels of receptive field (3 convs), in output pixels, plus margin
+    assert torch.allclose(got[..., : 140 - r, : 90 - r], full[..., : 140 - r, : 90 - r], atol=1e-4)

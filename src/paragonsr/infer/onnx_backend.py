@@ -116,6 +116,13 @@ class OnnxBackend:
         self.input_dtype = _ORT_FLOAT.get(self._in.type)
         if self.input_dtype is None:
             raise ValueError(f"{self.path}: input type {self._in.type} is not a float tensor")
+        # A foreign export with a fixed input size (e.g. 1x3x64x64): smaller inputs are edge-padded up to it and
+        # larger ones run in tiles of it, so any image works; a raw ORT shape error per tile helps nobody.
+        dims = self._in.shape
+        self.fixed_hw: tuple[int, int] | None = (
+            (int(dims[2]), int(dims[3])) if isinstance(dims[2], int) and isinstance(dims[3], int) else None
+        )
+        self.fixed_batch: int | None = int(dims[0]) if isinstance(dims[0], int) else None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k.split(".", 1)[1]: v for k, v in meta.items() if k.startswith("paragonsr.")}
         self.precision = self.metadata.get("precision", "unknown")
@@ -128,19 +135,55 @@ class OnnxBackend:
             self.scale, self.out_ch = self._probe()
 
     def _probe(self) -> tuple[int, int]:
-        probe = np.zeros((1, self.in_ch, 16, 16), dtype=self.input_dtype)
+        ph, pw = self.fixed_hw or (16, 16)
+        probe = np.zeros((self.fixed_batch or 1, self.in_ch, ph, pw), dtype=self.input_dtype)
         out = self.session.run([self._out.name], {self._in.name: probe})[0]
-        if out.shape[2] % 16 or out.shape[2] != out.shape[3]:
-            raise ValueError(f"{self.path}: cannot infer an integer scale from output shape {out.shape}")
-        return out.shape[2] // 16, int(out.shape[1])
+        if out.shape[2] % ph or out.shape[3] % pw or out.shape[2] // ph != out.shape[3] // pw:
+            raise ValueError(
+                f"{self.path}: cannot infer an integer scale from output shape {out.shape} for a {ph}x{pw} input"
+            )
+        return out.shape[2] // ph, int(out.shape[1])
+
+    def _session_run(self, x: np.ndarray) -> np.ndarray:
+        feed = np.ascontiguousarray(x, dtype=self.input_dtype)
+        return self.session.run([self._out.name], {self._in.name: feed})[0].astype(np.float32, copy=False)
+
+    def _run_fixed(self, x: np.ndarray) -> np.ndarray:
+        """One input no larger than the fixed size: edge-pad to it, run, crop the output back."""
+        (fh, fw), (b, _, h, w) = self.fixed_hw, x.shape
+        padded = np.pad(x, ((0, 0), (0, 0), (0, fh - h), (0, fw - w)), mode="edge")
+        outs = [
+            self._session_run(padded[i : i + 1] if self.fixed_batch == 1 else padded)
+            for i in range(b if self.fixed_batch == 1 else 1)
+        ]
+        out = np.concatenate(outs, axis=0)
+        return out[..., : h * self.scale, : w * self.scale]
 
     def run_numpy(self, x: np.ndarray) -> np.ndarray:
         """NCHW array in, NCHW float32 array out (no clipping)."""
         if x.ndim != 4 or x.shape[1] != self.in_ch:
             raise ValueError(f"expected input of shape [B, {self.in_ch}, H, W], got {tuple(x.shape)}")
-        feed = np.ascontiguousarray(x, dtype=self.input_dtype)
-        out = self.session.run([self._out.name], {self._in.name: feed})[0]
-        return out.astype(np.float32, copy=False)
+        if self.fixed_hw is None:
+            return self._session_run(x)
+        if self.fixed_batch not in (None, 1) and x.shape[0] != self.fixed_batch:
+            raise ValueError(
+                f"{self.path}: the model only takes batches of exactly {self.fixed_batch}, got {x.shape[0]}"
+            )
+        fh, fw = self.fixed_hw
+        if x.shape[2] <= fh and x.shape[3] <= fw:
+            return self._run_fixed(x)
+        # late import: the tiling module pulls in the torch side
+        from paragonsr.infer.tiling import DEFAULT_OVERLAP, tiled_forward
+
+        tile = min(fh, fw)
+        y = tiled_forward(
+            lambda t: torch.from_numpy(self._run_fixed(t.numpy())),
+            torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+            self.scale,
+            tile,
+            overlap=min(tile // 2, DEFAULT_OVERLAP),  # the usual overlap, as far as a small fixed tile allows
+        )
+        return y.numpy()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         arr = x.detach().to("cpu", torch.float32).numpy()
