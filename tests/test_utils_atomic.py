@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,27 @@ def test_reading_the_umask_does_not_change_it(monkeypatch: pytest.MonkeyPatch) -
     finally:
         real(old)
     assert calls == []
+
+
+def test_data_is_synced_before_the_rename_and_the_folder_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync-dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync-file")
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_write_bytes(tmp_path / "out.bin", b"payload")
+    assert (tmp_path / "out.bin").read_bytes() == b"payload"
+    if sys.platform.startswith("linux"):
+        assert events == ["fsync-file", "replace", "fsync-dir"]
+    else:
+        assert events[:2] == ["fsync-file", "replace"]

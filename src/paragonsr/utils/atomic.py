@@ -34,6 +34,25 @@ def file_mode() -> int:
     return 0o666 & ~_current_umask()
 
 
+def _fsync(path: Path, directory: bool) -> None:
+    if directory and os.name == "nt":
+        return  # Windows cannot open a folder for fsync; NTFS journals the rename
+    try:
+        flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+        fd = os.open(path, flags)
+    except OSError:
+        if directory:
+            return  # some file systems (network, FUSE) refuse to open folders; the data itself was synced
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temp path beside ``path`` to write to; on normal exit it replaces ``path``, on error it is deleted.
@@ -49,7 +68,11 @@ def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
     try:
         yield tmp
         os.chmod(tmp, file_mode())
+        # Data on disk before the rename makes it visible: after a crash the target is the old or the new file,
+        # never a new name over empty blocks (ext4/xfs delayed allocation).
+        _fsync(tmp, directory=False)
         os.replace(tmp, target)
+        _fsync(target.parent, directory=True)  # and the rename itself is durable
     finally:
         tmp.unlink(missing_ok=True)  # no-op after a successful replace
 
