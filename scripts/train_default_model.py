@@ -155,6 +155,13 @@ def main() -> int:
         "shares the machine or is paused gets the same training as one that runs alone",
     )
     ap.add_argument("--init", type=Path, help="start from these weights (e.g. a previous run's latest_ema)")
+    ap.add_argument(
+        "--init-strict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--no-init-strict: load --init into a changed architecture (e.g. fewer hr_blocks); the missing and "
+        "unexpected keys are printed",
+    )
     ap.add_argument("--max-iters", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--gt-size", type=int, default=128)
@@ -197,7 +204,9 @@ def main() -> int:
     if args.init is not None:
         from paragonsr.checkpoint import load_weights
 
-        load_weights(model, args.init, strict=True)
+        report = load_weights(model, args.init, strict=args.init_strict)
+        if not args.init_strict:
+            print(f"--init {args.init} (non-strict): {report}", flush=True)
     ema = copy.deepcopy(model).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -217,7 +226,12 @@ def main() -> int:
     bar = tqdm(total=int(budget), unit="cpu-s", desc="train", file=sys.stdout, mininterval=30)
     stream = iter(
         torch.utils.data.DataLoader(
-            BatchStream(sampler, args.batch), batch_size=None, num_workers=args.workers, prefetch_factor=4
+            BatchStream(sampler, args.batch),
+            batch_size=None,
+            num_workers=args.workers,
+            prefetch_factor=4
+            if args.workers > 0
+            else None,  # torch refuses a prefetch factor without workers
         )
     )
     while it < args.max_iters and time.process_time() - cpu0 < budget:
