@@ -68,6 +68,10 @@ def quantize_int8(
     ``keep_float`` stay in float (default: ParagonSR2's fixed image-space MKS upsampler, see KEEP_FLOAT_DEFAULT).
     """
     import onnx
+
+    from paragonsr.infer.onnx_backend import _ort
+
+    _ort()  # telemetry off before onnxruntime.quantization creates its calibration sessions
     import onnxruntime.quantization as oq
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization.shape_inference import quant_pre_process

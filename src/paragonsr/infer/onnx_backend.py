@@ -32,12 +32,18 @@ AUTO_ORDER = ("CUDAExecutionProvider", "DmlExecutionProvider", "CPUExecutionProv
 
 
 def _ort() -> Any:
+    """onnxruntime with its telemetry off. The environment variable only works if set before the first import
+    (the package sets it too); ``disable_telemetry_events`` covers a process that imported onnxruntime earlier."""
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
     try:
         import onnxruntime
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
         raise ModuleNotFoundError(
             "the ONNX backend needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu / -directml)"
         ) from exc
+    disable = getattr(onnxruntime, "disable_telemetry_events", None)
+    if disable is not None:
+        disable()
     return onnxruntime
 
 
@@ -70,22 +76,26 @@ def resolve_providers(provider: str | Sequence[str] | None = None) -> list[str]:
 
 
 def make_session(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | bytes,
     provider: str | Sequence[str] | None = None,
     *,
     threads: int = 0,
 ) -> Any:
-    """An ``InferenceSession`` with all graph optimisations on. ``threads=0`` lets ORT pick."""
+    """An ``InferenceSession`` with all graph optimisations on and telemetry off; every session the project
+    creates comes from here. ``path``: an .onnx file or the serialised model bytes. ``threads=0`` lets ORT pick.
+    FileNotFoundError for a missing file; ValueError for an unknown provider."""
     ort = _ort()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {path}")
+    if not isinstance(path, bytes):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=opts, providers=resolve_providers(provider))
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=opts, providers=resolve_providers(provider))
 
 
 _ORT_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
