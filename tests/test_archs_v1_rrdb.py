@@ -359,3 +359,57 @@ def test_training_steps_reduce_l1(photo_crop: np.ndarray, name: str, kwargs: dic
     assert losses[-1] < losses[0]
     changed = [k for k, p in model.named_parameters() if not torch.equal(p, before[k])]
     assert len(changed) == len(before)  # every parameter (LayerScale, every mixer branch) is trained
+
+
+def _esrgan_legacy(model: RRDBNet) -> dict[str, torch.Tensor]:
+    """The original ESRGAN ``model.N`` layout of an RRDBNet without unshuffle: its flat Sequential is
+    [conv_first, shortcut(body, conv_body), (upsample, conv, lrelu) x n, conv_hr, lrelu, conv_last]."""
+    n = len(model.up_names)
+    tail = {f"conv_up{i + 1}": 3 * (i + 1) for i in range(n)} | {"conv_hr": 3 * n + 2, "conv_last": 3 * n + 4}
+    out = {}
+    for k, v in model.state_dict().items():
+        name, kind = k.rsplit(".", 1)
+        if m := re.match(r"body\.(\d+)\.rdb(\d)\.conv(\d)", name):
+            out[f"model.1.sub.{m[1]}.RDB{m[2]}.conv{m[3]}.0.{kind}"] = v
+        elif name == "conv_first":
+            out[f"model.0.{kind}"] = v
+        elif name == "conv_body":
+            out[f"model.1.sub.{len(model.body)}.{kind}"] = v
+        else:
+            out[f"model.{tail[name]}.{kind}"] = v
+    return out
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+@pytest.mark.parametrize("layout", ["esrgan", "basicsr"])
+def test_rrdbnet_scale_from_upconv_count_old_and_new_layouts(tmp_path: Path, scale: int, layout: str):
+    from paragonsr.checkpoint import load_model
+
+    torch.manual_seed(0)
+    if layout == "esrgan":  # original ESRGAN: no unshuffle, log2(scale) upconvs (x1: none, x2: one)
+        ups = {1: 0, 2: 1, 4: 2, 8: 3}[scale]
+        model = RRDBNet(scale=scale, num_upconv=ups, **TINY_RRDB)
+        state = _esrgan_legacy(model)
+        assert model.unshuffle == 1 and len(model.up_names) == ups
+        assert sum(k.startswith("model.") and k.count(".") == 2 for k in state) == 2 * (ups + 3)
+    else:  # BasicSR: x1/x2 unshuffle by 4/2 and keep two upconvs
+        model = RRDBNet(scale=scale, **TINY_RRDB)
+        state = model.state_dict()
+        assert model.unshuffle == {1: 4, 2: 2}.get(scale, 1)
+    path = tmp_path / f"{layout}_x{scale}.pth"
+    torch.save(state, path)
+    loaded = load_model(path)  # no metadata: arch and scale from the key layout alone
+    assert type(loaded) is RRDBNet and loaded.scale == scale
+    assert loaded.up_names == model.up_names and loaded.unshuffle == model.unshuffle
+    x = torch.rand(1, 3, 6, 10)
+    with torch.no_grad():
+        y = loaded(x)
+        assert y.shape == (1, 3, 6 * scale, 10 * scale)
+        torch.testing.assert_close(y, model.eval()(x), atol=0, rtol=0)
+
+
+def test_rrdbnet_upconv_count_must_fit_scale():
+    with pytest.raises(ValueError, match=r"x2 cannot have 0 upsampling convs"):
+        RRDBNet(scale=2, num_upconv=0, **TINY_RRDB)
+    with pytest.raises(ValueError, match=r"x8 cannot have 2 upsampling convs"):
+        RRDBNet(scale=8, num_upconv=2, **TINY_RRDB)

@@ -3,7 +3,9 @@
 Keys: ``conv_first``, ``body.N.rdb{1,2,3}.conv{1..5}``, ``conv_body``, ``conv_up1``, ``conv_up2``
 (``conv_up3`` for ×8), ``conv_hr``, ``conv_last``, so BasicSR / Real-ESRGAN checkpoints load with strict keys.
 Scales 1 and 2 pixel-unshuffle the input (by 4 and 2) and reuse the ×4 trunk, exactly as BasicSR does; the
-original-ESRGAN key layout (``model.0``, ``model.1.sub.N.RDB1.conv1.0``…) is converted on load.
+original-ESRGAN key layout (``model.0``, ``model.1.sub.N.RDB1.conv1.0``…) is converted on load. Original-ESRGAN
+×1/×2 files have no unshuffle but 0/1 upsampling convs instead: ``num_upconv`` builds that layout (the scale is
+read back from the number of upconvs, :func:`rrdbnet_kwargs_from_state_dict`).
 """
 
 from __future__ import annotations
@@ -103,8 +105,10 @@ def convert_esrgan_legacy_state_dict(state: dict[str, Tensor]) -> dict[str, Tens
 def rrdbnet_kwargs_from_state_dict(state: dict[str, Tensor]) -> dict[str, Any]:
     """Hyperparameters of a BasicSR/Real-ESRGAN (or legacy ESRGAN) RRDBNet state dict, for files without metadata.
 
-    The unshuffle factor (hence scale 1 or 2) is read from ``conv_first``'s input channels assuming
-    ``num_in_ch == num_out_ch`` (true for every released RRDBNet); ×8 files have ``conv_up3``.
+    The unshuffle factor is read from ``conv_first``'s input channels assuming ``num_in_ch == num_out_ch`` (true
+    for every released RRDBNet) and the upsampling from the number of ``conv_upN``: scale = 2**upconvs / unshuffle
+    (BasicSR ×1/×2 unshuffle by 4/2 with two upconvs; original ESRGAN ×1/×2 have 0/1 upconvs, ×8 has three).
+    Raises ``KeyError``/``ValueError`` for layouts that are not RRDBNet.
     """
     if any(k.startswith("model.") for k in state):
         state = convert_esrgan_legacy_state_dict(state)
@@ -117,9 +121,15 @@ def rrdbnet_kwargs_from_state_dict(state: dict[str, Tensor]) -> dict[str, Any]:
     ratio = first.shape[1] // num_out_ch
     if first.shape[1] % num_out_ch or ratio not in (1, 4, 16):
         raise ValueError(f"conv_first has {first.shape[1]} input channels for {num_out_ch} output channels")
-    scale = {16: 1, 4: 2}.get(ratio, 8 if "conv_up3.weight" in state else 4)
+    ups = 0
+    while f"conv_up{ups + 1}.weight" in state:
+        ups += 1
+    unshuffle = {1: 1, 4: 2, 16: 4}[ratio]
+    if (2**ups) % unshuffle or (2**ups) // unshuffle < 1:
+        raise ValueError(f"{ups} upsampling convs do not fit a {unshuffle}x pixel-unshuffled input")
+    scale = 2**ups // unshuffle
     blocks = {int(k.split(".")[1]) for k in state if k.startswith("body.")}
-    return dict(
+    kwargs: dict[str, Any] = dict(
         num_in_ch=num_out_ch,
         num_out_ch=num_out_ch,
         scale=scale,
@@ -127,10 +137,19 @@ def rrdbnet_kwargs_from_state_dict(state: dict[str, Tensor]) -> dict[str, Any]:
         num_block=max(blocks) + 1,
         num_grow_ch=int(grow),
     )
+    if ups != _default_upconvs(scale):  # original ESRGAN x1/x2: no unshuffle, fewer upconvs
+        kwargs["num_upconv"] = ups
+    return kwargs
+
+
+def _default_upconvs(scale: int) -> int:
+    """BasicSR's convention: x1/x2 unshuffle to reuse the x4 trunk (2 upconvs); x8 has 3."""
+    return 3 if scale == 8 else 2
 
 
 class RRDBNet(nn.Module):
-    """ESRGAN generator. ``scale`` ∈ {1, 2, 4, 8}; 1 and 2 pixel-unshuffle the input like BasicSR.
+    """ESRGAN generator. ``scale`` ∈ {1, 2, 4, 8}; 1 and 2 pixel-unshuffle the input like BasicSR, unless
+    ``num_upconv`` asks for the original ESRGAN layout (``scale == 2**num_upconv``, no unshuffle).
 
     Inputs whose size is not a multiple of the unshuffle factor are replicate-padded and the output cropped, so any
     image size works (BasicSR would raise inside ``pixel_unshuffle``).
@@ -144,6 +163,7 @@ class RRDBNet(nn.Module):
         num_feat: int = 64,
         num_block: int = 23,
         num_grow_ch: int = 32,
+        num_upconv: int | None = None,
     ) -> None:
         super().__init__()
         if scale not in _SUPPORTED_SCALES:
@@ -151,18 +171,21 @@ class RRDBNet(nn.Module):
         for name, v in (("num_feat", num_feat), ("num_block", num_block), ("num_grow_ch", num_grow_ch)):
             if int(v) < 1:
                 raise ValueError(f"RRDBNet {name} must be >= 1, got {v}")
+        ups = _default_upconvs(scale) if num_upconv is None else int(num_upconv)
+        if not 0 <= ups <= 3 or (2**ups) % scale or (2**ups) // scale not in (1, 2, 4):
+            raise ValueError(f"RRDBNet x{scale} cannot have {num_upconv} upsampling convs")
         self.scale = scale
         self.in_ch = num_in_ch
         self.out_ch = num_out_ch
-        # ×1 and ×2 fold space into channels so the trunk always upsamples ×4 (BasicSR's convention).
-        self.unshuffle = {1: 4, 2: 2}.get(scale, 1)
+        # BasicSR: ×1 and ×2 fold space into channels so the trunk always upsamples ×4. Original ESRGAN ×1/×2
+        # (num_upconv 0/1) do not unshuffle.
+        self.unshuffle = 2**ups // scale
         self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle**2, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        if scale == 8:
-            self.conv_up3 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.up_names = tuple(f"conv_up{i + 1}" for i in range(ups))
+        for name in self.up_names:
+            setattr(self, name, nn.Conv2d(num_feat, num_feat, 3, 1, 1))
         self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
@@ -188,10 +211,8 @@ class RRDBNet(nn.Module):
             x = F.pixel_unshuffle(x, r)
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
-        feat = self._upsample(self.conv_up1, feat)
-        feat = self._upsample(self.conv_up2, feat)
-        if self.scale == 8:
-            feat = self._upsample(self.conv_up3, feat)
+        for name in self.up_names:
+            feat = self._upsample(getattr(self, name), feat)
         out = self.conv_last(self.lrelu(self.conv_hr(feat)))
         if r > 1:
             out = out[..., : h * self.scale, : w * self.scale]
@@ -215,9 +236,11 @@ def rrdbnet(
     num_feat: int = 64,
     num_block: int = 23,
     num_grow_ch: int = 32,
+    num_upconv: int | None = None,
 ) -> RRDBNet:
-    """RRDBNet with BasicSR defaults (64 feat, 23 blocks, grow 32) = Real-ESRGAN x4plus / ESRGAN."""
-    return RRDBNet(num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch)
+    """RRDBNet with BasicSR defaults (64 feat, 23 blocks, grow 32) = Real-ESRGAN x4plus / ESRGAN.
+    ``num_upconv`` (0-3) overrides BasicSR's upsampling convention for original-ESRGAN x1/x2 files."""
+    return RRDBNet(num_in_ch, num_out_ch, scale, num_feat, num_block, num_grow_ch, num_upconv)
 
 
 __all__ = [
