@@ -10,7 +10,8 @@
 - ``load_model`` rebuilds the architecture from the metadata, or for third-party files without metadata from the
   key layout (:func:`paragonsr.archs.detect.detect_arch`: Real-ESRGAN Compact, RRDBNet, ParagonSR v1 given
   ``scale=``), so ``paragonsr upscale --model file`` needs no further flags. Metadata encoding:
-  :mod:`paragonsr.checkpoint_meta`.
+  :mod:`paragonsr.checkpoint_meta`. Metadata hyperparameters are checked (types, bounds, tensor names and shapes)
+  before anything is built: :mod:`paragonsr.checkpoint_validate`. Every error names the file.
 
 Metadata dict (``meta``) keys: ``arch`` (str|None), ``arch_kwargs`` (dict), ``scale``/``in_ch``/``out_ch``
 (int|None), ``fused`` (bool|None: None = unknown), ``paragonsr_version`` (str|None), ``extra`` (dict),
@@ -24,8 +25,8 @@ import inspect
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,17 @@ from torch import Tensor, nn
 from paragonsr.archs.detect import detect_arch
 from paragonsr.checkpoint_meta import (
     CheckpointError,
+    LoadReport,
     decode_meta,
     encode_meta,
     model_is_fused,
     unwrap_model,
+)
+from paragonsr.checkpoint_validate import (
+    check_hyperparameters,
+    check_layout,
+    check_top_level,
+    not_checkpoint_message,
 )
 from paragonsr.utils.atomic import atomic_output
 
@@ -197,17 +205,22 @@ def load_state_dict(
             raise CheckpointError(f"{path}: the file holds no tensors")
         return _strip_prefixes(state), meta
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        # From an open file: torch.load given a *.safetensors path hands it to safetensors, whatever it holds.
+        with open(path, "rb") as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # weights_only's "pickle protocol" notes: the error below says it
+            obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if found is None:
-            raise CheckpointError(f"{path}: not a readable safetensors or torch file (corrupt?)") from None
+            raise CheckpointError(not_checkpoint_message(path, head)) from None
         raise CheckpointError(
             f"{path}: refused to unpickle {found.group(1)} (torch files are loaded with weights_only=True for "
             f"safety; re-save the weights as a plain state dict or as .safetensors)"
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise CheckpointError(f"{path}: corrupt or truncated torch file ({exc})") from None
+    except Exception:  # the weights_only unpickler fails in many ways on data that is not a torch file
+        raise CheckpointError(not_checkpoint_message(path, head)) from None
     raw_meta = obj.get(_META_PTH_KEY) if isinstance(obj, Mapping) else None
     state, used = _pick_params(obj, path, param_key)
     meta = decode_meta(raw_meta, path, "pth")
@@ -215,46 +228,16 @@ def load_state_dict(
     return _strip_prefixes(state), meta
 
 
-@dataclass
-class LoadReport:
-    """What happened when weights were loaded into a model."""
-
-    loaded: int = 0
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
-
-    def describe(self, limit: int = 8) -> str:
-        def show(items: list[str]) -> str:
-            more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
-            return ", ".join(items[:limit]) + more
-
-        parts = [f"{self.loaded} tensors match"]
-        if self.missing:
-            parts.append(f"{len(self.missing)} missing in checkpoint: {show(self.missing)}")
-        if self.unexpected:
-            parts.append(f"{len(self.unexpected)} unexpected in checkpoint: {show(self.unexpected)}")
-        if self.mismatched:
-            mm = [f"{k} (checkpoint {list(a)} vs model {list(b)})" for k, a, b in self.mismatched]
-            parts.append(f"{len(self.mismatched)} shape mismatches: {show(mm)}")
-        return "; ".join(parts)
-
-    def __str__(self) -> str:
-        return self.describe()
-
-
 def load_weights(
     model: nn.Module,
     path_or_state: str | os.PathLike[str] | Mapping[str, Tensor],
     strict: bool = True,
     param_key: str | None = "auto",
+    source: str | None = None,
 ) -> LoadReport:
     """Load weights into ``model``. Strict: any missing/unexpected/mismatched key raises ``CheckpointError``
-    naming them. Non-strict: every key whose name and shape match is loaded; the rest is reported."""
+    naming them (and the file: ``source`` names where a state dict came from). Non-strict: every key whose name
+    and shape match is loaded; the rest is reported."""
     meta: dict[str, Any] = {}
     if isinstance(path_or_state, (str, os.PathLike)):
         state, meta = load_state_dict(path_or_state, param_key)
@@ -262,7 +245,7 @@ def load_weights(
     else:
         state, _ = _pick_params(path_or_state, Path("<state dict>"), param_key)
         state = _strip_prefixes(state)
-        source = "state dict"
+        source = source or "state dict"
     # Archs that accept third-party layouts (public ParagonSR v1, legacy ESRGAN) map them onto their own keys.
     convert = getattr(model, "convert_state_dict", None)
     if callable(convert):
@@ -340,6 +323,10 @@ def load_model(
     except KeyError as exc:  # unknown arch name
         raise CheckpointError(f"{path}: {exc.args[0] if exc.args else exc}") from None
     meta["detected"] = detected is not None and not meta["arch"]
+    from_meta = bool(meta["arch"]) and ARCH_REGISTRY.canonical(name) == ARCH_REGISTRY.canonical(meta["arch"])
+    if from_meta:  # text anyone can edit: types and bounds before anything is built (checkpoint_validate)
+        check_top_level(path, meta)
+        check_hyperparameters(path, name, kwargs, state)
     kwargs.update(arch_kwargs)
     if meta["scale"] and "scale" not in kwargs and "upscale" not in kwargs:
         # The recorded scale must not fall back to the arch default: ParagonSR2's weights are the same at every
@@ -347,11 +334,13 @@ def load_model(
         with contextlib.suppress(KeyError, TypeError, ValueError):
             if "scale" in inspect.signature(ARCH_REGISTRY.get(name)).parameters:
                 kwargs["scale"] = meta["scale"]
+    if from_meta and strict and not arch_kwargs:  # names/shapes from a build on the meta device (no memory)
+        check_layout(path, name, kwargs, state, meta["fused"])
     try:
         model = build_arch(name, **kwargs)
     except KeyError as exc:
         raise CheckpointError(f"{path}: {exc.args[0] if exc.args else exc}") from None
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot build arch '{name}' with {kwargs}: {exc}") from None
     # Third-party layouts -> ours (see load_weights), before the fused-layout detection compares key sets.
     convert = getattr(model, "convert_state_dict", None)
@@ -365,7 +354,7 @@ def load_model(
         if not hasattr(model, "fuse_for_release"):
             raise CheckpointError(f"{path}: marked fused but arch '{name}' has no fuse_for_release()")
         model = model.fuse_for_release()
-    load_weights(model, state, strict=strict)
+    load_weights(model, state, strict=strict, source=str(path))
     meta["fused"] = bool(fused)
     model.checkpoint_meta = meta
     return model.eval().to(device)

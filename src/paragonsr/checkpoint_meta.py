@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,4 +103,36 @@ def decode_meta(raw: Mapping[str, Any] | None, path: Path, fmt: str) -> dict[str
     }
 
 
-__all__ = ["CheckpointError", "decode_meta", "encode_meta", "model_is_fused", "unwrap_model"]
+@dataclass
+class LoadReport:
+    """What happened when weights were loaded into a model."""
+
+    loaded: int = 0
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int = 8) -> str:
+        def show(items: list[str]) -> str:
+            more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
+            return ", ".join(items[:limit]) + more
+
+        parts = [f"{self.loaded} tensors match"]
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing in checkpoint: {show(self.missing)}")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected in checkpoint: {show(self.unexpected)}")
+        if self.mismatched:
+            mm = [f"{k} (checkpoint {list(a)} vs model {list(b)})" for k, a, b in self.mismatched]
+            parts.append(f"{len(self.mismatched)} shape mismatches: {show(mm)}")
+        return "; ".join(parts)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+__all__ = ["CheckpointError", "LoadReport", "decode_meta", "encode_meta", "model_is_fused", "unwrap_model"]
