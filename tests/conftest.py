@@ -1,4 +1,6 @@
-"""Shared fixtures. The photos live in ``../shared/data/photos`` beside the repository (CI has it there too)."""
+"""Shared fixtures. The test photos are small crops shipped in ``tests/data/photos`` (credits beside them), so the
+suite needs nothing outside the repository. ``shared_photos_dir`` is for optional tests that want the full-size
+photo set (``$PARAGONSR_PHOTOS`` or ``../shared/data/photos``): they skip when it is absent."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-PHOTOS = Path(os.environ.get("PARAGONSR_PHOTOS", REPO.parent / "shared" / "data" / "photos"))
+PHOTOS = REPO / "tests" / "data" / "photos"
+SHARED_PHOTOS = Path(os.environ.get("PARAGONSR_PHOTOS", REPO.parent / "shared" / "data" / "photos"))
 
 # Two xdist workers on a 2-core machine: one intra-op thread each avoids oversubscription.
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -19,14 +22,26 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.fixture(scope="session")
 def photos_dir() -> Path:
-    if not PHOTOS.is_dir():
-        pytest.fail(f"photo folder missing: {PHOTOS} (set PARAGONSR_PHOTOS)")
+    """The bundled test photos: eight 384x384 RGB JPEG crops (see tests/data/photos/CREDITS.md)."""
+    assert PHOTOS.is_dir(), f"bundled test photos missing: {PHOTOS}"
     return PHOTOS
 
 
 @pytest.fixture(scope="session")
 def photo_paths(photos_dir: Path) -> list[Path]:
-    return sorted(photos_dir.glob("*.jpg"))
+    paths = sorted(photos_dir.glob("*.jpg"))
+    assert len(paths) == 8, f"expected the 8 bundled test photos in {photos_dir}, found {len(paths)}"
+    return paths
+
+
+@pytest.fixture(scope="session")
+def shared_photos_dir() -> Path:
+    """The full-size photo set beside the repository, for optional tests; skips when it is not there."""
+    if not SHARED_PHOTOS.is_dir():
+        pytest.skip(
+            f"full-size photo set not found at {SHARED_PHOTOS} (set PARAGONSR_PHOTOS to run this test)"
+        )
+    return SHARED_PHOTOS
 
 
 def load_photo_crop(path: Path, size: int = 128, top: int = 0, left: int = 0) -> np.ndarray:
@@ -35,6 +50,7 @@ def load_photo_crop(path: Path, size: int = 128, top: int = 0, left: int = 0) ->
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     assert img is not None, path
+    assert top + size <= img.shape[0] and left + size <= img.shape[1], (path, img.shape, size, top, left)
     img = img[top : top + size, left : left + size, ::-1]
     return np.ascontiguousarray(img, dtype=np.float32) / 255.0
 

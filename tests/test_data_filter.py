@@ -75,11 +75,9 @@ def test_jpeg_scores_worse_blockiness(clean_tile: np.ndarray) -> None:
 
 
 def test_nearest_downscale_scores_worse_aliasing(photo_paths: list[Path]) -> None:
-    img = read_image(photo_paths[0])
-    h, w = img.shape[:2]
-    big = img[h // 2 - 256 : h // 2 + 256, w // 2 - 256 : w // 2 + 256]
-    near = cv2.resize(big, (128, 128), interpolation=cv2.INTER_NEAREST)
-    area = cv2.resize(big, (128, 128), interpolation=cv2.INTER_AREA)
+    big = read_image(photo_paths[0])  # 384x384
+    near = cv2.resize(big, (96, 96), interpolation=cv2.INTER_NEAREST)  # x1/4, as every 4th pixel
+    area = cv2.resize(big, (96, 96), interpolation=cv2.INTER_AREA)
     assert aliasing(near) > 1.5 * aliasing(area)
 
     # jaggies: a slanted edge + disc point-sampled at pixel centres vs 8x8 supersampled (antialiased)
@@ -129,9 +127,8 @@ def test_niqe_fallback_separates_clean_from_degraded(
     photo_paths: list[Path], clean_tile: np.ndarray, tmp_path
 ):
     pristine = []
-    for p in photo_paths[1:6]:
-        img = read_image(p)
-        pristine.append(cv2.resize(img, (img.shape[1] // 4, img.shape[0] // 4), interpolation=cv2.INTER_AREA))
+    for p in photo_paths[1:]:  # the other crops (of photos already area-downscaled), nine 128-px tiles each
+        pristine.append(read_image(p))
     model = NIQEModel.fit(pristine, patch=32, tile=128, max_tiles=12)
     model.save(tmp_path / "niqe.npz")
     model = NIQEModel.load(tmp_path / "niqe.npz")

@@ -16,10 +16,10 @@ from paragonsr.cli import main
 def hr_dir(tmp_path: Path, photo_paths: list[Path]) -> Path:
     d = tmp_path / "hr"
     (d / "sub").mkdir(parents=True)
-    for i, p in enumerate(photo_paths[8:10]):
-        img = cv2.imread(str(p))[300:367, 300:350]  # odd sizes
+    for i, p in enumerate(photo_paths[4:6]):
+        img = cv2.imread(str(p))[150:217, 150:200]  # odd sizes
         cv2.imwrite(str(d / f"img{i}.png"), img)
-    img16 = (cv2.imread(str(photo_paths[11]))[200:264, 200:264].astype(np.uint16) * 257)[
+    img16 = (cv2.imread(str(photo_paths[7]))[200:264, 200:264].astype(np.uint16) * 257)[
         :, :, 0
     ]  # 16-bit gray
     cv2.imwrite(str(d / "sub" / "gray16.png"), img16)
@@ -105,7 +105,7 @@ def test_config_errors_and_preview(
     )
     assert "--scale 2 contradicts 'scale: 4'" in capsys.readouterr().err
     grid = tmp_path / "grid.png"
-    assert main(["degrade", "--preview", str(photo_paths[9]), "-o", str(grid), "--scale", "4"]) == 0
+    assert main(["degrade", "--preview", str(photo_paths[4]), "-o", str(grid), "--scale", "4"]) == 0
     img = _read(grid)
     assert img.shape == (3 * (256 + 22), 4 * 256, 3)  # 11 panels, 4 columns, caption bars
     assert img[22:278, :256].std() > 10  # the clean panel holds the photo, not a blank

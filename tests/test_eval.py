@@ -27,9 +27,9 @@ def _y(img: np.ndarray) -> np.ndarray:
 def _gt_folder(tmp_path: Path, photo_paths: list[Path]) -> Path:
     gt_dir = tmp_path / "gt"
     gt_dir.mkdir()
-    textured = [p for p in photo_paths if "kde_Path" in p.name or "lomiri_life" in p.name]
+    textured = [p for p in photo_paths if "Picture_1A" in p.name or "lomiri_life" in p.name]
     for i, p in enumerate(textured):
-        crop = load_photo_crop(p, 96, 300, 300)
+        crop = load_photo_crop(p, 96, 150, 150)
         cv2.imwrite(str(gt_dir / f"img{i}.png"), np.round(crop[..., ::-1] * 255).astype(np.uint8))
     return gt_dir
 

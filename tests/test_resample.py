@@ -106,12 +106,22 @@ def _pil_resize(img: np.ndarray, size: tuple[int, int], flt) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((size[1], size[0]), flt), dtype=np.float64)
 
 
+def _two_pass_u8(img: np.ndarray, size: tuple[int, int], kernel: str) -> np.ndarray:
+    """Our resize done as Pillow does it: horizontal pass, round half up to uint8, vertical pass, round again."""
+
+    def r8(x: np.ndarray) -> np.ndarray:
+        return np.clip(np.floor(x + 0.5), 0, 255)
+
+    h = r8(resize_np(img.astype(np.float64), size=(img.shape[0], size[1]), kernel=kernel))
+    return r8(resize_np(h, size=size, kernel=kernel))
+
+
 def _textured_u8(photo_paths, size: int) -> np.ndarray:
     """A textured photo crop squeezed into [32, 223]: Pillow clips its 8-bit intermediate pass, so avoid overshoot."""
     from conftest import load_photo_crop
 
-    path = next(p for p in photo_paths if "Wood" in p.name)
-    crop = load_photo_crop(path, size, 300, 300)[..., 1]
+    path = next(p for p in photo_paths if "picosdeeuropa" in p.name)  # grass: fine texture everywhere
+    crop = load_photo_crop(path, size, 128, 128)[..., 1]
     return np.round(32 + crop * 191).astype(np.uint8)
 
 
@@ -130,10 +140,12 @@ def test_downscale_matches_pillow(photo_paths, kernel: str, flt) -> None:
         ours = np.clip(resize_np(img.astype(np.float64), size=size, kernel=kernel), 0, 255)
         ref = _pil_resize(img, size, flt)
         # Pillow truncates the kernel at the border where we replicate: compare the interior tightly, everything
-        # loosely. Pillow rounds to uint8 after each of its two passes: up to ~1 LSB apart.
+        # loosely. Pillow rounds to uint8 (half up) after each of its two passes: up to ~1 LSB apart, and biased
+        # (box at exactly 1/2 is +0.5 LSB on average on any textured image), so the loose whole-image check runs
+        # our resize with the same two roundings.
         m = 6
         assert np.abs(ours[m:-m, m:-m] - ref[m:-m, m:-m]).max() <= 1.25
-        assert np.abs(ours - ref).mean() < 0.5
+        assert np.abs(_two_pass_u8(img, size, kernel) - ref).mean() < 0.3
 
 
 def test_upscale_bicubic_matches_pillow_interior(photo_paths) -> None:
