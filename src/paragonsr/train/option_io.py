@@ -5,6 +5,7 @@ did-you-mean for unknown keys."""
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import types
 import typing
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from paragonsr.train.options import DATASET_TYPES, OPTIM_TYPES, SCHED_TYPES, Options, OTFDatasetOpt
+from paragonsr.train.trainner_compat import known_keys
 
 __all__ = [
     "OptionError",
@@ -160,7 +162,7 @@ def format_validation_error(exc: ValidationError, source: str = "options") -> st
         if kind == "extra_forbidden":
             owner, _ = _model_at(raw_loc[:-1])
             fields = sorted(owner.model_fields) if owner is not None else []
-            hint = _did_you_mean(str(loc[-1]), fields)
+            hint = _did_you_mean(str(loc[-1]), sorted({*fields, *known_keys(loc[:-1])}))
             lines.append(f"{path}: unknown key{hint} (allowed here: {', '.join(fields)})")
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
             section = "datasets" if "datasets" in loc else "sched" if "scheduler" in str(loc) else "optim"
@@ -198,10 +200,23 @@ def _apply_debug(opt: Options) -> None:
         opt.val.val_freq = 8
 
 
+def _from_trainner(data: dict[str, Any], source: str) -> dict[str, Any]:
+    # traiNNer-redux keys -> ours (one warning line per key that has no effect here); see trainner_compat
+    from paragonsr.train.trainner_compat import translate
+
+    tr = translate(data)
+    if tr.errors:
+        raise OptionError(f"invalid {source}:\n  " + "\n  ".join(tr.errors))
+    for line in tr.warnings:
+        logging.getLogger("paragonsr.train").warning("%s: %s", source, line)
+    return tr.data
+
+
 def parse_options(
     data: dict[str, Any], *, force: list[str] | None = None, debug: bool = False, source: str = "options"
 ) -> Options:
     data = apply_force(data, list(force or []))
+    data = _from_trainner(data, source)
     try:
         opt = Options.model_validate(data)
     except ValidationError as exc:

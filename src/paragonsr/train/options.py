@@ -373,7 +373,6 @@ class Options(Section):
     jpeg_range2: list[float] | None = None
     gt_size: int | None = Field(None, description="fallback GT crop when datasets.train has none")
     queue_size: int | None = Field(None, description="Real-ESRGAN training-pair pool (multiple of batch)")
-    high_order_degradation: bool = Field(True, description="accepted for traiNNer compatibility (OTF data)")
 
     datasets: dict[str, DatasetOpt]
     network_g: NetworkOpt
