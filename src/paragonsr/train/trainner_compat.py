@@ -22,7 +22,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SECTIONS", "Rule", "Translation", "known_keys", "translate"]
+__all__ = ["SAME", "SECTIONS", "Rule", "Translation", "known_keys", "translate"]
 
 _ANY = "any value"
 
@@ -199,6 +199,32 @@ LOGGER: dict[str, Rule] = {
     "wandb": Rule("drop_none", "same meaning"),
 }
 
+_R2 = ("resize_prob", "resize_range", "gaussian_noise_prob", "noise_range", "poisson_scale_range", "gray_noise_prob",
+       "jpeg_range")  # fmt: skip
+_K2 = (
+    "blur_kernel_size",
+    "kernel_list",
+    "kernel_prob",
+    "sinc_prob",
+    "blur_sigma",
+    "betag_range",
+    "betap_range",
+)
+# traiNNer-redux keys that exist here unchanged (for the doc; a test checks each is in our schema).
+SAME: dict[str, tuple[str, ...]] = {
+    "": ("name", "scale", "num_gpu", "manual_seed", "deterministic", "dist", "rank", "world_size", "is_train",
+         "path", "network_g", "network_d", "datasets", "train", "val", "logger", "dist_params", "queue_size",
+         *_R2, *(k + "2" for k in _R2)),
+    "datasets.*": ("name", "type", "io_backend", "num_worker_per_gpu", "batch_size_per_gpu", "use_hflip", "use_rot",
+                   "gt_size", "lq_size", "color", "prefetch_mode", "pin_memory", "persistent_workers", "dataroot_gt",
+                   "dataroot_lq", "meta_info", "filename_tmpl", "final_sinc_prob", *_K2, *(k + "2" for k in _K2)),
+    "path": ("experiments_root", "pretrain_network_g", "param_key_g", "strict_load_g", "resume_state",
+             "pretrain_network_d", "param_key_d", "strict_load_d"),
+    "train": ("total_iter", "optim_g", "optim_d", "ema_decay", "grad_clip", "warmup_iter", "scheduler", "losses"),
+    "val": ("save_img", "tile_size", "val_freq", "suffix", "metrics", "pbar"),
+    "logger": ("print_freq", "save_checkpoint_freq", "use_tb_logger", "wandb"),
+}  # fmt: skip
+
 # (section title, where it sits, table). The order is the doc's.
 SECTIONS: list[tuple[str, str, dict[str, Rule]]] = [
     ("top level", "", TOP),
@@ -215,7 +241,7 @@ def known_keys(loc: tuple[Any, ...]) -> list[str]:
     where = ".".join(str(p) for p in loc)
     if len(loc) == 2 and loc[0] == "datasets":
         where = "datasets.*"
-    return sorted(next((t for _, w, t in SECTIONS if w == where), {}))
+    return sorted({*next((t for _, w, t in SECTIONS if w == where), {}), *SAME.get(where, ())})
 
 
 # ---------------------------------------------------------------- translation
@@ -300,7 +326,16 @@ def _val(tr: Translation) -> None:
     _apply(tr, val, "val", VAL)
 
 
-_GAN_LOSSES = ("ganloss", "gan", "vanillagan", "r3ganloss", "r3gan", "rahingeganloss", "rahinge", "relativistic_hinge")
+_GAN_LOSSES = (
+    "ganloss",
+    "gan",
+    "vanillagan",
+    "r3ganloss",
+    "r3gan",
+    "rahingeganloss",
+    "rahinge",
+    "relativistic_hinge",
+)
 
 
 def _model_type(d: dict[str, Any]) -> None:
@@ -333,6 +368,7 @@ def translate(data: dict[str, Any]) -> Translation:
         d["amp_bf16"] = False  # traiNNer-redux's default precision for use_amp is fp16
     translate_otf(tr)
     _apply(tr, d, "", {k: r for k, r in TOP.items() if r.action != "otf"})
+    _val(tr)  # first: val_enabled: false drops the val datasets, whose keys then need no warnings
     _datasets(tr, d.get("scale", 4))
     for key, table in (("path", PATH), ("logger", LOGGER)):
         if isinstance(d.get(key), dict):
@@ -346,5 +382,4 @@ def translate(data: dict[str, Any]) -> Translation:
     for key in ("network_g", "network_d"):
         if isinstance(d.get(key), dict):
             translate_network(tr, d[key], key)
-    _val(tr)
     return tr
