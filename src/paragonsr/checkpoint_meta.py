@@ -14,9 +14,10 @@ from typing import Any
 from torch import nn
 
 from paragonsr import __version__
+from paragonsr.errors import ParagonSRError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ParagonSRError, ValueError):
     """A checkpoint file cannot be read or does not fit the model."""
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from types import ModuleType
 
+from paragonsr.errors import ParagonSRError
 from paragonsr.utils.malloc import tune_malloc
 
 # subcommand -> module (in the order shown by --help)
@@ -67,7 +69,29 @@ def main(argv: list[str] | None = None) -> int:
     # Reuse freed tensor buffers instead of page-faulting fresh mmap pages on every forward (glibc; opt out with
     # PARAGONSR_MALLOC_TUNING=0). Done here, not on import: a library must not retune its host's allocator.
     tune_malloc()
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except (ParagonSRError, OSError) as exc:
+        # Expected failures (bad file, option, path, permission): one line, no traceback. Anything else is a
+        # bug and keeps its traceback; PARAGONSR_TRACEBACK=1 shows it for these too.
+        if os.environ.get("PARAGONSR_TRACEBACK", "") not in ("", "0"):
+            raise
+        print(f"error: {error_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def error_line(exc: BaseException) -> str:
+    """The one-line message for an expected error: OSErrors as ``path: reason`` (``'[Errno 13] ...'`` is noise),
+    KeyErrors without their quotes, anything else as its text."""
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, ParagonSRError):
+        where = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        return f"{where}: {exc.strerror}" if where else exc.strerror
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
 
 
 if __name__ == "__main__":

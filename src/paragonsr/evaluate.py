@@ -13,6 +13,7 @@ rounding of the output as a saved file would have), time the inference, and writ
 from __future__ import annotations
 
 import csv
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class Report:
     results: list[Result] = field(default_factory=list)
     methods: list[Method] = field(default_factory=list)
     deep_metrics: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # one line per GT image that could not be scored
 
     def mean(self, method: str, key: str) -> float:
         vals = [
@@ -146,9 +148,15 @@ def evaluate(
 
     report = Report(scale=scale, methods=list(methods), deep_metrics=list(deep_metrics))
     for path in tqdm(gt_paths, desc="eval", unit="img", disable=not progress):
-        gt, _ = read_image(path)
-        gt = mod_crop(to_rgb(gt), scale)
-        lq = lq_for(path, gt)
+        try:  # an unreadable GT/LQ is reported and skipped: the other images are still scored
+            gt, _ = read_image(path)
+            gt = mod_crop(to_rgb(gt), scale)
+            lq = lq_for(path, gt)
+        except (OSError, ValueError) as exc:
+            msg = str(exc) if str(path) in str(exc) or path.name in str(exc) else f"{path}: {exc}"
+            report.failed.append(msg)
+            tqdm.write(f"error: {msg}", file=sys.stderr)
+            continue
         gt8 = quantize8(gt)
         outputs = {}
         for m in methods:
@@ -263,6 +271,9 @@ def write_report(report: Report, out_dir: Path, title: str = "paragonsr evaluati
             f"{report.speed(m.name):.3f} | {params} |"
         )
     lines += ["", "Per-image scores: `per_image.csv`; crops: `crops/`; plot: `quality_vs_speed.png`.", ""]
+    if report.failed:
+        lines += [f"Not scored ({len(report.failed)} image(s) could not be read):", ""]
+        lines += [f"- {line}" for line in report.failed] + [""]
     md = out_dir / "report.md"
     atomic_write_text(md, "\n".join(lines))
     _plot(report, out_dir / "quality_vs_speed.png")

@@ -34,6 +34,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from paragonsr.errors import ParagonSRError
 from paragonsr.utils.atomic import atomic_output
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ ENV_VAR = "PARAGONSR_WEIGHTS"
 ALLOW_DOWNLOAD_ENV = "PARAGONSR_ALLOW_DOWNLOAD"
 
 
-class WeightsError(FileNotFoundError):
+class WeightsError(ParagonSRError, FileNotFoundError):
     """A weight file is missing, unknown or does not match its manifest hash."""
 
 

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paragonsr.errors import InputError
+
 # ----------------------------------------------------------------------------------------------------------------
 # Continuous kernels (numpy, float64)
 # ----------------------------------------------------------------------------------------------------------------
@@ -123,8 +125,12 @@ def canonical_kernel(name: str) -> str:
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)
     if key not in KERNEL_NAMES:
-        raise ValueError(
-            f"unknown resampling kernel {name!r}; choose one of {', '.join(KERNEL_NAMES)} "
+        import difflib
+
+        close = difflib.get_close_matches(key, [*KERNEL_NAMES, *_ALIASES], n=2, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise InputError(
+            f"unknown resampling kernel {name!r}; {hint}choose one of {', '.join(KERNEL_NAMES)} "
             f"(aliases: {', '.join(sorted(_ALIASES))})"
         )
     return key

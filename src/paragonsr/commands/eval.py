@@ -73,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.lq is not None:
         lq_files = {p.stem: p for p in list_images(args.lq, recursive=False, what="LQ", allow_empty=False)}
+        if not any(p.stem in lq_files for p in gt_paths):
+            print(
+                f"error: --lq {args.lq}: no LQ image has the name of a GT image (GT e.g. {gt_paths[0].name}, "
+                f"LQ e.g. {next(iter(lq_files.values())).name}); LQ files must share the GT file names (stem)",
+                file=sys.stderr,
+            )
+            return 2
 
         def lq_for(path: Path, gt: np.ndarray) -> np.ndarray:
             if path.stem not in lq_files:
@@ -100,8 +107,14 @@ def run(args: argparse.Namespace) -> int:
             out = pipeline(gt.astype(np.float32), np.random.default_rng(seed))
             return np.round(np.clip(out["lq"], 0, 1) * 255).astype(np.float32) / 255
 
-    methods = [resampler_method("bicubic", scale)]
-    methods += [resampler_method(k, scale) for k in args.resampler]
+    from paragonsr.archs.resample import canonical_kernel
+
+    kernels = ["bicubic"]  # the baseline every delta is measured against
+    for k in args.resampler:
+        name = canonical_kernel(k)  # unknown names: one line with a did-you-mean (printed by the CLI)
+        if name not in kernels:
+            kernels.append(name)
+    methods = [resampler_method(k, scale) for k in kernels]
     try:
         methods += [model_method(m, scale, tile=args.tile) for m in args.model]
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -117,4 +130,7 @@ def run(args: argparse.Namespace) -> int:
     md = write_report(report, args.out)
     print(md.read_text())
     print(f"report: {md}")
+    if report.failed:
+        print(f"error: {len(report.failed)} image(s) could not be scored (listed in the report)", file=sys.stderr)
+        return 1
     return 0

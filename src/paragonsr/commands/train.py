@@ -32,6 +32,12 @@ def run(args: argparse.Namespace) -> int:
     except (OptionError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from paragonsr.train.option_check import check_run
+
+    problems = check_run(opt)  # folders, scale/channel support, degradation ranges: before any heavy work
+    if problems:
+        print(f"error: {args.opt}:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
     if args.check:
         print(f"{args.opt}: OK ({opt.model_type}, x{opt.scale}, {opt.network_g.type})")
         return 0

@@ -72,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ext", choices=("png", "jpg", "webp", "tif", "bmp"), help="output format (default: input's)"
     )
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (default 95)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 0-100 (default 95)")
     p.add_argument("-r", "--recursive", action="store_true", help="search folders recursively")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never inputs)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -175,6 +175,8 @@ def _check_numbers(args: argparse.Namespace) -> str | None:
         return f"--outscale must be a positive factor, got {args.outscale:g}"
     if args.scale is not None and not args.scale > 0:
         return f"--scale must be a positive factor, got {args.scale:g}"
+    if not 0 <= args.quality <= 100:
+        return f"--quality must be a JPEG/WebP quality in [0, 100], got {args.quality}"
     if not 0.0 <= args.tile_blend <= 1.0:
         return f"--tile-blend must be in [0, 1], got {args.tile_blend:g}"
     if args.tile_overlap < 0:

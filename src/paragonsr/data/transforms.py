@@ -127,11 +127,12 @@ def to_image_u8(t: torch.Tensor) -> np.ndarray:
 
 
 def imwrite_rgb(path: str | Path, img_u8: np.ndarray) -> None:
-    """Atomic PNG/JPEG write of an RGB uint8 image."""
+    """Atomic PNG/JPEG write of an RGB, RGBA or gray (HW1) uint8 image."""
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(img_u8[:, :, ::-1]))
+    order = [2, 1, 0, 3][: img_u8.shape[2]] if img_u8.shape[2] in (3, 4) else [0]  # RGB(A) -> BGR(A)
+    ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(img_u8[:, :, order]))
     if not ok:
         raise OSError(f"cannot encode {path}")
     atomic_write_bytes(path, buf.tobytes())

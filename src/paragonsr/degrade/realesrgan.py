@@ -86,6 +86,41 @@ def collect_realesrgan_opt(opt: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Keys whose values are probabilities, and [lo, hi] ranges with the bounds their values must stay within.
+_PROBS = (
+    "gaussian_noise_prob", "gray_noise_prob", "second_blur_prob", "gaussian_noise_prob2", "gray_noise_prob2",
+    "sinc_prob", "sinc_prob2", "final_sinc_prob",
+)  # fmt: skip
+_RANGES: dict[str, tuple[float, float, bool]] = {  # key -> (min, max, min excluded)
+    "resize_range": (0, math.inf, True), "resize_range2": (0, math.inf, True),
+    "noise_range": (0, 255, False), "noise_range2": (0, 255, False),
+    "poisson_scale_range": (0, math.inf, False), "poisson_scale_range2": (0, math.inf, False),
+    "jpeg_range": (0, 100, False), "jpeg_range2": (0, 100, False),
+    "blur_sigma": (0, math.inf, True), "blur_sigma2": (0, math.inf, True),
+    "betag_range": (0, math.inf, True), "betag_range2": (0, math.inf, True),
+    "betap_range": (0, math.inf, True), "betap_range2": (0, math.inf, True),
+}  # fmt: skip
+
+
+def check_bounds(o: dict[str, Any]) -> None:
+    """Probabilities in [0, 1]; ranges two ordered numbers inside their bounds (JPEG quality 0-100, noise σ
+    0-255, sizes/sigmas > 0). Raises ``ValueError`` naming the key and the expected values."""
+    for key in _PROBS:
+        v = o.get(key)
+        if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v <= 1:
+            raise ValueError(f"realesrgan: {key} must be a probability in [0, 1], got {v!r}")
+    for key, (lo, hi, open_lo) in _RANGES.items():
+        v = o.get(key)
+        ok = isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(x, int | float) for x in v)
+        if ok:
+            ok = (v[0] > lo if open_lo else v[0] >= lo) and v[0] <= v[1] <= hi
+        if not ok:
+            span = f"{'(' if open_lo else '['}{lo:g}, {hi:g}]"
+            raise ValueError(
+                f"realesrgan: {key} must be [low, high] with low <= high inside {span}, got {v!r}"
+            )
+
+
 def _odd_sizes(max_size: int, key: str) -> list[int]:
     if int(max_size) != max_size or max_size < 3 or max_size % 2 == 0:
         raise ValueError(f"realesrgan: {key} must be an odd integer >= 3, got {max_size!r}")
@@ -102,6 +137,7 @@ class RealESRGANDegradation(Degradation):
         check_keys(opt, DEFAULTS, "realesrgan options", IGNORED)
         self.opt = {**DEFAULTS, **{k: v for k, v in opt.items() if k in DEFAULTS}}
         o = self.opt
+        check_bounds(o)
         self.sizes1 = _odd_sizes(o["blur_kernel_size"], "blur_kernel_size")
         self.sizes2 = _odd_sizes(o["blur_kernel_size2"], "blur_kernel_size2")
         for key in ("kernel_list", "kernel_list2"):

@@ -20,9 +20,10 @@ from paragonsr.deploy.fuse import FuseReport, dynamic_outputs, prepare_for_relea
 from paragonsr.deploy.model_card import artifact_entry, comparison_image, ort_cpu_latency_ms, write_model_card
 from paragonsr.deploy.onnx_export import MIN_OPSET, convert_fp16, export_onnx
 from paragonsr.deploy.quantize import KEEP_FLOAT_DEFAULT, quantize_int8
+from paragonsr.errors import ParagonSRError
 
 
-class ExportError(RuntimeError):
+class ExportError(ParagonSRError, RuntimeError):
     """An artifact failed its verification gate (nothing unverified was left in place)."""
 
 

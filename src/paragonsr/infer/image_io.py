@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from paragonsr.errors import ParagonSRError
+from paragonsr.infer.image_limits import check_pixel_count
 from paragonsr.utils.atomic import atomic_write_bytes
 
 READ_EXTS = (
@@ -48,7 +50,7 @@ WRITE_EXTS = {
 _DEEP_FORMATS = {"png": (8, 16), "tiff": (8, 16, 32)}
 
 
-class ImageReadError(ValueError):
+class ImageReadError(ParagonSRError, ValueError):
     """The file cannot be decoded as an image (message names the file and the reason)."""
 
 
@@ -222,7 +224,11 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
         raise ImageReadError(f"{path}: empty file (0 bytes)")
     fmt = _sniff_format(data)
     _check_complete(data, fmt, path)
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    check_pixel_count(data, fmt, path, ImageReadError)
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # a header OpenCV refuses (e.g. its own size limit): Pillow tries, naming the file
+        arr = None
     # OpenCV's TIFF decoder applies the TIFF Orientation tag itself (even with IMREAD_UNCHANGED or
     # IMREAD_IGNORE_ORIENTATION); its JPEG/PNG/WebP decoders do not. Applying it again would rotate twice.
     oriented_by_decoder = arr is not None and fmt == "tiff"

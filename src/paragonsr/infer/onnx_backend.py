@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from paragonsr.errors import InputError
+
 # Short names users type -> ONNX Runtime execution provider names.
 PROVIDER_ALIASES: dict[str, str] = {
     "cpu": "CPUExecutionProvider",
@@ -95,7 +97,15 @@ def make_session(
     if threads:
         opts.intra_op_num_threads = threads
     model = path if isinstance(path, bytes) else str(path)
-    return ort.InferenceSession(model, sess_options=opts, providers=resolve_providers(provider))
+    providers = resolve_providers(provider)
+    where = "<ONNX bytes>" if isinstance(path, bytes) else str(path)
+    if (len(path) if isinstance(path, bytes) else path.stat().st_size) == 0:
+        raise InputError(f"{where}: empty file (0 bytes), not an ONNX model")
+    try:
+        return ort.InferenceSession(model, sess_options=opts, providers=providers)
+    except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, InvalidArgument, Fail, ...)
+        reason = str(exc).split("failed:", 1)[-1].strip().splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{where}: cannot load as an ONNX model ({reason})") from None
 
 
 _ORT_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}

@@ -7,7 +7,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -169,4 +171,105 @@ def check_registered(opt: Options) -> list[str]:
             f"datasets.train: gt_size {ds.gt_size} and lq_size {ds.lq_size} disagree at scale {opt.scale} "
             f"(expected gt_size = lq_size * scale = {ds.lq_size * opt.scale}); give only one"
         )
+    return problems
+
+
+# ---------------------------------------------------------------- run checks (`train --check`, before training)
+def _first_image(root: Path) -> Path | None:
+    from paragonsr.data.transforms import IMG_EXTS
+
+    for dirpath, _dirs, files in os.walk(root):
+        for f in sorted(files):
+            if Path(f).suffix.lower() in IMG_EXTS:
+                return Path(dirpath) / f
+    return None
+
+
+def _folder_problems(roots: Any, metas: Any, where: str) -> list[str]:
+    from paragonsr.data.transforms import IMG_EXTS
+
+    roots = [roots] if isinstance(roots, str) else list(roots or [])
+    metas = [metas] if isinstance(metas, str) else list(metas or [])
+    problems = []
+    for i, root in enumerate(roots):
+        p = Path(root)
+        if not p.is_dir():
+            problems.append(
+                f"{where}: folder {p} does not exist" if not p.exists() else f"{where}: {p} is not a folder"
+            )
+        elif i < len(metas):
+            if not Path(metas[i]).is_file():
+                problems.append(f"{where.rsplit('.', 1)[0]}.meta_info: file {metas[i]} does not exist")
+        elif _first_image(p) is None:
+            problems.append(f"{where}: folder {p} holds no images ({', '.join(IMG_EXTS)})")
+    return problems
+
+
+def _network_problems(opt: Options) -> list[str]:
+    """Build network_g on the meta device (no memory, no init cost) and run one shape-only forward: the scale it
+    really produces and its channel counts."""
+    import torch
+
+    from paragonsr.data.channels import SUPPORTED_CHANNELS
+    from paragonsr.train.sr_model import build_network
+    from paragonsr.train.trainer import network_channels
+
+    in_ch, out_ch = network_channels(opt)
+    problems = [
+        f"network_g: {n} channels ({k}) cannot be trained: datasets deliver 1 (Y), 3 (RGB) or 4 (RGBA)"
+        for k, n in (("num_in_ch", in_ch), ("num_out_ch", out_ch))
+        if n not in SUPPORTED_CHANNELS
+    ]
+    try:
+        with torch.device("meta"):
+            net = build_network(opt.network_g, opt.scale, "network_g")
+    except (ValueError, TypeError, AssertionError, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [
+            *problems,
+            msg
+            if msg.startswith("network_g")
+            else f"network_g ({opt.network_g.type}, scale {opt.scale}): {msg}",
+        ]
+    if problems:
+        return problems
+    side = 64
+    try:
+        with torch.device("meta"), torch.no_grad():
+            y = net(torch.empty(1, in_ch, side, side))
+    except Exception:  # an op without a meta kernel: the shape check is skipped, training will still tell
+        return []
+    if tuple(y.shape[-2:]) != (side * opt.scale, side * opt.scale):
+        problems.append(
+            f"network_g: {opt.network_g.type} turns {side}x{side} into {y.shape[-1]}x{y.shape[-2]}, "
+            f"not the x{opt.scale} of `scale: {opt.scale}`"
+        )
+    if y.shape[1] != out_ch:
+        problems.append(f"network_g: outputs {y.shape[1]} channels but num_out_ch is {out_ch}")
+    if opt.network_d is not None:
+        d_in = int(opt.network_d.kwargs().get("num_in_ch", 3))
+        if d_in != out_ch:
+            problems.append(f"network_d.num_in_ch: {d_in}, but network_g outputs {out_ch} channels")
+    return problems
+
+
+def check_run(opt: Options) -> list[str]:
+    """What would fail once training starts, found before any heavy work (empty list = fine): dataset folders
+    that are missing or hold no images, a scale or channel count the network does not support, degradation
+    options out of range (the pipeline is built with them)."""
+    problems: list[str] = []
+    for phase, ds in opt.datasets.items():
+        problems += _folder_problems(ds.dataroot_gt, ds.meta_info, f"datasets.{phase}.dataroot_gt")
+        if not isinstance(ds, OTFDatasetOpt):
+            problems += _folder_problems(ds.dataroot_lq, None, f"datasets.{phase}.dataroot_lq")
+    problems += _network_problems(opt)
+    from paragonsr.train.trainer import _degradation
+
+    for phase, ds in opt.datasets.items():
+        if isinstance(ds, OTFDatasetOpt):
+            try:
+                _degradation(opt, ds)
+            except (ValueError, KeyError, TypeError) as exc:
+                msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+                problems.append(f"{msg} (degradation of datasets.{phase})")
     return problems

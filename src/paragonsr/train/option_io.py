@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from paragonsr.errors import ParagonSRError
 from paragonsr.train.options import DATASET_TYPES, OPTIM_TYPES, SCHED_TYPES, Options, OTFDatasetOpt
 from paragonsr.train.trainner_compat import known_keys
 
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class OptionError(ValueError):
+class OptionError(ParagonSRError, ValueError):
     """A problem in an option file; the message lists every offending key."""
 
 

@@ -25,6 +25,19 @@ _OTF_TYPES = {"realesrgandataset": "otf", "otfdataset": "otf", "otf": "otf", "re
 DATASET_TYPES = {**_PAIRED_TYPES, **_OTF_TYPES}
 
 
+def _probability(v: float | None) -> float | None:
+    if v is not None and not 0 <= v <= 1:
+        raise ValueError("must be a probability in [0, 1]")
+    return v
+
+
+def _ordered(v: list[float] | None, hi: float = float("inf")) -> list[float] | None:
+    """A [low, high] range: two numbers, 0 <= low <= high <= hi."""
+    if v is not None and not (len(v) == 2 and 0 <= v[0] <= v[1] <= hi):
+        raise ValueError(f"must be [low, high] with 0 <= low <= high <= {hi:g}")
+    return v
+
+
 class _DatasetBase(Section):
     name: str = "dataset"
     dataroot_gt: PathList = Field(description="GT (HR) folder(s); several roots are concatenated")
@@ -103,6 +116,12 @@ class OTFDatasetOpt(_DatasetBase):
     betag_range2: list[float] | None = None
     betap_range2: list[float] | None = None
     final_sinc_prob: float | None = None
+
+    _prob = field_validator("sinc_prob", "sinc_prob2", "final_sinc_prob")(
+        classmethod(lambda c, v: _probability(v))
+    )
+    _ranges = field_validator("blur_sigma", "blur_sigma2", "betag_range", "betag_range2", "betap_range",
+                              "betap_range2")(classmethod(lambda c, v: _ordered(v)))  # fmt: skip
 
 
 def _dataset_tag(v: Any) -> str | None:
@@ -382,6 +401,12 @@ class Options(Section):
     val: ValOpt | None = None
     logger: LoggerOpt = Field(default_factory=LoggerOpt)
     dist_params: DistOpt = Field(default_factory=DistOpt)
+
+    _prob = field_validator("gaussian_noise_prob", "gray_noise_prob", "second_blur_prob", "gaussian_noise_prob2",
+                            "gray_noise_prob2")(classmethod(lambda c, v: _probability(v)))  # fmt: skip
+    _ranges = field_validator("resize_range", "noise_range", "poisson_scale_range", "resize_range2", "noise_range2",
+                              "poisson_scale_range2")(classmethod(lambda c, v: _ordered(v)))  # fmt: skip
+    _quality = field_validator("jpeg_range", "jpeg_range2")(classmethod(lambda c, v: _ordered(v, 100)))
 
     @field_validator("model_type")
     @classmethod

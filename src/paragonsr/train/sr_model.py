@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from paragonsr.errors import ParagonSRError
 from paragonsr.train.distributed import any_rank, get_dist_info
 from paragonsr.train.ema import ModelEMA
 from paragonsr.train.optim import IterScheduler, build_optimizer
@@ -29,7 +30,7 @@ log = logging.getLogger("paragonsr.train")
 _L1_LIKE = ("l1loss", "mseloss", "charbonnierloss", "l1", "mse", "charbonnier")
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(ParagonSRError, RuntimeError):
     pass
 
 

@@ -76,6 +76,13 @@ def _degradation(opt: Options, ds: OTFDatasetOpt) -> Any:
     return build_degradation(ds.degradation, dopt, opt.scale)
 
 
+def network_channels(opt: Options) -> tuple[int, int]:
+    """(LQ, GT) channels of ``network_g``: ``num_in_ch``/``in_ch`` and ``num_out_ch``/``out_ch`` (every arch
+    defaults to 3)."""
+    kw = opt.network_g.kwargs()
+    return int(kw.get("num_in_ch", kw.get("in_ch", 3))), int(kw.get("num_out_ch", kw.get("out_ch", 3)))
+
+
 def build_dataset(opt: Options, phase: str, seed: int) -> Any:
     ds = opt.datasets[phase]
     train = phase == "train"
@@ -84,7 +91,7 @@ def build_dataset(opt: Options, phase: str, seed: int) -> Any:
     )
     common = dict(scale=opt.scale, gt_size=gt_size, meta_info=ds.meta_info, phase="train" if train else "val",
                   use_hflip=ds.use_hflip and train, use_rot=ds.use_rot and train, seed=seed,
-                  small_image=ds.small_image)  # fmt: skip
+                  small_image=ds.small_image, channels=network_channels(opt))  # fmt: skip
     if isinstance(ds, OTFDatasetOpt):
         return OTFDataset(ds.dataroot_gt, degrade=_degradation(opt, ds), **common)
     return PairedImageDataset(ds.dataroot_gt, ds.dataroot_lq, filename_tmpl=ds.filename_tmpl, **common)
