@@ -67,12 +67,16 @@ class SRVGGNetCompact(nn.Module):
 def compact_kwargs_from_state_dict(state: dict) -> dict:
     """Infer SRVGGNetCompact hyperparameters from a Real-ESRGAN-layout state dict (for flag-free loading)."""
     convs = sorted(
-        int(k.split(".")[1])
+        int(parts[1])
         for k in state
-        if k.startswith("body.") and k.endswith(".weight") and state[k].dim() == 4
-    )
+        if len(parts := k.split(".")) == 3 and parts[0] == "body" and parts[1].isdigit() and parts[2] == "weight"
+        and getattr(state[k], "dim", lambda: 0)() == 4
+    )  # fmt: skip
     if not convs or convs[0] != 0:
-        raise KeyError("not an SRVGGNetCompact state dict: no 'body.0.weight' conv")
+        sample = ", ".join(list(state)[:3]) or "no tensors"
+        raise KeyError(
+            f"not an SRVGGNetCompact (Real-ESRGAN Compact) state dict: no 'body.0.weight' conv (keys: {sample}, ...)"
+        )
     first, last = state["body.0.weight"], state[f"body.{convs[-1]}.weight"]
     num_feat, num_in_ch = first.shape[0], first.shape[1]
     act_keys = [k for k in state if k.startswith("body.1.")]

@@ -131,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
     print(md.read_text())
     print(f"report: {md}")
     if report.failed:
-        print(f"error: {len(report.failed)} image(s) could not be scored (listed in the report)", file=sys.stderr)
+        print(
+            f"error: {len(report.failed)} image(s) could not be scored (listed in the report)",
+            file=sys.stderr,
+        )
         return 1
     return 0

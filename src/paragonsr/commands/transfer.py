@@ -104,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
             state, args.feat, args.conv, args.depth_mode, args.noise, args.seed, args.criterion
         )
     except (OSError, KeyError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from paragonsr.cli import error_line
+
+        msg = error_line(exc)
+        print(f"error: {msg if str(args.input) in msg else f'{args.input}: {msg}'}", file=sys.stderr)
         return 1
     src, dst = build_pair(res)
     src.load_state_dict(state, strict=True)
