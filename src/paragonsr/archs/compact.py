@@ -75,7 +75,7 @@ def compact_kwargs_from_state_dict(state: dict) -> dict:
     if not convs or convs[0] != 0:
         sample = ", ".join(list(state)[:3]) or "no tensors"
         raise KeyError(
-            f"not an SRVGGNetCompact (Real-ESRGAN Compact) state dict: no 'body.0.weight' conv (keys: {sample}, ...)"
+            f"not an SRVGGNetCompact state dict (Real-ESRGAN Compact layout): no 'body.0.weight' conv (keys: {sample}, ...)"
         )
     first, last = state["body.0.weight"], state[f"body.{convs[-1]}.weight"]
     num_feat, num_in_ch = first.shape[0], first.shape[1]
