@@ -126,6 +126,9 @@ def test_train_allow_download_flag_reaches_weight_resolution(
     with pytest.raises(WeightsError, match="--allow-download"):
         resolve_weights("w", wdir, manifest=manifest)
     opt = tmp_path / "o.yml"
+    for sub in ("g", "l"):  # train checks its dataset folders before anything else
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / "a.png"), np.zeros((32, 32, 3), np.uint8))
     opt.write_text(
         json.dumps(
             {
@@ -134,8 +137,8 @@ def test_train_allow_download_flag_reaches_weight_resolution(
                 "datasets": {
                     "train": {
                         "type": "PairedImageDataset",
-                        "dataroot_gt": "g",
-                        "dataroot_lq": "l",
+                        "dataroot_gt": str(tmp_path / "g"),
+                        "dataroot_lq": str(tmp_path / "l"),
                         "gt_size": 32,
                     }
                 },
