@@ -101,11 +101,9 @@ def make_session(
     where = "<ONNX bytes>" if isinstance(path, bytes) else str(path)
     if (len(path) if isinstance(path, bytes) else path.stat().st_size) == 0:
         raise InputError(f"{where}: empty file (0 bytes), not an ONNX model")
-    try:
+    try:  # ORT raises its own pybind classes (InvalidProtobuf, InvalidArgument, Fail, ...): one line for all
         return ort.InferenceSession(model, sess_options=opts, providers=providers)
-    except (
-        Exception
-    ) as exc:  # ORT raises its own pybind classes (InvalidProtobuf, InvalidArgument, Fail, ...)
+    except Exception as exc:
         reason = str(exc).split("failed:", 1)[-1].strip().splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{where}: cannot load as an ONNX model ({reason})") from None
 
