@@ -116,8 +116,7 @@ def test_span_template_translation_is_a_bicubic_otf_run() -> None:
 def test_span_template_checks_and_trains(images: Path, tmp_path: Path) -> None:
     force = _paths(images, tmp_path, paired=False)
     assert main(["train", "-opt", str(SPAN), "--check", "--force", *force]) == 0
-    tiny = [*_TINY, "queue_size=4"]
-    assert main(["train", "-opt", str(SPAN), "--force", *force, *tiny]) == 0
+    assert main(["train", "-opt", str(SPAN), "--force", *force, *_TINY]) == 0
     assert (tmp_path / "models" / "net_g_2.safetensors").is_file()
 
 
@@ -284,3 +283,32 @@ def test_template_yaml_is_the_published_text() -> None:
     for f in (COMPACT, SPAN):
         body = f.read_text(encoding="utf-8").split("\n", 3)[3]
         assert body.startswith("# yaml-language-server") and yaml.safe_load(body)["name"]
+
+
+def test_fork_keys_defaults_and_plain_lanczos(caplog: pytest.LogCaptureFixture) -> None:
+    """Keys of the ParagonSR2 fork templates warn once each; `~` and missing keys take traiNNer-redux's meaning."""
+    d = read_yaml(COMPACT)
+    d["auto_vram_management"] = {"enabled": True, "target_vram_usage": 0.85}
+    d["train"].update(ema_power=0.75, training_automations={"enabled": True}, losses=[{"type": "l1loss"}])
+    d["path"].update(param_key_g=None, pretrain_network_g=None)
+    d["val"] = {"val_enabled": True, "val_freq": 10, "save_img": False, "metrics": {"psnr": {"type": "psnr"}}}
+    d["datasets"]["val"] = {"name": "v", "type": "pairedimagedataset", "dataroot_gt": "g", "dataroot_lq": "l"}
+    with caplog.at_level(logging.WARNING, logger="paragonsr.train"):
+        opt = parse_options(d)
+    keys = [r.getMessage().split(" option ")[1].split(":")[0] for r in caplog.records]
+    assert keys == ["auto_vram_management", "train.ema_power", "train.training_automations"]
+    assert opt.path.param_key_g == "auto" and opt.path.pretrain_network_g is None
+    assert (
+        opt.val.val_freq == 10 and opt.val.metrics == {}
+    )  # metrics_enabled defaults to false in traiNNer-redux
+    s = read_yaml(SPAN)
+    s.update(resize_mode_list3=["lanczos"], network_g={"type": "ultracompact"})
+    opt = parse_options(s)
+    ds = opt.datasets["train"]
+    assert ds.degradation == "resize" and ds.degradation_opt == {"kernel": "lanczos3"}
+    assert opt.network_g.kwargs() == {"num_feat": 64, "num_conv": 8}
+    s["datasets"]["train"]["accum_itr"] = 2
+    with pytest.raises(
+        OptionError, match=r"datasets.train.accum_itr: unknown key; did you mean 'accum_iter'\?"
+    ):
+        parse_options(s)

@@ -33,7 +33,9 @@ class Rule:
 
     action: str
     note: str
-    target: str = ""  # map: our key path from the root ('train.use_amp') or from the section ('.tile_pad')
+    target: str = (
+        ""  # map: our key path from the root ('train.use_amp') or the section ('.tile_pad'); drop_none: ~
+    )
     inert: tuple[Any, ...] = ()  # ignore/refuse: values accepted silently (_ANY = every value)
 
 
@@ -158,9 +160,9 @@ PATH: dict[str, Rule] = {
     "pretrain_network_ae_decoder_ema": Rule("refuse", "autoencoder training is not supported", inert=(None,)),
     "ignore_resume_networks": _ignore("every network is resumed", None, []),
     "param_key_g": Rule(
-        "drop_none", "same meaning; ~ = default ('params', with params_ema/params fallbacks)"
+        "drop_none", "same meaning; ~ = `auto` (params_ema, then params, ... as found)", "auto"
     ),
-    "param_key_d": Rule("drop_none", "same meaning; ~ = default"),
+    "param_key_d": Rule("drop_none", "same meaning; ~ = `auto`", "auto"),
     "pretrain_network_g": Rule("drop_none", "same meaning"),
     "pretrain_network_d": Rule("drop_none", "same meaning"),
     "resume_state": Rule("drop_none", "same meaning"),
@@ -175,7 +177,7 @@ TRAIN: dict[str, Rule] = {
     "moa_debug_limit": _ignore("only used with use_moa", _ANY),
     "adaptive_d": _ignore("adaptive discriminator updates are not implemented (see net_d_iters)", False),
     "ema_switch_iter": _ignore("the EMA is never switched into the online model", 0, None),
-    "ema_power": _ignore("EMA warm-up power (traiNNer-redux fork): a fixed ema_decay is used", _ANY),
+    "ema_power": _ignore("EMA warm-up power (traiNNer-redux fork): a fixed ema_decay is used"),
     "training_automations": _ignore(_FORK, None),
     "dynamic_loss_scheduling": _ignore(_FORK, None),
     "losses": Rule("special", "list of {type, loss_weight, ...}: see the loss table"),
@@ -187,7 +189,9 @@ TRAIN: dict[str, Rule] = {
 
 VAL: dict[str, Rule] = {
     "val_enabled": Rule("special", "false: no validation, and the val/test datasets are not opened"),
-    "metrics_enabled": Rule("special", "false: validation runs without metrics"),
+    "metrics_enabled": Rule(
+        "special", "false (traiNNer-redux's default when val_enabled is given): no metrics"
+    ),
     "tile_overlap": _map(".tile_pad", "overlap of validation tiles -> tile_pad"),
     "val_freq": Rule("drop_none", "same meaning; ~ = default"),
     "metrics": Rule("drop_none", "same meaning"),
@@ -290,7 +294,10 @@ def _apply(tr: Translation, sec: dict[str, Any], where: str, table: dict[str, Ru
             else:
                 tr.errors.append(f"{origin}: {value!r} is not supported ({rule.note})")
         elif rule.action == "drop_none" and value is None:
-            del sec[key]
+            if rule.target:  # ~ means this value in traiNNer-redux
+                sec[key] = rule.target
+            else:
+                del sec[key]
 
 
 def _datasets(tr: Translation, scale: Any) -> None:
@@ -314,6 +321,7 @@ def _val(tr: Translation) -> None:
     val = tr.data.get("val")
     if not isinstance(val, dict):
         return
+    given = set(val)
     if val.pop("val_enabled", True) is False:
         tr.data["val"] = None  # traiNNer-redux ignores the val section and the val datasets then
         datasets = tr.data.get("datasets")
@@ -321,7 +329,8 @@ def _val(tr: Translation) -> None:
             for k in [k for k in datasets if k != "train"]:
                 del datasets[k]
         return
-    if val.pop("metrics_enabled", True) is False:
+    # traiNNer-redux's metrics_enabled defaults to false; a file without val_enabled is one of ours: metrics on
+    if val.pop("metrics_enabled", "val_enabled" not in given) is False:
         val.pop("metrics", None)
     _apply(tr, val, "val", VAL)
 
