@@ -5,6 +5,8 @@
 - Grayscale stays 1 channel (HW1), gray + alpha PNGs stay 2 channels (HW2, written back as gray + alpha PNGs),
   RGBA keeps its alpha, EXIF orientation is applied (the array is what a viewer
   shows); the decoder is OpenCV (``IMREAD_UNCHANGED``) with Pillow as fallback for what OpenCV cannot open.
+- An embedded ICC profile (Display P3, Adobe RGB, ...) is applied: the array is sRGB, outputs are written as
+  untagged sRGB (:mod:`paragonsr.infer.color`); ``ImageInfo.color_profile`` names the source profile.
 - Writes are atomic: encode in memory, write a temp file in the target folder, ``os.replace``.
 """
 
@@ -65,6 +67,9 @@ class ImageInfo:
     height: int = 0
     width: int = 0
     orientation: int = 1  # EXIF orientation that was applied (1 = none)
+    color_profile: str | None = (
+        None  # embedded ICC profile the pixels were converted from to sRGB (None: sRGB)
+    )
 
     @property
     def has_alpha(self) -> bool:
@@ -169,17 +174,23 @@ def _jpeg_truncated(data: bytes) -> bool:
     return True
 
 
-def _exif_orientation(data: bytes) -> int:
+def _pillow_header(data: bytes) -> tuple[int, bytes | None]:
+    """EXIF orientation (1-8, 1 when absent or unreadable) and the embedded ICC profile (or None), read by Pillow
+    from the file's header (no pixels are decoded)."""
+    import io
+
     from PIL import Image
 
     try:
-        import io
-
         with Image.open(io.BytesIO(data)) as im:
-            val = im.getexif().get(0x0112, 1)
-        return int(val) if int(val) in range(1, 9) else 1
+            icc = im.info.get("icc_profile") or None
+            try:
+                val = int(im.getexif().get(0x0112, 1))
+            except Exception:
+                val = 1
+        return (val if val in range(1, 9) else 1), icc
     except Exception:
-        return 1
+        return 1, None
 
 
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -258,9 +269,17 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
         raise ImageReadError(f"{path}: unsupported sample type {arr.dtype} (need 8/16-bit integer or float)")
     if img.shape[2] >= 3:
         img = img[..., [2, 1, 0, *range(3, img.shape[2])]]  # BGR(A) -> RGB(A)
-    orientation = _exif_orientation(data) if fmt in ("jpeg", "tiff", "webp", "png") else 1
+    orientation, icc = _pillow_header(data) if fmt in ("jpeg", "tiff", "webp", "png") else (1, None)
     if not oriented_by_decoder:
         img = apply_orientation(img, orientation)
+    profile = None
+    if icc:  # colour-managed sources become sRGB here, at full precision (see paragonsr.infer.color)
+        from paragonsr.infer.color import ProfileError, to_srgb
+
+        try:
+            img, profile = to_srgb(img, icc)
+        except ProfileError as exc:
+            raise ImageReadError(f"{path}: embedded ICC colour profile: {exc}") from None
     info = ImageInfo(
         path=path,
         format=fmt,
@@ -269,6 +288,7 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
         height=img.shape[0],
         width=img.shape[1],
         orientation=orientation,
+        color_profile=profile,
     )
     return np.ascontiguousarray(img), info
 
