@@ -111,8 +111,8 @@ def test_write_replaces_existing_atomically(tmp_path: Path) -> None:
 
 
 def test_unknown_output_extension(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"cannot write '\.gif'"):
-        write_image(tmp_path / "x.gif", np.zeros((2, 2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"cannot write '\.heic'"):
+        write_image(tmp_path / "x.heic", np.zeros((2, 2, 3), np.float32))
 
 
 def test_bad_files_named_clearly(tmp_path: Path) -> None:

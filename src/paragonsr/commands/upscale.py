@@ -70,7 +70,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--suffix", default="", help="appended to output file names, e.g. _x2")
     p.add_argument(
-        "--ext", choices=("png", "jpg", "webp", "tif", "bmp"), help="output format (default: input's)"
+        "--ext",
+        choices=("png", "jpg", "webp", "tif", "bmp", "gif"),
+        help="output format (default: input's); animations need gif, png (APNG) or webp",
+    )
+    p.add_argument(
+        "--first-frame",
+        action="store_true",
+        help="animated GIF/WebP/APNG: upscale only the first frame into a still image (default: every frame)",
     )
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 0-100 (default 95)")
     p.add_argument("-r", "--recursive", action="store_true", help="search folders recursively")
@@ -191,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from paragonsr.infer.image_io import READ_EXTS, WRITE_EXTS, read_image, write_image
+    from paragonsr.infer.animation import upscale_file
+    from paragonsr.infer.image_io import READ_EXTS, WRITE_EXTS
     from paragonsr.infer.upscale import Upscaler
 
     # OpenCV would print its own decoder noise next to our one-line messages.
@@ -214,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         err(msg)
     out = Path(args.output)
     single_file = out if out.suffix.lower() in WRITE_EXTS else None
-    if single_file is None and out.suffix.lower() in (*READ_EXTS, ".gif"):
+    if single_file is None and out.suffix.lower() in READ_EXTS:
         err(f"{out}: cannot write '{out.suffix}' files; use one of {', '.join(sorted(WRITE_EXTS))}")
         return 2
     if single_file is not None and len(files) > 1:
@@ -270,10 +278,8 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"skip: {dst} exists (use --overwrite)", file=sys.stderr)
             skipped += 1
             continue
-        try:
-            img, info = read_image(src)
-            result, out_info = upscaler(img, info, args.outscale, progress=on_tile)
-            write_image(dst, result, out_info, quality=args.quality)
+        try:  # stills and animations (every frame, timing kept; --first-frame: the first one only)
+            upscale_file(src, dst, upscaler, args.outscale, args.quality, args.first_frame, on_tile)
         except Exception as exc:  # one bad file must not stop the batch
             text = (
                 str(exc)

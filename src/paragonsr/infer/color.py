@@ -210,10 +210,21 @@ def to_srgb(img: np.ndarray, icc: bytes) -> tuple[np.ndarray, str | None]:
     return np.ascontiguousarray(out, dtype=np.float32), name
 
 
+def file_to_srgb(img: np.ndarray, icc: bytes, path: str) -> tuple[np.ndarray, str | None]:
+    """:func:`to_srgb` for a decoded file: a bad profile becomes an ``ImageReadError`` naming ``path``."""
+    from paragonsr.infer.image_io import ImageReadError
+
+    try:
+        return to_srgb(img, icc)
+    except ProfileError as exc:
+        raise ImageReadError(f"{path}: embedded ICC colour profile: {exc}") from None
+
+
 __all__ = [
     "MatrixProfile",
     "ProfileError",
     "convert_matrix_to_srgb",
+    "file_to_srgb",
     "parse_matrix_profile",
     "srgb_encode",
     "srgb_profile_bytes",

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -38,6 +39,7 @@ READ_EXTS = (
     ".dib",
     ".ppm",
     ".pgm",
+    ".gif",
 )
 WRITE_EXTS = {
     ".png": "png",
@@ -47,6 +49,7 @@ WRITE_EXTS = {
     ".tif": "tiff",
     ".tiff": "tiff",
     ".bmp": "bmp",
+    ".gif": "gif",
 }
 # Formats that can hold more than 8 bits per channel when written.
 _DEEP_FORMATS = {"png": (8, 16), "tiff": (8, 16, 32)}
@@ -182,15 +185,13 @@ def _pillow_header(data: bytes) -> tuple[int, bytes | None]:
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            icc = im.info.get("icc_profile") or None
-            try:
-                val = int(im.getexif().get(0x0112, 1))
-            except Exception:
-                val = 1
-        return (val if val in range(1, 9) else 1), icc
+        im = Image.open(io.BytesIO(data))
     except Exception:
         return 1, None
+    with im, contextlib.suppress(Exception):
+        val = int(im.getexif().get(0x0112, 1))
+        return (val if val in range(1, 9) else 1), im.info.get("icc_profile") or None
+    return 1, im.info.get("icc_profile") or None
 
 
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -274,12 +275,9 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
         img = apply_orientation(img, orientation)
     profile = None
     if icc:  # colour-managed sources become sRGB here, at full precision (see paragonsr.infer.color)
-        from paragonsr.infer.color import ProfileError, to_srgb
+        from paragonsr.infer.color import file_to_srgb
 
-        try:
-            img, profile = to_srgb(img, icc)
-        except ProfileError as exc:
-            raise ImageReadError(f"{path}: embedded ICC colour profile: {exc}") from None
+        img, profile = file_to_srgb(img, icc, path)
     info = ImageInfo(
         path=path,
         format=fmt,
@@ -381,6 +379,11 @@ def write_image(
     """Write float HWC in [0, 1] atomically; format from the extension, depth = ``bit_depth`` or the source's."""
     fmt = output_format(path)
     depth = bit_depth or (info.bit_depth if info is not None else 8)
+    if fmt == "gif":  # OpenCV cannot write GIF: Pillow's palette writer (one frame)
+        from paragonsr.infer.animation import encode_animation
+
+        atomic_write_bytes(path, encode_animation([to_dtype(img, 8)], [0], None, "gif"))
+        return Path(path)
     atomic_write_bytes(path, encode_image(img, fmt, depth, quality))
     return Path(path)
 

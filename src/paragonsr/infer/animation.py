@@ -1,0 +1,178 @@
+"""Animated GIF / WebP / APNG: read every frame, upscale each one, write the animation back with its timing.
+
+- Frames are decoded by Pillow as full canvases (the source's disposal and blending already applied), so each
+  frame is a complete picture: upscaled like a still image (same model, tiling, alpha handling), the result
+  plays exactly as the source does. Transparency is kept (GIF's is on/off: alpha >= 0.5 stays visible).
+- Per-frame durations (ms) and the loop count are kept (GIF stores 10 ms units). A GIF without a loop
+  extension plays once; written as APNG/WebP it gets a play count of 1.
+- Output containers: GIF (palette per frame: exact when a frame has at most 256 colours (255 with
+  transparency), otherwise median-cut with Floyd-Steinberg dithering), APNG (lossless, 8-bit), animated WebP
+  (lossy at ``quality`` < 100, lossless at 100). Animations are 8-bit; an ICC profile is applied as for stills.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paragonsr.infer.image_io import (
+    ImageInfo,
+    ImageReadError,
+    output_format,
+    read_image,
+    to_dtype,
+    write_image,
+)
+from paragonsr.utils.atomic import atomic_write_bytes
+
+ANIMATED_FORMATS = {"gif": "GIF", "png": "PNG", "webp": "WEBP"}
+
+
+@dataclass
+class Animation:
+    """``frames``: float32 HxWx3 (RGB) or HxWx4 (RGBA) full canvases in [0, 1]; ``durations`` in ms per frame;
+    ``loop``: 0 = forever, N plays/loops as the container counts them, None = no loop extension (GIF)."""
+
+    frames: list[np.ndarray]
+    durations: list[int]
+    loop: int | None
+    info: ImageInfo
+
+
+def read_animation(path: str | os.PathLike[str]) -> Animation | None:
+    """All frames of an animated GIF/WebP/PNG, or None when the file is not animated (one frame, or a format
+    without animation). Raises ``ImageReadError`` naming the file when the frames cannot be decoded."""
+    from PIL import Image
+
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            if im.format not in ("GIF", "PNG", "WEBP") or getattr(im, "n_frames", 1) <= 1:
+                return None
+            fmt, loop, icc = im.format.lower(), im.info.get("loop"), im.info.get("icc_profile")
+            canvases, durations = [], []
+            for i in range(im.n_frames):
+                im.seek(i)
+                canvases.append(np.asarray(im.convert("RGBA")))  # (WebP sets the duration when decoding)
+                durations.append(round(float(im.info.get("duration") or 0)))
+    except OSError as exc:
+        raise ImageReadError(f"{p}: cannot decode the animation ({type(exc).__name__}: {exc})") from None
+    except Image.DecompressionBombError as exc:  # pragma: no cover - Pillow's size guard
+        raise ImageReadError(f"{p}: {exc}") from None
+    alpha = any(bool((c[..., 3] < 255).any()) for c in canvases)
+    frames = [c[..., : 4 if alpha else 3].astype(np.float32) / 255.0 for c in canvases]
+    profile = None
+    if icc:
+        from paragonsr.infer.color import file_to_srgb
+
+        converted = [file_to_srgb(f, icc, str(p)) for f in frames]
+        frames, profile = [f for f, _ in converted], converted[0][1]
+    h, w = frames[0].shape[:2]
+    info = ImageInfo(str(p), fmt, 8, frames[0].shape[2], h, w, color_profile=profile)
+    return Animation(frames, durations, None if loop is None else int(loop), info)
+
+
+def _palette_frame(rgba: np.ndarray) -> Any:
+    """uint8 HxWx4 -> Pillow 'P' image; index 255 is transparent when any pixel has alpha < 128."""
+    from PIL import Image
+
+    visible = rgba[..., 3] >= 128
+    has_clear = not bool(visible.all())
+    n = 255 if has_clear else 256
+    rgb = np.ascontiguousarray(rgba[..., :3])
+    colours, inverse = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
+    if len(colours) <= n:  # exact
+        index, palette = inverse.reshape(visible.shape).astype(np.uint8), colours
+    else:
+        q = Image.fromarray(rgb).quantize(n, Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
+        index = np.array(q, dtype=np.uint8)
+        palette = np.array(q.getpalette()[: 3 * n], dtype=np.uint8).reshape(-1, 3)
+    if has_clear:
+        index[~visible] = 255
+    full = np.zeros((256, 3), np.uint8)
+    full[: len(palette)] = palette
+    frame = Image.fromarray(index, "P")
+    frame.putpalette(full.ravel().tolist())
+    if has_clear:
+        frame.info["transparency"] = 255
+    return frame
+
+
+def encode_animation(
+    frames: Sequence[np.ndarray], durations: Sequence[int], loop: int | None, fmt: str, quality: int = 95
+) -> bytes:
+    """uint8 HxWxC frames (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA; one frame is fine) -> GIF/APNG/WebP bytes.
+    ``fmt`` is "gif", "png" or "webp"; raises ``ValueError`` for other formats."""
+    from PIL import Image
+
+    if fmt not in ANIMATED_FORMATS:
+        raise ValueError(f"cannot write an animation as {fmt}; use gif, png (APNG) or webp")
+    rgba = []
+    for f in frames:
+        f = f[..., None] if f.ndim == 2 else f
+        if f.shape[2] in (1, 2):  # gray (+ alpha) -> RGB(A)
+            f = f[..., [0, 0, 0, *range(1, f.shape[2])]]
+        if f.shape[2] == 3:
+            f = np.concatenate([f, np.full((*f.shape[:2], 1), 255, np.uint8)], axis=2)
+        rgba.append(np.ascontiguousarray(f, dtype=np.uint8))
+    alpha = any(bool((f[..., 3] < 255).any()) for f in rgba)
+    opts: dict[str, Any] = {"save_all": len(rgba) > 1, "duration": list(durations)}
+    if fmt == "gif":
+        images = [_palette_frame(f) for f in rgba]
+        opts.update(optimize=False, disposal=2 if alpha else 1)
+        if alpha:
+            opts["transparency"] = 255
+        if loop is not None:
+            opts["loop"] = loop
+    else:
+        images = [Image.fromarray(f if alpha else f[..., :3]) for f in rgba]
+        opts["loop"] = 1 if loop is None else loop
+        if fmt == "png":
+            opts.update(disposal=0, blend=0)  # frames are full canvases: each one replaces the last
+        else:
+            q = int(np.clip(quality, 1, 100))
+            opts.update(lossless=q >= 100, quality=q, method=4)
+    if len(images) == 1:
+        opts.pop("duration")
+    buf = io.BytesIO()
+    images[0].save(buf, ANIMATED_FORMATS[fmt], append_images=images[1:], **opts)
+    return buf.getvalue()
+
+
+def upscale_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    upscaler: Callable[..., tuple[np.ndarray, ImageInfo]],
+    outscale: float | None = None,
+    quality: int = 95,
+    first_frame: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Upscale one file (still or animation) and write ``dst`` atomically; the number of frames written.
+
+    ``first_frame`` treats animations as still images (their first frame). An animation into a format that
+    holds one image (JPEG, TIFF, BMP) raises ``ValueError`` naming the file."""
+    fmt = output_format(dst)
+    anim = None if first_frame else read_animation(src)
+    if anim is None:
+        img, info = read_image(src)
+        result, out_info = upscaler(img, info, outscale, progress=progress)
+        write_image(dst, result, out_info, quality=quality)
+        return 1
+    if fmt not in ANIMATED_FORMATS:
+        raise ValueError(
+            f"{src}: is an animation ({len(anim.frames)} frames) but {Path(dst).suffix} files hold one image; "
+            f"write .gif, .png (APNG) or .webp, or pass --first-frame"
+        )
+    out = [to_dtype(upscaler(f, anim.info, outscale, progress=progress)[0], 8) for f in anim.frames]
+    atomic_write_bytes(dst, encode_animation(out, anim.durations, anim.loop, fmt, quality))
+    return len(out)
+
+
+__all__ = ["ANIMATED_FORMATS", "Animation", "encode_animation", "read_animation", "upscale_file"]
