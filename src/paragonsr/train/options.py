@@ -57,6 +57,8 @@ class _DatasetBase(Section):
     )
     pin_memory: bool = False
     persistent_workers: bool = False
+    cache_images: bool = Field(True, description="keep decoded images in memory (8-bit ones as uint8)")
+    cache_max_mb: float = Field(2048, ge=0, description="image cache budget per process, in MiB")
     small_image: Literal["pad", "skip"] = Field(
         "pad", description="images smaller than the crop: reflect-pad them or skip them (warning either way)"
     )

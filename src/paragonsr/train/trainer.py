@@ -91,7 +91,8 @@ def build_dataset(opt: Options, phase: str, seed: int) -> Any:
     )
     common = dict(scale=opt.scale, gt_size=gt_size, meta_info=ds.meta_info, phase="train" if train else "val",
                   use_hflip=ds.use_hflip and train, use_rot=ds.use_rot and train, seed=seed,
-                  small_image=ds.small_image, channels=network_channels(opt))  # fmt: skip
+                  small_image=ds.small_image, channels=network_channels(opt), cache_images=ds.cache_images,
+                  cache_max_mb=ds.cache_max_mb)  # fmt: skip
     if isinstance(ds, OTFDatasetOpt):
         return OTFDataset(ds.dataroot_gt, degrade=_degradation(opt, ds), **common)
     return PairedImageDataset(ds.dataroot_gt, ds.dataroot_lq, filename_tmpl=ds.filename_tmpl, **common)
@@ -107,6 +108,12 @@ def build_train_loader(opt: Options, dataset: Any, seed: int) -> tuple[DataLoade
             f"samples per process, fewer than batch_size_per_gpu {ds.batch_size_per_gpu}; raise "
             "dataset_enlarge_ratio or lower the batch size"
         )
+    if ds.num_worker_per_gpu > 0 and dataset.cache.max_bytes > 0 and _forks_workers():
+        # Decode once here: forked workers share these pages instead of each decoding (and holding) its own copy.
+        t0 = time.perf_counter()
+        n = dataset.fill_cache()
+        log.info(f"image cache: {n} images, {dataset.cache.nbytes / 2**20:.0f} MiB decoded in "
+                 f"{time.perf_counter() - t0:.1f} s (budget {ds.cache_max_mb:g} MiB per process)")  # fmt: skip
     loader = DataLoader(
         dataset, batch_size=ds.batch_size_per_gpu, sampler=sampler, num_workers=ds.num_worker_per_gpu,
         drop_last=True, pin_memory=ds.pin_memory and torch.cuda.is_available(), worker_init_fn=seed_worker,
@@ -114,6 +121,12 @@ def build_train_loader(opt: Options, dataset: Any, seed: int) -> tuple[DataLoade
         persistent_workers=ds.persistent_workers and ds.num_worker_per_gpu > 0,
     )  # fmt: skip
     return loader, sampler
+
+
+def _forks_workers() -> bool:
+    import multiprocessing
+
+    return multiprocessing.get_context().get_start_method() == "fork"
 
 
 class Trainer:
