@@ -96,7 +96,7 @@ def test_paired_samples_are_bit_identical_to_the_float_path(image_root: Path, tm
     (tmp_path / "gt").mkdir()
     (tmp_path / "lq").mkdir()
     cv2.imwrite(str(tmp_path / "gt" / "x.png"), (gt[:, :, ::-1] * 255).round().astype(np.uint8))
-    lq = cv2.resize(gt, (200, 150), interpolation=cv2.INTER_AREA)
+    lq = cv2.resize(gt, (gt.shape[1] // 2, gt.shape[0] // 2), interpolation=cv2.INTER_AREA)
     cv2.imwrite(str(tmp_path / "lq" / "x.png"), (lq[:, :, ::-1] * 255).round().astype(np.uint8))
     ds = PairedImageDataset(tmp_path / "gt", tmp_path / "lq", 2, gt_size=48, seed=3)
     g, q = imread_rgb(tmp_path / "gt" / "x.png"), imread_rgb(tmp_path / "lq" / "x.png")
