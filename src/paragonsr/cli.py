@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     try:
         return int(args._run(args) or 0)
+    except BrokenPipeError:  # `paragonsr archs | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ParagonSRError, OSError) as exc:
         # Expected failures (bad file, option, path, permission): one line, no traceback. Anything else is a
         # bug and keeps its traceback; PARAGONSR_TRACEBACK=1 shows it for these too.

@@ -1,0 +1,92 @@
+"""Parameter counts of every registered arch at every scale, for ``paragonsr archs`` without building models.
+
+The table (``assets/arch_params.json``) is written by ``python scripts/gen_arch_params.py``. It records the
+sha256 of the arch source files it was computed from; when any of them changed since, or an arch/scale is not in
+it (a newly registered arch), the count is computed on the spot by building the model on the ``meta`` device
+(shapes only, no memory), so a listing is never wrong, only slower.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+SCALES = (1, 2, 3, 4, 8)
+ARCHS_DIR = Path(__file__).resolve().parent
+TABLE = ARCHS_DIR.parent / "assets" / "arch_params.json"
+
+
+# Files that define no layers: editing them cannot change a count.
+_NOT_LAYERS = ("__init__.py", "detect.py", "param_table.py")
+
+
+def source_hashes() -> dict[str, str]:
+    """sha256 of every arch source file (``archs/*.py`` that define layers), keyed by file name."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(ARCHS_DIR.glob("*.py"))
+        if p.name not in _NOT_LAYERS
+    }
+
+
+def build_for_listing(name: str, scale: int) -> tuple[Any, bool]:
+    """(``name`` built on the meta device at ``scale``, whether it takes a scale at all). Generators take
+    ``scale`` or ``upscale``; discriminators take neither and are built as they are. Raises ValueError/TypeError
+    when the arch cannot do ``scale``."""
+    import torch
+
+    from paragonsr.archs import build_arch
+
+    with torch.device("meta"):
+        for kw in ({"scale": scale}, {"upscale": scale}):
+            try:
+                return build_arch(name, **kw), True
+            except TypeError as exc:
+                if "unexpected keyword" not in str(exc):
+                    raise
+        return build_arch(name), False
+
+
+def compute(name: str, scale: int) -> dict[str, Any]:
+    """``{"params": n, "scale": model scale or None}`` or ``{"error": why}`` for one arch at one scale."""
+    try:
+        model, scaled = build_for_listing(name, scale)
+    except (ValueError, TypeError, AssertionError) as exc:
+        return {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+    got = getattr(model, "scale", None) if scaled else None
+    if got is not None and int(got) != scale:
+        return {"error": f"builds x{got}, not x{scale}"}
+    return {"params": int(sum(p.numel() for p in model.parameters())), "scale": got}
+
+
+def build_table(names: list[str]) -> dict[str, Any]:
+    return {
+        "sources": source_hashes(),
+        "archs": {n: {str(s): compute(n, s) for s in SCALES} for n in names},
+    }
+
+
+@cache
+def _load() -> tuple[dict[str, Any], bool]:
+    """(the table's arch entries, whether its sources still match the code)."""
+    try:
+        data = json.loads(TABLE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}, False
+    now = source_hashes()
+    fresh = all(now.get(f) == h for f, h in data.get("sources", {}).items())
+    return data.get("archs", {}), fresh
+
+
+def lookup(name: str, scale: int) -> dict[str, Any]:
+    """The entry for ``name`` at ``scale``: from the table when it is current, else computed now."""
+    archs, fresh = _load()
+    entry = archs.get(name, {}).get(str(scale)) if fresh else None
+    return entry if entry is not None else compute(name, scale)
+
+
+def table_is_fresh() -> bool:
+    return _load()[1]
