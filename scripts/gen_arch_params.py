@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from paragonsr.archs import ARCH_REGISTRY  # noqa: E402
-from paragonsr.archs.param_table import TABLE, build_table, table_is_fresh  # noqa: E402
-from paragonsr.utils.atomic import atomic_write_text  # noqa: E402
+from paragonsr.archs import ARCH_REGISTRY
+from paragonsr.archs.param_table import TABLE, build_table, table_is_fresh
+from paragonsr.utils.atomic import atomic_write_text
 
 
 def main() -> int:
