@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from paragonsr.commands import clean_temps
+
 HELP = "make LR images from HR ones with a degradation pipeline (offline dataset builder, --preview grid)"
 PIPELINES = ("realesrgan", "workflows", "lrgen", "bicubic", "resize")
 
@@ -190,6 +192,7 @@ def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> i
             return 2
         seen[stem] = rel
     args.output.mkdir(parents=True, exist_ok=True)
+    clean_temps(args.output, recursive=True)
     manifest = args.output / "manifest.jsonl"
     done = _done(manifest)
     todo = []

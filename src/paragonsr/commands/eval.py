@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from paragonsr.commands import clean_temps
+
 HELP = "evaluate models and classic resamplers (PSNR/SSIM-Y, speed) on a GT folder; writes a markdown report"
 
 
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    clean_temps(args.out, recursive=True)
     deep, skipped = available_deep_metrics(args.weights_dir)
     for line in skipped:
         print(line)

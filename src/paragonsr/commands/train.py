@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from paragonsr.commands import clean_temps
+
 HELP = "train a model from a BasicSR/traiNNer-style option YAML"
 
 
@@ -48,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
         os.environ[ALLOW_DOWNLOAD_ENV] = "1"  # read by paragonsr.weights.resolve_weights (and DDP ranks)
     from paragonsr.train.sr_model import NonFiniteError
-    from paragonsr.train.trainer import train_pipeline
+    from paragonsr.train.trainer import experiment_root, train_pipeline
+
+    if args.local_rank == 0:
+        clean_temps(experiment_root(opt), recursive=True)
 
     try:
         train_pipeline(opt, launcher=args.launcher, auto_resume=args.auto_resume)

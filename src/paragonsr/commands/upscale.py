@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from paragonsr.commands import clean_temps
+
 HELP = (
     "Upscale images with a model (.safetensors/.pth/.onnx) or a resampler (magic-sharp-2021, bicubic, ...)."
 )
@@ -163,6 +165,31 @@ def _output_path(src: Path, rel: Path, args: argparse.Namespace, single_file: Pa
     return Path(args.output) / rel.parent / f"{rel.stem}{args.suffix}{ext}"
 
 
+def drop_own_outputs(
+    files: list[tuple[Path, Path]], args: argparse.Namespace, single_file: Path | None
+) -> list[tuple[Path, Path]]:
+    """Leave out inputs that are this run's own outputs of other inputs (``upscale d -o d --suffix _x2`` run
+    twice must not upscale ``a_x2.png`` into ``a_x2_x2.png``): a file whose name ends with ``--suffix`` and that
+    another input's output path points at."""
+    if not args.suffix or single_file is not None:
+        return files
+    produced = {_output_path(src, rel, args, None).resolve(): src for src, rel in files}
+    keep, own = [], []
+    for src, rel in files:
+        parent = produced.get(src.resolve())
+        if parent is not None and parent.resolve() != src.resolve() and src.stem.endswith(args.suffix):
+            own.append(src)
+        else:
+            keep.append((src, rel))
+    if own:
+        print(
+            f"skip: {len(own)} input(s) are outputs of this naming scheme (--suffix {args.suffix}), "
+            f"e.g. {own[0]}",
+            file=sys.stderr,
+        )
+    return keep
+
+
 def _parse_tile(value: str) -> int | str | None:
     if str(value).lower() == "auto":
         return "auto"
@@ -228,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
     if single_file is not None and len(files) > 1:
         err(f"{out}: is a file name but {len(files)} inputs were given; pass a folder as --output")
         return 2
+    files = drop_own_outputs(files, args, single_file)
+    clean_temps(out.parent if single_file is not None else out, recursive=args.recursive)
     try:
         tile = _parse_tile(args.tile)
         backend = make_backend(args)

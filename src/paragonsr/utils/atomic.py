@@ -8,7 +8,9 @@ plain ``open(path, "w")`` would give (0666 minus the umask) rather than mkstemp'
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,7 +64,8 @@ def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    # The writer's pid is in the name, so a later run can tell a killed run's leftovers from a live write.
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -89,4 +92,46 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     return atomic_write_bytes(path, text.encode(encoding))
 
 
-__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "file_mode"]
+# `.NAME.PID.XXXXXXXX.tmp` (and `.tmp.png` / `.onnx.tmp`), as atomic_output names its temp files.
+_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]{8}(?:\.tmp|\.tmp\.png|\.onnx\.tmp)$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else (or cannot be asked): leave its files alone
+    return True
+
+
+def clean_stale_temps(
+    folder: str | os.PathLike[str], recursive: bool = False, min_age_s: float = 60.0
+) -> list[Path]:
+    """Delete temp files that :func:`atomic_output` left behind in ``folder`` when its process was killed.
+
+    Only names of our own pattern (``.NAME.PID.XXXXXXXX.tmp``) are touched, and only when the process ``PID``
+    no longer runs here and the file has not been modified for ``min_age_s`` seconds (a file shared over a
+    network by another machine's live writer is still being written to), or when it is a day old. Returns the
+    removed paths; files that cannot be removed are left."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    now = time.time()
+    removed = []
+    for p in root.rglob(".*") if recursive else root.glob(".*"):
+        m = _TEMP_RE.match(p.name)
+        if m is None or not p.is_file() or p.is_symlink():
+            continue
+        try:
+            age = now - p.stat().st_mtime
+            if (age >= min_age_s and not _alive(int(m.group(1)))) or age >= 86400:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            continue
+    return removed
+
+
+__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "clean_stale_temps", "file_mode"]
