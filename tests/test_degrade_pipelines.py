@@ -244,6 +244,26 @@ def test_lrgen_validation_pattern_is_deterministic(odd_img: np.ndarray) -> None:
     assert [r.get("chain_step") for r in rec if r["op"] == "resize"] == [0, 1, 2]
 
 
+def test_lrgen_clean_prob_mixes_in_the_plain_benchmark_lr(odd_img: np.ndarray) -> None:
+    gt = odd_img[:66, :44]
+    clean = build_degradation("lrgen", {"clean_prob": 1.0}, 2)
+    out, rec = apply_manifest(clean, odd_img, np.random.default_rng(3))
+    assert rec == [{"op": "resize", "kernel": "bicubic", "size": [33, 22], "clean": True}]
+    np.testing.assert_array_equal(out["lq"], ops.round8(ops.resize(gt, (33, 22), "bicubic", True)))
+    # clean_prob 0 (the default) draws nothing extra: the random stream, hence every LQ, is unchanged
+    a, _ = apply_manifest(build_degradation("lrgen", {}, 2), odd_img, np.random.default_rng(7))
+    b, _ = apply_manifest(build_degradation("lrgen", {"clean_prob": 0.0}, 2), odd_img, np.random.default_rng(7))
+    np.testing.assert_array_equal(a["lq"], b["lq"])
+    kinds = [
+        apply_manifest(build_degradation("lrgen", {"clean_prob": 0.5}, 2), odd_img, np.random.default_rng(s))[1][0]
+        .get("clean", False)
+        for s in range(40)
+    ]
+    assert 10 < sum(kinds) < 30  # both branches drawn
+    with pytest.raises(ValueError, match="clean_prob must be in"):
+        build_degradation("lrgen", {"clean_prob": 1.5}, 2)
+
+
 def test_torch_batch_path_matches_numpy_filters_and_is_deterministic(odd_img: np.ndarray) -> None:
     from paragonsr.degrade.kernels import gaussian_kernel, sinc_kernel
 

@@ -1,6 +1,7 @@
 """``lrgen``: seed 001's clean-to-mildly-realistic LR generator.
 
-Training mode: slight Gaussian blur (``blur_prob``, σ from ``blur_sigma``), then a downscale with a kernel drawn
+Training mode: with ``clean_prob`` the plain benchmark LR (antialiased bicubic, no blur, no chain); otherwise slight
+Gaussian blur (``blur_prob``, σ from ``blur_sigma``), then a downscale with a kernel drawn
 from ``kernels``/``kernel_prob`` (bicubic, bilinear, lanczos, box, nearest, Magic Kernel Sharp), and with
 ``chain_prob`` a multi-step chain instead: ``chain_steps`` resizes through random intermediate sizes (between the
 LR and 1.25× the HR size), each with its own kernel, ending exactly at H/scale.
@@ -21,6 +22,7 @@ from paragonsr.degrade.base import Degradation, Record, check_keys, crop_to_mult
 from paragonsr.registry import DEGRADATION_REGISTRY
 
 DEFAULTS: dict[str, Any] = {
+    "clean_prob": 0.0,
     "blur_prob": 0.7,
     "blur_sigma": [0.1, 0.8],
     "kernels": ["bicubic", "bilinear", "lanczos3", "box", "nearest", "magic_sharp_2021"],
@@ -54,6 +56,8 @@ class LRGenDegradation(Degradation):
             ops.resize(
                 np.zeros((8, 8, 1), np.float32), (4, 4), k
             )  # unknown kernel -> error listing valid ones
+        if not 0.0 <= float(o["clean_prob"]) <= 1.0:
+            raise ValueError(f"lrgen: clean_prob must be in [0, 1], got {o['clean_prob']!r}")
         if not o["val_kernels"]:
             raise ValueError("lrgen: val_kernels must not be empty")
         lo, hi = o["chain_steps"]
@@ -84,6 +88,9 @@ class LRGenDegradation(Degradation):
                 img = ops.gaussian_blur(img, float(o["val_blur_sigma"]))
             note(rec, "lrgen_val", index=index, kernel=kernel, blur_sigma=o["val_blur_sigma"])
             lq = ops.resize(img, target, kernel, o["antialias"])
+        elif o["clean_prob"] > 0 and rng.uniform() < o["clean_prob"]:  # no draw at 0: same stream as before
+            lq = ops.resize(img, target, "bicubic", True)
+            note(rec, "resize", kernel="bicubic", size=list(target), clean=True)
         else:
             if rng.uniform() < o["blur_prob"]:
                 sigma = float(rng.uniform(*o["blur_sigma"]))
