@@ -252,11 +252,14 @@ def test_lrgen_clean_prob_mixes_in_the_plain_benchmark_lr(odd_img: np.ndarray) -
     np.testing.assert_array_equal(out["lq"], ops.round8(ops.resize(gt, (33, 22), "bicubic", True)))
     # clean_prob 0 (the default) draws nothing extra: the random stream, hence every LQ, is unchanged
     a, _ = apply_manifest(build_degradation("lrgen", {}, 2), odd_img, np.random.default_rng(7))
-    b, _ = apply_manifest(build_degradation("lrgen", {"clean_prob": 0.0}, 2), odd_img, np.random.default_rng(7))
+    b, _ = apply_manifest(
+        build_degradation("lrgen", {"clean_prob": 0.0}, 2), odd_img, np.random.default_rng(7)
+    )
     np.testing.assert_array_equal(a["lq"], b["lq"])
     kinds = [
-        apply_manifest(build_degradation("lrgen", {"clean_prob": 0.5}, 2), odd_img, np.random.default_rng(s))[1][0]
-        .get("clean", False)
+        apply_manifest(build_degradation("lrgen", {"clean_prob": 0.5}, 2), odd_img, np.random.default_rng(s))[
+            1
+        ][0].get("clean", False)
         for s in range(40)
     ]
     assert 10 < sum(kinds) < 30  # both branches drawn
