@@ -26,6 +26,7 @@ _ARCH_MODULES = (
     "rrdbnet",
     "munet",
     "unet_sn",
+    "span",
 )
 for _m in _ARCH_MODULES:
     try:
