@@ -26,6 +26,9 @@ def detect_arch(
     - ParagonSR v1 (ours or the public implementation's layout). Its weights do not record the upscale factor
       (the Magic Kernel upsampler has no parameters), so ``scale`` must be given: without it a ``ValueError``
       says so rather than guessing x4.
+    - SPAN (official / spandrel / traiNNer-redux layout, with or without the training branches): width and
+      channels from ``conv_1.eval_conv``, scale from the upsampler conv (``out_ch · scale²`` outputs), ``norm``
+      from the ``no_norm`` buffer.
     - Real-ESRGAN SRVGGNetCompact: only ``body.N`` keys, ``body.0`` a conv. Its ReLU/LeakyReLU variants store no
       activation weights and cannot be told apart, so with ``certain_only`` only the PReLU layout
       (``body.1.weight``, every released Real-ESRGAN compact model) is recognised, as spandrel does.
@@ -50,6 +53,10 @@ def detect_arch(
             from paragonsr.archs.rrdbnet import rrdbnet_kwargs_from_state_dict
 
             return "rrdbnet", rrdbnet_kwargs_from_state_dict(dict(state))
+        if "conv_1.eval_conv.weight" in state:
+            from paragonsr.archs.span import span_kwargs_from_state_dict
+
+            return "span", span_kwargs_from_state_dict(state)
         first = state.get("body.0.weight")
         if first is None or first.ndim != 4 or any(not k.startswith("body.") for k in state):
             return None

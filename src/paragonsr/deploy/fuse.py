@@ -113,7 +113,13 @@ def prepare_for_release(
             if hasattr(model, attr) and not hasattr(fused, attr):
                 setattr(fused, attr, getattr(model, attr))
         parity = check_parity(
-            torch_runner(model), torch_runner(fused), in_ch, scale, sizes, name="fused_vs_unfused"
+            torch_runner(model),
+            torch_runner(fused),
+            in_ch,
+            scale,
+            sizes,
+            name="fused_vs_unfused",
+            inputs=getattr(model, "parity_inputs", "uniform"),
         )
         if not parity.passed:
             raise RuntimeError(f"fuse_for_release() changed the output of {variant}: {parity.detail}")

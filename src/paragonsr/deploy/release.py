@@ -117,7 +117,8 @@ def export_release(
     tmp32 = out / f".{name}_fp32.onnx.verifying"
     export_onnx(fused, tmp32, opset=opt.opset, metadata={"name": name})
     torch_run = V.torch_runner(fused)
-    gate = V.check_parity(torch_run, V.onnx_runner(tmp32), in_ch, scale, opt.sizes)
+    kind = getattr(fused, "parity_inputs", "uniform")
+    gate = V.check_parity(torch_run, V.onnx_runner(tmp32), in_ch, scale, opt.sizes, inputs=kind)
     res.gates.append(gate)
     log(f"      {gate}")
     if not _gate_or_remove(gate, tmp32, fp32):

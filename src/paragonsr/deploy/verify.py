@@ -204,6 +204,28 @@ def run_all(runner: Runner, lrs: Sequence[np.ndarray]) -> list[np.ndarray]:
 # ------------------------------------------------------------------------------------------------ gates
 
 
+def parity_inputs(
+    rng: np.random.Generator, shape: tuple[int, int, int, int], kind: str = "uniform"
+) -> np.ndarray:
+    """Random NCHW float32 inputs in [0, 1] for the parity gates.
+
+    ``uniform``: white noise. ``image``: a smooth random field (bilinear from 1/4 resolution) plus ±0.05 pixel
+    noise, for models that are ill-conditioned on white noise (SPAN scales its input by 255 and gates it
+    multiplicatively: on uniform noise its own fp32 output is ~1e-3 relative away from fp64, on images ~1e-7).
+    """
+    if kind == "uniform":
+        return rng.random(shape, dtype=np.float32)
+    if kind != "image":
+        raise ValueError(f"parity inputs must be 'uniform' or 'image', got {kind!r}")
+    n, c, h, w = shape
+    coarse = torch.from_numpy(rng.random((n, c, max(2, h // 4), max(2, w // 4)), dtype=np.float32))
+    smooth = torch.nn.functional.interpolate(
+        coarse, size=(h, w), mode="bilinear", align_corners=False
+    ).numpy()
+    noise = 0.1 * (rng.random(shape, dtype=np.float32) - 0.5)
+    return np.clip(smooth + noise, 0.0, 1.0).astype(np.float32)
+
+
 def check_parity(
     reference: Runner,
     candidate: Runner,
@@ -213,8 +235,10 @@ def check_parity(
     tol: float = FP32_MAX_ABS,
     name: str = "fp32_parity",
     seed: int = 0,
+    inputs: str = "uniform",
 ) -> GateResult:
     """Max abs diff between two runners on random inputs of each (h, w); a batch of 2 checks the batch axis.
+    ``inputs`` picks the random inputs (:func:`parity_inputs`; a model's ``parity_inputs`` attribute names its kind).
 
     The limit is ``tol`` for outputs in image range (|y| <= 1: the issue's 1e-4 absolute gate) and scales with the
     output's magnitude beyond that, so a model with large raw outputs (a random-init XL reaches |y| ~ 50, where
@@ -223,7 +247,7 @@ def check_parity(
     rng = np.random.default_rng(seed)
     worst, worst_ratio, magnitude, per_size = 0.0, 0.0, 1.0, {}
     for h, w in sizes:
-        x = rng.random((2, in_ch, h, w), dtype=np.float32)
+        x = parity_inputs(rng, (2, in_ch, h, w), inputs)
         ref, cand = reference(x), candidate(x)
         if cand.shape != ref.shape or cand.shape[2:] != (h * scale, w * scale):
             return GateResult(
@@ -240,7 +264,9 @@ def check_parity(
         peak = max(1.0, float(np.max(np.abs(ref))))
         magnitude = max(magnitude, peak)
         worst, worst_ratio = max(worst, diff), max(worst_ratio, diff / peak)
-    sizes_txt = ", ".join(f"{h}x{w}" for h, w in sizes)
+    sizes_txt = ", ".join(f"{h}x{w}" for h, w in sizes) + (
+        "" if inputs == "uniform" else f" ({inputs}-like inputs)"
+    )
     limit = f"limit {tol:.0e}" if magnitude == 1.0 else f"limit {tol:.0e} x max|y| {magnitude:.3g}"
     return GateResult(
         name,
