@@ -1,6 +1,6 @@
-"""Inference throughput (output megapixels/s) of ParagonSR2 variants vs SRVGGNetCompact, measured side by side.
+"""Inference throughput (output megapixels/s) of ParagonSR2 variants vs SRVGGNetCompact, SPAN and others, side by side.
 
-    python bench/infer.py                       # nano..s + Compact 32f/32c + v1 + RRDBNet, x2, 128x128 LR input
+    python bench/infer.py                       # nano..s + Compact 32f/32c + v1 + RRDBNet + SPAN ch48, x2, 128x128 LR
     python bench/infer.py --size 256 --repeats 7 --archs 'paragonsr2_nano,compact*' --threads 1 --breakdown
     python bench/infer.py --precisions fp32,bf16_cl --no-malloc-tuning
 
@@ -56,10 +56,13 @@ MODELS: dict[str, Callable[[int], nn.Module]] = {
     "paragonsr_nano": lambda scale: build_arch("paragonsr_nano", scale=scale),
     "paragonsr_s": lambda scale: build_arch("paragonsr_s", scale=scale),
     "rrdbnet_64x23": lambda scale: build_arch("rrdbnet", scale=scale),
+    # SPAN as officially released (48 channels, input normalisation) and traiNNer-redux's default span (52)
+    "span_ch48": lambda scale: build_arch("span_s", scale=scale, norm=True),
+    "span_ch52": lambda scale: build_arch("span", scale=scale),
 }
 DEFAULT_ARCHS = (
     "paragonsr2_nano,paragonsr2_anime,paragonsr2_tiny,paragonsr2_s,compact_32f32c,"
-    "paragonsr_nano,paragonsr_s,rrdbnet_64x23"
+    "paragonsr_nano,paragonsr_s,rrdbnet_64x23,span_ch48"
 )
 PRECISIONS = ("fp32", "fp32_cl", "bf16_cl")
 
@@ -248,6 +251,10 @@ def _print_ratios(mps: dict[tuple[str, str, str], float]) -> None:
         print(
             f"  TARGET fused nano ({nano_f[1]}) / Compact 32f32c ({comp[1]}), best each: {r:.2f}x (target >= 2x)"
         )
+    span_f = _best(mps, "span_ch48", "fused")
+    if nano_f and span_f:
+        r = span_f[0] / nano_f[0]
+        print(f"  fused SPAN ch48 ({span_f[1]}) / fused nano ({nano_f[1]}), best each: {r:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
