@@ -210,3 +210,27 @@ def test_trains_from_an_option_file(tmp_path: Path) -> None:
     torch.testing.assert_close(state["block_6.c3_r.eval_conv.weight"], w.detach())
     with pytest.raises(Exception, match=r"feature_channel.*did you mean 'feature_channels'"):
         parse_options({**opt, "network_g": {"type": "span", "feature_channel": 8}})
+
+
+def test_parity_inputs_kinds() -> None:
+    rng = np.random.default_rng(0)
+    img = parity_inputs(rng, (2, 3, 9, 7), "image")
+    assert img.shape == (2, 3, 9, 7) and img.dtype == np.float32 and img.min() >= 0 and img.max() <= 1
+    # smooth: neighbouring pixels differ far less than in white noise
+    white = parity_inputs(rng, (2, 3, 9, 7))
+    assert np.abs(np.diff(img, axis=-1)).mean() < 0.5 * np.abs(np.diff(white, axis=-1)).mean()
+    with pytest.raises(ValueError, match="'uniform' or 'image'"):
+        parity_inputs(rng, (1, 3, 4, 4), "photo")
+
+
+def test_generated_span_exports_through_the_gates(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from paragonsr.deploy.fuse import prepare_for_release
+    from paragonsr.deploy.onnx_export import export_onnx
+    from paragonsr.deploy.verify import check_parity, onnx_runner, torch_runner
+
+    fused, rep = prepare_for_release(_model(scale=2, feat=6), sizes=((13, 10),))
+    assert rep.fusable and rep.parity is not None and rep.parity.passed and "image-like" in rep.parity.detail
+    path = export_onnx(fused, tmp_path / "span.onnx")
+    gate = check_parity(torch_runner(fused), onnx_runner(path), 3, 2, ((13, 10), (8, 17)), inputs="image")
+    assert gate.passed and gate.value <= 1e-4, gate.detail
