@@ -78,9 +78,8 @@ def test_compact_template_checks_with_only_paths_changed(images: Path, tmp_path:
     opt = parse_options(copy.deepcopy(raw), force=force)
     t = opt.train
     assert (t.use_amp, t.amp_bf16, t.use_channels_last, t.accum_iter) == (True, False, True, 1)
-    assert [(lo.type, lo.loss_weight) for lo in t.losses] == [
-        ("MSSSIMLoss", 0.1),
-        ("L1Loss", pytest.approx(0.9)),
+    assert [(lo.type, lo.loss_weight, lo.kwargs()) for lo in t.losses] == [
+        ("MSSSIML1Loss", 1.0, {"alpha": 0.1})
     ]
     assert opt.val is None and list(opt.datasets) == ["train"]  # val_enabled: false: val set never opened
     ds = opt.datasets["train"]
@@ -105,10 +104,7 @@ def test_span_template_translation_is_a_bicubic_otf_run() -> None:
     ds = d["datasets"]["train"]
     assert ds["degradation"] == "bicubic" and "blur_kernel_size" not in ds and "kernel_list2" not in ds
     assert not {"resize_prob", "jpeg_range", "blur_prob", "high_order_degradation"} & set(d)
-    assert d["train"]["losses"] == [
-        {"type": "MSSSIMLoss", "loss_weight": 0.1, "data_range": 1.0},
-        {"type": "L1Loss", "loss_weight": pytest.approx(0.9)},
-    ]
+    assert d["train"]["losses"] == [{"type": "MSSSIML1Loss", "alpha": 0.1, "loss_weight": 1.0}]
     assert d["val"] is None and list(d["datasets"]) == ["train"] and d["queue_size"] == 180
 
 
@@ -156,7 +152,7 @@ def test_refusals_and_typos() -> None:
     d["train"]["losses"].append({"type": "ldlloss", "loss_weight": 1.0})
     assert "train.losses.1.type: traiNNer-redux loss 'ldlloss' has no equivalent here" in err(d)
     d["train"]["losses"][1]["loss_weight"] = 0  # disabled, as the templates list them: accepted
-    assert len(parse_options(d).train.losses) == 2
+    assert len(parse_options(d).train.losses) == 1  # the disabled ldlloss is dropped
     d = copy.deepcopy(base)
     d["fast_matmull"] = True
     assert "fast_matmull: unknown key; did you mean 'fast_matmul'?" in err(d)
@@ -184,9 +180,8 @@ def test_old_style_template_losses_and_discriminator() -> None:
     )
     opt = parse_options(copy.deepcopy(d))
     assert opt.kind == "sr" and opt.network_d is None and opt.train.optim_d is None
-    assert [(lo.name, lo.type, lo.loss_weight) for lo in opt.train.losses] == [
-        ("ms_ssim_l1_msssim", "MSSSIMLoss", pytest.approx(0.2)),
-        ("ms_ssim_l1_l1", "L1Loss", pytest.approx(0.8)),
+    assert [(lo.name, lo.type, lo.kwargs()) for lo in opt.train.losses] == [
+        ("ms_ssim_l1", "MSSSIML1Loss", {"alpha": 0.2})
     ]
     d["train"]["gan_opt"]["loss_weight"] = 0.1
     opt = parse_options(d)
@@ -271,7 +266,7 @@ def test_generated_trainner_doc_is_current() -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     text = mod.render()
-    assert "| `use_amp` | -> `train.use_amp` |" in text and "| `msssiml1loss` | `MSSSIMLoss+L1Loss` |" in text
+    assert "| `use_amp` | -> `train.use_amp` |" in text and "| `msssiml1loss` | `MSSSIML1Loss` |" in text
     doc = ROOT / "docs" / "trainner_compat.md"
     assert doc.read_text(encoding="utf-8") == text, (
         "docs/trainner_compat.md is stale: run scripts/gen_trainner_doc.py"

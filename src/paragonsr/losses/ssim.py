@@ -128,3 +128,68 @@ class MSSSIMLoss(_WindowedSSIMLoss):
         with torch.autocast(device_type=pred.device.type, enabled=False):
             val = ms_ssim(pred.float(), target.float(), self.win_size, self.sigma, self.data_range)
         return self.loss_weight * (1.0 - val)
+
+
+@LOSS_REGISTRY.register("MSSSIML1Loss", aliases=("msssiml1", "ms_ssim_l1"))
+class MSSSIML1Loss(nn.Module):
+    """The MS-SSIM + L1 mix of Zhao et al. 2017 ("Loss Functions for Image Restoration with Neural Networks"), in
+    traiNNer-redux's form (``msssiml1loss``), per pixel at full resolution:
+
+    ``loss_weight * mean(alpha * (1 - l * cs) + (1 - alpha) * G_σM * |pred - target| / data_range)``
+
+    The scales are Gaussian windows of the ``gaussian_sigmas`` (default 0.5, 1, 2, 4, 8) instead of a downsampled
+    pyramid; every window is ``2·⌊2·σM⌋ + 1`` wide and the images are replicate-padded by ``⌊2·σM⌋``. ``cs`` is the product
+    over scales and channels of ``relu(cs_σ,c) ** w_σ`` with the MS-SSIM weights (0.0448, 0.2856, 0.3001, 0.2363,
+    0.1333); ``l`` is the product over channels of the luminance term at the largest σ; ``G_σM * |e|`` is the L1
+    error smoothed by the largest window and averaged over channels. C1 = (k1·R)², C2 = (k2·R)² for
+    ``data_range`` R. Computed in float32 even under autocast. Needs 5 sigmas (one per MS-SSIM weight).
+    """
+
+    def __init__(
+        self,
+        loss_weight: float = 1.0,
+        alpha: float = 0.1,
+        gaussian_sigmas: list[float] | None = None,
+        data_range: float = 1.0,
+        k: tuple[float, float] = (0.01, 0.03),
+    ) -> None:
+        super().__init__()
+        sigmas = [float(s) for s in (gaussian_sigmas or (0.5, 1.0, 2.0, 4.0, 8.0))]
+        if len(sigmas) != len(MSSSIM_WEIGHTS) or min(sigmas) <= 0:
+            raise ValueError(
+                f"MSSSIML1Loss: gaussian_sigmas needs 5 positive values, got {gaussian_sigmas!r}"
+            )
+        if not 0 <= alpha <= 1 or data_range <= 0:
+            raise ValueError(
+                f"MSSSIML1Loss: alpha must be in [0, 1] and data_range > 0, got {alpha}, {data_range}"
+            )
+        self.loss_weight, self.alpha, self.data_range = float(loss_weight), float(alpha), float(data_range)
+        self.c1, self.c2 = (k[0] * data_range) ** 2, (k[1] * data_range) ** 2
+        self.pad = int(2 * sigmas[-1])
+        size = 2 * self.pad + 1  # the output keeps the input size
+        taps = torch.stack([gaussian_1d(size, s) for s in sigmas])  # (S, size), each sums to 1
+        self.register_buffer("taps", taps, persistent=False)
+        self.register_buffer("weights", torch.tensor(MSSSIM_WEIGHTS).view(1, -1, 1, 1, 1), persistent=False)
+
+    def _blur(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) -> (N, S, C, H, W): each channel smoothed by each scale's separable Gaussian."""
+        n, c, h, w = x.shape
+        s, k = self.taps.shape
+        x = F.pad(x, (self.pad,) * 4, mode="replicate").reshape(n * c, 1, h + 2 * self.pad, w + 2 * self.pad)
+        x = F.conv2d(x, self.taps.view(s, 1, k, 1))
+        x = F.conv2d(x, self.taps.view(s, 1, 1, k), groups=s)
+        return x.reshape(n, c, s, h, w).transpose(1, 2)
+
+    def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
+        check_pair(pred, target, "MSSSIML1Loss")
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            x, y = pred.float(), target.float()
+            mx, my = self._blur(x), self._blur(y)
+            sxx, syy, sxy = self._blur(x * x) - mx**2, self._blur(y * y) - my**2, self._blur(x * y) - mx * my
+            cs = F.relu((2 * sxy + self.c2) / (sxx + syy + self.c2))  # (N, S, C, H, W)
+            cs = (cs ** self.weights.to(cs.dtype)).flatten(1, 2).prod(dim=1)
+            lum = (2 * mx[:, -1] * my[:, -1] + self.c1) / (mx[:, -1] ** 2 + my[:, -1] ** 2 + self.c1)
+            ms_ssim = lum.prod(dim=1) * cs  # (N, H, W)
+            l1 = self._blur((x - y).abs())[:, -1].mean(dim=1)  # largest window, mean over channels
+            mix = self.alpha * (1 - ms_ssim) + (1 - self.alpha) * l1 / self.data_range
+        return self.loss_weight * mix.mean()

@@ -61,16 +61,9 @@ LOSSES: dict[str, LossRule] = {
         },
     ),
     "msssiml1loss": LossRule(
-        "MSSSIMLoss+L1Loss",
-        "alpha * (1 - MS-SSIM) + (1 - alpha) * L1 / data_range (Zhao et al. 2017) -> MSSSIMLoss with weight "
-        "loss_weight*alpha and L1Loss with weight loss_weight*(1-alpha)/data_range; our MS-SSIM uses the "
-        "downsampled 5-scale pyramid and a plain (not Gaussian-weighted) L1",
-        ignore={
-            "gaussian_sigmas": (None, (None,)),
-            "k": ([0.01, 0.03], ([0.01, 0.03],)),
-            "cuda_dev": (0, (_ANY,)),
-        },
-        defaults={"alpha": 0.1, "data_range": 1.0},
+        "MSSSIML1Loss",
+        "same formula (alpha * (1 - MS-SSIM) + (1 - alpha) * Gaussian-weighted L1, Zhao et al. 2017)",
+        ignore={"cuda_dev": (0, (_ANY,))},
     ),
     "perceptualloss": LossRule(
         "PerceptualLoss",
@@ -155,17 +148,6 @@ def _one(tr: Translation, item: dict[str, Any], where: str) -> list[dict[str, An
             out["criterion"] = "l1"
         elif crit in ("pd", "fd"):
             tr.errors.append(f"{where}.criterion: {crit!r} is not available here (use l1 or charbonnier)")
-    if kind == "msssiml1loss":
-        w, alpha, dr = float(out.get("loss_weight", 1.0)), float(out["alpha"]), float(out["data_range"])
-        base = {k: v for k, v in out.items() if k in ("name", "target")}
-        name = base.pop("name", None)
-        parts = [
-            {"type": "MSSSIMLoss", "loss_weight": w * alpha, "data_range": dr, **base},
-            {"type": "L1Loss", "loss_weight": w * (1 - alpha) / dr, **base},
-        ]
-        if name:
-            parts[0]["name"], parts[1]["name"] = f"{name}_msssim", f"{name}_l1"
-        return [p for p in parts if p["loss_weight"] != 0]
     out["type"] = rule.ours
     return [out]
 
