@@ -153,3 +153,10 @@ def test_weight_mismatch_error_names_the_file(tmp_path: Path) -> None:
         CheckpointError, match=rf"^{path}: cannot build arch 'rrdbnet' .* RRDBNet supports scale"
     ):
         load_model(path, arch="rrdbnet", scale=3)
+
+
+def test_unknown_key_in_a_legacy_esrgan_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "old.pth"
+    torch.save({"model.0.weight": torch.zeros(8, 3, 3, 3), "model.1.sub.0.XYZ.weight": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match=rf"^{path}: unrecognised key 'model.1.sub.0.XYZ.weight'"):
+        load_model(path, arch="rrdbnet")

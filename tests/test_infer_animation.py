@@ -119,3 +119,20 @@ def test_animation_into_a_still_format_is_one_line(tmp_path: Path, capsys: pytes
         f"error: {src}: is an animation (3 frames) but .jpg files hold one image" in capsys.readouterr().err
     )
     assert not (tmp_path / "o" / "anim.jpg").exists()
+
+
+def test_animation_with_a_wide_gamut_profile_is_converted(tmp_path: Path) -> None:
+    from icc_helpers import expected_srgb, rgb_profile
+    from paragonsr.infer.animation import read_animation
+
+    frames = _frames(alpha=False)
+    path = tmp_path / "p3.png"
+    images = [Image.fromarray(f[..., :3]) for f in frames]
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=DURATIONS, icc_profile=rgb_profile("p3")
+    )
+    anim = read_animation(path)
+    assert anim is not None and anim.info.color_profile == "test p3" and len(anim.frames) == 3
+    for i, f in enumerate(frames):
+        np.testing.assert_allclose(anim.frame(i), expected_srgb(f[..., :3] / 255.0, "p3"), atol=5e-4)
+    assert read_animation(tmp_path / "missing.gif") is None  # the still reader reports missing/bad files

@@ -345,7 +345,10 @@ def load_model(
     # Third-party layouts -> ours (see load_weights), before the fused-layout detection compares key sets.
     convert = getattr(model, "convert_state_dict", None)
     if callable(convert):
-        state = convert(state)
+        try:
+            state = convert(state)
+        except (KeyError, ValueError) as exc:  # a layout the arch's converter does not know
+            raise CheckpointError(f"{path}: {exc.args[0] if exc.args else exc}") from None
     fused = meta["fused"]
     if fused is None and hasattr(model, "fuse_for_release"):
         # Unknown (third-party) file: a fused layout shows as keys the unfused model does not have.

@@ -8,6 +8,8 @@
 - Output containers: GIF (palette per frame: exact when a frame has at most 256 colours (255 with
   transparency), otherwise median-cut with Floyd-Steinberg dithering), APNG (lossless, 8-bit), animated WebP
   (lossy at ``quality`` < 100, lossless at 100). Animations are 8-bit; an ICC profile is applied as for stills.
+- Memory: the source frames (8-bit) and the upscaled frames (8-bit) are held until the file is written; one
+  float frame at a time.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,24 @@ ANIMATED_FORMATS = {"gif": "GIF", "png": "PNG", "webp": "WEBP"}
 
 @dataclass
 class Animation:
-    """``frames``: float32 HxWx3 (RGB) or HxWx4 (RGBA) full canvases in [0, 1]; ``durations`` in ms per frame;
-    ``loop``: 0 = forever, N plays/loops as the container counts them, None = no loop extension (GIF)."""
+    """``frames``: uint8 HxWx3 (RGB) or HxWx4 (RGBA) full canvases as stored (see :meth:`frame` for the float
+    sRGB one); ``durations`` in ms per frame; ``loop``: 0 = forever, N plays/loops as the container counts them,
+    None = no loop extension (GIF); ``icc``: the embedded profile, applied by :meth:`frame`."""
 
     frames: list[np.ndarray]
     durations: list[int]
     loop: int | None
     info: ImageInfo
+    icc: bytes | None = None
+
+    def frame(self, i: int) -> np.ndarray:
+        """Frame ``i`` as float32 HxWxC in [0, 1], sRGB (the embedded profile applied)."""
+        img = self.frames[i].astype(np.float32) / 255.0
+        if self.icc:
+            from paragonsr.infer.color import file_to_srgb
+
+            img = file_to_srgb(img, self.icc, str(self.info.path))[0]
+        return img
 
 
 def read_animation(path: str | os.PathLike[str]) -> Animation | None:
@@ -52,30 +65,36 @@ def read_animation(path: str | os.PathLike[str]) -> Animation | None:
 
     p = Path(path)
     try:
-        with Image.open(p) as im:
-            if im.format not in ("GIF", "PNG", "WEBP") or getattr(im, "n_frames", 1) <= 1:
-                return None
-            fmt, loop, icc = im.format.lower(), im.info.get("loop"), im.info.get("icc_profile")
+        im = Image.open(p)
+        animated = im.format in ("GIF", "PNG", "WEBP") and getattr(im, "n_frames", 1) > 1
+    except Exception:  # not for Pillow, missing, damaged header...: the still-image reader reports it
+        return None
+    if not animated:
+        im.close()
+        return None
+    try:
+        with im:
+            fmt, loop, icc = str(im.format).lower(), im.info.get("loop"), im.info.get("icc_profile")
             canvases, durations = [], []
             for i in range(im.n_frames):
                 im.seek(i)
                 canvases.append(np.asarray(im.convert("RGBA")))  # (WebP sets the duration when decoding)
                 durations.append(round(float(im.info.get("duration") or 0)))
-    except OSError as exc:
+    except Exception as exc:  # truncated data, decompression-bomb guard, ...
         raise ImageReadError(f"{p}: cannot decode the animation ({type(exc).__name__}: {exc})") from None
-    except Image.DecompressionBombError as exc:  # pragma: no cover - Pillow's size guard
-        raise ImageReadError(f"{p}: {exc}") from None
     alpha = any(bool((c[..., 3] < 255).any()) for c in canvases)
-    frames = [c[..., : 4 if alpha else 3].astype(np.float32) / 255.0 for c in canvases]
-    profile = None
+    frames = [np.ascontiguousarray(c[..., : 4 if alpha else 3]) for c in canvases]
+    h, w, c = frames[0].shape
+    anim = Animation(
+        frames, durations, None if loop is None else int(loop), ImageInfo(str(p), fmt, 8, c, h, w)
+    )
     if icc:
         from paragonsr.infer.color import file_to_srgb
 
-        converted = [file_to_srgb(f, icc, str(p)) for f in frames]
-        frames, profile = [f for f, _ in converted], converted[0][1]
-    h, w = frames[0].shape[:2]
-    info = ImageInfo(str(p), fmt, 8, frames[0].shape[2], h, w, color_profile=profile)
-    return Animation(frames, durations, None if loop is None else int(loop), info)
+        anim.icc = icc
+        profile = file_to_srgb(frames[0][:1, :1].astype(np.float32) / 255.0, icc, str(p))[1]
+        anim.info = replace(anim.info, color_profile=profile)
+    return anim
 
 
 def _palette_frame(rgba: np.ndarray) -> Any:
@@ -170,7 +189,10 @@ def upscale_file(
             f"{src}: is an animation ({len(anim.frames)} frames) but {Path(dst).suffix} files hold one image; "
             f"write .gif, .png (APNG) or .webp, or pass --first-frame"
         )
-    out = [to_dtype(upscaler(f, anim.info, outscale, progress=progress)[0], 8) for f in anim.frames]
+    out = [
+        to_dtype(upscaler(anim.frame(i), anim.info, outscale, progress=progress)[0], 8)
+        for i in range(len(anim.frames))
+    ]
     atomic_write_bytes(dst, encode_animation(out, anim.durations, anim.loop, fmt, quality))
     return len(out)
 
