@@ -102,3 +102,13 @@ def test_upscale_writes_converted_untagged_srgb(tmp_path: Path):
         got = np.asarray(im)
     want = np.round(expected_srgb(u8 / 255.0, "p3") * 255).astype(np.uint8)
     assert np.abs(got[::2, ::2].astype(int) - want).max() <= 1
+
+
+def test_profile_of_another_colour_space_is_ignored_like_viewers_do():
+    rgb = np.full((2, 2, 3), 0.5, np.float32)
+    same, name = to_srgb(rgb, gray_profile(1.0))  # a gray profile on RGB pixels
+    assert name is None and same is rgb
+    cmyk_header = bytearray(rgb_profile("p3"))
+    cmyk_header[16:20] = b"CMYK"  # the decoder already turned CMYK into RGB
+    same, name = to_srgb(rgb, bytes(cmyk_header))
+    assert name is None and same is rgb

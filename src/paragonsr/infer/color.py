@@ -9,7 +9,8 @@ colours a colour-managed viewer shows, and outputs are plain sRGB.
   gamut are clipped per channel (as LittleCMS does).
 - Other profiles (LUT-based ``A2B`` tables, CMYK/Lab data) go through LittleCMS (Pillow's ``ImageCms``), which
   works on 8-bit RGB here: such images are converted at 8-bit precision.
-- Profiles equivalent to sRGB (the ubiquitous "sRGB IEC61966-2.1") leave the pixels untouched.
+- Profiles equivalent to sRGB (the ubiquitous "sRGB IEC61966-2.1") leave the pixels untouched, and so do profiles
+  for other data than the decoded pixels (CMYK: the decoder's own CMYK -> RGB is kept; gray profile on RGB).
 
 Sources: ICC.1:2001-04 (v2) and ICC.1:2010 (v4) tag layouts; IEC 61966-2-1 for the sRGB curve.
 """
@@ -226,14 +227,14 @@ def to_srgb(img: np.ndarray, icc: bytes) -> tuple[np.ndarray, str | None]:
     """Convert float HWC (gray, gray + alpha, RGB, RGBA) in [0, 1] tagged with ``icc`` to sRGB.
 
     Returns the image and the profile name it was converted from, or ``(img, None)`` unchanged when the profile
-    is sRGB already. Alpha is never touched. Raises ``ProfileError`` for unreadable/unusable profiles."""
+    is sRGB already or describes other data than the decoded pixels (a gray profile on RGB pixels, a CMYK
+    profile: the decoder already made RGB from CMYK; colour-managed viewers ignore such profiles too). Alpha is
+    never touched. Raises ``ProfileError`` for unreadable/unusable profiles."""
     c = img.shape[2]
     n_color = 1 if c in (1, 2) else 3
     prof = parse_matrix_profile(icc)
-    if prof is not None and (prof.matrix is None) != (n_color == 1):
-        raise ProfileError(
-            f"a {'gray' if prof.matrix is None else 'RGB'} profile on a {n_color}-channel image"
-        )
+    if icc[16:20] != (b"GRAY" if n_color == 1 else b"RGB "):
+        return img, None
     if prof is not None and _is_srgb(prof):
         return img, None
     color = img[..., :n_color]
