@@ -140,6 +140,7 @@ def evaluate(
     progress: bool = True,
     deep_metrics: Sequence[str] = (),
     weights_dir: str | Path | None = None,
+    desc: str = "eval",
 ) -> Report:
     from tqdm import tqdm
 
@@ -147,7 +148,7 @@ def evaluate(
     from paragonsr.metrics import calculate_metric
 
     report = Report(scale=scale, methods=list(methods), deep_metrics=list(deep_metrics))
-    for path in tqdm(gt_paths, desc="eval", unit="img", disable=not progress):
+    for path in tqdm(gt_paths, desc=desc, unit="img", disable=not progress):
         try:  # an unreadable GT/LQ is reported and skipped: the other images are still scored
             gt, _ = read_image(path)
             gt = mod_crop(to_rgb(gt), scale)

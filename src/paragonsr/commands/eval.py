@@ -8,7 +8,10 @@ from pathlib import Path
 
 from paragonsr.commands import clean_temps
 
-HELP = "evaluate models and classic resamplers (PSNR/SSIM-Y, speed) on a GT folder; writes a markdown report"
+HELP = (
+    "evaluate models and classic resamplers (PSNR/SSIM-Y, speed) on a GT folder, or on standard benchmark sets "
+    "(--benchmark); writes a markdown report"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,9 +20,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="checkpoint (.safetensors/.pth) or .onnx file; repeat for several models",
+        help="checkpoint (.safetensors/.pth) or .onnx file, or 'default' for the packaged default model; "
+        "repeat for several models",
     )
-    parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth images")
+    parser.add_argument("--gt", type=Path, help="folder of ground-truth images")
+    parser.add_argument(
+        "--benchmark",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="standard-protocol benchmark set (folder of HR images, e.g. Set5; repeatable): MATLAB-style bicubic "
+        "LR, PSNR/SSIM-Y, border = scale; writes benchmark.csv and a paper-style report.md",
+    )
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--lq", type=Path, help="folder of LQ images matching the GT file names (stem)")
     src.add_argument(
@@ -64,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
     )
     from paragonsr.infer.image_io import read_image, to_rgb
 
+    if args.benchmark:
+        return _run_benchmark(args)
+    if args.gt is None:
+        print("error: give --gt FOLDER or --benchmark FOLDER", file=sys.stderr)
+        return 2
     try:
         gt_paths = list_images(args.gt, recursive=False, what="GT", allow_empty=False)
     except FileNotFoundError as exc:
@@ -118,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             kernels.append(name)
     methods = [resampler_method(k, scale) for k in kernels]
     try:
-        methods += [model_method(m, scale, tile=args.tile) for m in args.model]
+        methods += [model_method(_model_path(m), scale, tile=args.tile) for m in args.model]
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -139,4 +157,53 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _model_path(name: str) -> Path:
+    """``--model`` value -> file; 'default' is the packaged default model."""
+    if name != "default":
+        return Path(name)
+    from paragonsr.infer import default_model_path
+
+    path = default_model_path()
+    if path is None:
+        raise FileNotFoundError("--model default: this install has no packaged default model")
+    return path
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from paragonsr.archs.resample import canonical_kernel
+    from paragonsr.benchmark import matlab_bicubic_method, run_benchmark, write_benchmark
+    from paragonsr.data.tiles import list_images
+    from paragonsr.evaluate import model_method, resampler_method
+
+    if args.gt is not None or args.lq is not None or args.degrade != "bicubic":
+        print(
+            "error: --benchmark makes its own bicubic LR from the HR folders; drop --gt/--lq/--degrade",
+            file=sys.stderr,
+        )
+        return 2
+    sets = []
+    for folder in args.benchmark:
+        try:
+            paths = list_images(folder, recursive=False, what="benchmark", allow_empty=False)
+        except FileNotFoundError as exc:
+            print(f"error: --benchmark: {exc}", file=sys.stderr)
+            return 2
+        sets.append((folder.name, paths[: args.limit] if args.limit else paths))
+    scale = args.scale
+    methods = [matlab_bicubic_method(scale)]
+    try:
+        kernels = [canonical_kernel(k) for k in args.resampler]
+        methods += [resampler_method(k, scale) for k in dict.fromkeys(kernels) if k != "bicubic"]
+        methods += [model_method(_model_path(m), scale, tile=args.tile) for m in args.model]
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    clean_temps(args.out, recursive=True)
+    scores = run_benchmark(sets, methods, scale, args.out)
+    csv_path, md = write_benchmark(scores, args.out, scale)
+    print(md.read_text())
+    print(f"table: {csv_path}")
     return 0
