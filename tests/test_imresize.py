@@ -54,8 +54,8 @@ def test_matches_independent_reference_on_odd_sizes(scale: float, antialias: boo
 
 
 def test_antialias_widens_the_kernel_only_when_shrinking() -> None:
-    idx_aa, w_aa = matlab_contributions(40, 10, 0.25, antialias=True)
-    idx_no, w_no = matlab_contributions(40, 10, 0.25, antialias=False)
+    _, w_aa = matlab_contributions(40, 10, 0.25, antialias=True)
+    _, w_no = matlab_contributions(40, 10, 0.25, antialias=False)
     assert w_aa.shape[1] == 16 and w_no.shape[1] == 4  # width 4 / 0.25 = 16 taps vs the plain 4
     _, w_up = matlab_contributions(10, 40, 4.0, antialias=True)
     _, w_up_no = matlab_contributions(10, 40, 4.0, antialias=False)
