@@ -128,6 +128,36 @@ def test_benchmark_missing_folder_is_one_line(tmp_path: Path, capsys: pytest.Cap
     assert capsys.readouterr().err == "error: give --gt FOLDER or --benchmark FOLDER\n"
 
 
+def test_benchmark_unreadable_image_is_listed_and_the_rest_scored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _make_set(tmp_path / "bad", [(40, 44)], seed=4)
+    (tmp_path / "bad" / "broken.png").write_bytes(b"not a png")
+    _make_set(tmp_path / "allbad", [], seed=5)
+    (tmp_path / "allbad" / "x.png").write_bytes(b"")
+    out = tmp_path / "out"
+    argv = [
+        "eval",
+        "--benchmark",
+        str(tmp_path / "bad"),
+        "--benchmark",
+        str(tmp_path / "allbad"),
+        "-o",
+        str(out),
+    ]
+    assert main(argv) == 1
+    rows = list(csv.DictReader((out / "benchmark.csv").open()))
+    assert [(r["set"], r["n"]) for r in rows] == [
+        ("bad", "1")
+    ]  # no NaN row for the set with nothing readable
+    md = (out / "report.md").read_text()
+    assert "Not scored (2 image(s)" in md and "broken.png" in md and "x.png" in md
+    assert (
+        capsys.readouterr().err.splitlines()[-1]
+        == "error: 2 image(s) could not be scored (listed in the report)"
+    )
+
+
 def test_real_set5_bicubic_reproduces_published_x2() -> None:
     set5 = BENCHMARKS / "Set5"
     if not set5.is_dir():

@@ -95,21 +95,28 @@ def run_benchmark(
     scale: int,
     out_dir: Path | None = None,
     progress: bool = True,
-) -> list[SetScore]:
-    """Score every method on every ``(set name, HR image paths)``; per-set reports go to ``out_dir/per_set``."""
+) -> tuple[list[SetScore], list[str]]:
+    """Score every method on every ``(set name, HR image paths)``; per-set reports go to ``out_dir/per_set``.
+
+    Returns the per-set means and one line per image that could not be read (skipped; ``n`` counts the rest).
+    """
     scores: list[SetScore] = []
+    failed: list[str] = []
     for name, paths in sets:
         report: Report = evaluate(
             paths, methods, scale, lambda _p, hr: matlab_bicubic_lr(hr, scale), progress=progress, desc=name
         )
+        failed += [f"{name}: {line}" for line in report.failed]
         if out_dir is not None:
             write_report(report, out_dir / "per_set" / name, title=f"{name} x{scale}")
         for m in methods:
             n = sum(1 for r in report.results if r.method == m.name)
+            if n == 0:  # every image of the set failed: listed in `failed`, no NaN row
+                continue
             scores.append(
                 SetScore(name, m.name, report.mean(m.name, "psnr_y"), report.mean(m.name, "ssim_y"), n)
             )
-    return scores
+    return scores, failed
 
 
 def published_rows(set_names: Sequence[str], scale: int) -> list[tuple[str, str, dict[str, float]]]:
@@ -122,8 +129,10 @@ def published_rows(set_names: Sequence[str], scale: int) -> list[tuple[str, str,
     return rows
 
 
-def write_benchmark(scores: Sequence[SetScore], out_dir: Path, scale: int) -> tuple[Path, Path]:
-    """Write ``benchmark.csv`` and the paper-style ``report.md``; returns both paths."""
+def write_benchmark(
+    scores: Sequence[SetScore], out_dir: Path, scale: int, failed: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """Write ``benchmark.csv`` and the paper-style ``report.md`` (listing ``failed`` images); returns both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "benchmark.csv"
     with atomic_output(csv_path) as tmp, tmp.open("w", newline="") as f:
@@ -158,6 +167,9 @@ def write_benchmark(scores: Sequence[SetScore], out_dir: Path, scale: int) -> tu
     if published:
         lines += ["", "Published rows (PSNR-Y only, not measured here):"]
         lines += [f"- {label}: {source}" for label, source, _ in published]
+    if failed:
+        lines += ["", f"Not scored ({len(failed)} image(s) could not be read):"]
+        lines += [f"- {line}" for line in failed]
     lines.append("")
     md = out_dir / "report.md"
     atomic_write_text(md, "\n".join(lines))

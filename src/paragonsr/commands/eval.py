@@ -202,8 +202,11 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     clean_temps(args.out, recursive=True)
-    scores = run_benchmark(sets, methods, scale, args.out)
-    csv_path, md = write_benchmark(scores, args.out, scale)
+    scores, failed = run_benchmark(sets, methods, scale, args.out)
+    csv_path, md = write_benchmark(scores, args.out, scale, failed)
     print(md.read_text())
     print(f"table: {csv_path}")
+    if failed:
+        print(f"error: {len(failed)} image(s) could not be scored (listed in the report)", file=sys.stderr)
+        return 1
     return 0
