@@ -160,3 +160,29 @@ def test_unknown_key_in_a_legacy_esrgan_file_names_the_file(tmp_path: Path) -> N
     torch.save({"model.0.weight": torch.zeros(8, 3, 3, 3), "model.1.sub.0.XYZ.weight": torch.zeros(1)}, path)
     with pytest.raises(CheckpointError, match=rf"^{path}: unrecognised key 'model.1.sub.0.XYZ.weight'"):
         load_model(path, arch="rrdbnet")
+
+
+def test_sequence_hyperparameters_checked(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    path = save_model(tmp_path / "munet.safetensors", build_arch("munet", num_feat=8, ch_mult=[1, 2, 2, 2]))
+    with safe_open(str(path), "pt") as f:
+        meta = dict(f.metadata())
+    meta["arch_kwargs"] = json.dumps({"num_feat": 8, "ch_mult": [1, 2, "x", 2]})
+    save_file(load_file(str(path)), str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=r"'ch_mult' must be a list of integers, got \[1, 2, 'x', 2\]"):
+        load_model(path)
+
+
+def test_float_sequence_hyperparameters_checked(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    path = save_model(tmp_path / "span.safetensors", build_arch("span", feature_channels=8, scale=2))
+    with safe_open(str(path), "pt") as f:
+        meta = dict(f.metadata())
+    meta["arch_kwargs"] = json.dumps({"feature_channels": 8, "scale": 2, "rgb_mean": [0.4, "grey", 0.4]})
+    save_file(load_file(str(path)), str(path), metadata=meta)
+    with pytest.raises(
+        CheckpointError, match=r"'rgb_mean' must be a list of finite numbers, got \[0.4, 'grey', 0.4\]"
+    ):
+        load_model(path)

@@ -53,13 +53,15 @@ def _declared(fn: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], boo
 
 
 def _kind(param: inspect.Parameter) -> str | None:
-    """'bool' | 'int' | 'float' | 'str' | 'ints' (tuple of ints) | None (unknown: not checked)."""
+    """'bool' | 'int' | 'float' | 'str' | 'ints'/'floats' (sequences) | None (unknown: not checked)."""
     default, ann = param.default, str(param.annotation)
     for typ, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
         if type(default) is typ:
             return name
     if isinstance(default, (tuple, list)) and default and all(type(v) is int for v in default):
         return "ints"
+    if isinstance(default, (tuple, list)) and default and all(type(v) in (int, float) for v in default):
+        return "floats"
     for word in ("bool", "int", "float", "str"):
         if re.search(rf"(^|[^\w\[]){word}($|[^\w])", ann):
             return word
@@ -79,6 +81,9 @@ def _type_error(value: Any, kind: str) -> str | None:
     if kind == "ints":
         ok = isinstance(value, (list, tuple)) and all(type(v) is int for v in value)
         return None if ok else "a list of integers"
+    if kind == "floats":
+        ok = isinstance(value, (list, tuple)) and all(_type_error(v, "float") is None for v in value)
+        return None if ok else "a list of finite numbers"
     return None
 
 
