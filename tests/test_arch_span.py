@@ -234,3 +234,23 @@ def test_generated_span_exports_through_the_gates(tmp_path: Path) -> None:
     path = export_onnx(fused, tmp_path / "span.onnx")
     gate = check_parity(torch_runner(fused), onnx_runner(path), 3, 2, ((13, 10), (8, 17)), inputs="image")
     assert gate.passed and gate.value <= 1e-4, gate.detail
+
+
+def test_cli_export_of_a_third_party_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    import json
+
+    m = _model(scale=2, feat=6)
+    torch.save({"params": m.state_dict()}, tmp_path / "2x_span.pth")
+    fast = ["--crop", "24", "--latency-size", "24", "--latency-runs", "1"]
+    rc = main(["export", str(tmp_path / "2x_span.pth"), "-o", str(tmp_path / "rel"), *fast])
+    assert rc == 0, capsys.readouterr().err
+    card = json.loads((tmp_path / "rel" / "model_card.json").read_text())
+    gates = {g["name"]: g for g in card["verification"]}
+    assert card["model"]["variant"] == "span" and {"fused_vs_unfused", "fp32_parity"} <= set(gates)
+    assert all(g["passed"] for g in gates.values()) and gates["fp32_parity"]["value"] <= 1e-4
+    fused = load_model(tmp_path / "rel" / "2x_span_fused.safetensors")
+    assert fused.fused and not any(".sk." in k for k in fused.state_dict())
+    x = _image()
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), m(x), atol=1e-5, rtol=1e-5)
