@@ -106,7 +106,8 @@ def render() -> str:
         lines.append(f"| `{name}` | `{ours}` | {fx} | {rn} |")
     lines += [
         "",
-        "Other names are looked up in our architecture registry (`esrgan`, `span` where registered, ...).",
+        "Other names are looked up in our architecture registry (`span`, `span_s`, `esrgan`, ... with traiNNer-redux's "
+        "argument names; see docs/options.md).",
         "",
         "## On-the-fly degradations",
         "",

@@ -68,7 +68,7 @@ LOSSES: dict[str, LossRule] = {
     "perceptualloss": LossRule(
         "PerceptualLoss",
         "VGG feature distance; criterion l1/charbonnier as given, pd+l1 and fd+l1 keep their l1 part (warning), "
-        "pd/fd alone are refused",
+        "pd/fd alone are refused; without layer_weights our default (conv5_4) is used",
         ignore={
             "w_lambda": (0.01, (_ANY,)),
             "alpha": (None, (_ANY,)),
