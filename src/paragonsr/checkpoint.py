@@ -116,6 +116,7 @@ def save_model(
             t = t.clone()
         seen_ptrs.add(ptr)
         tensors[key] = t
+    _refuse_non_finite(tensors, path, "save")
 
     with atomic_output(path) as tmp:
         if ext in SAFETENSORS_EXTS:
@@ -203,6 +204,7 @@ def load_state_dict(
         meta = decode_meta(raw, path, "safetensors")
         if not state:
             raise CheckpointError(f"{path}: the file holds no tensors")
+        _refuse_non_finite(state, path, "load")
         return _strip_prefixes(state), meta
     try:
         # From an open file: torch.load given a *.safetensors path hands it to safetensors, whatever it holds.
@@ -225,7 +227,20 @@ def load_state_dict(
     state, used = _pick_params(obj, path, param_key)
     meta = decode_meta(raw_meta, path, "pth")
     meta["param_key"] = used
+    _refuse_non_finite(state, path, "load")
     return _strip_prefixes(state), meta
+
+
+def _refuse_non_finite(state: Mapping[str, Tensor], path: Path, verb: str) -> None:
+    """NaN/inf weights (a diverged run) never go into or come out of a checkpoint file."""
+    from paragonsr.utils.finite import first_non_finite
+
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: tensor '{bad[0]}' holds {bad[1]} values; refusing to {verb} non-finite weights "
+            "(a diverged training run?)"
+        )
 
 
 def load_weights(

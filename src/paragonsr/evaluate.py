@@ -25,6 +25,7 @@ import torch
 from paragonsr.archs.resample import resize
 from paragonsr.metrics import calculate_psnr, calculate_ssim
 from paragonsr.utils.atomic import atomic_output, atomic_write_text
+from paragonsr.utils.finite import array_non_finite
 
 
 @dataclass
@@ -163,13 +164,22 @@ def evaluate(
             tqdm.write(f"error: {msg}", file=sys.stderr)
             continue
         gt8 = quantize8(gt)
-        outputs = {}
+        runs = []
         for m in methods:
             t0 = time.perf_counter()
             sr = m.run(lq)
             dt = time.perf_counter() - t0
             if sr.shape[:2] != gt.shape[:2]:
                 raise ValueError(f"{m.name} returned {sr.shape[:2]} for {path.name}, expected {gt.shape[:2]}")
+            runs.append((m, sr, dt))
+        bad = next(((m, b) for m, sr, _ in runs if (b := array_non_finite(sr)) is not None), None)
+        if bad is not None:  # 8-bit rounding would score a black/white image as if it were a result
+            msg = f"{path}: the output of {bad[0].source or bad[0].name} holds {bad[1]} values; image not scored"
+            report.failed.append(msg)
+            tqdm.write(f"error: {msg}", file=sys.stderr)
+            continue
+        outputs = {}
+        for m, sr, dt in runs:
             sr8 = quantize8(sr)
             outputs[m.name] = sr8
             report.results.append(
@@ -277,7 +287,7 @@ def write_report(report: Report, out_dir: Path, title: str = "paragonsr evaluati
         )
     lines += ["", "Per-image scores: `per_image.csv`; crops: `crops/`; plot: `quality_vs_speed.png`.", ""]
     if report.failed:
-        lines += [f"Not scored ({len(report.failed)} image(s) could not be read):", ""]
+        lines += [f"Not scored ({len(report.failed)} image(s): unreadable input or non-finite output):", ""]
         lines += [f"- {line}" for line in report.failed] + [""]
     md = out_dir / "report.md"
     atomic_write_text(md, "\n".join(lines))

@@ -70,6 +70,19 @@ def _gate_or_remove(gate: V.GateResult, tmp: Path, final: Path, force: bool = Fa
     return False
 
 
+def _refuse_non_finite(model: nn.Module, lrs: Sequence[np.ndarray], name: str) -> None:
+    """No artifact from a model whose output holds NaN/inf (clamped, it would look like a dark result)."""
+    from paragonsr.utils.finite import array_non_finite
+
+    for i, out in enumerate(V.run_all(V.torch_runner(model), lrs)):
+        bad = array_non_finite(out)
+        if bad is not None:
+            raise ExportError(
+                f"{name}: the model's output holds {bad} values (verification crop {i + 1} of {len(lrs)}); "
+                "nothing exported"
+            )
+
+
 def export_release(
     model: nn.Module,
     out_dir: str | Path,
@@ -98,9 +111,11 @@ def export_release(
     vset = V.make_verify_set(verify_imgs, scale, in_ch, opt.lr_crop, out_ch)
 
     log(f"[1/5] fusing {getattr(model, 'arch_name', type(model).__name__)} (x{scale})")
+    _refuse_non_finite(model, vset.lr, name)
     fused, rep = prepare_for_release(
         model, calib_inputs=calib, calibrate_steps=opt.calibrate_steps, sizes=opt.sizes
     )
+    _refuse_non_finite(fused, vset.lr, name)
     res.fuse = rep
     if rep.parity is not None:
         res.gates.append(rep.parity)

@@ -25,6 +25,7 @@ from torch import Tensor
 from paragonsr.infer.backends import Backend
 from paragonsr.infer.image_io import ImageInfo
 from paragonsr.infer.tiling import DEFAULT_OVERLAP, AutoTiler, tiled_forward
+from paragonsr.utils.finite import array_non_finite
 
 LUMA = (0.299, 0.587, 0.114)  # BT.601, as in BasicSR's rgb2ycbcr / MATLAB
 ALPHA_EMPTY = 1.0 / 512.0  # alpha below half an 8-bit step counts as fully transparent
@@ -165,6 +166,9 @@ class Upscaler:
                 y = _resize(y, target)
         if alpha is not None:
             y = torch.cat([y, _resize(alpha, target, kernel or "magic_sharp_2021")], dim=1)
+        bad = array_non_finite(y)
+        if bad is not None:  # clamping would turn it into a black/white image that looks like a result
+            raise ValueError(f"the model output holds {bad} values; no image written ({self.backend!r})")
         out = y[0].clamp(0.0, 1.0).permute(1, 2, 0).numpy()
         base = info or ImageInfo(channels=c, height=h, width=w)
         return np.ascontiguousarray(out, dtype=np.float32), base.with_size(*target)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from paragonsr.train.optim import IterScheduler, build_optimizer
 from paragonsr.train.options import Options
-from paragonsr.train.sr_model import SRModel, build_network, load_pretrained, log, unwrap
+from paragonsr.train.sr_model import BufferSnapshot, SRModel, build_network, load_pretrained, log, unwrap
 
 
 class GANModel(SRModel):
@@ -69,8 +69,8 @@ class GANModel(SRModel):
         # ---- generator
         self._set_d_grad(False)
         self.optimizer_g.zero_grad(set_to_none=True)
+        g_buffers, d_buffers = BufferSnapshot(self.net_g), BufferSnapshot(self.net_d)
         for b in batches:
-            self.recent_lq.append(b["lq"].detach()[:4].cpu())
             with torch.set_grad_enabled(train_g), self.autocast():
                 sr = self.net_g(b["lq"])
             sr = sr.float()
@@ -87,11 +87,15 @@ class GANModel(SRModel):
             g_total += float(total.detach())
         if train_g:
             stepped, norm = self._finish_step(list(self.net_g.parameters()), self.optimizer_g, self.net_g,
-                                              math.isfinite(g_total))  # fmt: skip
+                                              math.isfinite(g_total) and g_buffers.finite())  # fmt: skip
+            self.keep_or_restore(stepped, g_buffers, batches)
             logs["grad_norm_g"] = norm
             self._guard(stepped, it, "generator")
             if self.ema is not None and stepped:
                 self.ema.update(self.net_g)
+        else:  # D warm-up: no G step, but the forward still moved G's buffers
+            ok = g_buffers.finite() and all(bool(torch.isfinite(f).all()) for f in fakes)
+            self.keep_or_restore(ok, g_buffers, batches)
         self.sched_g.step()
         self._sync_buffers(self.net_g)
 
@@ -109,8 +113,10 @@ class GANModel(SRModel):
                 logs[k] = logs.get(k, 0.0) + float(v)
         logs["l_d_total"] = d_total
         stepped_d, norm_d = self._finish_step(list(self.net_d.parameters()), self.optimizer_d, self.net_d,
-                                              math.isfinite(d_total))  # fmt: skip
+                                              math.isfinite(d_total) and d_buffers.finite())  # fmt: skip
         logs["grad_norm_d"] = norm_d
+        if not stepped_d:
+            d_buffers.restore()  # e.g. spectral-norm power-iteration vectors
         self.scaler.update()
         self._guard(stepped_d, it, "discriminator")
         self.sched_d.step()

@@ -231,16 +231,27 @@ class SRModel:
     def optimize_parameters(self, batches: list[dict[str, Any]], it: int) -> dict[str, float]:
         logs: dict[str, float] = {}
         self.optimizer_g.zero_grad(set_to_none=True)
+        buffers = BufferSnapshot(self.net_g)
         total = 0.0
         for b in batches:
             total += float(self._micro_step(b, it, 1.0 / len(batches), logs))
-            self.recent_lq.append(b["lq"].detach()[:4].cpu())
         logs = {k: v / len(batches) for k, v in logs.items()}
         stepped, norm = self._finish_step(list(self.net_g.parameters()), self.optimizer_g, self.net_g,
-                                          math.isfinite(total))  # fmt: skip
+                                          math.isfinite(total) and buffers.finite())  # fmt: skip
+        self.keep_or_restore(stepped, buffers, batches)
         self.after_step(stepped, it, "generator")
         logs["grad_norm_g"] = norm
         return logs
+
+    def keep_or_restore(self, stepped: bool, buffers: BufferSnapshot, batches: list[dict[str, Any]]) -> None:
+        """After the step is known: a skipped step puts the forward-updated buffers (ParagonSR2's tracked
+        kernels, BatchNorm statistics) back, so a non-finite forward leaves no trace; a finite one keeps them and
+        its LQ batches become calibration data."""
+        if not stepped:
+            buffers.restore()
+            return
+        for b in batches:
+            self.recent_lq.append(b["lq"].detach()[:4].cpu())
 
     def after_step(self, stepped: bool, it: int, what: str) -> None:
         self.scaler.update()
@@ -291,6 +302,26 @@ class SRModel:
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.recent_lq.clear()
         self.recent_lq.extend(state.get("recent_lq", []))
+
+
+class BufferSnapshot:
+    """Copies of a network's floating-point buffers taken before a forward pass that may update them.
+
+    Cheap for the archs here (ParagonSR2's tracked kernels are hidden·k² floats per block)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.pairs = [(b, b.detach().clone()) for b in net.buffers() if b.is_floating_point()]
+
+    def finite(self) -> bool:
+        """True when every buffer (as updated since the snapshot) is finite."""
+        if not self.pairs:
+            return True
+        return bool(torch.stack([torch.isfinite(b).all() for b, _ in self.pairs]).all())
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for b, saved in self.pairs:
+            b.copy_(saved)
 
 
 def _has_tracked_kernels(net: nn.Module) -> bool:

@@ -143,6 +143,7 @@ class Trainer:
             state_path = Path(opt.path.resume_state)
         self.resume = load_state(state_path) if state_path is not None else None
         self.state_path = state_path
+        self.last_saved: Path | None = state_path
         if self.rank == 0:
             self._make_dirs()
         barrier()
@@ -234,7 +235,25 @@ class Trainer:
         return batch
 
     # ------------------------------------------------------------------ checkpoints
+    def refuse_non_finite(self, it: int) -> None:
+        """Raise NonFiniteError when a network or optimizer state holds NaN/inf: such a checkpoint is never
+        written, so the newest one on disk (the --auto_resume point) stays a good one. Runs on every rank."""
+        from paragonsr.train.sr_model import NonFiniteError
+        from paragonsr.utils.finite import first_non_finite
+
+        parts: dict[str, Any] = {n: net.state_dict() for n, net in self.model.networks().items()}
+        parts["optimizer state"] = self.model.state_dict()["optimizers"]
+        for name, tensors in parts.items():
+            bad = first_non_finite(tensors)
+            if bad is not None:
+                last = self.last_saved or "none in this experiment"
+                raise NonFiniteError(
+                    f"stopping at iter {it}: {name} holds {bad[1]} values ('{bad[0]}'); checkpoint {it} not "
+                    f"written. The last good checkpoint ({last}) stays the --auto_resume point"
+                )
+
     def save(self, it: int) -> None:
+        self.refuse_non_finite(it)
         if self.rank != 0:
             return
         from paragonsr.checkpoint import save_model
@@ -261,6 +280,7 @@ class Trainer:
         if self.pool is not None:  # the queue is training state too: without it a resume is not exact
             state["pair_pool"] = {"count": self.pool.count, "pool": dict(self.pool.pool)}
         atomic_torch_save(state, self.root / "training_states" / f"{it}.state")
+        self.last_saved = self.root / "training_states" / f"{it}.state"
         log.info(f"saved checkpoint @ iter {it}: {', '.join(files.values())}")
 
     def _restore(self, st: dict[str, Any]) -> None:
