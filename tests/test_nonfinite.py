@@ -288,3 +288,27 @@ def test_eval_scores_no_image_from_non_finite_output(
     assert (
         f"- {gt / 'b_bright.png'}: the output of {model} holds +inf values" in (out / "report.md").read_text()
     )
+
+
+def test_validation_writes_and_tracks_nothing_from_non_finite_output(tmp_path: Path) -> None:
+    from paragonsr.train.options import ValOpt
+    from paragonsr.train.validation import BestTracker, validate
+
+    class NanWhenBright(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+            return y * float("nan") if x.mean() > 0.5 else y
+
+    lqs = [torch.full((1, 3, 8, 8), 0.25), torch.full((1, 3, 8, 8), 0.75)]
+    loader = [
+        {"lq": lq, "gt": torch.full((1, 3, 16, 16), 0.3), "gt_path": [f"img{i}.png"]}
+        for i, lq in enumerate(lqs)
+    ]
+    val = ValOpt(val_freq=1, save_img=True, metrics={"psnr": {"type": "calculate_psnr", "crop_border": 0}})
+    tracker = BestTracker()
+    res = validate(NanWhenBright(), loader, "v", val, 2, 5, torch.device("cpu"), tmp_path, tracker)
+    assert np.isnan(res["psnr"]) and tracker.best == {}
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")) == ["img0/img0_5.png"]
+    # all finite: scored and tracked as before (0.25 vs 0.3 in 8 bit: 64 vs 76 -> 20*log10(255/12))
+    res = validate(NanWhenBright(), loader[:1], "v", val, 2, 6, torch.device("cpu"), tmp_path, tracker)
+    assert res["psnr"] == pytest.approx(20 * np.log10(255 / 12)) and tracker.best["v/psnr"]["iter"] == 6

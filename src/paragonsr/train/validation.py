@@ -83,7 +83,7 @@ def validate(
     from paragonsr.train.option_check import metric_fn
 
     sums = {name: 0.0 for name in val_opt.metrics}
-    count = 0
+    count = nonfinite = 0
     if val_opt.pbar:
         from tqdm import tqdm
 
@@ -91,8 +91,14 @@ def validate(
     for idx, batch in enumerate(loader):
         lq = batch["lq"].to(device)
         sr = tiled_forward(model, lq, scale, val_opt.tile_size, val_opt.tile_pad).float()
-        sr_img, gt_img = to_image_u8(sr), to_image_u8(batch["gt"])
         stem = Path(batch["gt_path"][0]).stem
+        if not bool(torch.isfinite(sr).all()):  # as 8-bit it would be a black/white image scored as a result
+            log.warning(
+                f"validation {dataset_name} @ iter {it}: output for {stem} holds NaN/inf; no image written"
+            )
+            nonfinite += 1
+            continue
+        sr_img, gt_img = to_image_u8(sr), to_image_u8(batch["gt"])
         for name, m in val_opt.metrics.items():
             fn = metric_fn(METRIC_REGISTRY, m.type)
             val = fn(sr_img.astype(np.float64), gt_img.astype(np.float64), crop_border=m.crop_border,
@@ -104,11 +110,15 @@ def validate(
         if msg_logger is not None and idx < val_opt.max_save_img:
             msg_logger.image(f"val_{dataset_name}/{stem}", sr_img, it)
         count += 1
-    if count == 0:
+    if count + nonfinite == 0:
         raise RuntimeError(f"validation set {dataset_name} is empty")
-    results = {k: v / count for k, v in sums.items()}
+    # Any non-finite output: the model is broken, and a mean over the other images would flatter it.
+    results = {k: (v / count if not nonfinite else math.nan) for k, v in sums.items()}
     lines = [f"Validation {dataset_name} @ iter {it}"]
     for name, value in results.items():
+        if math.isnan(value):
+            lines.append(f"\t # {name}: nan ({nonfinite} non-finite output(s); not tracked)")
+            continue
         m = val_opt.metrics[name]
         better = m.better or ("lower" if any(s in m.type.lower() for s in LOWER_IS_BETTER) else "higher")
         tracker.update(dataset_name, name, value, it, better)
