@@ -8,9 +8,11 @@ derived from them with a credit; see ``CREDITS``), then, for each filter tile si
 - the clean tiles that pass the stage-1 heuristics (what the NIQE gate sees in a default run), and
 - the same tiles degraded three ways: Gaussian blur σ = 2, JPEG quality 10, Gaussian noise σ = 25 (0-255),
 
-and stores as the threshold the ``--clean-pct`` percentile of the clean scores (default 98). It prints, per tile
-size, how many clean tiles pass and how many degraded ones fail, on the fitting photos and on the other
-(held-out) photos of the folder. Writes ``pristine.npz`` (the model, read by ``NIQEModel.load``) and
+and places the threshold halfway (geometric mean) between the 95th percentile of the clean scores and the 5th
+percentile of the degradation that comes closest to them; when those overlap (small tiles: blur is not
+separable with a few blocks), at the 99th percentile of the clean scores, so clean tiles are kept and the
+stage-1 sharpness gate is left to catch the blur. It prints, per tile size, how many clean tiles pass and how
+many degraded ones fail, on the fitting photos and on the other (held-out) photos of the folder. Writes ``pristine.npz`` (the model, read by ``NIQEModel.load``) and
 ``pristine.json`` (provenance: inputs with their SHA-256, parameters, and the figures printed).
 """
 
@@ -44,7 +46,7 @@ CC_PHOTOS: dict[str, tuple[str, str]] = {
     "lomiri_Picture_1A_by_freespace.jpg": ('Trevor "Freespace"', "CC-BY-4.0"),
     "lomiri_Wine_by_Jakkub_Mede.jpg": ("Jakub Mede", "CC-BY-4.0"),
 }
-TILE_SIZES = (96, 128, 192, 256, 384, 512)
+TILE_SIZES = (64, 96, 128, 192, 256, 384, 512)
 
 
 def degrade(tile: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -92,6 +94,15 @@ def measure(model: NIQEModel, tiles: list[np.ndarray], rng: np.random.Generator)
     return scores
 
 
+def place_threshold(scores: dict[str, list[float]]) -> float:
+    """Halfway (log) between clean p95 and the closest degradation's p5; clean p99 when they overlap."""
+    clean95 = float(np.percentile(scores["clean"], 95))
+    worst5 = min(float(np.percentile(scores[k], 5)) for k in DEGRADATIONS)
+    if worst5 > clean95:
+        return float(np.sqrt(clean95 * worst5))
+    return float(np.percentile(scores["clean"], 99))
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -102,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "src" / "paragonsr" / "assets" / "niqe")
     ap.add_argument("--patch", type=int, default=32, help="NIQE block size (px)")
     ap.add_argument("--sharp-ref", type=float, default=90.0, help="block σ percentile for the 75 %% rule")
-    ap.add_argument("--clean-pct", type=float, default=98.0, help="clean-score percentile used as threshold")
-    ap.add_argument("--per-image", type=int, default=12, help="calibration tiles per photo and tile size")
+    ap.add_argument("--per-image", type=int, default=16, help="calibration tiles per photo and tile size")
     ap.add_argument("--tiles", type=int, nargs="+", default=list(TILE_SIZES))
+    ap.add_argument(
+        "--fit-scales", type=float, nargs="+", default=[1.0], help="also fit on area-downscaled copies"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     args = ap.parse_args(argv)
@@ -119,14 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     held_paths = sorted(p for p in args.photos.glob("*.jpg") if p.name not in CC_PHOTOS)
     fit_imgs = [read_image(p)[..., :3] for p in fit_paths]
     held_imgs = [read_image(p)[..., :3] for p in held_paths]
-    model = NIQEModel.fit(fit_imgs, args.patch, tile=256, max_tiles=0, sharp_ref=args.sharp_ref)
-    print(f"fitted on {len(fit_imgs)} photos, patch {args.patch}, sharp_ref {args.sharp_ref}")
+    scaled = [
+        img if f == 1 else cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        for f in args.fit_scales
+        for img in fit_imgs
+    ]
+    model = NIQEModel.fit(scaled, args.patch, tile=256, max_tiles=0, sharp_ref=args.sharp_ref)
+    print(
+        f"fitted on {len(fit_imgs)} photos at scales {args.fit_scales}, patch {args.patch}, sharp_ref {args.sharp_ref}"
+    )
     rng = np.random.default_rng(args.seed)
     thresholds: dict[int, float] = {}
     figures: dict[str, dict] = {}
     for size in args.tiles:
         fit_scores = measure(model, stage1_tiles(fit_imgs, size, args.per_image, rng), rng)
-        thr = float(np.percentile(fit_scores["clean"], args.clean_pct))
+        thr = place_threshold(fit_scores)
         thresholds[size] = thr
         held_scores = measure(model, stage1_tiles(held_imgs, size, max(1, args.per_image // 2), rng), rng)
         row: dict[str, dict] = {"threshold": {"value": round(thr, 4)}}
@@ -153,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     provenance = {
         "what": "NIQE pristine model (MVG of 36 natural-scene-statistics features per block) + thresholds",
         "made_by": "scripts/fit_niqe.py",
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "dry_run"},
+        "args": {k: v for k, v in vars(args).items() if k not in ("dry_run", "photos", "out")},
         "fitted_on": [
             {
                 "file": p.name,

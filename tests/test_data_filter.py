@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 
 from paragonsr.data.filter import load_config, run_filter, score_tile
-from paragonsr.data.filter.gates import FAIL, PASS, SKIPPED, Gate, evaluate, parse_gate, verdict
+from paragonsr.data.filter.gates import (
+    DEFAULT_GATES,
+    FAIL,
+    PASS,
+    PYIQA_GATES,
+    SKIPPED,
+    Gate,
+    evaluate,
+    parse_gate,
+    verdict,
+)
 from paragonsr.data.filter.heuristics import aliasing, blockiness, entropy, laplacian_variance, rms_contrast
 from paragonsr.data.filter.iqa import ScorerSet
 from paragonsr.data.filter.niqe import NIQEModel
@@ -91,8 +101,17 @@ def test_nearest_downscale_scores_worse_aliasing(photo_paths: list[Path]) -> Non
     assert aliasing(shapes(1)) > 2 * aliasing(shapes(8))
 
 
-def test_clean_photo_passes_stage1_and_optional_gates_are_skipped(clean_tile: np.ndarray) -> None:
-    cfg = load_config()
+def _gates_yaml(tmp_path: Path, gates: list[dict]) -> Path:
+    import yaml
+
+    path = tmp_path / "gates.yml"
+    path.write_text(yaml.safe_dump({"gates": gates}))
+    return path
+
+
+def test_clean_photo_passes_stage1_and_optional_gates_are_skipped(clean_tile: np.ndarray, tmp_path) -> None:
+    stage1 = [g for g in DEFAULT_GATES if g["stage"] == 1]
+    cfg = load_config(_gates_yaml(tmp_path, stage1 + PYIQA_GATES), tile={"size": 128})
     sc = ScorerSet(cfg)
     row = score_tile(clean_tile, cfg, sc)
     for m in ("entropy", "contrast", "sharpness", "blockiness", "aliasing"):
@@ -133,9 +152,10 @@ def test_niqe_fallback_separates_clean_from_degraded(
     model.save(tmp_path / "niqe.npz")
     model = NIQEModel.load(tmp_path / "niqe.npz")
     assert model.tile_p95 is not None and model.tile_p95 > 0
-    # the default arniqa gate falls back to niqe with max = the pristine tiles' p95; the tile is not skipped
-    cfg = load_config(None, niqe_model=str(tmp_path / "niqe.npz"), tile={"size": 128})
-    assert cfg.gates[5].fallback.max == pytest.approx(model.tile_p95)
+    # an arniqa gate falls back to niqe with max = the pristine tiles' p95; the tile is not skipped
+    gates = [{"metric": "arniqa", "min": 0.6, "fallback": {"metric": "niqe", "max": "auto"}}]
+    cfg = load_config(_gates_yaml(tmp_path, gates), niqe_model=str(tmp_path / "niqe.npz"), tile={"size": 128})
+    assert cfg.gates[0].fallback.max == pytest.approx(model.tile_p95)
     row = score_tile(clean_tile, cfg, ScorerSet(cfg))
     assert row["gate_arniqa"] in (PASS, FAIL) and "via fallback" in row["reason"]
     assert float(row["niqe"]) == pytest.approx(model.score(clean_tile), rel=1e-5)
@@ -205,7 +225,8 @@ def test_pipeline_with_workers_matches_serial(clean_tile: np.ndarray, tmp_path: 
 def test_pyiqa_gate_without_pyiqa_is_skipped_with_reason(tmp_path: Path) -> None:
     weights = tmp_path / "arniqa.pth"
     weights.write_bytes(b"\0")
-    cfg = load_config(None, iqa_weights={"arniqa": str(weights), "nima": str(tmp_path / "missing.pth")})
+    iqa = {"arniqa": str(weights), "nima": str(tmp_path / "missing.pth")}
+    cfg = load_config(_gates_yaml(tmp_path, PYIQA_GATES), iqa_weights=iqa)
     sc = ScorerSet(cfg)
     assert "pyiqa" in sc.unavailable["arniqa"]  # not installable next to CPU torch: never silently passed
     assert "weight file not found" in sc.unavailable["nima"]

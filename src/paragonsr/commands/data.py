@@ -56,9 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="gates YAML (default gates: docs/data_filter.md)")
     p.add_argument("--keep-dir", default=None, help="save passing tiles here as PNG")
     p.add_argument(
-        "--keep-unverified", action="store_true", help="also save tiles whose only issue is a skipped gate"
+        "--keep-unverified",
+        action="store_true",
+        help="also save tiles whose only issue is a skipped gate (also on a resumed run)",
     )
-    p.add_argument("--niqe-model", default=None, help="NIQE model .npz (enables the weight-free fallback)")
+    p.add_argument(
+        "--niqe-model", default=None, help="NIQE model .npz from niqe-fit (default: the packaged model)"
+    )
     p.add_argument("--tile", type=int, default=None, help="tile size (overrides the config)")
     p.add_argument("--stride", type=int, default=None, help="tile stride (default: tile size)")
     p.add_argument("--workers", type=int, default=_workers_default())
@@ -130,6 +134,7 @@ def _extract(args: argparse.Namespace) -> int:
 def _filter(args: argparse.Namespace) -> int:
     from paragonsr.data.filter import load_config, run_filter
 
+    _not_inside(args.out, [args.input], "--out")  # its histograms (PNG) would be read back as images
     if args.keep_dir:
         _not_inside(args.keep_dir, [args.input], "--keep-dir")
     # the tile override goes into load_config: a niqe gate's 'max: auto' is resolved there for the tile size

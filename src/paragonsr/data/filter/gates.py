@@ -2,8 +2,8 @@
 
 A gate passes a tile when ``min <= score <= max`` (either bound optional). The YAML form also accepts
 ``threshold`` + ``direction`` (``higher``: score >= threshold is good; ``lower``: score <= threshold is good).
-Stages run in order and a stage only sees the survivors of the previous ones (seed 001: cheap heuristics first,
-ARNIQA on survivors, NIMA last). A gate whose metric is unavailable (pyiqa or its weights missing, no NIQE
+Stages run in order and a stage only sees the survivors of the previous ones (cheap heuristics first, then the
+packaged NIQE model; learned IQA models on the survivors when their weights are configured). A gate whose metric is unavailable (pyiqa or its weights missing, no NIQE
 model) is *skipped*, never passed; its optional ``fallback`` gate is evaluated instead when that one can run.
 """
 
@@ -45,7 +45,7 @@ class FilterConfig:
     tile_size: int = 256
     tile_stride: int = 256
     gates: list[Gate] = field(default_factory=list)
-    niqe_model: str | None = None  # .npz from `paragonsr data niqe-fit`
+    niqe_model: str | None = None  # .npz: the packaged model (load_config's default) or `data niqe-fit`
     iqa_weights: dict[str, str] = field(default_factory=dict)  # pyiqa metric -> local weight file
     device: str = "cpu"
 
@@ -62,17 +62,27 @@ class FilterConfig:
         return names
 
 
-# Defaults measured on the 1536 256-px tiles of the 37 project photos (docs/data_filter.md): they drop flat,
-# blurred, blocky and heavily aliased tiles and keep 74 % of those tiles at stage 1. pyiqa thresholds are the
-# usual starting points for those models' score ranges (ARNIQA-KonIQ 0-1, NIMA-AVA 1-10, BRISQUE ~0-100).
+# The NIQE pristine model that ships with the package (fitted on CC0/CC-BY photographs by scripts/fit_niqe.py,
+# provenance in pristine.json beside it): the default no-reference gate runs with nothing downloaded.
+PACKAGED_NIQE = Path(__file__).resolve().parents[2] / "assets" / "niqe" / "pristine.npz"
+
+# Defaults: stage-1 heuristics measured on the 1536 256-px tiles of the 37 project photos (docs/data_filter.md:
+# they drop flat, blurred, blocky and heavily aliased tiles and keep 74 % of those tiles), then NIQE against the
+# packaged pristine model with the threshold calibrated for the tile size. The pyiqa gates (ARNIQA, NIMA,
+# BRISQUE) need weight files, so they are opt-in (PYIQA_GATES, or a --config).
 DEFAULT_GATES: list[dict[str, Any]] = [
     {"metric": "entropy", "min": 4.0, "stage": 1},
     {"metric": "contrast", "min": 0.02, "stage": 1},
     {"metric": "sharpness", "min": 5.0, "max": 2000.0, "stage": 1},
     {"metric": "blockiness", "max": 1.45, "stage": 1},
     {"metric": "aliasing", "max": 30.0, "stage": 1},
-    {"metric": "arniqa", "min": 0.6, "stage": 2, "fallback": {"metric": "niqe", "max": "auto"}},
-    {"metric": "nima", "min": 4.5, "stage": 3},
+    {"metric": "niqe", "max": "auto", "stage": 2},
+]
+# the learned stages, for a config that has the weights: usual starting points for those models' score
+# ranges (ARNIQA-KonIQ 0-1, NIMA-AVA 1-10), not measured here.
+PYIQA_GATES: list[dict[str, Any]] = [
+    {"metric": "arniqa", "min": 0.6, "stage": 3},
+    {"metric": "nima", "min": 4.5, "stage": 4},
 ]
 
 _GATE_KEYS = {"metric", "stage", "min", "max", "threshold", "direction", "fallback"}
@@ -160,25 +170,20 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> FilterConfi
                 "give one gate per metric, with both min and max if you need a band"
             )
         seen[g.metric] = i
+    # no niqe_model (or 'packaged') = the model that ships with the package; a path = your own niqe-fit model
     niqe_model = raw.get("niqe_model")
+    niqe_model = str(PACKAGED_NIQE) if niqe_model in (None, "packaged") else str(niqe_model)
     autos = [gg for g in gates for gg in (g, g.fallback) if gg is not None and gg.auto_max]
-    if autos and niqe_model and Path(niqe_model).is_file():
+    if autos and Path(niqe_model).is_file():
         from paragonsr.data.filter.niqe import NIQEModel
 
         niqe = NIQEModel.load(niqe_model)
-        p95 = niqe.tile_p95
-        if p95 is None:
-            raise ValueError(
-                f"{niqe_model} has no stored tile p95 (refit it) — or give the niqe gate a number"
-            )
-        if niqe.tile != size:
-            raise ValueError(
-                f"{where}: niqe 'max: auto' uses the p95 {niqe_model} measured on {niqe.tile}-px tiles, but the "
-                f"filter tiles are {size} px (NIQE scores depend on tile size); refit with "
-                f"'paragonsr data niqe-fit --tile {size}', or give the niqe gate a number"
-            )
+        try:
+            thr = niqe.threshold_for(size)
+        except ValueError as exc:
+            raise ValueError(f"{where}: niqe 'max: auto': {exc}") from None
         for gg in autos:
-            gg.max = p95
+            gg.max = thr
     return FilterConfig(
         tile_size=size,
         tile_stride=stride,

@@ -1,4 +1,4 @@
-"""Metric scorers for the filter: stage-1 heuristics, the weight-free NIQE fallback, and optional pyiqa models.
+"""Metric scorers for the filter: stage-1 heuristics, NIQE (packaged or own pristine model), optional pyiqa models.
 
 pyiqa imports torchvision (a CUDA wheel that breaks next to CPU torch here), is non-commercially licensed since
 2026 and downloads weights by default, so it is only an optional extra: imported lazily, given a local weight file

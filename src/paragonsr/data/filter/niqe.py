@@ -1,13 +1,16 @@
-"""NIQE (Mittal, Soundararajan & Bovik 2013), weight-free: the pristine model is fitted on *your* images.
+"""NIQE (Mittal, Soundararajan & Bovik 2013) in numpy, with a packaged pristine model or one fitted on your images.
 
 Natural-scene statistics: MSCN coefficients of luma, a generalised Gaussian fit on them and asymmetric
 generalised Gaussian fits on their four neighbour products (18 features), at two scales (36 features) per
 ``patch``×``patch`` block. A multivariate Gaussian fitted on sharp blocks of pristine images is the model; an
 image's score is the Mahalanobis-like distance between its own block MVG and the model (lower = more natural).
 
-Differences from the MATLAB release, on purpose: the model is fitted on the user's pristine set (no shipped
-weights); blocks default to 64 px so a 256 px tile gives 16 blocks; the sharpness selection (blocks whose mean
-local σ exceeds 75 % of the image's sharpest block) is applied when fitting only, as in the paper.
+Differences from the MATLAB release, on purpose: the pristine model is fitted by this code (the package ships
+one fitted on CC0/CC-BY photographs, ``assets/niqe``; ``paragonsr data niqe-fit`` fits one on your set), with
+smaller blocks so that a filter tile holds enough of them (packaged: 32 px; niqe-fit default 64 px); the
+sharpness selection (blocks whose mean local σ exceeds 75 % of the sharpest block's, or of a percentile of the
+blocks' σ for large photos) is applied when fitting only, as in the paper. The features are computed for all
+blocks at once (:func:`_batch_features`), with the same values as the per-block reference.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ metrics, and so on. Rows stream into the CSV as images finish, so a killed run r
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -77,11 +78,19 @@ def _init_worker(cfg: FilterConfig) -> None:
     _SCORERS = ScorerSet(cfg)
 
 
+def _keeps(verdict: str, keep_unverified: bool) -> bool:
+    return verdict == PASS or (keep_unverified and verdict == "unverified")
+
+
 def _score_image(
-    args: tuple[Path, str, FilterConfig, set[tuple[int, int]], Path | None, bool],
+    args: tuple[Path, str, FilterConfig, dict[tuple[int, int], str], Path | None, bool],
 ) -> tuple[list[dict[str, str]], str, str, set[tuple[str, int, int]]]:
     """(rows, error, note, stale): an error is a file that cannot be read; a note an image smaller than one tile;
-    stale the report's tiles of this image that are not on this run's grid (an earlier run with another stride)."""
+    stale the report's tiles of this image that are not on this run's grid (an earlier run with another stride).
+
+    ``done`` maps the tiles already in the report to their verdict: they are not scored again, but the keep
+    decision is made again for them (a resumed run with ``--keep-unverified`` or a new ``--keep-dir`` writes the
+    copies an earlier run did not)."""
     path, rel, cfg, done, keep_prefix, keep_unverified = args
     assert _SCORERS is not None
     try:
@@ -89,24 +98,39 @@ def _score_image(
     except (ValueError, OSError) as exc:
         return [], str(exc), "", set()
     grid = tile_grid(img.shape[0], img.shape[1], cfg.tile_size, cfg.tile_stride)
-    stale = {(rel, y, x) for y, x in done - set(grid)}
+    stale = {(rel, y, x) for y, x in set(done) - set(grid)}
     if not grid:
         note = f"{path}: {img.shape[1]}x{img.shape[0]} is smaller than the tile size {cfg.tile_size}"
         return [], "", note, stale
     rows = []
     for y, x in grid:
-        if (y, x) in done:
-            continue
         tile = img[y : y + cfg.tile_size, x : x + cfg.tile_size]
-        row = {"image": rel, "y": str(y), "x": str(x), "h": str(cfg.tile_size), "w": str(cfg.tile_size)}
-        row.update(score_tile(_to_uint(tile), cfg, _SCORERS))
-        if keep_prefix is not None and (
-            row["verdict"] == PASS or (keep_unverified and row["verdict"] == "unverified")
-        ):
-            name = f"{keep_prefix.name}_y{y}_x{x}.png"
-            write_image(keep_prefix.with_name(name), np.ascontiguousarray(tile))
-        rows.append(row)
+        if (y, x) in done:
+            verdict_ = done[(y, x)]
+        else:
+            row = {"image": rel, "y": str(y), "x": str(x), "h": str(cfg.tile_size), "w": str(cfg.tile_size)}
+            row.update(score_tile(_to_uint(tile), cfg, _SCORERS))
+            rows.append(row)
+            verdict_ = row["verdict"]
+        if keep_prefix is not None and _keeps(verdict_, keep_unverified):
+            dst = keep_prefix.with_name(f"{keep_prefix.name}_y{y}_x{x}.png")
+            if (y, x) not in done or not dst.is_file():
+                write_image(dst, np.ascontiguousarray(tile))
     return rows, "", "", stale
+
+
+def _refuse_inside(path: Path, input_dir: Path, what: str) -> None:
+    """Outputs inside the input folder would be read back as data by the next (resumed) run."""
+    dst, src = path.resolve(), input_dir.resolve()
+    if dst == src or src in dst.parents:
+        raise ValueError(f"{what} {path} must not be the input folder {input_dir} or inside it")
+
+
+def _file_digest(path: str | None) -> str | None:
+    """SHA-256 of a model file: a report scored with another NIQE model must not be resumed."""
+    if not path or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def _gates_fingerprint(cfg: FilterConfig, probe: ScorerSet) -> str:
@@ -118,6 +142,7 @@ def _gates_fingerprint(cfg: FilterConfig, probe: ScorerSet) -> str:
             "tile_size": cfg.tile_size,
             "gates": [one(g) for g in cfg.gates],
             "unavailable": sorted(probe.unavailable),
+            "niqe_model": _file_digest(cfg.niqe_model) if "niqe" in cfg.metrics() else None,
         }
     )
 
@@ -153,6 +178,9 @@ def run_filter(
     from tqdm import tqdm
 
     input_dir, out_csv = Path(input_dir), Path(out_csv)
+    _refuse_inside(out_csv, input_dir, "report")
+    if keep_dir:
+        _refuse_inside(Path(keep_dir), input_dir, "keep folder")
     cols = columns(cfg)
     if restart and out_csv.exists():
         out_csv.unlink()
@@ -166,9 +194,9 @@ def run_filter(
             f"{out_csv} holds tiles of size {sorted(sizes)} but this run uses tile size {cfg.tile_size}; "
             "use a new --out, or --restart to score everything again"
         )
-    done: dict[str, set[tuple[int, int]]] = {}
+    done: dict[str, dict[tuple[int, int], str]] = {}
     for r in done_rows:
-        done.setdefault(r["image"], set()).add(tile_key(r)[1:])
+        done.setdefault(r["image"], {})[tile_key(r)[1:]] = r["verdict"]
     keep = Path(keep_dir) if keep_dir else None
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
@@ -185,7 +213,7 @@ def run_filter(
         if clash[stem] > 1:
             stem = rel.replace("/", "__").replace(".", "_")
         prefix = keep / stem if keep is not None else None
-        jobs.append((p, rel, cfg, done.get(rel, set()), prefix, keep_unverified))
+        jobs.append((p, rel, cfg, done.get(rel, {}), prefix, keep_unverified))
     # main-process copy: availability for the summary, and the scorer itself when workers == 1
     probe = ScorerSet(cfg)
     _check_gates_unchanged(out_csv, cfg, probe, bool(done_rows))
