@@ -1,5 +1,6 @@
 """Quality-filter throughput, measured side by side in one run: ms per 256-px tile for each metric, and the whole
-pipeline (tiling + stage-1 gates + NIQE fallback + CSV) in tiles/s with 1 worker vs N workers.
+pipeline with the default gates (tiling + stage-1 gates + NIQE against the packaged model + CSV) in tiles/s with
+1 worker vs N workers.
 
     .venv/bin/python bench/data_filter_speed.py [--images 8] [--workers 2]
 """
@@ -19,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from paragonsr.data.filter import load_config, run_filter  # noqa: E402
+from paragonsr.data.filter.gates import PACKAGED_NIQE  # noqa: E402
 from paragonsr.data.filter.heuristics import HEURISTICS  # noqa: E402
 from paragonsr.data.filter.niqe import NIQEModel  # noqa: E402
 from paragonsr.data.tiles import read_image  # noqa: E402
@@ -39,7 +41,9 @@ def main() -> None:
         model = NIQEModel.fit([im[::2, ::2] for im in (read_image(p) for p in paths[-6:])])
         model.save(tmp / "niqe.npz")
         print(f"per-metric cost on {len(tiles)} 256-px tiles:")
-        for name, fn in [*HEURISTICS.items(), ("niqe", model.score)]:
+        packaged = NIQEModel.load(PACKAGED_NIQE)
+        niqe = [(f"niqe {packaged.patch}px", packaged.score), (f"niqe {model.patch}px", model.score)]
+        for name, fn in [*HEURISTICS.items(), *niqe]:
             t0 = time.perf_counter()
             for t in tiles:
                 fn(t)
@@ -48,7 +52,7 @@ def main() -> None:
         src.mkdir()
         for p in paths[: a.images]:
             shutil.copy(p, src / p.name)
-        cfg = load_config(None, niqe_model=str(tmp / "niqe.npz"))
+        cfg = load_config()
         rates = {}
         for w in (1, a.workers):
             t0 = time.perf_counter()

@@ -103,6 +103,23 @@ def place_threshold(scores: dict[str, list[float]]) -> float:
     return float(np.percentile(scores["clean"], 99))
 
 
+def markdown_table(figures: dict[str, dict]) -> str:
+    """The calibration figures as the table in docs/data_filter.md."""
+    lines = [
+        "| tile px | threshold | clean kept: fitting photos | held-out photos | degraded dropped (fitting / held-out):"
+        " blur σ 2 | JPEG q10 | noise σ 25 |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, row in figures.items():
+        f, h = row["fit"], row["held_out"]
+        deg = " | ".join(f"{f[k + '_fail']:.0%} / {h[k + '_fail']:.0%}" for k in DEGRADATIONS)
+        lines.append(
+            f"| {size} | {row['threshold']['value']:.2f} | {f['clean_pass']:.0%} (n={f['n']}) | "
+            f"{h['clean_pass']:.0%} (n={h['n']}) | {deg} |"
+        )
+    return "\n".join(lines)
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -112,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "data" / "photos")
     ap.add_argument("--out", type=Path, default=REPO / "src" / "paragonsr" / "assets" / "niqe")
     ap.add_argument("--patch", type=int, default=32, help="NIQE block size (px)")
-    ap.add_argument("--sharp-ref", type=float, default=90.0, help="block σ percentile for the 75 %% rule")
+    ap.add_argument("--sharp-ref", type=float, default=50.0, help="block σ percentile for the 75 %% rule")
     ap.add_argument("--per-image", type=int, default=16, help="calibration tiles per photo and tile size")
     ap.add_argument("--tiles", type=int, nargs="+", default=list(TILE_SIZES))
     ap.add_argument(
@@ -166,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{k} {f[k + '_fail']:.0%}/{h[k + '_fail']:.0%}" for k in DEGRADATIONS)
         )
     model.thresholds = thresholds
+    print(markdown_table(figures))
     if args.dry_run:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)

@@ -58,8 +58,12 @@ def test_default_config_is_offline_with_the_packaged_niqe_model() -> None:
     assert ScorerSet(cfg).unavailable == {}  # every default gate runs: no tile is left 'unverified'
     # between two calibrated sizes the threshold is interpolated; outside them 'auto' is refused with the reason
     t = load_config(None, tile={"size": 160}).gates[-1].max
-    assert min(model.thresholds[128], model.thresholds[192]) <= t <= max(model.thresholds[128], model.thresholds[192])
-    with pytest.raises(ValueError, match="niqe 'max: auto'.*not 40"):
+    assert (
+        min(model.thresholds[128], model.thresholds[192])
+        <= t
+        <= max(model.thresholds[128], model.thresholds[192])
+    )
+    with pytest.raises(ValueError, match=r"niqe 'max: auto'.*64- to 512-px tiles, not on 40 px"):
         load_config(None, tile={"size": 40})
     # provenance: the thresholds in the model are the ones the fit script recorded; CC0 / CC-BY inputs only
     prov = json.loads(PACKAGED_NIQE.with_suffix(".json").read_text())
@@ -69,16 +73,14 @@ def test_default_config_is_offline_with_the_packaged_niqe_model() -> None:
 
 
 def test_packaged_niqe_separates_clean_samples_from_degraded_ones() -> None:
+    """On whole 192-px samples the NIQE gate alone tells clean from each degradation."""
     model = NIQEModel.load(PACKAGED_NIQE)
-    thr = model.threshold_for(TILE)
+    thr = model.threshold_for(192)
     for path in SAMPLES:
         img = read_image(path)
-        tiles = [img[y : y + TILE, x : x + TILE] for y in (0, TILE) for x in (0, TILE)]
-        clean = [model.score(t) for t in tiles]
+        assert model.score(img) <= thr, (path.name, model.score(img), thr)
         for kind in KINDS:
-            worse = [model.score(degrade(t, kind)) for t in tiles]
-            assert min(worse) > thr, (path.name, kind, worse, thr)
-        assert np.mean([c <= thr for c in clean]) >= 0.75, (path.name, clean, thr)
+            assert model.score(degrade(img, kind)) > thr, (path.name, kind, thr)
 
 
 def test_default_filter_keeps_clean_samples_and_drops_degraded(tmp_path: Path) -> None:
@@ -88,9 +90,8 @@ def test_default_filter_keeps_clean_samples_and_drops_degraded(tmp_path: Path) -
         write_image(src / path.name, img)
         for kind in KINDS:
             write_image(src / kind / path.name, degrade(img, kind))
-    res = run_filter(
-        src, tmp_path / "r.csv", load_config(None, tile={"size": TILE}), tmp_path / "keep", progress=False
-    )
+    cfg = load_config(None, tile={"size": TILE})
+    res = run_filter(src, tmp_path / "r.csv", cfg, tmp_path / "keep", progress=False, plots=False)
     assert res.unavailable == {} and not res.errors
     verdicts = {(r["image"], r["y"], r["x"]): r["verdict"] for r in res.rows}
     assert set(verdicts.values()) <= {"pass", "fail"}  # nothing 'unverified' with the defaults
@@ -150,7 +151,7 @@ def test_real_photo_crops_pass_and_their_degraded_copies_fail() -> None:
         pytest.skip(f"photo folder absent: {PHOTOS} (set PARAGONSR_PHOTOS)")
     prov = json.loads(PACKAGED_NIQE.with_suffix(".json").read_text())
     fitted = {f["file"] for f in prov["fitted_on"]}
-    held = [p for p in sorted(PHOTOS.glob("*.jpg")) if p.name not in fitted]
+    held = [p for p in sorted(PHOTOS.glob("*.jpg")) if p.name not in fitted][::3]
     if not held:
         pytest.skip(f"no held-out photos in {PHOTOS}")
     cfg = load_config()

@@ -117,7 +117,7 @@ def test_niqe_auto_threshold_needs_the_tile_size_it_was_measured_at(
     with pytest.raises(ValueError, match=r"64-px tiles.*128 px.*niqe-fit --tile 128"):
         load_config(None, niqe_model=str(tmp_path / "n.npz"), tile={"size": 128})
     cfg = load_config(None, niqe_model=str(tmp_path / "n.npz"), tile={"size": 64})
-    assert cfg.gates[5].fallback.max == pytest.approx(model.tile_p95)
+    assert cfg.gates[5].max == pytest.approx(model.tile_p95)
     # the CLI's --tile override is checked too (it used to be applied after 'auto' was resolved)
     _write(tmp_path / "in" / "a.png", 64, 64, 0)
     args = ["data", "filter", "--input", str(tmp_path / "in"), "--workers", "1", "--no-plots"]

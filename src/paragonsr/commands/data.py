@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-HELP = "dataset tools: meta-info, subset, extract-tiles, filter (3-stage quality gates), niqe-fit"
+HELP = "dataset tools: meta-info, subset, extract-tiles, filter (staged quality gates, offline), niqe-fit"
 
 
 def _workers_default() -> int:
@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=_workers_default())
 
     p = sub.add_parser(
-        "filter", help="tile + score + gate (entropy, contrast, sharpness, blockiness, aliasing, IQA)"
+        "filter",
+        help="tile + score + gate (entropy, contrast, sharpness, blockiness, aliasing, NIQE; IQA opt-in)",
     )
     p.add_argument("--input", required=True)
     p.add_argument("--out", required=True, help="report CSV (summary .md and <stem>_plots/ go beside it)")

@@ -73,7 +73,7 @@ PACKAGED_NIQE = Path(__file__).resolve().parents[2] / "assets" / "niqe" / "prist
 DEFAULT_GATES: list[dict[str, Any]] = [
     {"metric": "entropy", "min": 4.0, "stage": 1},
     {"metric": "contrast", "min": 0.02, "stage": 1},
-    {"metric": "sharpness", "min": 5.0, "max": 2000.0, "stage": 1},
+    {"metric": "sharpness", "min": 5.0, "max": 5000.0, "stage": 1},
     {"metric": "blockiness", "max": 1.45, "stage": 1},
     {"metric": "aliasing", "max": 30.0, "stage": 1},
     {"metric": "niqe", "max": "auto", "stage": 2},

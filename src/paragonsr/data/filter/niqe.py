@@ -178,10 +178,11 @@ class NIQEModel:
             return self.thresholds[tile]
         sizes = sorted(self.thresholds)
         if not sizes or not sizes[0] < tile < sizes[-1]:
-            have = ", ".join(str(s) for s in sizes) or "none"
+            have = f"{sizes[0]}-px tiles" if len(sizes) == 1 else f"{sizes[0]}- to {sizes[-1]}-px tiles"
             raise ValueError(
-                f"{self.source} has thresholds for tile sizes {have} px, not {tile} (NIQE scores depend on the "
-                f"tile size); refit with 'paragonsr data niqe-fit --tile {tile}', or give the niqe gate a number"
+                f"{self.source} has thresholds measured on {have if sizes else 'no tiles'}, not on {tile} px (NIQE "
+                f"scores depend on the tile size); refit with 'paragonsr data niqe-fit --tile {tile}', or give the "
+                "niqe gate a number"
             )
         hi = next(s for s in sizes if s > tile)
         lo = max(s for s in sizes if s < tile)
