@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -25,7 +24,6 @@ from paragonsr.data.tiles import read_image, write_image
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "src/paragonsr/assets/samples").glob("*.png"))
-PHOTOS = Path(os.environ.get("PARAGONSR_PHOTOS", REPO.parent / "shared" / "data" / "photos"))
 TILE = 96  # the samples are 192 px: four tiles each
 
 
@@ -145,15 +143,14 @@ def test_outputs_inside_the_input_folder_are_refused(tmp_path: Path, capsys) -> 
         run_filter(src, src / "sub" / "r.csv", load_config(None, tile={"size": 64}), progress=False)
 
 
-def test_real_photo_crops_pass_and_their_degraded_copies_fail() -> None:
-    """Held-out photos (not the ones the packaged model was fitted on): 256-px crops that pass stage 1."""
-    if not PHOTOS.is_dir():
-        pytest.skip(f"photo folder absent: {PHOTOS} (set PARAGONSR_PHOTOS)")
+def test_real_photo_crops_pass_and_their_degraded_copies_fail(shared_photos_dir: Path) -> None:
+    """Held-out full-size photos (not the ones the packaged model was fitted on): the 256-px centre crops that
+    pass stage 1 mostly pass NIQE too; every degraded copy fails."""
     prov = json.loads(PACKAGED_NIQE.with_suffix(".json").read_text())
     fitted = {f["file"] for f in prov["fitted_on"]}
-    held = [p for p in sorted(PHOTOS.glob("*.jpg")) if p.name not in fitted][::3]
+    held = [p for p in sorted(shared_photos_dir.glob("*.jpg")) if p.name not in fitted][::3]
     if not held:
-        pytest.skip(f"no held-out photos in {PHOTOS}")
+        pytest.skip(f"no held-out photos in {shared_photos_dir}")
     cfg = load_config()
     sc = ScorerSet(cfg)
     clean, degraded = [], []
