@@ -8,7 +8,8 @@ checks, each used when the machine allows it:
   internet address (a DNS look-up shows as one to port 53) or to the name-service cache daemon;
 - ``unshare -rn`` runs it in a network namespace with no interfaces, so that a call could not leave anyway.
 
-And onnxruntime's telemetry store (``~/.cache/Microsoft/...``, written at import unless disabled) must not appear.
+And onnxruntime's telemetry store (``~/.cache/Microsoft/...``, written at import unless disabled) must not appear,
+and no package that goes online by itself (hub clients, HTTP libraries, wandb, pyiqa) may be imported.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ rcs = [
           "-o", str(tmp / "ev"), "--no-crops"]),
 ]
 print("RCS", rcs)
+# packages that talk to the network on their own (hub downloads, upload clients) must not even be imported
+online = {"huggingface_hub", "transformers", "timm", "requests", "urllib3", "wandb", "pyiqa", "torchvision"}
+print("ONLINE_MODULES", sorted(m for m in sys.modules if m.split(".")[0] in online))
 """
 
 # connect/sendto/sendmsg to an internet address, or to nscd (the first step of a host name look-up)
@@ -116,6 +120,7 @@ def test_export_upscale_eval_make_no_network_call_and_write_no_telemetry(tmp_pat
         res.stderr[-3000:],
     )
     assert (work / "up.png").is_file() and (work / "ev" / "report.md").is_file()
+    assert "ONLINE_MODULES []" in res.stdout, res.stdout[-1000:]
     calls = net_log.read_text().splitlines() if net_log.exists() else []
     assert calls == [], f"Python-level network calls: {calls[:5]}"
     if strace_log.exists():
