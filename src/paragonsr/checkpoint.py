@@ -73,7 +73,8 @@ def save_model(
     """Save weights + metadata atomically; the format follows the extension (``.safetensors`` or ``.pth``).
 
     ``metadata`` may set ``scale``/``in_ch``/``out_ch``/``fused`` explicitly; any other keys go to ``extra``.
-    For a model, arch name/kwargs default to ``model.arch_name``/``model.arch_kwargs`` (set by ``build_arch``).
+    For a model, arch name/kwargs default to ``model.arch_name``/``model.arch_kwargs``, which every registered
+    architecture records on its instances however they were built (:mod:`paragonsr.archs.hparams`).
     """
     path = Path(path)
     ext = path.suffix.lower()

@@ -42,7 +42,7 @@ def _declared(fn: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], boo
     params = {k: p for k, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     if var_kw:
         ret = inspect.signature(fn).return_annotation
-        target = fn.__globals__.get(ret) if isinstance(ret, str) else ret
+        target = inspect.unwrap(fn).__globals__.get(ret) if isinstance(ret, str) else ret
         if inspect.isclass(target):
             inner, inner_var = _declared(target)
             params = {**inner, **params}

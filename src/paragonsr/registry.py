@@ -20,8 +20,10 @@ def _norm(name: str) -> str:
 class Registry:
     """A case-insensitive mapping from names (and aliases) to classes or factory functions."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, wrap: Callable[[Any, str], Any] | None = None) -> None:
         self.kind = kind
+        # applied to each object as it is registered (``wrap(obj, name)``); the result is what gets stored
+        self._wrap = wrap
         self._items: dict[str, Any] = {}
         self._aliases: dict[str, str] = {}
 
@@ -30,7 +32,6 @@ class Registry:
             key = _norm(name or obj.__name__)  # type: ignore[attr-defined]
             if key in self._items or key in self._aliases:
                 raise KeyError(f"{self.kind} '{key}' is registered twice")
-            self._items[key] = obj
             for alias in aliases:
                 a = _norm(alias)
                 if a == key:
@@ -38,6 +39,9 @@ class Registry:
                 if a in self._items or a in self._aliases:
                     raise KeyError(f"{self.kind} alias '{a}' is registered twice")
                 self._aliases[a] = key
+            if self._wrap is not None:
+                obj = self._wrap(obj, key)
+            self._items[key] = obj
             return obj
 
         return deco
@@ -81,7 +85,14 @@ class Registry:
         return f"Registry({self.kind!r}, {len(self._items)} entries)"
 
 
-ARCH_REGISTRY = Registry("architecture")
+def _record_arch_hparams(obj: Any, name: str) -> Any:
+    # Every architecture records its name and constructor arguments on the instance (checkpoint metadata).
+    from paragonsr.archs.hparams import record_hparams
+
+    return record_hparams(obj, name)
+
+
+ARCH_REGISTRY = Registry("architecture", wrap=_record_arch_hparams)
 LOSS_REGISTRY = Registry("loss")
 DATASET_REGISTRY = Registry("dataset")
 DEGRADATION_REGISTRY = Registry("degradation pipeline")

@@ -1,8 +1,9 @@
 """Architectures. Importing this package registers every arch in ``ARCH_REGISTRY``.
 
 Conventions every generator follows (checkpoints, upscale and export rely on them):
-- constructor hyperparameters are explicit keyword arguments; ``build_arch`` records them on the instance as
-  ``model.arch_name`` / ``model.arch_kwargs`` so a checkpoint can rebuild the model without flags;
+- constructor hyperparameters are explicit keyword arguments; every instance records the registered name and the
+  arguments it was built with as ``model.arch_name`` / ``model.arch_kwargs`` (:mod:`paragonsr.archs.hparams`),
+  however it was built, so a checkpoint can rebuild the model without flags;
 - instances expose ``scale``, ``in_ch`` and ``out_ch`` attributes;
 - archs that can be folded for release implement ``fuse_for_release() -> nn.Module`` (in place, returns self);
   calling it on a freshly built model yields the same parameter names/shapes as on a trained one.
@@ -37,12 +38,9 @@ for _m in _ARCH_MODULES:
 
 
 def build_arch(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered arch and record how it was built (for checkpoint metadata)."""
-    canonical = ARCH_REGISTRY.canonical(name)
-    model = ARCH_REGISTRY.get(canonical)(**kwargs)
-    model.arch_name = canonical
-    model.arch_kwargs = dict(kwargs)
-    return model
+    """Build the arch registered as ``name`` (or an alias) with ``kwargs``; the model records both itself
+    (``arch_name`` canonical, ``arch_kwargs``). Raises KeyError for an unknown name (with a did-you-mean)."""
+    return ARCH_REGISTRY.get(name)(**kwargs)
 
 
 def list_archs() -> list[str]:

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paragonsr.archs.hparams import rebuilt_by
+
 # Same modules (and state-dict keys) as ParagonSR2's: v2 kept v1's token mixer and residual gains.
 from paragonsr.archs.paragonsr2_blocks import InceptionDWConv2d, LayerScale
 from paragonsr.archs.resample import MagicKernelSharpUpsample
@@ -136,6 +138,7 @@ class ResidualGroup(nn.Module):
         return self.blocks(x) + x
 
 
+@rebuilt_by("paragonsr_s")
 class ParagonSR(nn.Module):
     """ParagonSR v1 generator (see module docstring). ``scale`` is any integer ≥ 1 (1 = restoration)."""
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paragonsr.archs.hparams import rebuilt_by
 from paragonsr.registry import ARCH_REGISTRY
 
 _SUPPORTED_SCALES = (1, 2, 4, 8)
@@ -147,6 +148,7 @@ def _default_upconvs(scale: int) -> int:
     return 3 if scale == 8 else 2
 
 
+@rebuilt_by("rrdbnet")
 class RRDBNet(nn.Module):
     """ESRGAN generator. ``scale`` ∈ {1, 2, 4, 8}; 1 and 2 pixel-unshuffle the input like BasicSR, unless
     ``num_upconv`` asks for the original ESRGAN layout (``scale == 2**num_upconv``, no unshuffle).

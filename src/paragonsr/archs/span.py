@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paragonsr.archs.hparams import rebuilt_by
 from paragonsr.registry import ARCH_REGISTRY
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class SPAB(nn.Module):
         return (out3 + x) * (torch.sigmoid(out3) - 0.5), act1
 
 
+@rebuilt_by("span")
 class SPAN(nn.Module):
     """SPAN generator. Input NCHW in [0, 1] with ``num_in_ch`` channels; output ``(N, num_out_ch, H·s, W·s)``.
 
