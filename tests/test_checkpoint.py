@@ -261,3 +261,27 @@ def test_paragonsr_v1_pth_needs_and_uses_the_callers_scale(tmp_path: Path, fused
     assert _same_output(ref, model, in_ch=1) == 0.0
     save_model(tmp_path / "v1_meta.safetensors", ref.state_dict(), metadata={"scale": 3})  # scale, no arch
     assert load_model(tmp_path / "v1_meta.safetensors").scale == 3
+
+
+def test_recorded_scale_used_when_the_file_has_no_arch_kwargs(tmp_path: Path) -> None:
+    """A ParagonSR2 built directly (no build_arch: no arch name/kwargs in the metadata) records scale 2; loading
+    it with --arch used to build the default x4 model, into which the scale-independent weights fit silently."""
+    import torch
+
+    from paragonsr.archs.paragonsr2 import ParagonSR2
+    from paragonsr.checkpoint import load_model, save_model
+
+    torch.manual_seed(0)
+    model = ParagonSR2(scale=2, num_feat=8, num_groups=1, num_blocks=1, hr_blocks=0)
+    path = save_model(tmp_path / "plain.safetensors", model)
+    loaded = load_model(path, arch="paragonsr2", num_feat=8, num_groups=1, num_blocks=1, hr_blocks=0)
+    assert loaded.scale == 2
+    x = torch.rand(1, 3, 9, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert (
+        load_model(
+            path, arch="paragonsr2", scale=3, num_feat=8, num_groups=1, num_blocks=1, hr_blocks=0
+        ).scale
+        == 3
+    )

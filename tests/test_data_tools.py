@@ -110,3 +110,122 @@ def test_subset_reproducible_per_input_counts(tmp_path: Path) -> None:
     assert not (tmp_path / "cp" / "A" / picked[0]).is_symlink()
     with pytest.raises(ValueError, match="one --n, or one per --input"):
         make_subset([tmp_path / "A", tmp_path / "B"], tmp_path / "x", n=[1, 2, 3])
+
+
+def _write(path: Path, h: int, w: int, seed: int) -> np.ndarray:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), a)
+    return a
+
+
+def test_extract_tiles_same_names_are_not_lost(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    a = _write(src / "a" / "x.png", 64, 64, 1)
+    b = _write(src / "b" / "x.png", 64, 64, 2)
+    _write(src / "b" / "x.tif", 64, 64, 3)  # same stem in the same folder: its tiles would overwrite x.png's
+    out = tmp_path / "out"
+    n, errors = extract_tiles(list_images(src), out, crop=64, step=64, progress=False, root=src)
+    assert n == 2
+    assert np.array_equal(cv2.imread(str(out / "a" / "x_s001.png")), a)
+    assert np.array_equal(cv2.imread(str(out / "b" / "x_s001.png")), b)
+    assert len(errors) == 1 and "x.tif" in errors[0] and "overwrite" in errors[0]
+    # without root (a flat list from two folders) the clash is reported too, not silently "resumed"
+    n, errors = extract_tiles(list_images(src), tmp_path / "flat", crop=64, step=64, progress=False)
+    assert n == 1 and len(errors) == 2
+    # the CLI mirrors sub-folders
+    assert main(["data", "extract-tiles", "--input", str(src / "a"), "--out", str(tmp_path / "c"),
+                 "--crop", "64", "--step", "64", "--workers", "1"]) == 0  # fmt: skip
+    assert (tmp_path / "c" / "x_s001.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        ["extract-tiles", "--crop", "64"],
+        ["meta-info"],
+        ["subset", "--n", "3"],
+    ],
+)
+def test_empty_input_folder_is_an_error(tool: list[str], tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    out = str(tmp_path / ("m.txt" if tool[0] == "meta-info" else "o"))
+    assert main(["data", tool[0], *tool[1:], "--input", str(tmp_path / "empty"), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "no images" in err and str(tmp_path / "empty") in err
+
+
+def test_meta_info_on_a_symlinked_subset(tmp_path: Path) -> None:
+    from paragonsr.data.meta_info import read_meta_info
+
+    for i in range(3):
+        _write(tmp_path / "DIV2K" / f"{i:04d}.png", 8, 8, i)
+    # seed 002's flow: subset (symlinks by default), then meta_info over the subset; symlinks used to be
+    # followed to their targets, which lie outside the subset root -> "not inside its root"
+    assert (
+        main(["data", "subset", "--input", str(tmp_path / "DIV2K"), "--n", "2", "--out", str(tmp_path / "s")])
+        == 0
+    )
+    out = tmp_path / "meta.txt"
+    assert main(["data", "meta-info", "--input", str(tmp_path / "s" / "DIV2K"), "--out", str(out)]) == 0
+    lines = read_meta_info(out)
+    assert len(lines) == 2 and all(ln.startswith("DIV2K/") for ln in lines)
+    assert all((tmp_path / "s" / ln).is_symlink() for ln in lines)
+
+
+def test_subset_rerun_with_another_seed_is_refused(tmp_path: Path) -> None:
+    from paragonsr.data.subset import make_subset
+
+    for i in range(6):
+        _write(tmp_path / "in" / f"{i}.png", 4, 4, i)
+    out = tmp_path / "out"
+    first = make_subset([tmp_path / "in"], out, n=[2], seed=0)
+    assert make_subset([tmp_path / "in"], out, n=[2], seed=0).skipped_existing == 2  # resume: same subset
+    # another seed used to add its picks next to the old ones: OUT held up to 4 images for --n 2
+    with pytest.raises(ValueError, match=r"already holds \d image\(s\) that are not in this subset"):
+        make_subset([tmp_path / "in"], out, n=[2], seed=1)
+    assert len(list((out / "in").iterdir())) == 2 and first.written == 2
+
+
+def test_outputs_never_overwrite_or_nest_in_inputs(tmp_path: Path) -> None:
+    from paragonsr.archs import build_arch
+    from paragonsr.checkpoint import save_model
+
+    ckpt = save_model(tmp_path / "c.safetensors", build_arch("compact", num_feat=4, num_conv=1, upscale=2))
+    before = ckpt.read_bytes()
+    assert main(["transfer", "-i", str(ckpt), "-o", str(ckpt), "--feat", "2", "--samples"]) == 1
+    assert ckpt.read_bytes() == before  # the source checkpoint used to be replaced by the transferred one
+    _write(tmp_path / "in" / "a.png", 64, 64, 0)
+    tiles = ["--crop", "32", "--step", "32", "--workers", "1"]
+    # tiles inside the input folder would be tiled again by the next run
+    assert (
+        main(
+            [
+                "data",
+                "extract-tiles",
+                "--input",
+                str(tmp_path / "in"),
+                "--out",
+                str(tmp_path / "in" / "t"),
+                *tiles,
+            ]
+        )
+        == 2
+    )
+    assert not (tmp_path / "in" / "t").exists()
+    inp = str(tmp_path / "in")
+    assert main(["data", "subset", "--input", inp, "--n", "1", "--out", str(tmp_path / "in" / "s")]) == 2
+    filt = [
+        "data",
+        "filter",
+        "--input",
+        inp,
+        "--out",
+        str(tmp_path / "r.csv"),
+        "--tile",
+        "32",
+        "--workers",
+        "1",
+    ]
+    assert main([*filt, "--keep-dir", str(tmp_path / "in" / "keep")]) == 2
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["a.png"]

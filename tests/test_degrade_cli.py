@@ -109,3 +109,51 @@ def test_config_errors_and_preview(
     img = _read(grid)
     assert img.shape == (3 * (256 + 22), 4 * 256, 3)  # 11 panels, 4 columns, caption bars
     assert img[22:278, :256].std() > 10  # the clean panel holds the photo, not a blank
+
+
+def test_degrade_refuses_outputs_that_would_collide(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(hr / "a.png"), (rng.random((16, 16, 3)) * 255).astype(np.uint8))
+    cv2.imwrite(str(hr / "a.jpg"), (rng.random((16, 16, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    rc = main(["degrade", "--pipeline", "lrgen", "-i", str(hr), "-o", str(out), "--scale", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "a.jpg" in err and "a.png" in err and "both be written" in err
+    assert not (out / "lq").exists()
+
+
+def test_degrade_output_inside_input_is_not_read_back(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    cv2.imwrite(str(hr / "a.png"), (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8))
+    args = ["degrade", "--pipeline", "lrgen", "-i", str(hr), "-o", str(hr / "lr"), "--scale", "2"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0  # the resumed run sees only a.png, already done
+    assert "1 images, 1 already done, 0 to degrade" in capsys.readouterr().out
+    assert not (hr / "lr" / "lq" / "lr").exists()
+
+
+def test_degrade_no_gt_refuses_pipelines_that_change_the_gt(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    cv2.imwrite(str(hr / "a.png"), (np.random.default_rng(0).random((33, 35, 3)) * 255).astype(np.uint8))
+    cfg = tmp_path / "crop.yml"
+    cfg.write_text("type: realesrgan\ngt_size: 16\n", encoding="utf-8")  # the pipeline crops the GT
+    out = tmp_path / "out"
+    rc = main(["degrade", "--config", str(cfg), "-i", str(hr), "-o", str(out), "--scale", "2", "--no-gt"])
+    assert rc == 1
+    assert "--no-gt: the pipeline changed the GT" in capsys.readouterr().err
+    assert not (out / "lq" / "a.png").exists()
+    # a pipeline that keeps the GT (odd sizes only lose the < scale remainder) is fine with --no-gt
+    out2 = tmp_path / "out2"
+    assert (
+        main(["degrade", "--pipeline", "lrgen", "-i", str(hr), "-o", str(out2), "--scale", "2", "--no-gt"])
+        == 0
+    )
+    assert cv2.imread(str(out2 / "lq" / "a.png")).shape == (16, 17, 3)

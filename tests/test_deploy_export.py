@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -182,3 +183,50 @@ def test_every_scale_exports_with_odd_sizes(tmp_path, arch, kwargs):
 def test_old_opset_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="opset 13 is too old"):
         export_onnx(_compact(), tmp_path / "m.onnx", opset=13)
+
+
+def test_unrequested_files_of_an_earlier_export_are_kept_but_flagged(tmp_path: Path) -> None:
+    """An export without --fp16 into a folder holding m_fp16.onnx from an earlier run leaves the file alone (it is
+    the user's) but says it is not part of this release, in the log and in the card."""
+    import torch
+
+    from paragonsr.archs import build_arch
+    from paragonsr.deploy.release import ExportOptions, export_release
+
+    torch.manual_seed(0)
+    model = build_arch("compact", num_feat=8, num_conv=2, upscale=2)
+    old = tmp_path / "m_fp16.onnx"
+    old.write_bytes(b"fp16 model of an earlier export")
+    lines: list[str] = []
+    opts = ExportOptions(lr_crop=24, sizes=((24, 20),), latency_size=0)
+    img = [("img", np.random.default_rng(0).random((48, 48, 3), dtype=np.float32))]
+    res = export_release(model, tmp_path, "m", img, options=opts, log=lines.append)
+    assert old.read_bytes() == b"fp16 model of an earlier export"
+    assert res.stale == ["m_fp16.onnx"] and res.card["stale_files"] == ["m_fp16.onnx"]
+    assert any("m_fp16.onnx" in line and "NOT part of this release" in line for line in lines)
+
+
+@pytest.mark.parametrize(("in_ch", "out_ch"), [(1, 3), (3, 1)])
+def test_export_models_with_different_in_and_out_channels(tmp_path: Path, in_ch: int, out_ch: int) -> None:
+    """ParagonSR2 supports in_ch != out_ch; the export's verification compared a ground truth with the model's
+    *input* channels to its output and failed with 'PSNR needs equal shapes'."""
+    import json
+
+    import torch
+
+    from paragonsr.archs import build_arch
+    from paragonsr.deploy.release import ExportOptions, export_release
+
+    torch.manual_seed(0)
+    kw = dict(num_feat=8, num_groups=1, num_blocks=1, hr_blocks=0, in_ch=in_ch, out_ch=out_ch)
+    model = build_arch("paragonsr2", scale=2, **kw)
+    img = np.random.default_rng(0).random((48, 48, 3), dtype=np.float32)
+    opts = ExportOptions(int8=True, lr_crop=16, sizes=((16, 12),), latency_size=0, calib_per_image=1)
+    res = export_release(model, tmp_path, "m", [("img", img)], options=opts, log=str)
+    assert (
+        "fp32" in res.artifacts
+        and next(g for g in res.gates if g.name == "int8").extra["psnr_vs_fp32_db"] > 0
+    )
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert (card["model"]["in_ch"], card["model"]["out_ch"]) == (in_ch, out_ch)
+    assert card["quality"]["psnr_model_db"] > 0 and card["quality"]["psnr_bicubic_db"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,24 @@ def test_int8_without_images_is_refused_and_fp16_uses_the_test_card(tmp_path):
     assert (
         json.loads((tmp_path / "model_card.json").read_text())["quality"]["source"] == "synthetic test card"
     )
+
+
+def test_refused_int8_removes_a_stale_file_from_an_earlier_export(tmp_path: Path) -> None:
+    """Re-exporting into the same folder: a refused INT8 used to leave the previous run's m_int8.onnx in place,
+    next to a model card saying INT8 was refused."""
+    import torch
+
+    from paragonsr.archs import build_arch
+    from paragonsr.deploy.release import ExportOptions, export_release
+
+    torch.manual_seed(0)
+    model = build_arch("compact", num_feat=8, num_conv=2, upscale=2)
+    stale = tmp_path / "m_int8.onnx"
+    stale.write_bytes(b"int8 model of an earlier export")
+    black = [("black.png", np.zeros((96, 96, 3), np.float32))]
+    rng = np.random.default_rng(0)
+    smooth = np.repeat(np.repeat(rng.random((12, 12, 3), dtype=np.float32), 8, 0), 8, 1)
+    opts = ExportOptions(int8=True, lr_crop=24, sizes=((24, 20),), latency_size=0, calib_per_image=1)
+    res = export_release(model, tmp_path, "m", [("img", smooth)], calib_images=black, options=opts, log=str)
+    assert res.refused and "int8" not in res.artifacts
+    assert not stale.exists()

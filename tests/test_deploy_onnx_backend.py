@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -83,3 +85,35 @@ def test_foreign_fixed_size_onnx_pads_small_inputs_and_tiles_large_ones(tmp_path
         full = model(big)
     r = 2 * 4  # a few LR pixels of receptive field (3 convs), in output pixels, plus margin
     assert torch.allclose(got[..., : 140 - r, : 90 - r], full[..., : 140 - r, : 90 - r], atol=1e-4)
+
+
+def _onnx_model(tmp_path: Path) -> Path:
+    import torch
+
+    from paragonsr.archs import build_arch
+    from paragonsr.deploy.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    model = build_arch("compact", num_feat=8, num_conv=1, upscale=2)
+    return export_onnx(model, tmp_path / "tiny.onnx")
+
+
+def test_onnx_backend_honours_device_and_rejects_torch_precision(tmp_path: Path) -> None:
+    """--device used to be ignored for .onnx models (ran on whatever provider 'auto' picked), and --precision
+    bf16/fp16 was silently dropped."""
+    import onnxruntime
+
+    from paragonsr.infer.backends import load_backend
+
+    path = _onnx_model(tmp_path)
+    assert load_backend(path, device="cpu").providers == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(ValueError, match="CUDAExecutionProvider"):
+            load_backend(path, device="cuda")
+    else:
+        assert load_backend(path, device="cuda").providers[0] == "CUDAExecutionProvider"
+    with pytest.raises(ValueError, match="--precision bf16 applies to torch models only"):
+        load_backend(path, precision="bf16")
+    with pytest.raises(ValueError, match="--device mps has no ONNX Runtime equivalent"):
+        load_backend(path, device="mps")
+    assert load_backend(path, device="cpu", precision="fp32").scale == 2  # what evaluate.py passes

@@ -217,3 +217,52 @@ def test_v1_file_without_metadata_takes_scale_from_cli(tmp_path: Path, capsys) -
         ["upscale", str(src), "-o", str(tmp_path / "o"), "-m", str(tmp_path / "v1.pth"), "-s", "3", "-q"]
     )
     assert rc == 0 and cv2.imread(str(tmp_path / "o" / "a.png")).shape == (30, 21, 3)
+
+
+def _tiny_image(tmp_path: Path) -> Path:
+    import cv2
+
+    path = tmp_path / "in.png"
+    assert cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--outscale", "0"], "--outscale must be a positive factor"),  # used to write a 1x1 image, exit 0
+        (["--tile", "16"], "--tile 16 is too small"),  # used to fail once per file
+        (["--tile-blend", "2"], "--tile-blend must be in [0, 1]"),
+        (["--tile-overlap", "-4"], "--tile-overlap must be >= 0"),
+    ],
+)
+def test_upscale_rejects_bad_numbers_up_front(tmp_path: Path, capsys, extra: list[str], message: str) -> None:
+    from paragonsr.cli import main
+
+    src = _tiny_image(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["upscale", str(src), "-o", str(out), "--resampler", "bicubic", "-q", *extra])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_two_inputs_with_one_output_name(tmp_path: Path, capsys, overwrite: bool) -> None:
+    """a/x.png and b/x.png both map to out/x.png: the second used to be 'skipped (exists)' with exit 0, or with
+    --overwrite to silently replace the first one's result."""
+    import cv2
+
+    from paragonsr.cli import main
+
+    for name, value in (("a", 40), ("b", 200)):
+        (tmp_path / name).mkdir()
+        assert cv2.imwrite(str(tmp_path / name / "x.png"), np.full((6, 8), value, np.uint8))
+    out = tmp_path / "out"
+    args = ["upscale", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out), "--resampler", "nearest"]
+    rc = main([*args, "-q", *(["--overwrite"] if overwrite else [])])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "is already the result of" in err and str(tmp_path / "b" / "x.png") in err
+    result = cv2.imread(str(out / "x.png"), cv2.IMREAD_UNCHANGED)
+    assert result.shape == (12, 16) and (result == 40).all()  # the first input's result survives

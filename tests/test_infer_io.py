@@ -135,3 +135,46 @@ def test_bad_files_named_clearly(tmp_path: Path) -> None:
             read_image(tmp_path / name)
     with pytest.raises(FileNotFoundError, match=r"missing\.png: no such file"):
         read_image(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16"])
+@pytest.mark.parametrize(
+    ("orientation", "expected"),
+    [
+        (3, lambda a: a[::-1, ::-1]),  # rotate 180
+        (6, lambda a: np.rot90(a, k=-1)),  # rotate 90 clockwise
+        (8, lambda a: np.rot90(a, k=1)),  # rotate 90 counter-clockwise
+    ],
+)
+def test_tiff_orientation_applied_once(tmp_path: Path, mode: str, orientation: int, expected) -> None:
+    """OpenCV's TIFF decoder honours the Orientation tag itself; read_image must not rotate a second time."""
+    rng = np.random.default_rng(orientation)
+    dtype, peak = (np.uint8, 255) if mode == "L" else (np.uint16, 65535)
+    raw = rng.integers(0, peak + 1, size=(6, 10), dtype=dtype)
+    im = Image.frombytes(mode, (10, 6), raw.tobytes()) if mode == "I;16" else Image.fromarray(raw)
+    path = tmp_path / f"o{orientation}.tif"
+    im.save(path, tiffinfo={274: orientation})
+    img, info = read_image(path)
+    assert info.orientation == orientation
+    want = np.ascontiguousarray(expected(raw))
+    assert img.shape == (*want.shape, 1)
+    np.testing.assert_array_equal(np.rint(img[..., 0] * peak).astype(dtype), want)
+
+
+def test_jpeg_with_trailing_data_is_not_called_truncated(tmp_path: Path) -> None:
+    """Motion photos append an MP4 after the JPEG's EOI; its bytes may contain FF DA (start-of-scan). The old
+    check (last EOI before last SOS anywhere in the file) rejected such photos as truncated."""
+    import cv2
+
+    from paragonsr.infer.image_io import ImageReadError
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    jpg = cv2.imencode(".jpg", arr, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    path = tmp_path / "motion.jpg"
+    path.write_bytes(jpg + b"\x00\x00\x00\x18ftypmp42" + rng.bytes(64) + b"\xff\xda\x00\x0c" + rng.bytes(32))
+    img, info = read_image(path)
+    assert img.shape == (16, 24, 3) and info.format == "jpeg"
+    (tmp_path / "cut.jpg").write_bytes(jpg[: len(jpg) - 40])  # a real truncation is still caught
+    with pytest.raises(ImageReadError, match="truncated JPEG"):
+        read_image(tmp_path / "cut.jpg")

@@ -174,3 +174,27 @@ def test_resampler_outscale_is_one_resize_and_alpha_follows_kernel() -> None:
     t = torch.from_numpy(img[..., :3]).permute(2, 0, 1)[None]
     ref = resize(t, size=(15, 18), kernel="bicubic").clamp(0, 1)[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(rgb, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("gray_mode", ["per_channel", "y"])
+def test_rgb_into_one_to_three_channel_model(gray_mode: str) -> None:
+    """RGB(A) into a 1 -> 3 model used to stack three 3-channel outputs (9/10 channels: unwritable)."""
+    import torch
+    import torch.nn.functional as F
+
+    from paragonsr.infer.backends import TorchBackend
+    from paragonsr.infer.upscale import LUMA, upscale_image
+
+    class Colourise(torch.nn.Module):  # known answer: nearest x2 of the luma, times (1, 0.5, 0.25)
+        scale, in_ch, out_ch = 2, 1, 3
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            up = F.interpolate(x, scale_factor=2, mode="nearest")
+            return up * torch.tensor([1.0, 0.5, 0.25]).view(1, 3, 1, 1)
+
+    rgba = np.random.default_rng(0).random((6, 5, 4), dtype=np.float32)
+    rgba[..., 3] = 1.0
+    out, info = upscale_image(rgba, None, TorchBackend(Colourise(), "cpu", "fp32"), gray_mode=gray_mode)
+    assert out.shape == (12, 10, 4) and info.channels == 4
+    luma = np.kron(rgba[..., :3] @ np.array(LUMA, np.float32), np.ones((2, 2), np.float32))
+    np.testing.assert_allclose(out[..., :3], luma[..., None] * np.array([1.0, 0.5, 0.25]), atol=1e-5)

@@ -312,3 +312,35 @@ def test_validation_writes_and_tracks_nothing_from_non_finite_output(tmp_path: P
     # all finite: scored and tracked as before (0.25 vs 0.3 in 8 bit: 64 vs 76 -> 20*log10(255/12))
     res = validate(NanWhenBright(), loader[:1], "v", val, 2, 6, torch.device("cpu"), tmp_path, tracker)
     assert res["psnr"] == pytest.approx(20 * np.log10(255 / 12)) and tracker.best["v/psnr"]["iter"] == 6
+
+
+def test_nonfinite_guard_counts_each_network_separately() -> None:
+    import torch
+
+    from paragonsr.train.option_io import parse_options
+    from paragonsr.train.sr_model import NonFiniteError, SRModel
+
+    opt = {
+        "name": "t",
+        "scale": 2,
+        "datasets": {
+            "train": {"type": "PairedImageDataset", "dataroot_gt": "g", "dataroot_lq": "l", "gt_size": 32}
+        },
+        "network_g": {"type": "SRVGGNetCompact", "num_feat": 4, "num_conv": 1, "upscale": 2},
+        "train": {"total_iter": 10, "optim_g": {"type": "Adam"}, "pixel_opt": {"type": "L1Loss"},
+                  "max_nonfinite_steps": 3},
+    }  # fmt: skip
+    model = SRModel(parse_options(opt), torch.device("cpu"))
+    # a GAN whose D step fails every iteration while G's succeeds: the D streak must still reach the limit
+    model._guard(True, 0, "generator")
+    model._guard(False, 0, "discriminator")
+    model._guard(True, 1, "generator")
+    model._guard(False, 1, "discriminator")
+    model._guard(True, 2, "generator")
+    with pytest.raises(NonFiniteError, match=r"3 consecutive non-finite steps at iter 2 \(discriminator\)"):
+        model._guard(False, 2, "discriminator")
+    state = model.state_dict()
+    model._guard(True, 3, "discriminator")
+    model.load_state_dict(state)  # the per-network streaks survive a resume
+    with pytest.raises(NonFiniteError, match="4 consecutive"):
+        model._guard(False, 3, "discriminator")

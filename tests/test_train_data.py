@@ -144,3 +144,51 @@ def test_imread_gray_alpha_16bit(tmp_path: Path) -> None:
     with pytest.raises(OSError, match=r"bad\.png"):
         imread_rgb(tmp_path / "bad.png")
     warnings.simplefilter("ignore")
+
+
+def test_enlarged_epoch_draws_distinct_samples_for_repeats() -> None:
+    from paragonsr.data.datasets import ResumableSampler
+
+    s = ResumableSampler(10, 1, 0, True, seed=5, ratio=3)
+    keys = list(s)
+    assert len(keys) == 30 and len(set(keys)) == 30  # each repeat has its own per-sample RNG key
+    s.set_epoch(1)
+    assert not set(keys) & set(s)  # and no key is reused by the next epoch
+
+
+@pytest.mark.parametrize("phase", ["train", "val"])
+def test_paired_dataset_rejects_wrong_scale_pairs(tmp_path: Path, phase: str) -> None:
+    from paragonsr.data.datasets import PairedImageDataset
+
+    for d in ("gt", "lq"):
+        (tmp_path / d).mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / "gt" / "a.png"), (rng.random((40, 40, 3)) * 255).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "lq" / "a.png"), (rng.random((10, 10, 3)) * 255).astype(np.uint8))  # a x4 LQ
+    gt_size = 16 if phase == "train" else None
+    ds = PairedImageDataset(tmp_path / "gt", tmp_path / "lq", 2, gt_size=gt_size, phase=phase)
+    with pytest.raises(ValueError, match=r"a\.png: GT 40x40 is not x2 of LQ 10x10 \(expected 20x20\)"):
+        ds[0]
+    # an odd GT whose LQ was floor-downscaled (41 -> 20) is still a valid pair
+    cv2.imwrite(str(tmp_path / "gt" / "a.png"), (rng.random((41, 41, 3)) * 255).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "lq" / "a.png"), (rng.random((20, 20, 3)) * 255).astype(np.uint8))
+    item = ds[0]
+    assert item["gt"].shape[-1] == 2 * item["lq"].shape[-1]
+
+
+def test_training_reader_applies_exif_orientation_like_degrade(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from paragonsr.data.transforms import imread_rgb
+    from paragonsr.infer.image_io import read_image
+
+    arr = np.zeros((16, 32, 3), np.uint8)
+    arr[:, :8] = 255  # white band on the left of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° CW to display"
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(arr).save(path, quality=100, exif=exif)
+    img = imread_rgb(path)
+    assert img.shape == (32, 16, 3)  # displayed orientation, as paragonsr degrade/upscale read it
+    np.testing.assert_array_equal(img, read_image(path)[0])
+    assert img[:8].mean() > 0.9 and img[-8:].mean() < 0.1  # the band is now on top

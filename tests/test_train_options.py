@@ -198,3 +198,48 @@ def test_gt_usm_defaults_are_realesrgans() -> None:
     assert deg.gt_usm_for == {"l1": True, "percep": True, "gan": False}
     opt = parse_options(minimal(datasets={"train": train}, l1_gt_usm=False))
     assert _degradation(opt, opt.datasets["train"]).gt_usm_for["l1"] is False
+
+
+def test_dataset_color_y_is_rejected_not_ignored() -> None:
+    from paragonsr.train.option_io import OptionError, parse_options
+
+    opt = {
+        "name": "t",
+        "scale": 2,
+        "datasets": {
+            "train": {
+                "type": "PairedImageDataset",
+                "dataroot_gt": "g",
+                "dataroot_lq": "l",
+                "gt_size": 32,
+                "color": "y",
+            }
+        },
+        "network_g": {"type": "SRVGGNetCompact", "num_feat": 8, "num_conv": 2, "upscale": 2},
+        "train": {"total_iter": 10, "optim_g": {"type": "Adam", "lr": 1e-3}, "pixel_opt": {"type": "L1Loss"}},
+    }
+    with pytest.raises(OptionError, match=r"datasets\.train\.color.*not supported"):
+        parse_options(opt)
+    opt["datasets"]["train"]["color"] = "rgb"
+    assert parse_options(opt).datasets["train"].color == "rgb"
+
+
+def test_conflicting_gt_size_and_lq_size_is_an_error() -> None:
+    from paragonsr.train.option_io import OptionError, parse_options
+
+    def opt(**ds: int) -> dict:
+        return {
+            "name": "t",
+            "scale": 2,
+            "datasets": {
+                "train": {"type": "PairedImageDataset", "dataroot_gt": "g", "dataroot_lq": "l", **ds}
+            },
+            "network_g": {"type": "SRVGGNetCompact", "num_feat": 4, "num_conv": 1, "upscale": 2},
+            "train": {"total_iter": 1, "optim_g": {"type": "Adam"}, "pixel_opt": {"type": "L1Loss"}},
+        }
+
+    with pytest.raises(
+        OptionError, match=r"gt_size 48 and lq_size 32 disagree at scale 2 \(expected gt_size = .* 64\)"
+    ):
+        parse_options(opt(gt_size=48, lq_size=32))
+    assert parse_options(opt(gt_size=64, lq_size=32)).datasets["train"].lq_size == 32

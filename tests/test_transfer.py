@@ -112,3 +112,38 @@ def test_cli_transfer_report(src: torch.nn.Module, photo_paths: list[Path], tmp_
     model = load_model(out)
     assert (model.num_feat, model.num_conv, model.scale) == (8, 8, 2)
     assert main(["transfer", "-i", str(tmp_path / "nope.pth"), "-o", str(out)]) == 1
+
+
+def test_transfer_bad_samples_fail_cleanly(tmp_path: Path, capsys) -> None:
+    from paragonsr.archs import build_arch
+    from paragonsr.checkpoint import save_model
+
+    ckpt = save_model(tmp_path / "c.safetensors", build_arch("compact", num_feat=4, num_conv=1, upscale=2))
+    out = tmp_path / "t.safetensors"
+    base = ["transfer", "-i", str(ckpt), "-o", str(out), "--feat", "2", "--conv", "1", "--samples"]
+    assert main([*base, str(tmp_path / "nope.png")]) == 1
+    assert "nope.png not found" in capsys.readouterr().err
+    (tmp_path / "s").mkdir()
+    assert main([*base, str(tmp_path / "s")]) == 1  # empty folder: was a ZeroDivisionError
+    (tmp_path / "s" / "bad.png").write_bytes(b"junk")
+    assert main([*base, str(tmp_path / "s")]) == 1  # undecodable: was a traceback
+    assert "bad.png" in capsys.readouterr().err
+    assert not out.exists()  # nothing written before the inputs are known good
+
+
+def test_transfer_reports_psnr_on_bundled_samples_by_default(tmp_path: Path) -> None:
+    import json
+
+    from paragonsr.archs import build_arch
+    from paragonsr.checkpoint import save_model
+
+    ckpt = save_model(tmp_path / "c.safetensors", build_arch("compact", num_feat=4, num_conv=1, upscale=2))
+    out = tmp_path / "t.safetensors"
+    # issue 6: the report gives the PSNR against the source's outputs; it used to need an explicit --samples
+    assert (
+        main(["transfer", "-i", str(ckpt), "-o", str(out), "--feat", "2", "--conv", "2", "--crop", "16"]) == 0
+    )
+    rep = json.loads(Path(f"{out}.report.json").read_text())
+    assert len(rep["psnr_per_image"]) >= 1 and rep["psnr_dst_vs_src_mean"] > 0
+    assert main(["transfer", "-i", str(ckpt), "-o", str(out), "--feat", "2", "--conv", "2", "--samples"]) == 0
+    assert "psnr_per_image" not in json.loads(Path(f"{out}.report.json").read_text())

@@ -1,0 +1,53 @@
+"""Weight files fetched on request: ``paragonsr train --allow-download`` reaches the weight resolver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from paragonsr.cli import main
+
+
+def test_train_allow_download_flag_reaches_weight_resolution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import json
+
+    from paragonsr.weights import ALLOW_DOWNLOAD_ENV, WeightsError, resolve_weights
+
+    monkeypatch.setenv(ALLOW_DOWNLOAD_ENV, "0")  # recorded, so the flag's "1" is undone after the test
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"weights")
+    manifest = {"w": {"file": "w.bin", "url": src.resolve().as_uri(), "sha256": None}}
+    wdir = tmp_path / "weights"
+    with pytest.raises(WeightsError, match="--allow-download"):
+        resolve_weights("w", wdir, manifest=manifest)
+    opt = tmp_path / "o.yml"
+    for sub in ("g", "l"):  # train checks its dataset folders before anything else
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    opt.write_text(
+        json.dumps(
+            {
+                "name": "t",
+                "scale": 2,
+                "datasets": {
+                    "train": {
+                        "type": "PairedImageDataset",
+                        "dataroot_gt": str(tmp_path / "g"),
+                        "dataroot_lq": str(tmp_path / "l"),
+                        "gt_size": 32,
+                    }
+                },
+                "network_g": {"type": "SRVGGNetCompact", "num_feat": 4, "num_conv": 1, "upscale": 2},
+                "train": {"total_iter": 1, "optim_g": {"type": "Adam"}, "pixel_opt": {"type": "L1Loss"}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setattr("paragonsr.train.trainer.train_pipeline", lambda *a, **k: None)
+    assert main(["train", "-opt", str(opt), "--allow-download"]) == 0
+    assert resolve_weights("w", wdir, manifest=manifest).read_bytes() == b"weights"
