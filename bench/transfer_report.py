@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from paragonsr.archs import build_arch  # noqa: E402
 from paragonsr.checkpoint import load_state_dict  # noqa: E402
-from paragonsr.transfer import build_pair, compare_outputs, count_params, psnr, transfer_compact  # noqa: E402
+from paragonsr.transfer import build_pair, compare_outputs, psnr, transfer_compact  # noqa: E402
+from paragonsr.utils.params import count_params  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
 

@@ -26,6 +26,7 @@ from paragonsr.archs.resample import resize
 from paragonsr.metrics import calculate_psnr, calculate_ssim
 from paragonsr.utils.atomic import atomic_output, atomic_write_text
 from paragonsr.utils.finite import array_non_finite
+from paragonsr.utils.params import count_params
 
 
 @dataclass
@@ -104,7 +105,7 @@ def model_method(path: str | Path, scale: int, tile: int = 512, label: str | Non
     path = Path(path)
     backend = load_backend(path, device="cpu", precision="fp32")
     model = getattr(backend, "model", None)
-    params = None if model is None else sum(p.numel() for p in model.parameters())
+    params = None if model is None else count_params(model)
     if backend.scale != scale:
         raise ValueError(f"{path}: model scale is x{backend.scale} but the evaluation runs at x{scale}")
 

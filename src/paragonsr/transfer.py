@@ -176,10 +176,6 @@ def transfer_compact(
     return TransferResult(out, src_kw, dst_kw, kept, layers, notes)
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def psnr(a: Tensor, b: Tensor) -> float:
     """PSNR (dB) of two [0, 1] images after clamping (what a user would save)."""
     mse = torch.mean((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).item()

@@ -27,6 +27,7 @@ from paragonsr.archs.paragonsr2_blocks import (
 )
 from paragonsr.archs.resample import MagicKernelSharpUpsample
 from paragonsr.registry import ARCH_REGISTRY
+from paragonsr.utils.params import count_params  # re-exported: the ParagonSR2 tables use it
 
 
 @ARCH_REGISTRY.register("paragonsr2", aliases=("ParagonSR2",))
@@ -205,11 +206,6 @@ def paragonsr2_l(scale: int = 4, **overrides: Any) -> ParagonSR2:
 def paragonsr2_xl(scale: int = 4, **overrides: Any) -> ParagonSR2:
     """C 160, 12×12 blocks, hr_blocks 3, ffn 2.0."""
     return _variant("paragonsr2_xl", scale, overrides)
-
-
-def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (buffers such as tracked kernels and fixed resampler taps are not counted)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def _batch_tensor(batch: Any) -> Tensor:

@@ -14,6 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from paragonsr.utils.params import count_params
+
 SCALES = (1, 2, 3, 4, 8)
 ARCHS_DIR = Path(__file__).resolve().parent
 TABLE = ARCHS_DIR.parent / "assets" / "arch_params.json"
@@ -59,7 +61,7 @@ def compute(name: str, scale: int) -> dict[str, Any]:
     got = getattr(model, "scale", None) if scaled else None
     if got is not None and int(got) != scale:
         return {"error": f"builds x{got}, not x{scale}"}
-    return {"params": int(sum(p.numel() for p in model.parameters())), "scale": got}
+    return {"params": count_params(model), "scale": got}
 
 
 def build_table(names: list[str]) -> dict[str, Any]:

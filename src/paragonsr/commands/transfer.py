@@ -90,8 +90,9 @@ def _load_samples(specs: list[str], crop: int, limit: int) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from paragonsr.checkpoint import load_state_dict, save_model
-    from paragonsr.transfer import build_pair, compare_outputs, count_params, transfer_compact
+    from paragonsr.transfer import build_pair, compare_outputs, transfer_compact
     from paragonsr.utils.atomic import atomic_write_text
+    from paragonsr.utils.params import count_params
 
     try:
         if Path(args.output).resolve() == Path(args.input).resolve():

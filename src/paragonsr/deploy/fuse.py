@@ -14,10 +14,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from paragonsr.deploy.verify import DEFAULT_SIZES, GateResult, check_parity, torch_runner
-
-
-def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+from paragonsr.utils.params import count_params
 
 
 class _MacCounter(TorchFunctionMode):
