@@ -1,4 +1,4 @@
-"""Real-ESRGAN's second-order degradation with every key of its option files (seed 002).
+"""Real-ESRGAN's second-order degradation with every key of its option files.
 
 Order (Wang et al. 2021, ``RealESRGANModel.feed_data``): USM-sharpen the GT → blur 1 → random resize (up / down /
 keep by ``resize_prob``, factor from ``resize_range``, mode area / bilinear / bicubic) → Gaussian (σ in 0-255
@@ -9,6 +9,7 @@ with ``second_blur_prob`` → resize to (H/scale·s) → noise 2 → 50/50 [resi
 ``blur_kernel_size`` (ignored by BasicSR, which always draws sizes 7-21) is the *largest* kernel size here:
 sizes are drawn uniformly from the odd numbers 7..blur_kernel_size (default 21 = BasicSR's behaviour; a value
 below 7 fixes the size). Extra keys of ours: ``usm_weight`` / ``usm_radius`` / ``usm_threshold`` (0.5 / 50 / 10).
+Every key (default, bounds, description) is declared in :mod:`paragonsr.degrade.realesrgan_opts`.
 """
 
 from __future__ import annotations
@@ -21,110 +22,31 @@ import torch
 
 from paragonsr.degrade import ops
 from paragonsr.degrade.base import Degradation, Record, check_keys, crop_to_multiple, note
-from paragonsr.degrade.kernels import KERNEL_TYPES, random_mixed_kernel, sinc_kernel
+from paragonsr.degrade.kernels import random_mixed_kernel, sinc_kernel
+from paragonsr.degrade.realesrgan_opts import ALIASES, DEFAULTS, validate_realesrgan_opt
 from paragonsr.registry import DEGRADATION_REGISTRY
 
-_PROB6 = [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]
-DEFAULTS: dict[str, Any] = {
-    # top level of a Real-ESRGAN option file
-    "resize_prob": [0.2, 0.7, 0.1],
-    "resize_range": [0.15, 1.5],
-    "gaussian_noise_prob": 0.5,
-    "noise_range": [1, 30],
-    "poisson_scale_range": [0.05, 3],
-    "gray_noise_prob": 0.4,
-    "jpeg_range": [30, 95],
-    "second_blur_prob": 0.8,
-    "resize_prob2": [0.3, 0.4, 0.3],
-    "resize_range2": [0.3, 1.2],
-    "gaussian_noise_prob2": 0.5,
-    "noise_range2": [1, 25],
-    "poisson_scale_range2": [0.05, 2.5],
-    "gray_noise_prob2": 0.4,
-    "jpeg_range2": [30, 95],
-    "gt_size": None,  # None = no crop (the whole image is degraded)
-    "queue_size": 0,
-    "l1_gt_usm": True,
-    "percep_gt_usm": True,
-    "gan_gt_usm": False,
-    # datasets.train section
-    "blur_kernel_size": 21,
-    "kernel_list": list(KERNEL_TYPES),
-    "kernel_prob": _PROB6,
-    "sinc_prob": 0.1,
-    "blur_sigma": [0.2, 3],
-    "betag_range": [0.5, 4],
-    "betap_range": [1, 2],
-    "blur_kernel_size2": 21,
-    "kernel_list2": list(KERNEL_TYPES),
-    "kernel_prob2": _PROB6,
-    "sinc_prob2": 0.1,
-    "blur_sigma2": [0.2, 1.5],
-    "betag_range2": [0.5, 4],
-    "betap_range2": [1, 2],
-    "final_sinc_prob": 0.8,
-    "use_hflip": True,  # accepted for YAML compatibility: flips/rotations are the dataset's job
-    "use_rot": False,
-    # ours
-    "usm_weight": 0.5,
-    "usm_radius": 50,
-    "usm_threshold": 10,
-}
-# Dataset / loader keys a BasicSR option section carries that are not degradation settings.
+# Dataset / loader keys a BasicSR option section carries that are not degradation settings (flips and rotations
+# are the dataset's job).
 IGNORED = {
     "name", "type", "phase", "scale", "dataroot_gt", "dataroot_lq", "meta_info", "io_backend", "filename_tmpl",
     "use_shuffle", "num_worker_per_gpu", "batch_size_per_gpu", "dataset_enlarge_ratio", "prefetch_mode",
+    "use_hflip", "use_rot",
 }  # fmt: skip
 MODES = ("area", "bilinear", "bicubic")
 
 
 def collect_realesrgan_opt(opt: dict[str, Any]) -> dict[str, Any]:
     """Gather the degradation keys of a whole BasicSR/traiNNer option dict (top level + ``datasets.train``)."""
-    out = {k: v for k, v in opt.items() if k in DEFAULTS}
+    known = {*DEFAULTS, *ALIASES}
+    out = {k: v for k, v in opt.items() if k in known}
     train = (opt.get("datasets") or {}).get("train") or {}
-    out.update({k: v for k, v in train.items() if k in DEFAULTS})
+    out.update({k: v for k, v in train.items() if k in known})
     return out
 
 
-# Keys whose values are probabilities, and [lo, hi] ranges with the bounds their values must stay within.
-_PROBS = (
-    "gaussian_noise_prob", "gray_noise_prob", "second_blur_prob", "gaussian_noise_prob2", "gray_noise_prob2",
-    "sinc_prob", "sinc_prob2", "final_sinc_prob",
-)  # fmt: skip
-_RANGES: dict[str, tuple[float, float, bool]] = {  # key -> (min, max, min excluded)
-    "resize_range": (0, math.inf, True), "resize_range2": (0, math.inf, True),
-    "noise_range": (0, 255, False), "noise_range2": (0, 255, False),
-    "poisson_scale_range": (0, math.inf, False), "poisson_scale_range2": (0, math.inf, False),
-    "jpeg_range": (0, 100, False), "jpeg_range2": (0, 100, False),
-    "blur_sigma": (0, math.inf, True), "blur_sigma2": (0, math.inf, True),
-    "betag_range": (0, math.inf, True), "betag_range2": (0, math.inf, True),
-    "betap_range": (0, math.inf, True), "betap_range2": (0, math.inf, True),
-}  # fmt: skip
-
-
-def check_bounds(o: dict[str, Any]) -> None:
-    """Probabilities in [0, 1]; ranges two ordered numbers inside their bounds (JPEG quality 0-100, noise σ
-    0-255, sizes/sigmas > 0). Raises ``ValueError`` naming the key and the expected values."""
-    for key in _PROBS:
-        v = o.get(key)
-        if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v <= 1:
-            raise ValueError(f"realesrgan: {key} must be a probability in [0, 1], got {v!r}")
-    for key, (lo, hi, open_lo) in _RANGES.items():
-        v = o.get(key)
-        ok = isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(x, int | float) for x in v)
-        if ok:
-            ok = (v[0] > lo if open_lo else v[0] >= lo) and v[0] <= v[1] <= hi
-        if not ok:
-            span = f"{'(' if open_lo else '['}{lo:g}, {hi:g}]"
-            raise ValueError(
-                f"realesrgan: {key} must be [low, high] with low <= high inside {span}, got {v!r}"
-            )
-
-
-def _odd_sizes(max_size: int, key: str) -> list[int]:
-    if int(max_size) != max_size or max_size < 3 or max_size % 2 == 0:
-        raise ValueError(f"realesrgan: {key} must be an odd integer >= 3, got {max_size!r}")
-    return list(range(7, int(max_size) + 1, 2)) if max_size >= 7 else [int(max_size)]
+def _odd_sizes(max_size: int) -> list[int]:
+    return list(range(7, max_size + 1, 2)) if max_size >= 7 else [max_size]
 
 
 @DEGRADATION_REGISTRY.register("realesrgan", aliases=("real_esrgan", "realesrgan_second_order"))
@@ -134,24 +56,13 @@ class RealESRGANDegradation(Degradation):
     def __init__(self, opt: dict[str, Any] | None = None, scale: int = 4) -> None:
         super().__init__(scale)
         opt = dict(opt or {})
-        check_keys(opt, DEFAULTS, "realesrgan options", IGNORED)
-        self.opt = {**DEFAULTS, **{k: v for k, v in opt.items() if k in DEFAULTS}}
-        o = self.opt
-        check_bounds(o)
-        self.sizes1 = _odd_sizes(o["blur_kernel_size"], "blur_kernel_size")
-        self.sizes2 = _odd_sizes(o["blur_kernel_size2"], "blur_kernel_size2")
-        for key in ("kernel_list", "kernel_list2"):
-            bad = [k for k in o[key] if k not in KERNEL_TYPES]
-            if bad:
-                raise ValueError(
-                    f"realesrgan: {key} has unknown kernels {bad}; valid: {', '.join(KERNEL_TYPES)}"
-                )
+        check_keys(opt, [*DEFAULTS, *ALIASES], "realesrgan options", IGNORED)
+        self.opt = o = validate_realesrgan_opt({k: v for k, v in opt.items() if k not in IGNORED})
+        self.sizes1 = _odd_sizes(o["blur_kernel_size"])
+        self.sizes2 = _odd_sizes(o["blur_kernel_size2"])
         for lk, pk in (("kernel_list", "kernel_prob"), ("kernel_list2", "kernel_prob2")):
-            if len(o[lk]) != len(o[pk]) or min(o[pk]) < 0 or sum(o[pk]) <= 0:
+            if len(o[lk]) != len(o[pk]):
                 raise ValueError(f"realesrgan: {pk} needs one non-negative weight per entry of {lk}")
-        for key in ("resize_prob", "resize_prob2"):
-            if len(o[key]) != 3 or min(o[key]) < 0 or sum(o[key]) <= 0:
-                raise ValueError(f"realesrgan: {key} must be 3 non-negative weights [up, down, keep]")
         gs = o["gt_size"]
         if gs is not None and (int(gs) != gs or gs < self.scale or gs % self.scale):
             raise ValueError(f"realesrgan: gt_size {gs} must be a positive multiple of scale {self.scale}")

@@ -14,14 +14,10 @@ from typing import Any
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from paragonsr.degrade.realesrgan_opts import DATASET_KEYS
 from paragonsr.registry import Registry
 from paragonsr.train.options import Options, OTFDatasetOpt
 
-_REALESRGAN_DS_KEYS = tuple(
-    k
-    for k in OTFDatasetOpt.model_fields
-    if k.startswith(("blur_", "kernel_", "sinc_", "betag_", "betap_", "final_"))
-)
 # Metric names from BasicSR YAMLs -> our registry names (tried in order).
 METRIC_ALIASES = {"calculate_psnr": ("calculate_psnr", "psnr"), "calculate_ssim": ("calculate_ssim", "ssim")}
 
@@ -151,7 +147,7 @@ def check_registered(opt: Options) -> list[str]:
                 continue
             # pipeline-specific keys given to another pipeline would be silently ignored: refuse them
             canon = DEGRADATION_REGISTRY.canonical(ds.degradation)
-            own = {"workflows": ("p_clean", "predefined_sequences"), "realesrgan": _REALESRGAN_DS_KEYS}
+            own = {"workflows": ("p_clean", "predefined_sequences"), "realesrgan": DATASET_KEYS}
             for pipeline, keys in own.items():
                 if canon != pipeline:
                     for k in keys:

@@ -12,6 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from paragonsr.degrade.realesrgan_opts import (
+    PIPELINE_TOP_KEYS,
+    RealESRGANDatasetKeys,
+    RealESRGANTopKeys,
+    set_values,
+)
+
 PathList = str | list[str]
 
 
@@ -23,19 +30,6 @@ class Section(BaseModel):
 _PAIRED_TYPES = {"pairedimagedataset": "paired", "paired": "paired"}
 _OTF_TYPES = {"realesrgandataset": "otf", "otfdataset": "otf", "otf": "otf", "realesrganpaireddataset": "otf"}
 DATASET_TYPES = {**_PAIRED_TYPES, **_OTF_TYPES}
-
-
-def _probability(v: float | None) -> float | None:
-    if v is not None and not 0 <= v <= 1:
-        raise ValueError("must be a probability in [0, 1]")
-    return v
-
-
-def _ordered(v: list[float] | None, hi: float = float("inf")) -> list[float] | None:
-    """A [low, high] range: two numbers, 0 <= low <= high <= hi."""
-    if v is not None and not (len(v) == 2 and 0 <= v[0] <= v[1] <= hi):
-        raise ValueError(f"must be [low, high] with 0 <= low <= high <= {hi:g}")
-    return v
 
 
 class _DatasetBase(Section):
@@ -88,8 +82,9 @@ class PairedDatasetOpt(_DatasetBase):
     dataroot_lq: PathList = Field(description="LQ folder(s), same order and file names as dataroot_gt")
 
 
-class OTFDatasetOpt(_DatasetBase):
-    """GT-only dataset; LQ made on the fly by a degradation pipeline (``realesrgan``, ``workflows``, ``lrgen``)."""
+class OTFDatasetOpt(_DatasetBase, RealESRGANDatasetKeys):
+    """GT-only dataset; LQ made on the fly by a degradation pipeline (``realesrgan``, ``workflows``, ``lrgen``).
+    The Real-ESRGAN blur-kernel keys come from :class:`~paragonsr.degrade.realesrgan_opts.RealESRGANDatasetKeys`."""
 
     type: str = "RealESRGANDataset"
     dataroot_lq: PathList | None = Field(
@@ -102,28 +97,6 @@ class OTFDatasetOpt(_DatasetBase):
     # seed 000 (workflows)
     p_clean: float | None = Field(None, ge=0, le=1, description="share of clean pairs (GT downscaled only)")
     predefined_sequences: dict[str, dict[str, Any]] | None = None
-    # Real-ESRGAN first/second blur kernels (seed 002)
-    blur_kernel_size: int | None = None
-    kernel_list: list[str] | None = None
-    kernel_prob: list[float] | None = None
-    sinc_prob: float | None = None
-    blur_sigma: list[float] | None = None
-    betag_range: list[float] | None = None
-    betap_range: list[float] | None = None
-    blur_kernel_size2: int | None = None
-    kernel_list2: list[str] | None = None
-    kernel_prob2: list[float] | None = None
-    sinc_prob2: float | None = None
-    blur_sigma2: list[float] | None = None
-    betag_range2: list[float] | None = None
-    betap_range2: list[float] | None = None
-    final_sinc_prob: float | None = None
-
-    _prob = field_validator("sinc_prob", "sinc_prob2", "final_sinc_prob")(
-        classmethod(lambda c, v: _probability(v))
-    )
-    _ranges = field_validator("blur_sigma", "blur_sigma2", "betag_range", "betag_range2", "betap_range",
-                              "betap_range2")(classmethod(lambda c, v: _ordered(v)))  # fmt: skip
 
 
 def _dataset_tag(v: Any) -> str | None:
@@ -359,7 +332,7 @@ MODEL_TYPES = {
 }
 
 
-class Options(Section):
+class Options(Section, RealESRGANTopKeys):
     name: str = Field(description="experiment name: experiments/<name>/")
     model_type: str = Field("SRModel", description="SRModel/RealESRNetModel (fidelity) or *GANModel")
     scale: int = Field(4, ge=1, le=8, description="upscale factor; injected into network_g when it omits it")
@@ -370,30 +343,6 @@ class Options(Section):
     dist: bool = Field(False, description="set by the launcher")
     rank: int = Field(0, description="set by the launcher")
     world_size: int = Field(1, description="set by the launcher")
-    # Real-ESRGAN top-level degradation keys (seed 002): passed to the `realesrgan` pipeline (its docs give
-    # the defaults; unset keys keep them).
-    # Defaults are Real-ESRGAN's released option files (True/True/False), the same as the realesrgan pipeline's;
-    # with any other pipeline there is no `gt_usm` and every loss sees the plain GT.
-    l1_gt_usm: bool = Field(True, description="pixel losses see the USM-sharpened GT (realesrgan)")
-    percep_gt_usm: bool = Field(True, description="perceptual losses see the USM-sharpened GT (realesrgan)")
-    gan_gt_usm: bool = Field(False, description="the discriminator sees the USM-sharpened GT (realesrgan)")
-    resize_prob: list[float] | None = None
-    resize_range: list[float] | None = None
-    gaussian_noise_prob: float | None = None
-    noise_range: list[float] | None = None
-    poisson_scale_range: list[float] | None = None
-    gray_noise_prob: float | None = None
-    jpeg_range: list[float] | None = None
-    second_blur_prob: float | None = None
-    resize_prob2: list[float] | None = None
-    resize_range2: list[float] | None = None
-    gaussian_noise_prob2: float | None = None
-    noise_range2: list[float] | None = None
-    poisson_scale_range2: list[float] | None = None
-    gray_noise_prob2: float | None = None
-    jpeg_range2: list[float] | None = None
-    gt_size: int | None = Field(None, description="fallback GT crop when datasets.train has none")
-    queue_size: int | None = Field(None, description="Real-ESRGAN training-pair pool (multiple of batch)")
 
     datasets: dict[str, DatasetOpt]
     network_g: NetworkOpt
@@ -403,12 +352,6 @@ class Options(Section):
     val: ValOpt | None = None
     logger: LoggerOpt = Field(default_factory=LoggerOpt)
     dist_params: DistOpt = Field(default_factory=DistOpt)
-
-    _prob = field_validator("gaussian_noise_prob", "gray_noise_prob", "second_blur_prob", "gaussian_noise_prob2",
-                            "gray_noise_prob2")(classmethod(lambda c, v: _probability(v)))  # fmt: skip
-    _ranges = field_validator("resize_range", "noise_range", "poisson_scale_range", "resize_range2", "noise_range2",
-                              "poisson_scale_range2")(classmethod(lambda c, v: _ordered(v)))  # fmt: skip
-    _quality = field_validator("jpeg_range", "jpeg_range2")(classmethod(lambda c, v: _ordered(v, 100)))
 
     @field_validator("model_type")
     @classmethod
@@ -432,12 +375,7 @@ class Options(Section):
 
     def degradation_opt(self) -> dict[str, Any]:
         """Top-level Real-ESRGAN keys that were set (merged into the OTF dataset's pipeline options)."""
-        keys = [
-            "resize_prob", "resize_range", "gaussian_noise_prob", "noise_range", "poisson_scale_range",
-            "gray_noise_prob", "jpeg_range", "second_blur_prob", "resize_prob2", "resize_range2",
-            "gaussian_noise_prob2", "noise_range2", "poisson_scale_range2", "gray_noise_prob2", "jpeg_range2",
-        ]  # fmt: skip
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        return set_values(self, PIPELINE_TOP_KEYS)
 
     def val_datasets(self) -> dict[str, Any]:
         return {k: v for k, v in self.datasets.items() if k != "train"}

@@ -57,13 +57,10 @@ def _degradation(opt: Options, ds: OTFDatasetOpt) -> Any:
     name = DEGRADATION_REGISTRY.canonical(ds.degradation)
     dopt: dict[str, Any] = {}
     if name == "realesrgan":
+        from paragonsr.degrade.realesrgan_opts import DATASET_KEYS, set_values
+
         dopt.update(opt.degradation_opt())
-        keys = [
-            k
-            for k in OTFDatasetOpt.model_fields
-            if k.startswith(("blur_", "kernel_", "sinc_", "betag_", "betap_"))
-        ]
-        dopt.update({k: getattr(ds, k) for k in [*keys, "final_sinc_prob"] if getattr(ds, k) is not None})
+        dopt.update(set_values(ds, DATASET_KEYS))
         dopt.update(
             {"l1_gt_usm": opt.l1_gt_usm, "percep_gt_usm": opt.percep_gt_usm, "gan_gt_usm": opt.gan_gt_usm}
         )

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from paragonsr.train.options import DATASET_TYPES, OTFDatasetOpt
+from paragonsr.degrade.realesrgan_opts import DATASET_KEYS, PIPELINE_TOP_KEYS
+from paragonsr.train.options import DATASET_TYPES
 
 if TYPE_CHECKING:
     from paragonsr.train.trainner_compat import Translation
@@ -38,16 +39,9 @@ _OTF_KEYS = (
     "blur_prob", "blur_prob2", "jpeg_prob", "jpeg_prob2", "resize_mode_list", "resize_mode_prob",
     "resize_mode_list2", "resize_mode_prob2", "resize_mode_list3", "resize_mode_prob3",
 )  # fmt: skip
-_REALESRGAN_TOP = (
-    "resize_prob", "resize_range", "gaussian_noise_prob", "noise_range", "poisson_scale_range", "gray_noise_prob",
-    "jpeg_range", "second_blur_prob", "resize_prob2", "resize_range2", "gaussian_noise_prob2", "noise_range2",
-    "poisson_scale_range2", "gray_noise_prob2", "jpeg_range2", "l1_gt_usm", "percep_gt_usm", "gan_gt_usm",
-)  # fmt: skip
-_REALESRGAN_DS = tuple(
-    k
-    for k in OTFDatasetOpt.model_fields
-    if k.startswith(("blur_", "kernel_", "sinc_", "betag_", "betap_", "final_"))
-)
+# top-level keys only the realesrgan pipeline reads (dropped with it); its datasets.train keys
+_REALESRGAN_TOP = (*PIPELINE_TOP_KEYS, "l1_gt_usm", "percep_gt_usm", "gan_gt_usm")
+_REALESRGAN_DS = DATASET_KEYS
 # traiNNer-redux final-resize mode -> (our pipeline, its options)
 _PLAIN = {
     "bicubic": ("bicubic", {}),
