@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: test demo lint format bench clean venv
+.PHONY: test demo lint format bench clean venv docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+# docs/options.md + docs/options.schema.json from the option models and registries (tests check they are current)
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_options_doc.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/infer.py

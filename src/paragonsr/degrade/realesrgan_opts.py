@@ -124,7 +124,7 @@ KEY_TABLE: tuple[Key, ...] = (
     Key("gray_noise_prob", Prob, 0.4, "top",
         "probability that the noise is gray (the same on every channel)", 0.4),
     Key("jpeg_range", _range(0, 100), [30, 95], "top",
-        "JPEG quality range, 0-100; stage 2: the final JPEG", [30, 95]),
+        "JPEG quality range, 0-100", [30, 95]),
     Key("second_blur_prob", Prob, 0.8, "top", "probability of the stage-2 blur (the stage-1 blur always runs)",
         alias="blur_prob2"),
     Key("gt_size", int | None, None, "top",
@@ -152,7 +152,8 @@ KEY_TABLE: tuple[Key, ...] = (
     Key("final_sinc_prob", Prob, 0.8, "dataset", "probability of the sinc filter after the final resize"),
     # ours: unsharp mask of the GT the LQ is made from (and the `gt_usm` the losses may see)
     Key("usm_weight", float, 0.5, "pipeline", "GT unsharp-mask strength: gt + weight * (gt - blurred)"),
-    Key("usm_radius", Annotated[int, Field(gt=0)], 50, "pipeline", "GT unsharp-mask Gaussian kernel size, pixels"),
+    Key("usm_radius", Annotated[int, Field(ge=0)], 50, "pipeline",
+        "GT unsharp-mask Gaussian size, pixels (+1 when even)"),
     Key("usm_threshold", Annotated[float, Field(ge=0)], 10, "pipeline",
         "GT unsharp mask: residuals below this (0-255 units) are not sharpened"),
 )  # fmt: skip
@@ -166,7 +167,7 @@ def _expand(table: tuple[Key, ...]) -> dict[str, Key]:
             continue
         out[k.name] = k._replace(description=f"{k.description} (stage 1)")
         out[k.name + "2"] = k._replace(
-            name=k.name + "2", default=k.default2, description=f"{k.description} (stage 2)"
+            name=k.name + "2", default=k.default2, default2=None, description=f"{k.description} (stage 2)"
         )
     return out
 
