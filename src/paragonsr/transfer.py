@@ -17,7 +17,6 @@ the upscale factor is preserved.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 
 from paragonsr.archs import build_arch
 from paragonsr.archs.compact import compact_kwargs_from_state_dict
+from paragonsr.metrics.psnr_ssim import calculate_psnr
 
 _NEW = -1  # marker for a channel that does not exist in the source (widening)
 
@@ -177,9 +177,13 @@ def transfer_compact(
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
-    """PSNR (dB) of two [0, 1] images after clamping (what a user would save)."""
-    mse = torch.mean((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).item()
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+    """PSNR (dB) of two [0, 1] tensors of any equal shape after clamping (what a user would save), over all their
+    values: :func:`paragonsr.metrics.calculate_psnr` of the values as one column; ``inf`` when identical."""
+
+    def column(x: Tensor) -> np.ndarray:
+        return x.detach().clamp(0, 1).to("cpu", torch.float64).numpy().reshape(-1, 1) * 255.0
+
+    return calculate_psnr(column(a), column(b))
 
 
 @torch.no_grad()

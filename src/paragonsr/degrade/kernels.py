@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from paragonsr.utils.gaussian import gaussian_1d  # noqa: F401 - re-exported (degrade ops import it from here)
+
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 
 
@@ -62,16 +64,6 @@ def generalized_gaussian_kernel(
 def plateau_kernel(size: int, sigma_x: float, sigma_y: float, theta: float, beta: float) -> np.ndarray:
     size = _check_size(size)
     return _normalise(1.0 / (np.power(_quad_form(size, sigma_x, sigma_y, theta), beta) + 1.0))
-
-
-def gaussian_1d(size: int, sigma: float) -> np.ndarray:
-    """1-D Gaussian taps; ``sigma <= 0`` picks OpenCV's automatic σ = 0.3·((size-1)/2 - 1) + 0.8."""
-    size = _check_size(size)
-    if sigma <= 0:
-        sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
-    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-    k = np.exp(-0.5 * (x / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
 
 
 def sample_beta(rng: np.random.Generator, beta_range: tuple[float, float]) -> float:

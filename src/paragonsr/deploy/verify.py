@@ -180,17 +180,17 @@ def onnx_runner(path: str | Path, provider: str | None = "cpu") -> Runner:
 
 
 def psnr(a: np.ndarray, b: np.ndarray, shave: int = 0) -> float:
-    """PSNR in dB of two HWC (or HW) images in [0, 1] (clipped first), ``shave`` border pixels ignored."""
-    a = np.clip(a.astype(np.float64), 0, 1)
-    b = np.clip(b.astype(np.float64), 0, 1)
+    """PSNR in dB of two HWC (or HW) images in [0, 1] (clipped first), ``shave`` border pixels ignored:
+    :func:`paragonsr.metrics.calculate_psnr` on all channels, capped at ``PSNR_CAP`` (identical images) and 0 for
+    NaN (an fp16 overflow must fail every gate, and JSON has no NaN). Raises ValueError for unequal shapes."""
+    from paragonsr.metrics.psnr_ssim import calculate_psnr
+
     if a.shape != b.shape:
         raise ValueError(f"PSNR needs equal shapes, got {a.shape} and {b.shape}")
-    if shave:
-        a, b = a[shave:-shave, shave:-shave], b[shave:-shave, shave:-shave]
-    mse = float(np.mean((a - b) ** 2))
-    if not math.isfinite(mse):  # NaN (fp16 overflow) must fail every gate, and JSON has no NaN
-        return 0.0
-    return PSNR_CAP if mse <= 10 ** (-PSNR_CAP / 10) else 10 * math.log10(1.0 / mse)
+    a = np.clip(a.astype(np.float64), 0, 1) * 255.0
+    b = np.clip(b.astype(np.float64), 0, 1) * 255.0
+    value = calculate_psnr(a, b, crop_border=shave)
+    return 0.0 if math.isnan(value) else min(value, PSNR_CAP)
 
 
 def _chw(x: np.ndarray) -> np.ndarray:

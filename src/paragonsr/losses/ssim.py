@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paragonsr.losses.pixel import check_pair
 from paragonsr.registry import LOSS_REGISTRY
+from paragonsr.utils.gaussian import gaussian_1d as gaussian_taps
 
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -29,9 +31,9 @@ MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 def gaussian_1d(
     size: int, sigma: float, device: torch.device | None = None, dtype: torch.dtype | None = None
 ) -> Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return (g / g.sum()).to(device=device, dtype=dtype or torch.float32)
+    """:func:`paragonsr.utils.gaussian.gaussian_1d` taps as a tensor (float32 unless ``dtype``)."""
+    taps = torch.from_numpy(gaussian_taps(size, sigma, np.float64))
+    return taps.to(device=device, dtype=dtype or torch.float32)
 
 
 def _blur_valid(x: Tensor, g: Tensor) -> Tensor:

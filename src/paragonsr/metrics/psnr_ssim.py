@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from paragonsr.registry import METRIC_REGISTRY
+from paragonsr.utils.gaussian import gaussian_1d
 
 _Y_WEIGHTS_RGB = (65.481, 128.553, 24.966)
 
@@ -91,10 +92,8 @@ def calculate_psnr(
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
-    # Same values as cv2.getGaussianKernel(11, 1.5) outer product, written out to keep numpy-only maths here.
-    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-(x**2) / (2 * sigma**2))
-    g /= g.sum()
+    # The outer product of cv2.getGaussianKernel(11, 1.5) with itself, in float64 (BasicSR's window).
+    g = gaussian_1d(size, sigma, np.float64)
     return np.outer(g, g)
 
 
