@@ -1,11 +1,11 @@
-"""Degradation throughput: samples/s of the ``realesrgan`` pipeline at seed 002's settings (x2, gt_size 256,
+"""Degradation throughput: samples/s of the ``realesrgan`` pipeline at the x2 Compact fine-tune's settings (x2, gt_size 256,
 batch 16, 400x400 source crops as Real-ESRGAN's dataset makes them) with 1 and 2 DataLoader workers, the
 per-stage time of one sample, the batched torch path, and a BasicSR-style dense-convolution version of that
 path (51x51 USM and 21x21 per-sample kernels as dense convs) measured side by side; plus ``workflows``/``lrgen``.
 
     .venv/bin/python bench/degrade.py [--batches 6] [--workers 1,2] [--size 400] [--no-dense]
 
-BasicSR's own code was measured at 2.2 samples/s on the 2-core CI CPU (see DESIGN.md); the target is >= 20x.
+BasicSR's own code was measured at 2.2 samples/s on the 2-core CI CPU (x2, gt 256, batch 16); the target is >= 20x.
 CPU time per sample is printed too: on a shared machine it is steadier than wall time.
 """
 
@@ -26,7 +26,7 @@ from paragonsr.degrade import build_degradation, ops
 from paragonsr.degrade import realesrgan_torch as rt
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
-SEED002 = {"gt_size": 256, "queue_size": 180}
+REALESRGAN_X2 = {"gt_size": 256, "queue_size": 180}
 BASICSR_SAMPLES_PER_S = 2.2
 
 
@@ -104,7 +104,7 @@ def stage_profile(crops: list[np.ndarray], n: int) -> dict[str, float]:
     for k in names:
         setattr(ops, k, timed(k, saved[k]))
     try:
-        deg = build_degradation("realesrgan", SEED002, 2)
+        deg = build_degradation("realesrgan", REALESRGAN_X2, 2)
         c = time.process_time()
         for i in range(n):
             deg(crops[i % len(crops)], np.random.default_rng(i))
@@ -125,7 +125,7 @@ def _dense_filter2d(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 
 
 def batch_rate(crops: list[np.ndarray], dense: bool) -> tuple[float, float]:
-    deg = build_degradation("realesrgan", SEED002, 2)
+    deg = build_degradation("realesrgan", REALESRGAN_X2, 2)
     gt = torch.from_numpy(np.stack(crops[:16]).astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
     saved = (rt.filter2d_batch, rt.gaussian_blur_sep)
     if dense:
@@ -157,7 +157,7 @@ def main() -> None:
     print(f"realesrgan x2, gt_size 256, batch 16, {args.size}x{args.size} sources; torch {torch.__version__}")
     rates = {}
     for w in (int(x) for x in args.workers.split(",")):
-        rates[w] = loader_rate(crops, "realesrgan", SEED002, w, args.batches)
+        rates[w] = loader_rate(crops, "realesrgan", REALESRGAN_X2, w, args.batches)
         print(
             f"  numpy path, {w} worker(s): {rates[w]:7.1f} samples/s  ({rates[w] / BASICSR_SAMPLES_PER_S:5.1f}x BasicSR's 2.2)"
         )

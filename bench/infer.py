@@ -46,13 +46,13 @@ MODELS: dict[str, Callable[[int], nn.Module]] = {
         f"paragonsr2_{v}": (lambda scale, v=v: build_arch(f"paragonsr2_{v}", scale=scale))
         for v in ("nano", "anime", "tiny", "s", "m", "l", "xl")
     },
-    # the speed/quality trade-off the issue-2 targets point at: nano without its HR refinement block
+    # the speed/quality trade-off the fused-speed targets point at: nano without its HR refinement block
     "paragonsr2_nano_hr0": lambda scale: build_arch("paragonsr2_nano", scale=scale, hr_blocks=0),
-    # seed 002's model: Real-ESRGAN compact, 32 features, 32 convs
+    # the compressed Real-ESRGAN compact of configs/2x_realesrgan_compact_finetune.yml: 32 features, 32 convs
     "compact_32f32c": lambda scale: SRVGGNetCompact(
         num_feat=32, num_conv=32, upscale=scale, act_type="prelu"
     ),
-    # issue 8: the ParagonSR v1 family and Real-ESRGAN's original generator (RRDBNet 64 feat / 23 blocks)
+    # the ParagonSR v1 family and Real-ESRGAN's original generator (RRDBNet 64 feat / 23 blocks)
     "paragonsr_nano": lambda scale: build_arch("paragonsr_nano", scale=scale),
     "paragonsr_s": lambda scale: build_arch("paragonsr_s", scale=scale),
     "rrdbnet_64x23": lambda scale: build_arch("rrdbnet", scale=scale),

@@ -1,4 +1,4 @@
-"""Compact weight transfer (seed 002 §2.4), measured side by side: parameter counts, PSNR of each transferred
+"""Compact weight transfer (64/16 -> 32/32 and other sizes), measured side by side: parameter counts, PSNR of each transferred
 model against the source model's output, and PSNR of source / transferred / bicubic against the HR photo.
 
     .venv/bin/python bench/transfer_report.py [--ckpt SRC.safetensors] [--train-seconds 240]

@@ -1,9 +1,9 @@
 """Train the packaged default model: 2x ParagonSR2 nano, fidelity stage (L1 + MS-SSIM), on the shared photos.
 
 A self-contained CPU/GPU loop (no option YAML) so it can start before anything else is ready; its exact settings
-are printed, saved next to the weights (``train_config.json``) and recorded in the issue note. LR inputs are a 50/50
-mix of plain bicubic (antialiased, Pillow/MATLAB style: standard benchmark inputs) and the ``lrgen`` pipeline
-(seed 001: slight blur + random kernel, occasional multi-step chains), rounded to 8 bit like real files.
+are printed, saved next to the weights (``train_config.json``) and in ``assets/models/manifest.json``. LR inputs
+are a 50/50 mix of plain bicubic (antialiased, Pillow/MATLAB style: standard benchmark inputs) and the ``lrgen``
+pipeline (slight blur + random kernel, occasional multi-step chains), rounded to 8 bit like real files.
 
     python scripts/train_default_model.py --out runs/default --cpu-minutes 90
 

@@ -78,7 +78,7 @@ def test_variant_table_and_overrides() -> None:
         "upsampler_alpha": 0.25,
         "hr_blocks": 3,
     }
-    assert build_arch("paragonsr2_tiny").upsampler.alpha == 0.5  # seed 003 default
+    assert build_arch("paragonsr2_tiny").upsampler.alpha == 0.5  # the published default
 
 
 def _expected_nano_params(scale_independent_ch: int = 3) -> int:

@@ -49,7 +49,7 @@ def test_v1_variants_registered_with_aliases_and_table():
         assert (model.scale, model.in_ch, model.out_ch) == (2, 3, 3)
         with torch.no_grad():  # every variant (xs..xl included) runs, at one scale
             assert model.eval()(torch.rand(1, 3, 6, 5)).shape == (1, 3, 12, 10)
-    # seed 000 spellings
+    # alias spellings used in option files
     assert ARCH_REGISTRY.canonical("paragonsr") == "paragonsr_s"
     assert ARCH_REGISTRY.canonical("paragon_sr_s") == "paragonsr_s"
     assert ARCH_REGISTRY.canonical("RRDBNet") == "rrdbnet"

@@ -1,4 +1,4 @@
-"""Issue 8 end to end: ParagonSR v1 and RRDBNet as `network_g` in training, then `upscale` and `export` on the
+"""End to end: ParagonSR v1 and RRDBNet as `network_g` in training, then `upscale` and `export` on the
 checkpoints the trainer wrote (no flags: the arch comes from the checkpoint metadata)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from paragonsr.train.option_io import parse_options
 from paragonsr.train.trainer import Trainer
 
 NETWORKS: dict[str, dict[str, Any]] = {
-    "paragonsr_v1": {"type": "paragon_sr_nano", "scale": 2},  # seed 000 spelling of the v1 nano variant
+    "paragonsr_v1": {"type": "paragon_sr_nano", "scale": 2},  # an alias spelling of the v1 nano variant
     "rrdbnet": {"type": "RRDBNet", "scale": 2, "num_feat": 8, "num_block": 1, "num_grow_ch": 4},
 }
 

@@ -1,4 +1,4 @@
-"""bench/infer.py runs end to end (tiny sizes) and reports both issue-2 targets and the training-graph row."""
+"""bench/infer.py runs end to end (tiny sizes) and reports both speed targets (fused/unfused nano, fused nano/Compact) and the training-graph row."""
 
 from __future__ import annotations
 

@@ -160,7 +160,7 @@ def test_meta_info_on_a_symlinked_subset(tmp_path: Path) -> None:
 
     for i in range(3):
         _write(tmp_path / "DIV2K" / f"{i:04d}.png", 8, 8, i)
-    # seed 002's flow: subset (symlinks by default), then meta_info over the subset; symlinks used to be
+    # the documented flow: subset (symlinks by default), then meta_info over the subset; symlinks used to be
     # followed to their targets, which lie outside the subset root -> "not inside its root"
     assert (
         main(["data", "subset", "--input", str(tmp_path / "DIV2K"), "--n", "2", "--out", str(tmp_path / "s")])

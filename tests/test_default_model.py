@@ -1,4 +1,4 @@
-"""The packaged default model (issue 7): present, checksummed, loads offline, upscales a bundled sample, and is
+"""The packaged default model: present, checksummed, loads offline, upscales a bundled sample, and is
 really trained — it beats bicubic on a held-out photo it never saw."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pipelines: sizes, determinism, the seed-002 keys, p_clean, probability validation, alignment, torch path, pool."""
+"""Pipelines: sizes, determinism, the Real-ESRGAN option-file keys, p_clean, probability validation, alignment, torch path, pool."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from paragonsr.degrade.realesrgan_torch import filter2d_batch, usm_sharpen_t
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "degradations"
 
-# The degradation part of seed 002's option file, verbatim (top level + datasets.train).
-SEED002 = """
+# The degradation part of a Real-ESRGAN x2 Compact fine-tune option file, verbatim (top level + datasets.train).
+REALESRGAN_OPT = """
 scale: 2
 l1_gt_usm: True
 percep_gt_usm: True
@@ -106,8 +106,8 @@ def test_different_seeds_differ(odd_img: np.ndarray) -> None:
         assert not np.array_equal(a, b)
 
 
-def test_seed002_keys_all_accepted_and_used(photo_paths: list[Path]) -> None:
-    full = yaml.safe_load(SEED002)
+def test_realesrgan_option_keys_all_accepted_and_used(photo_paths: list[Path]) -> None:
+    full = yaml.safe_load(REALESRGAN_OPT)
     opt = collect_realesrgan_opt(full)
     deg = build_degradation("realesrgan", opt, full["scale"])
     train = full["datasets"]["train"]
@@ -120,7 +120,7 @@ def test_seed002_keys_all_accepted_and_used(photo_paths: list[Path]) -> None:
     with pytest.raises(KeyError, match=r"unknown option 'jpeg_rang'\. Did you mean 'jpeg_range'"):
         build_degradation("realesrgan", {"jpeg_rang": [30, 95]}, 2)
     # the shipped config is the same settings
-    cfg = yaml.safe_load((CONFIGS / "realesrgan_x2_seed002.yml").read_text())
+    cfg = yaml.safe_load((CONFIGS / "realesrgan_x2_compact.yml").read_text())
     assert build_degradation("realesrgan", cfg, 2).opt == deg.opt
     # gt_size crop, the USM'd GT, and the record in Real-ESRGAN's order
     gt = load_photo_crop(photo_paths[4], 300, 42, 42)
@@ -215,7 +215,7 @@ def test_scene_warps_keep_the_pair_aligned(odd_img: np.ndarray) -> None:
 
 
 def test_presets_yaml_matches_builtin_and_every_preset_runs(odd_img: np.ndarray) -> None:
-    cfg = yaml.safe_load((CONFIGS / "workflows_seed000.yml").read_text())
+    cfg = yaml.safe_load((CONFIGS / "workflows_presets.yml").read_text())
     assert cfg["predefined_sequences"] == PRESETS and cfg["p_clean"] == 0.1
     assert sum(s["probability"] for s in PRESETS.values()) == pytest.approx(1.0)
     for name in PRESETS:

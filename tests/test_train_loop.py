@@ -217,7 +217,7 @@ def test_cli_debug_and_bad_option(data_root: Path, tmp_path: Path, capsys) -> No
     assert "train.optim_g.lrr: unknown key; did you mean 'lr'?" in capsys.readouterr().err
 
 
-def test_seed000_workflows_otf_with_accumulation(data_root: Path, tmp_path: Path) -> None:
+def test_workflows_template_otf_with_accumulation(data_root: Path, tmp_path: Path) -> None:
     opt = options(data_root, tmp_path / "wf", total_iter=2, accum_iter=2)
     opt["datasets"]["train"] = {
         "type": "OTFDataset", "degradation": "workflows", "lq_size": 12, "batch_size_per_gpu": 2,

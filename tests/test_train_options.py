@@ -1,4 +1,4 @@
-"""Option schema: the seed 002/000 YAMLs load, overrides work, errors name key path, type and a did-you-mean."""
+"""Option schema: the Real-ESRGAN Compact and workflow YAMLs load, overrides work, errors name key path, type and a did-you-mean."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from paragonsr.train.option_io import OptionError, apply_force, parse_options, r
 from paragonsr.train.options import AdamWOpt, CosineAnnealingLROpt, OTFDatasetOpt, PairedDatasetOpt
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SEED002 = FIXTURES / "seed002_realesrgan_compact.yml"
+COMPACT_YML = FIXTURES / "seed002_realesrgan_compact.yml"
 
 
 def minimal(**over: object) -> dict:
@@ -34,8 +34,8 @@ def error_of(data: dict, **kw: object) -> str:
     return str(exc.value)
 
 
-def test_seed002_yaml_loads_unchanged() -> None:
-    opt = parse_options(read_yaml(SEED002), source=str(SEED002))
+def test_realesrgan_compact_yaml_loads_unchanged() -> None:
+    opt = parse_options(read_yaml(COMPACT_YML), source=str(COMPACT_YML))
     assert opt.kind == "gan" and opt.scale == 2
     assert (
         isinstance(opt.datasets["train"], OTFDatasetOpt) and opt.datasets["train"].degradation == "realesrgan"
@@ -49,7 +49,7 @@ def test_seed002_yaml_loads_unchanged() -> None:
     assert opt.path.param_key_g == "params_ema" and opt.path.strict_load_g is False
 
 
-def test_seed000_workflow_keys() -> None:
+def test_workflow_template_keys() -> None:
     data = minimal()
     data["datasets"]["train"] = {
         "type": "OTFDataset", "degradation": "workflows", "dataroot_gt": ["a", "b"], "dataroot_lq": ["c", "d"],

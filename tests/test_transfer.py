@@ -1,4 +1,4 @@
-"""SRVGGNetCompact weight transfer (seed 002 §2.4): shapes, top-k sorted channels, identity cases, CLI report."""
+"""SRVGGNetCompact weight transfer: shapes, top-k sorted channels, identity cases, CLI report."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def test_transfer_reports_psnr_on_bundled_samples_by_default(tmp_path: Path) -> 
 
     ckpt = save_model(tmp_path / "c.safetensors", build_arch("compact", num_feat=4, num_conv=1, upscale=2))
     out = tmp_path / "t.safetensors"
-    # issue 6: the report gives the PSNR against the source's outputs; it used to need an explicit --samples
+    # the report gives the PSNR against the source's outputs; it used to need an explicit --samples
     assert (
         main(["transfer", "-i", str(ckpt), "-o", str(out), "--feat", "2", "--conv", "2", "--crop", "16"]) == 0
     )

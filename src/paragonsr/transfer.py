@@ -1,4 +1,4 @@
-"""Weight transfer between SRVGGNetCompact sizes (seed 002 §2.4): e.g. 64 feat / 16 conv -> 32 feat / 32 conv.
+"""Weight transfer between SRVGGNetCompact sizes, e.g. 64 feat / 16 conv -> 32 feat / 32 conv.
 
 Width: every hidden layer keeps the ``feat`` output channels whose filters (the weights that produce that channel,
 ``W[c]``) have the largest L2 norm; the kept indices are **sorted**, so channel order (and with it the colour
@@ -9,8 +9,8 @@ tiny random: they output exactly 0, so the function is unchanged and they still 
 Depth: ``depth_mode="identity"`` (default) inserts the extra body convs after the source convs, spread evenly, as
 Dirac (identity) kernels with zero bias and PReLU slope 1: each inserted (conv, act) pair is exactly the identity,
 so 64/16 -> 32/32 computes the same function as the narrowed 32/16 model and fine-tuning starts from there
-(``noise`` adds a little jitter to break symmetry). ``depth_mode="copy"`` repeats each source conv (the seed's
-literal "duplicating 16 blocks"), which changes the function far more. Fewer convs than the source drops evenly
+(``noise`` adds a little jitter to break symmetry). ``depth_mode="copy"`` repeats each source conv (16
+convs -> 32 by duplication), which changes the function far more. Fewer convs than the source drops evenly
 spaced ones. The first layer keeps its input channels, the last conv keeps its ``out_ch·upscale²`` outputs, so
 the upscale factor is preserved.
 """

@@ -1,6 +1,6 @@
 """MUNet: a spectral-normalised U-Net discriminator that upsamples with the Magic Kernel Sharp upsampler.
 
-Layout (DESIGN.md): ``in_conv`` 3×3 3→64 → four SN 4×4 stride-2 downs (64, 128, 256, 512) → two SN 3×3
+Layout: ``in_conv`` 3×3 3→64 → four SN 4×4 stride-2 downs (64, 128, 256, 512) → two SN 3×3
 bottleneck convs → four up blocks (Magic ×2 upsample, SN 3×3 conv, concatenate the skip of the same resolution,
 SN 3×3 conv, LeakyReLU 0.2) → SN 3×3 to one channel: per-pixel real/fake logits at the input resolution.
 

@@ -32,7 +32,7 @@ from paragonsr.utils.params import count_params  # re-exported: the ParagonSR2 t
 
 @ARCH_REGISTRY.register("paragonsr2", aliases=("ParagonSR2",))
 class ParagonSR2(nn.Module):
-    """ParagonSR2 generator (seed 003/004, DESIGN.md). All hyperparameters are explicit keywords.
+    """ParagonSR2 generator. All hyperparameters are explicit keywords.
 
     Args:
         scale: integer upscale factor 1–4.
@@ -150,7 +150,7 @@ def _factory(
     }
 
 
-# Seed 004 matrix + seed 003 hr_blocks; ffn 1.5 for nano/anime, 2.0 for the rest (DESIGN.md).
+# The published variant matrix (num_feat, groups, blocks, hr_blocks); ffn 1.5 for nano/anime, 2.0 for the rest.
 VARIANTS: dict[str, dict[str, Any]] = {
     "paragonsr2_nano": _factory(24, 2, 2, 1, 1.5),
     "paragonsr2_anime": _factory(28, 2, 3, 2, 1.5),

@@ -1,6 +1,6 @@
 """ParagonSR (v1): GroupNorm ParagonBlocks + Magic Kernel Sharp feature upsampling + a simple conv tail.
 
-The predecessor of ParagonSR2 (seed 003 "How ParagonSR2 builds on ParagonSR"). Layout, with the state-dict names
+The predecessor of ParagonSR2. Layout, with the state-dict names
 the public implementation uses so its checkpoints map onto ours:
 
     conv_in 3×3 → body: num_groups × ResidualGroup(num_blocks × ParagonBlock, + skip) → conv_fuse 3×3 + shallow skip
@@ -17,8 +17,8 @@ Notes worth knowing:
 - The public implementation's mixer had a second depthwise 3×3 branch instead of the identity; on load such
   checkpoints are converted exactly (two parallel depthwise 3×3 convs are one 3×3 conv; the identity is
   subtracted from its centre tap) and the fork's upsampler weights (fixed, not learned) are dropped. The fork's
-  "MagicKernelSharp2021Upsample" is not Costella's kernel (see DESIGN.md), so such weights need a short
-  fine-tune with this upsampler before their outputs are as good as they were.
+  "MagicKernelSharp2021Upsample" is not Costella's kernel (its "sharp" taps [-1, 0, 9, 16, 9, 0, -1]/32 are a
+  low-pass filter, applied before a nearest resize), so such weights need a short fine-tune with this upsampler before their outputs are as good as they were.
 """
 
 from __future__ import annotations
@@ -295,7 +295,7 @@ def paragonsr_xs(scale: int = 4, **overrides: Any) -> ParagonSR:
 
 @ARCH_REGISTRY.register("paragonsr_s", aliases=("paragon_sr_s", "paragonsr", "paragon_sr"))
 def paragonsr_s(scale: int = 4, **overrides: Any) -> ParagonSR:
-    """64 feat, 6×6 blocks, ffn 2: the flagship (seed 000's fine-tuning target)."""
+    """64 feat, 6×6 blocks, ffn 2: the flagship."""
     return _variant("s", scale, overrides)
 
 

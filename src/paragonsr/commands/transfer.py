@@ -1,4 +1,4 @@
-"""``paragonsr transfer``: shrink/reshape an SRVGGNetCompact checkpoint (seed 002 §2.4) and report what it costs."""
+"""``paragonsr transfer``: shrink/reshape an SRVGGNetCompact checkpoint and report what it costs."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--criterion",
         choices=("filter", "both"),
         default="filter",
-        help="channel importance: L2 norm of each channel's filter (default, seed 002), or that times the norm "
+        help="channel importance: L2 norm of each channel's filter (default), or that times the norm "
         "of the next conv's weights reading it",
     )
     parser.add_argument(
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _bundled_samples() -> list[str]:
-    """The package's sample images (the issue asks for a PSNR on samples even when none are given)."""
+    """The package's sample images (the report gives a PSNR on samples even when none are given)."""
     from importlib import resources
 
     folder = resources.files("paragonsr") / "assets" / "samples"

@@ -1,4 +1,4 @@
-"""Reproducible random subsets of image folders (seed 002: all 800 DIV2K + 1500 Flickr2K + 1000 OST).
+"""Reproducible random subsets of image folders (e.g. a DF2K + OST training set: all 800 DIV2K + 1500 Flickr2K + 1000 OST).
 
 Selection is a pure function of (sorted file list, n, seed): ``random.Random(seed).sample`` over the sorted
 relative paths, then re-sorted, so the same inputs and seed give the same subset on any machine and Python >= 3.

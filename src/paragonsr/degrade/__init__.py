@@ -45,8 +45,8 @@ Real-ESRGAN paths (``RealESRGANDegradation``)
   mean and variance; 5× faster). On a CPU the numpy path costs ~21 ms per 400² sample, the batched path ~55.
 
 Building blocks: ``kernels`` (blur kernels), ``ops`` (resize/noise/codecs/sharpen/colour), ``geometry`` (scene
-warps), ``workflow_ops.OPS`` (the op table YAML sequences draw from), ``presets.PRESETS`` (seed 000's six
-sequences), ``preview`` (the labelled comparison grid).
+warps), ``workflow_ops.OPS`` (the op table YAML sequences draw from), ``presets.PRESETS`` (the six
+built-in sequences), ``preview`` (the labelled comparison grid).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``lrgen``: seed 001's clean-to-mildly-realistic LR generator.
+"""``lrgen``: a clean-to-mildly-realistic LR generator.
 
 Training mode: with ``clean_prob`` the plain benchmark LR (antialiased bicubic, no blur, no chain); otherwise slight
 Gaussian blur (``blur_prob``, σ from ``blur_sigma``), then a downscale with a kernel drawn

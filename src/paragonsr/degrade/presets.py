@@ -1,7 +1,7 @@
-"""Seed 000's six realistic workflow sequences and its distribution (10 % clean, then 15/15/15/15/15/25 %).
+"""The six built-in realistic workflow sequences and their distribution (10 % clean, then 15/15/15/15/15/25 %).
 
-Noise σ is in 0-255 units at mid grey (the seed's "0.5-2 sigma" / "2-8" for professional / phone sensors).
-``configs/degradations/workflows_seed000.yml`` is the same data as YAML (a test keeps the two equal).
+Noise σ is in 0-255 units at mid grey (σ 0.5-2 for professional and 2-8 for phone sensors).
+``configs/degradations/workflows_presets.yml`` is the same data as YAML (a test keeps the two equal).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``workflows``: seed 000's realistic capture-and-share chains.
+"""``workflows``: realistic capture-and-share chains (camera → internet → social media).
 
 With probability ``p_clean`` the LQ is a clean downscale of the GT (kernel drawn from ``clean_kernel``): identity
 learning at the LQ size, never LQ = GT at full size. Otherwise one of ``predefined_sequences`` is drawn by its
@@ -8,7 +8,7 @@ learning at the LQ size, never LQ = GT at full size. Otherwise one of ``predefin
 2. ``on: lq`` steps in order on that scene; ``downscale`` goes to the LQ size, ``resize`` is relative;
 3. if the image is not at H/scale by then, a final resize (kernel from ``final_kernel``) gets it there.
 
-Options: ``p_clean``, ``clean_kernel``, ``final_kernel``, ``use_presets`` (start from the six seed-000 sequences,
+Options: ``p_clean``, ``clean_kernel``, ``final_kernel``, ``use_presets`` (start from the six built-in sequences,
 default true), ``predefined_sequences`` (``{name: {probability, steps}}``; a preset name with only
 ``probability`` re-weights it, with ``steps`` replaces it, a new name adds a sequence), ``round8``.
 """

@@ -240,7 +240,7 @@ def check_parity(
     """Max abs diff between two runners on random inputs of each (h, w); a batch of 2 checks the batch axis.
     ``inputs`` picks the random inputs (:func:`parity_inputs`; a model's ``parity_inputs`` attribute names its kind).
 
-    The limit is ``tol`` for outputs in image range (|y| <= 1: the issue's 1e-4 absolute gate) and scales with the
+    The limit is ``tol`` for outputs in image range (|y| <= 1: an absolute 1e-4 gate) and scales with the
     output's magnitude beyond that, so a model with large raw outputs (a random-init XL reaches |y| ~ 50, where
     fp32 itself rounds at ~1e-4) is held to the same relative precision instead of failing on fp32 rounding.
     """

@@ -39,7 +39,9 @@ class _DatasetBase(Section):
     filename_tmpl: str = Field("{}", description="LQ file name template for paired data, e.g. '{}x4'")
     io_backend: dict[str, Any] = Field(default_factory=lambda: {"type": "disk"}, description="only 'disk'")
     gt_size: int | None = Field(None, gt=0, description="GT crop size (train); LQ crop = gt_size / scale")
-    lq_size: int | None = Field(None, gt=0, description="LQ crop size (seed 000); gt_size = lq_size * scale")
+    lq_size: int | None = Field(
+        None, gt=0, description="LQ crop size, instead of gt_size; gt_size = lq_size * scale"
+    )
     use_hflip: bool = True
     use_rot: bool = True
     use_shuffle: bool = True
@@ -88,13 +90,13 @@ class OTFDatasetOpt(_DatasetBase, RealESRGANDatasetKeys):
 
     type: str = "RealESRGANDataset"
     dataroot_lq: PathList | None = Field(
-        None, description="ignored for OTF data (seed 000 templates list it)"
+        None, description="ignored for OTF data (made on the fly; accepted so templates listing it load)"
     )
     degradation: str = Field("realesrgan", description="pipeline name in DEGRADATION_REGISTRY")
     degradation_opt: dict[str, Any] = Field(
         default_factory=dict, description="extra pipeline-specific options passed through to the pipeline"
     )
-    # seed 000 (workflows)
+    # the `workflows` pipeline
     p_clean: float | None = Field(None, ge=0, le=1, description="share of clean pairs (GT downscaled only)")
     predefined_sequences: dict[str, dict[str, Any]] | None = None
 

@@ -1,4 +1,4 @@
-"""The seed 002 Real-ESRGAN compact fine-tune YAML trains with only its paths changed (plus CPU-sized crops).
+"""A user's Real-ESRGAN compact fine-tune YAML trains with only its paths changed (plus CPU-sized crops).
 
 Deviation, on purpose: ``perceptual_opt.pretrained=false`` because CI has no VGG19 weights offline (with weights
 in PARAGONSR_WEIGHTS the YAML needs no such override)."""
@@ -18,10 +18,10 @@ from paragonsr.checkpoint import load_state_dict
 from paragonsr.train.option_io import load_options
 from paragonsr.train.trainer import Trainer
 
-SEED002 = Path(__file__).parent / "fixtures" / "seed002_realesrgan_compact.yml"
+COMPACT_YML = Path(__file__).parent / "fixtures" / "seed002_realesrgan_compact.yml"
 
 
-def test_seed002_yaml_trains(tmp_path: Path, photo_paths: list[Path]) -> None:
+def test_realesrgan_compact_yaml_trains(tmp_path: Path, photo_paths: list[Path]) -> None:
     for sub in ("DF2K", "Set5/GTmod12", "Set5/LRbicx2", "weights"):
         (tmp_path / sub).mkdir(parents=True)
     names = []
@@ -34,7 +34,7 @@ def test_seed002_yaml_trains(tmp_path: Path, photo_paths: list[Path]) -> None:
     gt = cv2.imread(str(tmp_path / "DF2K" / names[0].split()[0]))[:48, :48]
     cv2.imwrite(str(tmp_path / "Set5/GTmod12/a.png"), gt)
     cv2.imwrite(str(tmp_path / "Set5/LRbicx2/a.png"), cv2.resize(gt, (24, 24), interpolation=cv2.INTER_CUBIC))
-    # the seed's transferred weights: a BasicSR-layout .pth with params_ema
+    # the YAML's pretrained weights (a transferred Compact): a BasicSR-layout .pth with params_ema
     compact = build_arch("srvggnetcompact", num_feat=32, num_conv=32, upscale=2)
     torch.save({"params_ema": compact.state_dict()}, tmp_path / "weights" / "small.pth")
 
@@ -51,7 +51,7 @@ def test_seed002_yaml_trains(tmp_path: Path, photo_paths: list[Path]) -> None:
         "datasets.train.num_worker_per_gpu=2", "train.total_iter=3", "val.val_freq=3", "logger.print_freq=1",
         "logger.save_checkpoint_freq=3", "logger.use_tb_logger=false", "train.perceptual_opt.pretrained=false",
     ]  # fmt: skip
-    opt = load_options(SEED002, force=paths + cpu_sized)
+    opt = load_options(COMPACT_YML, force=paths + cpu_sized)
     trainer = Trainer(opt)
     assert torch.equal(
         trainer.model.net_g.state_dict()["body.0.weight"], compact.state_dict()["body.0.weight"]
