@@ -21,7 +21,7 @@ from paragonsr.degrade.realesrgan_opts import (
 from paragonsr.train.option_io import OptionError, parse_options, read_yaml
 from paragonsr.train.options import Options, OTFDatasetOpt
 
-SEED002 = Path(__file__).parent / "fixtures" / "seed002_realesrgan_compact.yml"
+COMPACT_YML = Path(__file__).parent / "fixtures" / "realesrgan_compact_x2_finetune.yml"
 # one non-default value per key of a Real-ESRGAN training file, at the place BasicSR's layout puts it
 TOP = {
     "resize_prob": [0.1, 0.8, 0.1], "resize_range": [0.2, 1.4], "gaussian_noise_prob": 0.3, "noise_range": [2, 20],
@@ -39,7 +39,7 @@ DATASET = {
 
 
 def basicsr_file() -> dict:
-    d = read_yaml(SEED002)
+    d = read_yaml(COMPACT_YML)
     d.pop("val", None)
     d["datasets"].pop("val", None)
     d.update(TOP)
@@ -99,7 +99,7 @@ def test_pipeline_and_training_schema_refuse_the_same_values(key: str, value: ob
 
 
 def test_unset_training_keys_keep_the_pipeline_defaults_and_aliases_work() -> None:
-    d = read_yaml(SEED002)
+    d = read_yaml(COMPACT_YML)
     for k in [*TOP, "gt_size"]:
         d.pop(k, None)
     for k in DATASET:

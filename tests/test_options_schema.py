@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "docs" / "options.schema.json"
 CONFIGS = [
     *sorted((ROOT / "configs").glob("*.yml")),
-    ROOT / "tests" / "fixtures" / "seed002_realesrgan_compact.yml",
+    ROOT / "tests" / "fixtures" / "realesrgan_compact_x2_finetune.yml",
 ]
 
 

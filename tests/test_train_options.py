@@ -11,7 +11,7 @@ from paragonsr.train.option_io import OptionError, apply_force, parse_options, r
 from paragonsr.train.options import AdamWOpt, CosineAnnealingLROpt, OTFDatasetOpt, PairedDatasetOpt
 
 FIXTURES = Path(__file__).parent / "fixtures"
-COMPACT_YML = FIXTURES / "seed002_realesrgan_compact.yml"
+COMPACT_YML = FIXTURES / "realesrgan_compact_x2_finetune.yml"
 
 
 def minimal(**over: object) -> dict:

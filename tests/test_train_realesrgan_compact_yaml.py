@@ -18,7 +18,7 @@ from paragonsr.checkpoint import load_state_dict
 from paragonsr.train.option_io import load_options
 from paragonsr.train.trainer import Trainer
 
-COMPACT_YML = Path(__file__).parent / "fixtures" / "seed002_realesrgan_compact.yml"
+COMPACT_YML = Path(__file__).parent / "fixtures" / "realesrgan_compact_x2_finetune.yml"
 
 
 def test_realesrgan_compact_yaml_trains(tmp_path: Path, photo_paths: list[Path]) -> None:

@@ -234,7 +234,7 @@ def test_random_otf_settings_go_to_the_realesrgan_pipeline(caplog: pytest.LogCap
 
 def test_own_and_basicsr_files_pass_through_unchanged() -> None:
     files = [
-        ROOT / "tests" / "fixtures" / "seed002_realesrgan_compact.yml",
+        ROOT / "tests" / "fixtures" / "realesrgan_compact_x2_finetune.yml",
         *sorted((ROOT / "configs").glob("*.yml")),
     ]
     for f in files:
