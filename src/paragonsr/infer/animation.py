@@ -182,6 +182,7 @@ def upscale_file(
     if anim is None:
         img, info = read_image(src)
         result, out_info = upscaler(img, info, outscale, progress=progress)
+        del img  # the input is not needed while the output is encoded (peak memory)
         write_image(dst, result, out_info, quality=quality)
         return 1
     if fmt not in ANIMATED_FORMATS:

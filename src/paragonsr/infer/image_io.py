@@ -329,7 +329,14 @@ def to_dtype(img: np.ndarray, bit_depth: int) -> np.ndarray:
     if bit_depth == 32:
         return img.astype(np.float32)
     peak, dtype = (255.0, np.uint8) if bit_depth == 8 else (65535.0, np.uint16)
-    return (np.clip(img, 0.0, 1.0) * peak + 0.5).astype(dtype)
+    out = np.empty(img.shape, dtype)
+    rows = max(1, (1 << 22) // max(1, img[:1].size))  # ~16 MB float temporaries, not three full-size ones
+    for r in range(0, img.shape[0], rows):
+        part = np.clip(img[r : r + rows], 0.0, 1.0)
+        part *= peak
+        part += 0.5
+        out[r : r + rows] = part  # float -> int truncates, so + 0.5 rounds
+    return out
 
 
 def encode_image(

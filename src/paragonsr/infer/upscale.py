@@ -169,7 +169,12 @@ class Upscaler:
         bad = array_non_finite(y)
         if bad is not None:  # clamping would turn it into a black/white image that looks like a result
             raise ValueError(f"the model output holds {bad} values; no image written ({self.backend!r})")
-        out = y[0].clamp(0.0, 1.0).permute(1, 2, 0).numpy()
+        out = y[0]
+        # Clamp in place when y is our own buffer (not a view of the input, not an expanded gray): no second
+        # full-size copy. The tiled output is channels_last, so the HWC view below is contiguous too.
+        own = 0 not in out.stride() and out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+        with torch.inference_mode():  # the untiled forward returns an inference tensor: in-place only in here
+            out = (out.clamp_(0.0, 1.0) if own else out.clamp(0.0, 1.0)).permute(1, 2, 0).numpy()
         base = info or ImageInfo(channels=c, height=h, width=w)
         return np.ascontiguousarray(out, dtype=np.float32), base.with_size(*target)
 
