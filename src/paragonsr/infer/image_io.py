@@ -359,9 +359,9 @@ def encode_image(
         img = img[..., :-1] * alpha + background * (1.0 - alpha)
     elif img.shape[2] == 2:  # TIFF/WebP/BMP through OpenCV: gray + alpha as RGBA with equal colour channels
         img = img[..., [0, 0, 0, 1]]
-    arr = to_dtype(img, depth)
-    if arr.shape[2] >= 3:
-        arr = arr[..., [2, 1, 0, *range(3, arr.shape[2])]]  # RGB(A) -> BGR(A) for OpenCV
+    arr = to_dtype(img, depth)  # a fresh array: reordered in place, no second full-size copy
+    if arr.shape[2] in (3, 4):  # RGB(A) -> BGR(A) for OpenCV
+        cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA, dst=arr)
     arr = np.ascontiguousarray(arr[..., 0] if arr.shape[2] == 1 else arr)
     q = int(np.clip(quality, 1, 100))
     params = {
