@@ -62,3 +62,16 @@ def test_one_gaussian_window_matches_the_former_copies(size: int, sigma: float) 
     got = loss_taps(size, sigma, dtype=torch.float64).numpy()
     np.testing.assert_allclose(got, old, rtol=1e-14, atol=0)
     assert degrade_taps is gaussian_1d and degrade_taps(size, sigma).dtype == np.float32
+
+
+def test_one_bt601_definition_and_matlab_y_row_unchanged() -> None:
+    from paragonsr.data.channels import LUMA as data_luma
+    from paragonsr.degrade.ops import _LUMA as degrade_luma
+    from paragonsr.infer.upscale import LUMA as upscale_luma
+    from paragonsr.metrics.psnr_ssim import _Y_WEIGHTS_RGB, BT601_LUMA
+
+    assert BT601_LUMA == (0.299, 0.587, 0.114)
+    assert _Y_WEIGHTS_RGB == (65.481, 128.553, 24.966)  # bit-exact: the metric's values are unchanged
+    assert upscale_luma is BT601_LUMA
+    for arr in (data_luma, degrade_luma):
+        assert arr.dtype == np.float32 and arr.tolist() == np.float32([0.299, 0.587, 0.114]).tolist()

@@ -19,8 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from paragonsr.metrics.psnr_ssim import BT601_LUMA
+
 SUPPORTED_CHANNELS = (1, 3, 4)
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA = np.array(BT601_LUMA, dtype=np.float32)
 
 
 def imread_channels(path: str | Path, alpha: bool) -> np.ndarray:

@@ -11,11 +11,10 @@ import numpy as np
 
 from paragonsr.archs.resample import KERNEL_NAMES, canonical_kernel, resize_np
 from paragonsr.degrade.kernels import gaussian_1d
+from paragonsr.metrics.psnr_ssim import BT601_LUMA
 
 _BORDER = cv2.BORDER_REFLECT_101
-_LUMA = np.array(
-    [0.299, 0.587, 0.114], np.float32
-)  # RGB -> Y (BT.601, as cv2 / torchvision rgb_to_grayscale)
+_LUMA = np.array(BT601_LUMA, np.float32)  # RGB -> Y (BT.601, as cv2 / torchvision rgb_to_grayscale)
 
 
 def _hwc(out: np.ndarray) -> np.ndarray:

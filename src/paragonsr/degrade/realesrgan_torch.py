@@ -17,11 +17,12 @@ import torch.nn.functional as F
 
 from paragonsr.degrade import ops
 from paragonsr.degrade.kernels import gaussian_1d, pad_kernel
+from paragonsr.metrics.psnr_ssim import BT601_LUMA
 
 if TYPE_CHECKING:
     from paragonsr.degrade.realesrgan import RealESRGANDegradation
 
-_LUMA = (0.299, 0.587, 0.114)
+_LUMA = BT601_LUMA
 
 
 def reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:

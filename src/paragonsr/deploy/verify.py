@@ -84,7 +84,9 @@ def to_model_channels(img: np.ndarray, in_ch: int) -> np.ndarray:
     if in_ch == 3 and img.shape[2] == 1:
         return np.repeat(img, 3, axis=2)
     if in_ch == 1 and img.shape[2] == 3:
-        return (img @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+        from paragonsr.metrics.psnr_ssim import BT601_LUMA
+
+        return (img @ np.array(BT601_LUMA, np.float32))[:, :, None]
     raise ValueError(f"verification supports 1- or 3-channel models, this one takes {in_ch} channels")
 
 

@@ -25,9 +25,10 @@ from torch import Tensor
 from paragonsr.infer.backends import Backend
 from paragonsr.infer.image_io import ImageInfo
 from paragonsr.infer.tiling import DEFAULT_OVERLAP, AutoTiler, tiled_forward
+from paragonsr.metrics.psnr_ssim import BT601_LUMA
 from paragonsr.utils.finite import array_non_finite
 
-LUMA = (0.299, 0.587, 0.114)  # BT.601, as in BasicSR's rgb2ycbcr / MATLAB
+LUMA = BT601_LUMA  # BT.601, as in BasicSR's rgb2ycbcr / MATLAB
 ALPHA_EMPTY = 1.0 / 512.0  # alpha below half an 8-bit step counts as fully transparent
 MIN_SIDE = 2
 

@@ -27,7 +27,12 @@ from torch import Tensor
 from paragonsr.registry import METRIC_REGISTRY
 from paragonsr.utils.gaussian import gaussian_1d
 
-_Y_WEIGHTS_RGB = (65.481, 128.553, 24.966)
+BT601_LUMA = (0.299, 0.587, 0.114)
+"""ITU-R BT.601 luma weights of R, G, B (full range: Y = 0.299 R + 0.587 G + 0.114 B), the one definition used for
+every RGB -> gray/Y conversion in the package (metrics, degradations, channel conversion, upscale, data filters)."""
+# MATLAB rgb2ycbcr's Y row (video range: the BT.601 weights times 219/255 on the 0-255 scale): 65.481, 128.553,
+# 24.966 exactly (each product is the float nearest those decimals).
+_Y_WEIGHTS_RGB = tuple(219.0 * w for w in BT601_LUMA)
 
 
 def _reorder(img: np.ndarray, input_order: str) -> np.ndarray:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from paragonsr.metrics.psnr_ssim import BT601_LUMA
+
 __all__ = [
     "HEURISTICS",
     "METRIC_INFO",
@@ -37,7 +39,8 @@ def to_gray(img: np.ndarray) -> np.ndarray:
         if x.shape[2] == 1:
             x = x[..., 0]
         elif x.shape[2] >= 3:  # RGB(A): alpha is ignored
-            x = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+            wr, wg, wb = BT601_LUMA
+            x = wr * x[..., 0] + wg * x[..., 1] + wb * x[..., 2]
         else:
             raise ValueError(f"expected 1, 3 or 4 channels, got shape {img.shape}")
     elif x.ndim != 2:
