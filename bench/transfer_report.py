@@ -2,9 +2,12 @@
 model against the source model's output, and PSNR of source / transferred / bicubic against the HR photo.
 
     .venv/bin/python bench/transfer_report.py [--ckpt SRC.safetensors] [--train-seconds 240]
+    .venv/bin/python bench/transfer_report.py --ckpt SRC.pth --images Set5 --images Set14 --candidate FT.safetensors
 
 Without --ckpt a 64 feat / 16 conv x2 model is trained for --train-seconds on photos 0-29 (bicubic LR, L1), so the
-source has real structure; the last photos are the held-out samples.
+source has real structure; the last photos are the held-out samples (centre crops, OpenCV bicubic LR). With
+--images the samples are those whole images, mod-cropped, with the benchmark's MATLAB-bicubic LR at the source's
+scale. --candidate adds rows for other checkpoints (e.g. a fine-tuned transfer), scored the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from paragonsr.archs import build_arch  # noqa: E402
-from paragonsr.checkpoint import load_state_dict  # noqa: E402
+from paragonsr.archs.compact import compact_kwargs_from_state_dict  # noqa: E402
+from paragonsr.benchmark import matlab_bicubic_lr  # noqa: E402
+from paragonsr.checkpoint import load_model, load_state_dict  # noqa: E402
+from paragonsr.data.tiles import list_images, read_image  # noqa: E402
 from paragonsr.transfer import build_pair, compare_outputs, psnr, transfer_compact  # noqa: E402
 from paragonsr.utils.params import count_params  # noqa: E402
 
@@ -62,17 +68,28 @@ def main() -> None:
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--train-seconds", type=float, default=240)
     ap.add_argument("--crop", type=int, default=192)
+    ap.add_argument("--images", action="append", default=[], help="folder of held-out HR images (repeatable)")
+    ap.add_argument("--candidate", action="append", default=[], help="extra checkpoint to score (repeatable)")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    photos = _photos()
+    photos = [] if a.ckpt and a.images else _photos()
     state = load_state_dict(a.ckpt)[0] if a.ckpt else _train(a.train_seconds, photos)
-    # held-out samples: centre crops of the last 7 photos; LR = bicubic /2 (what the source was trained on)
+    scale = compact_kwargs_from_state_dict(state)["upscale"]
     hrs, lrs = [], []
-    for im in photos[30:]:
-        h, w = im.shape[:2]
-        hr = im[h // 2 - a.crop // 2 : h // 2 + a.crop // 2, w // 2 - a.crop // 2 : w // 2 + a.crop // 2]
-        hrs.append(hr)
-        lrs.append(cv2.resize(hr, (a.crop // 2, a.crop // 2), interpolation=cv2.INTER_CUBIC))
+    if a.images:  # whole benchmark images, mod-cropped; LR = MATLAB bicubic (the `eval --benchmark` protocol)
+        for path in (p for folder in a.images for p in list_images(Path(folder), what="--images")):
+            im = read_image(path)
+            im = np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im[..., :3]
+            im = im.astype(np.float32) / 255
+            im = im[: im.shape[0] - im.shape[0] % scale, : im.shape[1] - im.shape[1] % scale]
+            hrs.append(im)
+            lrs.append(matlab_bicubic_lr(im, scale))
+    else:  # held-out samples: centre crops of the last 7 photos; LR = bicubic /scale
+        for im in photos[30:]:
+            h, w = im.shape[:2]
+            hr = im[h // 2 - a.crop // 2 : h // 2 + a.crop // 2, w // 2 - a.crop // 2 : w // 2 + a.crop // 2]
+            hrs.append(hr)
+            lrs.append(cv2.resize(hr, (a.crop // scale, a.crop // scale), interpolation=cv2.INTER_CUBIC))
 
     def vs_hr(model: torch.nn.Module) -> float:
         with torch.no_grad():
@@ -83,7 +100,8 @@ def main() -> None:
 
     bic = float(np.mean([psnr(torch.from_numpy(cv2.resize(lr, hr.shape[1::-1], interpolation=cv2.INTER_CUBIC)),
                               torch.from_numpy(hr)) for lr, hr in zip(lrs, hrs)]))  # fmt: skip
-    print(f"\n{len(lrs)} held-out {a.crop}px crops, x2 bicubic LR; bicubic upscale vs HR: {bic:.2f} dB\n")
+    what = f"{len(lrs)} whole images" if a.images else f"{len(lrs)} held-out {a.crop}px crops"
+    print(f"\n{what}, x{scale} bicubic LR; bicubic upscale vs HR (RGB): {bic:.2f} dB\n")
     print(f"{'target':28s} {'params':>9s} {'vs source out':>14s} {'vs HR':>8s}")
     for feat, conv, mode, crit in ((64, 16, "identity", "filter"), (32, 16, "identity", "filter"),
                                    (32, 32, "identity", "filter"), (32, 32, "identity", "both"),
@@ -95,6 +113,12 @@ def main() -> None:
         d = np.mean([r["psnr_dst_vs_src"] for r in per])
         label = f"{feat}/{conv} ({mode}, {crit})" if (feat, conv) != (64, 16) else "64/16 source"
         print(f"{label:28s} {count_params(dst):9,d} {d:11.2f} dB {vs_hr(dst):5.2f} dB")
+    src = build_arch("srvggnetcompact", **compact_kwargs_from_state_dict(state))
+    src.load_state_dict(state)
+    for path in a.candidate:
+        cand = load_model(path)
+        d = np.mean([r["psnr_dst_vs_src"] for r in compare_outputs(src, cand, lrs)])
+        print(f"{Path(path).name[:28]:28s} {count_params(cand):9,d} {d:11.2f} dB {vs_hr(cand):5.2f} dB")
     print(f"{'nearest upscale':28s} {'-':>9s} {np.mean([r['psnr_nearest_vs_src'] for r in per]):11.2f} dB")
 
 

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from paragonsr.train.option_check import check_run
 
-    problems = check_run(opt)  # folders, scale/channel support, degradation ranges: before any heavy work
+    # folders, pretrained files, scale/channel support, degradation ranges: before any heavy work
+    problems = check_run(opt, args.allow_download)
     if problems:
         print(f"error: {args.opt}:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2

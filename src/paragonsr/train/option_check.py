@@ -249,15 +249,57 @@ def _network_problems(opt: Options) -> list[str]:
     return problems
 
 
-def check_run(opt: Options) -> list[str]:
+def _pretrain_problems(opt: Options) -> list[str]:
+    """``path.pretrain_network_g/d`` set to a file that is not there (the model would fail loading it)."""
+    problems = []
+    for key in ("pretrain_network_g", "pretrain_network_d"):
+        val = getattr(opt.path, key)
+        if val and not Path(val).is_file():
+            problems.append(
+                f"path.{key}: file {val} does not exist (start from random weights with --force path.{key}=null)"
+            )
+    return problems
+
+
+def _backbone_weight_problems(opt: Options, allow_download: bool) -> list[str]:
+    """A VGG ``PerceptualLoss`` with pretrained weights whose file is not in the weights folder: the loss would
+    stop the run at start. Nothing is fetched here; with ``allow_download`` the run may fetch it, so no problem."""
+    from paragonsr.weights import ALLOW_DOWNLOAD_ENV, WeightsError, resolve_weights
+
+    if allow_download or os.environ.get(ALLOW_DOWNLOAD_ENV) == "1":
+        return []
+    from paragonsr.registry import LOSS_REGISTRY
+
+    _import_quietly("paragonsr.losses")
+    problems = []
+    for i, loss in enumerate(opt.train.losses):
+        kw = loss.kwargs()
+        try:
+            vgg = LOSS_REGISTRY.canonical(loss.type) == LOSS_REGISTRY.canonical("PerceptualLoss")
+        except KeyError:  # unknown loss type: check_registered reports it
+            continue
+        if not vgg or kw.get("pretrained", True) is False:
+            continue
+        where = f"train.{loss.name}_opt" if loss.name else f"train.losses.{i}"
+        try:
+            resolve_weights(str(kw.get("vgg_type", "vgg19")), weights_dir=kw.get("weights_dir"),
+                            manifest=kw.get("manifest"))  # fmt: skip
+        except WeightsError as exc:
+            problems.append(f"{where}: {exc} Or turn the term off with --force {where}=null.")
+    return problems
+
+
+def check_run(opt: Options, allow_download: bool = False) -> list[str]:
     """What would fail once training starts, found before any heavy work (empty list = fine): dataset folders
-    that are missing or hold no images, a scale or channel count the network does not support, degradation
-    options out of range (the pipeline is built with them)."""
+    that are missing or hold no images, a ``path.pretrain_network_*`` file that is not there, a perceptual loss
+    whose VGG weights are not in the weights folder (unless ``allow_download``), a scale or channel count the
+    network does not support, degradation options out of range (the pipeline is built with them)."""
     problems: list[str] = []
     for phase, ds in opt.datasets.items():
         problems += _folder_problems(ds.dataroot_gt, ds.meta_info, f"datasets.{phase}.dataroot_gt")
         if not isinstance(ds, OTFDatasetOpt):
             problems += _folder_problems(ds.dataroot_lq, None, f"datasets.{phase}.dataroot_lq")
+    problems += _pretrain_problems(opt) + _backbone_weight_problems(opt, allow_download)
     problems += _network_problems(opt)
     from paragonsr.train.trainer import _degradation
 
