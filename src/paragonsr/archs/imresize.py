@@ -107,6 +107,7 @@ def imresize_matlab(
         scales = (float(scale), float(scale))
         out_size = (math.ceil(scale * h), math.ceil(scale * w))
     else:
+        assert size is not None
         out_size = (int(size[0]), int(size[1]))
         if min(out_size) < 1:
             raise ValueError(f"imresize output size must be >= 1, got {size}")

@@ -103,7 +103,7 @@ class ParagonSR2(nn.Module):
         # A quiet start: the output begins near 0 (or near the MKS upscale with image_residual), not near noise.
         with torch.no_grad():
             self.conv_out.weight.mul_(0.1)
-            self.conv_out.bias.zero_()
+            self.conv_out.bias.zero_()  # type: ignore[union-attr]  # bias=True above
         self.base_upsampler = (
             MagicKernelSharpUpsample(in_ch, self.scale, alpha=1.0) if self.image_residual else None
         )

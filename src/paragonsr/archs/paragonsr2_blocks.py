@@ -15,6 +15,8 @@ dynamic -> static path exact: at eval time the tracked kernel is simply added to
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -53,7 +55,7 @@ class InceptionDWConv2d(nn.Module):
         if band_kernel_size < 1 or band_kernel_size % 2 == 0:
             raise ValueError(f"band_kernel_size must be a positive odd number, got {band_kernel_size}")
         k, q = band_kernel_size, square_kernel_size
-        self.split_sizes = (channels - 3 * gc, gc, gc, gc)
+        self.split_sizes = [channels - 3 * gc, gc, gc, gc]
         self.dwconv_hw = nn.Conv2d(gc, gc, q, padding=q // 2, groups=gc)
         self.dwconv_w = nn.Conv2d(gc, gc, (1, k), padding=(0, k // 2), groups=gc)
         self.dwconv_h = nn.Conv2d(gc, gc, (k, 1), padding=(k // 2, 0), groups=gc)
@@ -86,6 +88,7 @@ class ResidualInception(nn.Module):
             conv.weight.mul_(g.view(-1, 1, 1, 1))
             kh, kw = conv.weight.shape[-2:]
             conv.weight[:, 0, kh // 2, kw // 2] += 1.0
+            assert conv.bias is not None  # the source convs have biases
             conv.bias.mul_(g)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -98,9 +101,9 @@ def _clone_conv(conv: nn.Conv2d) -> nn.Conv2d:
     new = nn.Conv2d(
         conv.in_channels,
         conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
+        cast("tuple[int, int]", conv.kernel_size),
+        stride=cast("tuple[int, int]", conv.stride),
+        padding=cast("str | tuple[int, int]", conv.padding),
         groups=conv.groups,
         bias=conv.bias is not None,
     ).to(device=conv.weight.device, dtype=conv.weight.dtype)
@@ -116,6 +119,8 @@ class DynamicTransformer(nn.Module):
     ``tracked_kernel`` follows the batch-mean dynamic kernel by EMA (``momentum``); eval and export use it as a
     static kernel, so the eval graph has no data-dependent weights.
     """
+
+    tracked_kernel: Tensor
 
     def __init__(
         self,
@@ -143,8 +148,9 @@ class DynamicTransformer(nn.Module):
         )
         # Small, non-zero start: the dynamic branch begins as a gentle perturbation of the learned kernel, and
         # the EMA sees a real signal from the first step.
-        nn.init.trunc_normal_(self.kernel_gen[-1].weight, std=0.02)
-        nn.init.zeros_(self.kernel_gen[-1].bias)
+        gen_out = cast(nn.Conv2d, self.kernel_gen[-1])
+        nn.init.trunc_normal_(gen_out.weight, std=0.02)
+        nn.init.zeros_(cast(Tensor, gen_out.bias))
         self.register_buffer("tracked_kernel", torch.zeros(hidden, 1, kernel_size, kernel_size))
         self.fused = False
 
@@ -165,6 +171,7 @@ class DynamicTransformer(nn.Module):
                 self.tracked_kernel.lerp_(batch_mean, self.momentum)
             # One grouped conv over (1, B·h) channels applies each sample's own kernel.
             w = (self.dwconv.weight.unsqueeze(0) + dyn).reshape(b * c, 1, self.kernel_size, self.kernel_size)
+            assert self.dwconv.bias is not None
             bias = self.dwconv.bias.repeat(b)
             h = F.conv2d(h.reshape(1, b * c, hh, ww), w, bias, padding=self.kernel_size // 2, groups=b * c)
             h = h.view(b, c, hh, ww)
@@ -181,6 +188,7 @@ class DynamicTransformer(nn.Module):
         self.dwconv.weight.add_(self.tracked_kernel.to(self.dwconv.weight.dtype))
         if gamma is not None:
             self.fc2.weight.mul_(gamma.view(-1, 1, 1, 1))
+            assert self.fc2.bias is not None
             self.fc2.bias.mul_(gamma)
         del self.kernel_gen
         del self.tracked_kernel
@@ -216,7 +224,7 @@ class ParagonBlockV2(nn.Module):
     def fuse(self) -> None:
         if self.fused:
             return
-        fused_inc = ResidualInception(self.inception)
+        fused_inc = ResidualInception(cast(InceptionDWConv2d, self.inception))
         fused_inc.fold(self.ls1.gamma)
         self.inception = fused_inc
         self.transformer.fuse(self.ls2.gamma)
@@ -228,7 +236,7 @@ class ParagonBlockV2(nn.Module):
 class ResidualGroupV2(nn.Module):
     """``num_blocks`` ParagonBlockV2 with a group-level skip."""
 
-    def __init__(self, channels: int, num_blocks: int, **block_kwargs: float) -> None:
+    def __init__(self, channels: int, num_blocks: int, **block_kwargs: Any) -> None:
         super().__init__()
         self.blocks = nn.Sequential(*(ParagonBlockV2(channels, **block_kwargs) for _ in range(num_blocks)))
 

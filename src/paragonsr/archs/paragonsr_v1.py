@@ -56,6 +56,7 @@ class ReparamDWConv(nn.Module):
         w = self.conv3x3.weight.detach().clone()
         w += F.pad(self.conv1x1.weight.detach(), [1, 1, 1, 1])
         w[:, 0, 1, 1] += 1.0  # identity = a centred unit tap per channel
+        assert self.conv3x3.bias is not None and self.conv1x1.bias is not None
         b = self.conv3x3.bias.detach() + self.conv1x1.bias.detach()
         return w, b
 
@@ -64,7 +65,7 @@ class ReparamDWConv(nn.Module):
         conv = nn.Conv2d(self.channels, self.channels, 3, 1, 1, groups=self.channels)
         conv.to(device=w.device, dtype=w.dtype)
         conv.weight.data.copy_(w)
-        conv.bias.data.copy_(b)
+        conv.bias.data.copy_(b)  # type: ignore[union-attr]  # bias=True above
         return conv
 
     @staticmethod

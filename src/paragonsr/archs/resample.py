@@ -223,10 +223,11 @@ def _apply_axis(x: Tensor, n_out: int, dim: int, kernel: str, antialias: bool) -
     w = torch.from_numpy(w_np).to(device=x.device, dtype=x.dtype)
     shape = [1] * x.dim()
     shape[dim] = n_out
-    out = None
+    out: Tensor | None = None
     for k in range(idx.shape[1]):
         term = x.index_select(dim, idx[:, k]) * w[:, k].view(shape)
         out = term if out is None else out + term
+    assert out is not None  # every band has at least one tap
     return out
 
 
@@ -320,6 +321,11 @@ class MagicKernelSharpUpsample(nn.Module):
     Equals ``resize(x, scale=s, kernel=...)`` with replicate edges (tested). No learned parameters; the filters are
     non-persistent buffers, so they never appear in checkpoints and follow ``.to(device/dtype)``.
     """
+
+    sharp_w: Tensor
+    sharp_h: Tensor
+    up_w: Tensor
+    up_h: Tensor
 
     def __init__(self, channels: int, scale: int, alpha: float = 0.5, version: str = "2021") -> None:
         super().__init__()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +62,10 @@ class Conv3XC(nn.Module):
 
     def folded(self) -> tuple[Tensor, Tensor]:
         """The single 3×3 kernel ``(C_out, C_in, 3, 3)`` and bias ``(C_out,)`` equal to the training branches."""
-        c1, c2, c3 = self.conv
+        c1, c2, c3 = (cast(nn.Conv2d, m) for m in self.conv)
+        assert (
+            c1.bias is not None and c2.bias is not None and c3.bias is not None and self.sk.bias is not None
+        )
         w1, w3 = c1.weight[:, :, 0, 0], c3.weight[:, :, 0, 0]
         w = torch.einsum("omhw,mi->oihw", c2.weight, w1)
         b = c2.bias + torch.einsum("omhw,m->o", c2.weight, c1.bias)
@@ -74,10 +77,11 @@ class Conv3XC(nn.Module):
     def _sync_eval_conv(self) -> None:
         if not self.fused:
             w, b = self.folded()
+            assert self.eval_conv.bias is not None  # built with bias=True
             self.eval_conv.weight.copy_(w)
             self.eval_conv.bias.copy_(b)
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
         # Saved files carry an eval_conv that matches the branches (what other tools run in eval mode).
         self._sync_eval_conv()
         return super().state_dict(*args, **kwargs)
@@ -131,6 +135,9 @@ class SPAN(nn.Module):
     Raises:
         ValueError: non-positive ``feature_channels``/``scale``/channels.
     """
+
+    mean: Tensor
+    block_1: SPAB  # block_1 … block_6 are registered by name in __init__
 
     # Export parity gates feed image-like inputs: on white noise scaled by 255 the multiplicative gates amplify
     # fp32 rounding to ~1e-3 of the output (PyTorch fp32 vs fp64 alike), which says nothing about the export.
