@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -105,7 +105,7 @@ def prepare_for_release(
     fusable = hasattr(model, "fuse_for_release")
     parity = None
     if fusable:
-        fused = copy.deepcopy(model).fuse_for_release().eval()
+        fused = cast(Any, copy.deepcopy(model)).fuse_for_release().eval()
         for attr in ("arch_name", "arch_kwargs"):
             if hasattr(model, attr) and not hasattr(fused, attr):
                 setattr(fused, attr, getattr(model, attr))

@@ -203,7 +203,7 @@ def export_release(
 
     bicubic = [V.to_model_channels(V.upscale_bicubic(lr, scale), out_ch) for lr in vset.lr]
     model_hwc = [np.clip(o.transpose(1, 2, 0), 0, 1) for o in fp32_out]
-    quality = {
+    quality: dict[str, Any] = {
         "source": source,
         "images": len(vset.hr),
         "psnr_bicubic_db": float(np.mean([V.psnr(b, g, scale) for b, g in zip(bicubic, vset.hr)])),

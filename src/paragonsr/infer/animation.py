@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -76,7 +76,7 @@ def read_animation(path: str | os.PathLike[str]) -> Animation | None:
         with im:
             fmt, loop, icc = str(im.format).lower(), im.info.get("loop"), im.info.get("icc_profile")
             canvases, durations = [], []
-            for i in range(im.n_frames):
+            for i in range(cast(Any, im).n_frames):  # animated files have n_frames
                 im.seek(i)
                 canvases.append(np.asarray(im.convert("RGBA")))  # (WebP sets the duration when decoding)
                 durations.append(round(float(im.info.get("duration") or 0)))
@@ -111,7 +111,9 @@ def _palette_frame(rgba: np.ndarray) -> Any:
     else:
         q = Image.fromarray(rgb).quantize(n, Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
         index = np.array(q, dtype=np.uint8)
-        palette = np.array(q.getpalette()[: 3 * n], dtype=np.uint8).reshape(-1, 3)
+        q_palette = q.getpalette()
+        assert q_palette is not None  # quantize() returns a "P" image
+        palette = np.array(q_palette[: 3 * n], dtype=np.uint8).reshape(-1, 3)
     if has_clear:
         index[~visible] = 255
     full = np.zeros((256, 3), np.uint8)

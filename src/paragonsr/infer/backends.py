@@ -24,9 +24,13 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class Backend(Protocol):
     """What ``upscale_image`` needs. ``in_ch``/``out_ch`` None = any channel count (passed through)."""
 
-    scale: float
-    in_ch: int | None
-    out_ch: int | None
+    # Read-only members, so implementations may narrow them (an int scale, a fixed channel count).
+    @property
+    def scale(self) -> float: ...
+    @property
+    def in_ch(self) -> int | None: ...
+    @property
+    def out_ch(self) -> int | None: ...
 
     def __call__(self, x: Tensor) -> Tensor: ...
 
@@ -99,12 +103,13 @@ class TorchBackend:
             raise ValueError(
                 f"{type(model).__name__} lacks {missing}; models must expose scale, in_ch, out_ch"
             )
-        self.scale: int = int(model.scale)
-        self.in_ch: int | None = int(model.in_ch)
-        self.out_ch: int | None = int(model.out_ch)
+        attrs: Any = model  # the attributes checked above (nn.Module types them as Tensor | Module)
+        self.scale: int = int(attrs.scale)
+        self.in_ch: int | None = int(attrs.in_ch)
+        self.out_ch: int | None = int(attrs.out_ch)
         self.model = model.eval().to(self.device)
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         for p in self.model.parameters():
             p.requires_grad_(False)
 
@@ -130,7 +135,7 @@ class TorchBackend:
                 f"{self.precision} produced non-finite values; switching this model to fp32", stacklevel=2
             )
             self.precision, self.channels_last = "fp32", False
-            self.model = self.model.to(memory_format=torch.contiguous_format)
+            self.model = self.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
             y = self._run(x)
         return y.to("cpu").contiguous()
 

@@ -170,6 +170,7 @@ class OnnxBackend:
 
     def _run_fixed(self, x: np.ndarray) -> np.ndarray:
         """One input no larger than the fixed size: edge-pad to it, run, crop the output back."""
+        assert self.fixed_hw is not None
         (fh, fw), (b, _, h, w) = self.fixed_hw, x.shape
         padded = np.pad(x, ((0, 0), (0, 0), (0, fh - h), (0, fw - w)), mode="edge")
         outs = [

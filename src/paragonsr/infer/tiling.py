@@ -87,10 +87,10 @@ def tiled_forward(
         raise ValueError(f"blend must be in [0, 1], got {blend}")
     b, _, h, w = x.shape
     if not tile or (tile >= h and tile >= w):
-        out = fn(x)
+        whole = fn(x)
         if progress:
             progress(1, 1)
-        return out
+        return whole
     if tile < MIN_TILE:
         raise ValueError(f"tile size {tile} is too small (minimum {MIN_TILE})")
     overlap = max(0, min(overlap, tile // 2))

@@ -130,7 +130,7 @@ class Upscaler:
         luma = (x * lw).sum(dim=1, keepdim=True)
         chroma = x - luma  # R-Y, G-Y, B-Y: linear, so resizing it commutes with the colour transform
         y = self.run_model(luma, progress)
-        return y + _resize(chroma, tuple(y.shape[-2:]))
+        return y + _resize(chroma, (y.shape[-2], y.shape[-1]))
 
     def __call__(
         self,
