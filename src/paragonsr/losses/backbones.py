@@ -121,6 +121,9 @@ def load_or_warn_random(
 
 
 class _InputNorm(nn.Module):
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, use_input_norm: bool, range_norm: bool) -> None:
         super().__init__()
         self.use_input_norm, self.range_norm = use_input_norm, range_norm

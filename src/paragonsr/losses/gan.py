@@ -181,7 +181,8 @@ class _PenalisedRelativisticLoss(nn.Module):
         if int(lazy_interval) != lazy_interval or lazy_interval < 1:
             raise ValueError(f"{name}: lazy_interval must be an integer >= 1, got {lazy_interval}")
         self.loss_weight, self.r1_gamma, self.r2_gamma = float(loss_weight), float(r1_gamma), float(r2_gamma)
-        self.lazy_interval, self._d_steps, self._verified = int(lazy_interval), 0, set()
+        self.lazy_interval, self._d_steps = int(lazy_interval), 0
+        self._verified: set[int] = set()
 
     @staticmethod
     def _relativistic(pos: Tensor, neg: Tensor) -> Tensor:
@@ -240,7 +241,7 @@ class _PenalisedRelativisticLoss(nn.Module):
             if (
                 id(net_d) not in self._verified
             ):  # probe once per discriminator: an extra backward, not every step
-                params = [p for p in net_d.parameters() if p.requires_grad]
+                params: list[Tensor] = [p for p in net_d.parameters() if p.requires_grad]
                 check_double_backward(out, pen, params, f"{name} {tag.upper()}")
             total = total + gamma / 2 * pen * self.lazy_interval
             logs[tag] = float(pen.detach())

@@ -41,6 +41,9 @@ class _Lin(nn.Module):
 class LPIPSNet(FrozenNet):
     """``forward(x, y) -> (N,)`` LPIPS distances for RGB inputs in [0, 1] (0 = identical)."""
 
+    shift: Tensor
+    scale: Tensor
+
     def __init__(
         self,
         pretrained: bool = True,

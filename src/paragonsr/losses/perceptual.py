@@ -8,7 +8,7 @@ and ``pretrained`` (False = random backbone, tests/debug only). Calling conventi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -145,11 +145,13 @@ class ConvNeXtPerceptualLoss(_FeatureLoss):
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
         fp, ft = self._features(pred, target)
         loss = sum(w * feature_distance(fp[k], ft[k], self.criterion) for k, w in self.layer_weights.items())
-        return self.loss_weight * loss
+        return self.loss_weight * cast(Tensor, loss)  # a sum over at least one layer
 
 
 class L2Pool(nn.Module):
     """DISTS' L2 pooling: sqrt(Hann-3×3-blur(x²)) with stride 2 (replaces VGG's max pooling)."""
+
+    filt: Tensor
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -168,6 +170,9 @@ class DISTSNet(FrozenNet):
 
     ``features.N`` conv keys match torchvision VGG16 (the L2 pools replacing max pools have no parameters), so the
     official ``vgg16-397923af.pth`` loads; ``alpha``/``beta`` come from the DISTS ``weights.pt``."""
+
+    mean: Tensor
+    std: Tensor
 
     CHANNELS = (3, 64, 128, 256, 512, 512)
 
@@ -313,7 +318,7 @@ class ContrastiveLoss(nn.Module):
             from paragonsr.archs.resample import resize
 
             # the project's bicubic (Keys a = -0.5, as MATLAB/Pillow), not torch's a = -0.75
-            negative = resize(lq.detach().float(), size=tuple(target.shape[-2:]), kernel="bicubic").clamp(
+            negative = resize(lq.detach().float(), size=(target.shape[-2], target.shape[-1]), kernel="bicubic").clamp(
                 0, 1
             )
         zp = self.embed(pred)

@@ -147,6 +147,9 @@ class MSSSIML1Loss(nn.Module):
     ``data_range`` R. Computed in float32 even under autocast. Needs 5 sigmas (one per MS-SSIM weight).
     """
 
+    taps: Tensor
+    weights: Tensor
+
     def __init__(
         self,
         loss_weight: float = 1.0,
