@@ -39,21 +39,21 @@ def build_meta_info(
     """
     if fmt not in FORMATS:
         raise ValueError(f"meta-info format must be one of {FORMATS}, got {fmt!r}")
-    inputs = [Path(p) for p in inputs]
-    if not inputs:
+    folders = [Path(p) for p in inputs]
+    if not folders:
         raise ValueError("meta-info needs at least one --input folder")
     if roots is None or len(roots) == 0:
         # Real-ESRGAN lines carry the folder name (joined with dataroot_gt = the parent); BasicSR's
         # meta_info_DIV2K800sub_GT.txt lists bare names inside dataroot_gt = the folder itself
-        root_list = [p.parent if fmt == "realesrgan" else p for p in inputs]
+        root_list = [p.parent if fmt == "realesrgan" else p for p in folders]
     elif len(roots) == 1:
-        root_list = [Path(roots[0])] * len(inputs)
-    elif len(roots) == len(inputs):
+        root_list = [Path(roots[0])] * len(folders)
+    elif len(roots) == len(folders):
         root_list = [Path(r) for r in roots]
     else:
-        raise ValueError(f"give one --root, or one per --input ({len(inputs)}), not {len(roots)}")
+        raise ValueError(f"give one --root, or one per --input ({len(folders)}), not {len(roots)}")
     lines, bad = [], []
-    for folder, root in zip(inputs, root_list):
+    for folder, root in zip(folders, root_list):
         for p in list_images(folder, recursive=recursive, allow_empty=False):
             # abspath, not resolve(): a symlinked file (``data subset``'s default output) must keep its own
             # location, not be followed to its target outside the root

@@ -68,21 +68,22 @@ def make_subset(
     """``n`` is one count for all inputs or one per input (``--n 800 1500 1000``)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    inputs = [Path(p) for p in inputs]
+    folders = [Path(p) for p in inputs]
     counts: list[int | None]
     if n is not None:
-        if len(n) not in (1, len(inputs)):
-            raise ValueError(f"give one --n, or one per --input ({len(inputs)}), not {len(n)}")
-        counts = list(n) * len(inputs) if len(n) == 1 else list(n)
+        if len(n) not in (1, len(folders)):
+            raise ValueError(f"give one --n, or one per --input ({len(folders)}), not {len(n)}")
+        given: list[int | None] = list(n)
+        counts = given * len(folders) if len(n) == 1 else given
     else:
-        counts = [None] * len(inputs)
-    names = [p.resolve().name for p in inputs]
+        counts = [None] * len(folders)
+    names = [p.resolve().name for p in folders]
     if len(set(names)) != len(names):
         raise ValueError(f"input folders must have distinct names (they become OUT/<name>): {names}")
     out = Path(out_dir)
     per, written, existing = [], 0, 0
     plans = []
-    for i, (folder, cnt) in enumerate(zip(inputs, counts)):
+    for i, (folder, cnt) in enumerate(zip(folders, counts)):
         files = [p.relative_to(folder).as_posix() for p in list_images(folder, allow_empty=False)]
         # a different seed per input, derived from the user's seed, so equal-sized folders get unrelated picks
         picked = choose(files, cnt, fraction if cnt is None else None, seed + 1_000_003 * i)

@@ -140,7 +140,8 @@ def extract_tiles(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs, errors, owner = [], [], {}
+    jobs, errors = [], []
+    owner: dict[tuple[Path, str, str], Path] = {}
     for p in map(Path, paths):
         dst = out / p.parent.relative_to(root) if root is not None else out
         key = (dst, p.stem, (ext or p.suffix).lower())

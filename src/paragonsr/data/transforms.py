@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -37,7 +38,7 @@ def pad_to(img: np.ndarray, min_h: int, min_w: int) -> np.ndarray:
     ph, pw = max(0, min_h - h), max(0, min_w - w)
     if ph == 0 and pw == 0:
         return img
-    mode = "reflect" if ph < h and pw < w else "edge"
+    mode: Literal["reflect", "edge"] = "reflect" if ph < h and pw < w else "edge"
     return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode)
 
 

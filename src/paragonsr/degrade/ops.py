@@ -204,6 +204,8 @@ def codec(img: np.ndarray, fmt: str = "jpeg", quality: float = 90, subsampling: 
     if not ok:
         raise RuntimeError(f"OpenCV could not encode {fmt} (quality {q})")
     dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if dec is None:
+        raise RuntimeError(f"OpenCV could not decode its own {fmt} output (quality {q})")
     dec = dec[:, :, ::-1] if dec.ndim == 3 and u8.shape[2] == 3 else _hwc(dec)
     if dec.ndim == 3 and dec.shape[2] != u8.shape[2]:  # a codec that returned gray / colour unexpectedly
         dec = dec[:, :, :1] if u8.shape[2] == 1 else np.repeat(dec[:, :, :1], 3, 2)

@@ -126,7 +126,7 @@ def _noise_t(
 
 def _jpeg_t(x: torch.Tensor, rng: np.random.Generator, jrange: list[float]) -> torch.Tensor:
     arr = x.clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
-    out = [ops.jpeg(a, round(rng.uniform(*jrange))) for a in arr]
+    out = [ops.jpeg(a, round(rng.uniform(jrange[0], jrange[1]))) for a in arr]
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x)
 
 

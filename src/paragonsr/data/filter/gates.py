@@ -199,8 +199,8 @@ def evaluate(gate: Gate, scores: dict[str, float | None]) -> tuple[str, str]:
     s = scores.get(gate.metric)
     if s is not None:
         return (PASS, "") if gate.check(s) else (FAIL, f"{gate.describe()} (got {s:.4g})")
-    if gate.fallback is not None and scores.get(gate.fallback.metric) is not None:
-        fs = scores[gate.fallback.metric]
+    fs = scores.get(gate.fallback.metric) if gate.fallback is not None else None
+    if gate.fallback is not None and fs is not None:
         ok = gate.fallback.check(fs)
         note = f"via fallback {gate.fallback.describe()} (got {fs:.4g})"
         return (PASS, note) if ok else (FAIL, note)

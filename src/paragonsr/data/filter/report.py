@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -126,7 +127,7 @@ def plot_histograms(rows: list[dict[str, str]], cfg: FilterConfig, out_dir: Path
             else np.linspace(vals.min(), vals.max() + 1e-9, min(50, max(5, len(vals) // 4)) + 1)
         )
         fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-        ax.hist([vals[ok], vals[~ok]], bins=edges, stacked=True, color=["#4c72b0", "#dd8452"],
+        ax.hist([vals[ok], vals[~ok]], bins=cast(Any, edges), stacked=True, color=["#4c72b0", "#dd8452"],
                 label=["kept by this gate", "dropped by this gate"])  # fmt: skip
         if log:
             ax.set_xscale("log")
