@@ -318,9 +318,9 @@ class ContrastiveLoss(nn.Module):
             from paragonsr.archs.resample import resize
 
             # the project's bicubic (Keys a = -0.5, as MATLAB/Pillow), not torch's a = -0.75
-            negative = resize(lq.detach().float(), size=(target.shape[-2], target.shape[-1]), kernel="bicubic").clamp(
-                0, 1
-            )
+            negative = resize(
+                lq.detach().float(), size=(target.shape[-2], target.shape[-1]), kernel="bicubic"
+            ).clamp(0, 1)
         zp = self.embed(pred)
         with torch.no_grad():
             zt, zn = self.embed(target.detach()), self.embed(negative.detach())
