@@ -47,8 +47,9 @@ def _named_arguments(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict
 
 def _stamp(model: Any, name: str, kwargs: dict[str, Any]) -> None:
     if isinstance(model, nn.Module):
-        model.arch_name = name
-        model.arch_kwargs = dict(kwargs)
+        target: Any = model  # plain attributes; nn.Module's stub types attribute values as Tensor | Module
+        target.arch_name = name
+        target.arch_kwargs = dict(kwargs)
 
 
 def _wrap_init(cls: type, record: Callable[[nn.Module, dict[str, Any]], None]) -> None:
@@ -96,7 +97,7 @@ def rebuilt_by(factory: str) -> Callable[[type[T]], type[T]]:
     of the class by name (directly or through ``**overrides``)."""
 
     def deco(cls: type[T]) -> type[T]:
-        sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+        sig = inspect.signature(cls.__init__)
 
         def record(model: nn.Module, given: dict[str, Any]) -> None:
             from paragonsr.registry import ARCH_REGISTRY

@@ -59,7 +59,7 @@ def _range(lo: float, hi: float = math.inf, open_lo: bool = False) -> Any:
         return v
 
     bounds = {"exclusiveMinimum" if open_lo else "minimum": lo} | ({"maximum": hi} if hi < math.inf else {})
-    schema = {"minItems": 2, "maxItems": 2, "items": {"type": "number", **bounds}}
+    schema: dict[str, Any] = {"minItems": 2, "maxItems": 2, "items": {"type": "number", **bounds}}
     return Annotated[list[float], AfterValidator(check), Field(json_schema_extra=schema)]
 
 
@@ -69,7 +69,7 @@ def _weights(n: int | None = None) -> Any:
             raise ValueError(f"must be {n or 'one or more'} non-negative weights, not all 0")
         return v
 
-    schema = {"items": {"type": "number", "minimum": 0}} | ({"minItems": n, "maxItems": n} if n else {})
+    schema: dict[str, Any] = {"items": {"type": "number", "minimum": 0}} | ({"minItems": n, "maxItems": n} if n else {})
     return Annotated[list[float], AfterValidator(check), Field(json_schema_extra=schema)]
 
 
@@ -201,7 +201,7 @@ class _Keys(BaseModel):
 
 
 def _model(name: str, layouts: tuple[str, ...], inherit: bool, doc: str) -> type[BaseModel]:
-    fields = {n: _field(k, inherit) for n, k in KEYS.items() if k.layout in layouts}
+    fields: dict[str, Any] = {n: _field(k, inherit) for n, k in KEYS.items() if k.layout in layouts}
     model = create_model(name, __base__=_Keys, __doc__=doc, __module__=__name__, **fields)
     return model
 

@@ -175,9 +175,9 @@ class Upscaler:
         # full-size copy. The tiled output is channels_last, so the HWC view below is contiguous too.
         own = 0 not in out.stride() and out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
         with torch.inference_mode():  # the untiled forward returns an inference tensor: in-place only in here
-            out = (out.clamp_(0.0, 1.0) if own else out.clamp(0.0, 1.0)).permute(1, 2, 0).numpy()
+            arr = (out.clamp_(0.0, 1.0) if own else out.clamp(0.0, 1.0)).permute(1, 2, 0).numpy()
         base = info or ImageInfo(channels=c, height=h, width=w)
-        return np.ascontiguousarray(out, dtype=np.float32), base.with_size(*target)
+        return np.ascontiguousarray(arr, dtype=np.float32), base.with_size(*target)
 
 
 def upscale_image(
