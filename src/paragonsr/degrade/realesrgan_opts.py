@@ -69,7 +69,9 @@ def _weights(n: int | None = None) -> Any:
             raise ValueError(f"must be {n or 'one or more'} non-negative weights, not all 0")
         return v
 
-    schema: dict[str, Any] = {"items": {"type": "number", "minimum": 0}} | ({"minItems": n, "maxItems": n} if n else {})
+    schema: dict[str, Any] = {"items": {"type": "number", "minimum": 0}} | (
+        {"minItems": n, "maxItems": n} if n else {}
+    )
     return Annotated[list[float], AfterValidator(check), Field(json_schema_extra=schema)]
 
 
