@@ -91,3 +91,13 @@ def test_schema_accepts_the_loader_spellings(validator) -> None:
     assert errors(validator, data) == []
     opt = parse_options(copy.deepcopy(data))
     assert opt.train.grad_clip == 1.0 and "ldl" in [lo.name for lo in opt.train.losses]
+
+
+def test_every_option_has_a_description() -> None:
+    missing = [
+        f"{title}: {name}"
+        for title, model, _ in _gen().SECTIONS
+        for name, field in model.model_fields.items()
+        if not field.description
+    ]
+    assert missing == []
