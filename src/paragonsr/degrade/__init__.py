@@ -7,7 +7,8 @@ Stable interface (the trainer and the offline builder use only this)
     ``"lrgen"``, ``"bicubic"`` and ``"resize"``. ``opt`` is the pipeline's option dict (the YAML keys, ``None`` =
     defaults; a ``type`` key is dropped); unknown keys are an error naming the key and the valid ones (BasicSR
     dataset/loader keys such as ``dataroot_gt`` are ignored by ``realesrgan``). ``scale`` is 1-4. The configs in
-    ``configs/degradations/*.yml`` are such option dicts.
+    ``configs/degradations/*.yml`` are such option dicts. ``realesrgan``'s keys (defaults, bounds, descriptions,
+    where they sit in a training file) are declared in :mod:`paragonsr.degrade.realesrgan_opts`.
 
 ``Degradation.__call__(gt, rng, index=None) -> dict[str, np.ndarray]``
     ``gt``: HWC (or HW) image, float in [0, 1] (a float image above 1 is an error) *or* uint8/uint16 (scaled);

@@ -82,7 +82,7 @@ class PairedDatasetOpt(_DatasetBase):
     dataroot_lq: PathList = Field(description="LQ folder(s), same order and file names as dataroot_gt")
 
 
-class OTFDatasetOpt(_DatasetBase, RealESRGANDatasetKeys):
+class OTFDatasetOpt(_DatasetBase, RealESRGANDatasetKeys):  # type: ignore[misc, valid-type]
     """GT-only dataset; LQ made on the fly by a degradation pipeline (``realesrgan``, ``workflows``, ``lrgen``).
     The Real-ESRGAN blur-kernel keys come from :class:`~paragonsr.degrade.realesrgan_opts.RealESRGANDatasetKeys`."""
 
@@ -347,7 +347,7 @@ MODEL_TYPES = {
 }
 
 
-class Options(Section, RealESRGANTopKeys):
+class Options(Section, RealESRGANTopKeys):  # type: ignore[misc, valid-type]
     name: str = Field(description="experiment name: experiments/<name>/")
     model_type: str = Field("SRModel", description="SRModel/RealESRNetModel (fidelity) or *GANModel")
     scale: int = Field(4, ge=1, le=8, description="upscale factor; injected into network_g when it omits it")
