@@ -42,3 +42,9 @@ def test_unknown_or_changed_entries_are_computed(monkeypatch) -> None:
     assert pt.lookup("paragonsr2_nano", 16) == {"error": "ParagonSR2 scale must be an integer 1-4, got 16"}
     real = sum(p.numel() for p in build_arch("paragonsr2_nano", scale=3).parameters())
     assert pt.lookup("paragonsr2_nano", 3) == {"params": real, "scale": 3}
+
+
+def test_docstring_and_comment_edits_keep_the_table_current() -> None:
+    code = 'def f(x):\n    """Doc."""\n    return x * 2  # twice\n'
+    assert pt._code_digest(code) == pt._code_digest(code.replace("Doc.", "Other words.").replace("twice", "2x"))
+    assert pt._code_digest(code) != pt._code_digest(code.replace("x * 2", "x * 3"))
