@@ -46,5 +46,7 @@ def test_unknown_or_changed_entries_are_computed(monkeypatch) -> None:
 
 def test_docstring_and_comment_edits_keep_the_table_current() -> None:
     code = 'def f(x):\n    """Doc."""\n    return x * 2  # twice\n'
-    assert pt._code_digest(code) == pt._code_digest(code.replace("Doc.", "Other words.").replace("twice", "2x"))
+    assert pt._code_digest(code) == pt._code_digest(
+        code.replace("Doc.", "Other words.").replace("twice", "2x")
+    )
     assert pt._code_digest(code) != pt._code_digest(code.replace("x * 2", "x * 3"))
