@@ -51,14 +51,12 @@ def test_transfer_psnr_matches_its_former_formula() -> None:
 def test_one_gaussian_window_matches_the_former_copies(size: int, sigma: float) -> None:
     from paragonsr.degrade.kernels import gaussian_1d as degrade_taps
     from paragonsr.losses.ssim import gaussian_1d as loss_taps
-    from paragonsr.metrics.psnr_ssim import _gaussian_window
     from paragonsr.utils.gaussian import gaussian_1d
 
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     old = np.exp(-(x**2) / (2 * sigma**2))  # the metric's and the SSIM loss's former formula
     old /= old.sum()
     np.testing.assert_allclose(gaussian_1d(size, sigma, np.float64), old, rtol=1e-14, atol=0)
-    np.testing.assert_allclose(_gaussian_window(size, sigma), np.outer(old, old), rtol=1e-14, atol=0)
     got = loss_taps(size, sigma, dtype=torch.float64).numpy()
     np.testing.assert_allclose(got, old, rtol=1e-14, atol=0)
     assert degrade_taps is gaussian_1d and degrade_taps(size, sigma).dtype == np.float32
@@ -75,3 +73,31 @@ def test_one_bt601_definition_and_matlab_y_row_unchanged() -> None:
     assert upscale_luma is BT601_LUMA
     for arr in (data_luma, degrade_luma):
         assert arr.dtype == np.float32 and arr.tolist() == np.float32([0.299, 0.587, 0.114]).tolist()
+
+
+def test_ssim_metric_matches_its_former_2d_window_implementation() -> None:
+    import torch.nn.functional as F
+
+    from paragonsr.metrics import calculate_ssim, calculate_ssim_pt
+    from paragonsr.utils.gaussian import gaussian_1d
+
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 3, 24, 19, generator=gen, dtype=torch.float64)
+    out = (gt + 0.05 * torch.randn(gt.shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    a, b = out * 255.0, gt * 255.0
+    g = torch.from_numpy(gaussian_1d(11, 1.5, np.float64))
+    win = torch.outer(g, g).view(1, 1, 11, 11).repeat(3, 1, 1, 1)  # the former dense 11x11 window
+
+    def filt(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, win, groups=3)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu1, mu2 = filt(a), filt(b)
+    s11, s22, s12 = filt(a * a) - mu1**2, filt(b * b) - mu2**2, filt(a * b) - mu1 * mu2
+    ssim_map = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
+    old = ssim_map.mean(dim=(2, 3)).mean(dim=1)
+    torch.testing.assert_close(calculate_ssim_pt(out, gt), old, rtol=0, atol=1e-12)
+    hwc = [x[0].permute(1, 2, 0).numpy() * 255.0 for x in (out, gt)]
+    assert calculate_ssim(*hwc) == pytest.approx(float(old[0]), abs=1e-12)
+    with pytest.raises(ValueError, match="at least 11x11"):
+        calculate_ssim_pt(out[..., :10], gt[..., :10])

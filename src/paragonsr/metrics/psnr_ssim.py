@@ -21,11 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from paragonsr.registry import METRIC_REGISTRY
-from paragonsr.utils.gaussian import gaussian_1d
 
 BT601_LUMA = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma weights of R, G, B (full range: Y = 0.299 R + 0.587 G + 0.114 B), the one definition used for
@@ -96,34 +94,15 @@ def calculate_psnr(
     return float(10.0 * np.log10(255.0**2 / mse))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
-    # The outer product of cv2.getGaussianKernel(11, 1.5) with itself, in float64 (BasicSR's window).
-    g = gaussian_1d(size, sigma, np.float64)
-    return np.outer(g, g)
+def _ssim_255(a: Tensor, b: Tensor) -> Tensor:
+    """Per-image SSIM (N,) of float64 (N, C, H, W) tensors in [0, 255]: the module docstring's definition, computed
+    by the one SSIM implementation (:func:`paragonsr.losses.ssim.ssim_components`, separable 'valid' Gaussian
+    filtering), mean over channels. Raises ValueError for images under 11x11 (no window shrinking here)."""
+    from paragonsr.losses.ssim import ssim_components
 
-
-def _filter_valid(img: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """2-D correlation with 'valid' borders (what BasicSR gets from filter2D followed by the [5:-5] crop)."""
-    k = window.shape[0]
-    h, w = img.shape[0] - k + 1, img.shape[1] - k + 1
-    if h <= 0 or w <= 0:
-        raise ValueError(f"SSIM needs images of at least {k}x{k} after cropping, got {img.shape[:2]}")
-    out = np.zeros((h, w), dtype=np.float64)
-    for i in range(k):
-        for j in range(k):
-            out += window[i, j] * img[i : i + h, j : j + w]
-    return out
-
-
-def _ssim_channel(a: np.ndarray, b: np.ndarray) -> float:
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    win = _gaussian_window()
-    mu1, mu2 = _filter_valid(a, win), _filter_valid(b, win)
-    s11 = _filter_valid(a * a, win) - mu1**2
-    s22 = _filter_valid(b * b, win) - mu2**2
-    s12 = _filter_valid(a * b, win) - mu1 * mu2
-    ssim_map = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
-    return float(ssim_map.mean())
+    if min(a.shape[-2:]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 after cropping, got {tuple(a.shape[-2:])}")
+    return ssim_components(a, b, win_size=11, sigma=1.5, data_range=255.0)[0].mean(dim=1)
 
 
 @METRIC_REGISTRY.register("calculate_ssim", aliases=("ssim",))
@@ -138,7 +117,12 @@ def calculate_ssim(
 ) -> float:
     """SSIM of two images in [0, 255]; BasicSR/MATLAB definition (see module docstring)."""
     a, b = prepare_pair(img, img2, crop_border, input_order, test_y_channel, color_order)
-    return float(np.mean([_ssim_channel(a[..., c], b[..., c]) for c in range(a.shape[2])]))
+
+    def nchw(x: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+
+    with torch.no_grad():
+        return float(_ssim_255(nchw(a), nchw(b))[0])
 
 
 # ---------------------------------------------------------------------------------------------- torch versions
@@ -180,14 +164,4 @@ def calculate_ssim_pt(
 ) -> Tensor:
     """Per-image SSIM (N,) of RGB tensors in [0, 1]; same definition as :func:`calculate_ssim`."""
     a, b = _prepare_pt(img, img2, crop_border, test_y_channel)
-    c = a.shape[1]
-    win = torch.from_numpy(_gaussian_window()).to(a).view(1, 1, 11, 11).repeat(c, 1, 1, 1)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-
-    def filt(x: Tensor) -> Tensor:
-        return F.conv2d(x, win, groups=c)
-
-    mu1, mu2 = filt(a), filt(b)
-    s11, s22, s12 = filt(a * a) - mu1**2, filt(b * b) - mu2**2, filt(a * b) - mu1 * mu2
-    ssim_map = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
-    return ssim_map.mean(dim=(2, 3)).mean(dim=1)
+    return _ssim_255(a, b)
