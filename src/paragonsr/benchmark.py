@@ -158,11 +158,9 @@ def write_benchmark(
         cells = [f"{by[n, m].psnr_y:.2f} / {by[n, m].ssim_y:.4f}" if (n, m) in by else "–" for n in set_names]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     published = published_rows(set_names, scale)
-    for label, _, cells in published:
+    for label, _, pub in published:
         lines.append(
-            f"| *{label}* | "
-            + " | ".join(f"*{cells[n]:.2f}*" if n in cells else "–" for n in set_names)
-            + " |"
+            f"| *{label}* | " + " | ".join(f"*{pub[n]:.2f}*" if n in pub else "–" for n in set_names) + " |"
         )
     if published:
         lines += ["", "Published rows (PSNR-Y only, not measured here):"]

@@ -28,7 +28,7 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -372,17 +372,17 @@ def load_model(
     if fused:
         if not hasattr(model, "fuse_for_release"):
             raise CheckpointError(f"{path}: marked fused but arch '{name}' has no fuse_for_release()")
-        model = model.fuse_for_release()
+        model = cast(Any, model).fuse_for_release()
     load_weights(model, state, strict=strict, source=str(path))
     meta["fused"] = bool(fused)
-    model.checkpoint_meta = meta
+    cast(Any, model).checkpoint_meta = meta
     return model.eval().to(device)
 
 
 def _fits_fused(name: str, kwargs: dict[str, Any], state: Mapping[str, Tensor]) -> bool:
     from paragonsr.archs import build_arch
 
-    fused_keys = set(build_arch(name, **kwargs).fuse_for_release().state_dict())
+    fused_keys = set(cast(Any, build_arch(name, **kwargs)).fuse_for_release().state_dict())
     return fused_keys == set(state)
 
 

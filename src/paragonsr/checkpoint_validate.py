@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -88,7 +89,7 @@ def _type_error(value: Any, kind: str) -> str | None:
 
 
 def check_hyperparameters(
-    path: Path | str,
+    path: str | os.PathLike[str],
     arch: str,
     kwargs: Mapping[str, Any],
     state: Mapping[str, Tensor],
@@ -140,7 +141,7 @@ def check_hyperparameters(
         )
 
 
-def check_top_level(path: Path | str, meta: Mapping[str, Any]) -> None:
+def check_top_level(path: str | os.PathLike[str], meta: Mapping[str, Any]) -> None:
     """Bounds of the metadata's own ``scale``/``in_ch``/``out_ch`` (already ints, see ``decode_meta``)."""
     for key, hi in (("scale", MAX_SCALE), ("in_ch", 64), ("out_ch", 64)):
         val = meta.get(key)
@@ -153,7 +154,7 @@ def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def check_layout(
-    path: Path | str,
+    path: str | os.PathLike[str],
     arch: str,
     kwargs: Mapping[str, Any],
     state: Mapping[str, Tensor],
@@ -173,7 +174,7 @@ def check_layout(
             }
             layouts = [] if fused else [_shapes(model)]
             if fused is not False and hasattr(model, "fuse_for_release"):
-                layouts.append(_shapes(model.fuse_for_release()))
+                layouts.append(_shapes(cast(Any, model).fuse_for_release()))
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: cannot build arch '{arch}' with {dict(kwargs)}: {exc}") from None
     if any(want == have for want in layouts) or not layouts:

@@ -111,7 +111,7 @@ def model_method(path: str | Path, scale: int, tile: int = 512, label: str | Non
 
     def run(lq: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(lq)).permute(2, 0, 1)[None]
-        y = tiled_forward(backend, x, backend.scale, tile=tile, overlap=16)
+        y = tiled_forward(backend, x, scale, tile=tile, overlap=16)  # == backend.scale, checked above
         return y[0].permute(1, 2, 0).numpy()
 
     return Method(label or path.stem, run, params=params, source=str(path))
@@ -233,7 +233,7 @@ def write_crop_grid(
     zoom = 2
     cells = []
     for name, img in tiles:
-        crop = img[top : top + size, left : left + size].astype(np.uint8)
+        crop: np.ndarray = img[top : top + size, left : left + size].astype(np.uint8)
         crop = cv2.resize(crop, (size * zoom, size * zoom), interpolation=cv2.INTER_NEAREST)
         label = name
         if name != "GT":

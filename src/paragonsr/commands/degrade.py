@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,7 @@ def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> i
            "no_gt": args.no_gt, "pipeline": name}  # fmt: skip
     print(f"{len(files)} images, {len(files) - len(todo)} already done, {len(todo)} to degrade with '{name}'")
     failures = 0
+    results: Iterator[dict[str, Any]]
     with open(manifest, "a", encoding="utf-8") as fh:
         if args.workers > 1 and len(todo) > 1:
             import multiprocessing as mp
@@ -247,6 +249,7 @@ def preview(args: argparse.Namespace, opt: dict[str, Any], name: str | None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    opt: dict[str, Any]
     try:
         if args.preview is not None:
             if args.pipeline is None and args.config is None:

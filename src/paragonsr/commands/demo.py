@@ -7,8 +7,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from paragonsr.infer.backends import Backend
 
 HELP = "Upscale the bundled sample images (bicubic | MKS2021 | model) and write a labelled comparison image."
 
@@ -34,8 +38,7 @@ def _label(cell: np.ndarray, text: str) -> np.ndarray:
     head = np.full((HEADER, cell.shape[1], 3), 30, np.uint8)  # putText draws on 8-bit images only
     size = min(0.6, 0.6 * (cell.shape[1] - 16) / max(1, 11 * len(text)))  # shrink long labels to fit the cell
     cv2.putText(head, text, (8, HEADER - 11), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), 1, cv2.LINE_AA)
-    head = head.astype(np.float32) / 255.0
-    return np.concatenate([head, cell], axis=0)
+    return np.concatenate([head.astype(np.float32) / 255.0, cell], axis=0)
 
 
 def _center_crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: no sample images found in this installation", file=sys.stderr)
         return 2
     model_path = args.model or default_model_path()
-    methods: list[tuple[str, str, object]] = []  # (label, folder, backend)
+    methods: list[tuple[str, str, Backend]] = []  # (label, folder, backend)
     scale = args.scale
     if model_path is not None:
         try:

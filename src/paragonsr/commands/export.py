@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HELP = "fuse a checkpoint and export verified ONNX (FP32/FP16/INT8) with a model card"
 
@@ -65,13 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_folder(folder: Path | None, limit: int, min_side: int) -> list[tuple[str, object]]:
+def _load_folder(folder: Path | None, limit: int, min_side: int) -> list[tuple[str, np.ndarray]]:
     from paragonsr.data.tiles import list_images
     from paragonsr.deploy.verify import load_image
 
     if folder is None:
         return []
-    out = []
+    out: list[tuple[str, np.ndarray]] = []
     for path in list_images(folder, recursive=False, what="calibration/verification", allow_empty=False):
         if len(out) >= limit:
             break
