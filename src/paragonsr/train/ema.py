@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 class ModelEMA:
@@ -23,7 +23,7 @@ class ModelEMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         src = _unwrap(model)
-        ema_p = list(self.module.parameters())
+        ema_p: list[Tensor] = list(self.module.parameters())
         src_p = [p.detach() for p in src.parameters()]
         if ema_p:
             torch._foreach_lerp_(ema_p, [s.to(e.dtype) for s, e in zip(src_p, ema_p)], 1.0 - self.decay)

@@ -36,7 +36,7 @@ class GANModel(SRModel):
         if opt.path.pretrain_network_d:
             load_pretrained(self.net_d, opt.path.pretrain_network_d, opt.path.param_key_d, opt.path.strict_load_d,
                             "network_d")  # fmt: skip
-        self.net_d = self.net_d.to(memory_format=self.memory_format)
+        self.net_d = self.net_d.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self._broadcast(self.net_d)
         self.net_d.train()
         optim_d = t.optim_d or t.optim_g
@@ -44,7 +44,8 @@ class GANModel(SRModel):
         self.sched_d = IterScheduler(
             self.optimizer_d, t.scheduler_d or t.scheduler, t.total_iter, t.warmup_iter
         )
-        self.gan_name, self.gan_loss, self.gan_target = self.gan_losses[0]
+        self.gan_name, gan_loss, self.gan_target = self.gan_losses[0]
+        self.gan_loss: Any = gan_loss  # an adversarial loss: g_loss(net_d, real, fake) / d_loss(...)
 
     def _set_d_grad(self, flag: bool) -> None:
         for p in self.net_d.parameters():

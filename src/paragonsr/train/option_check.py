@@ -158,14 +158,14 @@ def check_registered(opt: Options) -> list[str]:
                             )
     if "train" not in opt.datasets:
         problems.append("datasets.train: required section is missing")
-    ds = opt.datasets.get("train")
-    if ds is not None and ds.gt_size is None and ds.lq_size is None and opt.gt_size is None:
+    tr = opt.datasets.get("train")
+    if tr is not None and tr.gt_size is None and tr.lq_size is None and opt.gt_size is None:
         problems.append("datasets.train: set gt_size (or lq_size) for the training crops")
-    if ds is not None and ds.gt_size and ds.lq_size and ds.gt_size != ds.lq_size * opt.scale:
+    if tr is not None and tr.gt_size and tr.lq_size and tr.gt_size != tr.lq_size * opt.scale:
         # the trainer would use gt_size and silently drop lq_size
         problems.append(
-            f"datasets.train: gt_size {ds.gt_size} and lq_size {ds.lq_size} disagree at scale {opt.scale} "
-            f"(expected gt_size = lq_size * scale = {ds.lq_size * opt.scale}); give only one"
+            f"datasets.train: gt_size {tr.gt_size} and lq_size {tr.lq_size} disagree at scale {opt.scale} "
+            f"(expected gt_size = lq_size * scale = {tr.lq_size * opt.scale}); give only one"
         )
     return problems
 

@@ -8,7 +8,7 @@ are checked against the constructor signature of the registered class (:mod:`par
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -152,7 +152,7 @@ class SGDOpt(_Typed):
 
 def _type_tag(choices: dict[str, str]):
     def tag(v: Any) -> str | None:
-        t = v.type if isinstance(v, BaseModel) else v.get("type") if isinstance(v, dict) else None
+        t = cast(Any, v).type if isinstance(v, BaseModel) else v.get("type") if isinstance(v, dict) else None
         return choices.get(str(t).lower()) if t is not None else None
 
     return tag

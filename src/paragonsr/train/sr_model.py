@@ -13,7 +13,7 @@ import math
 import warnings
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -83,7 +83,7 @@ class SRModel:
             load_pretrained(self.net_g, opt.path.pretrain_network_g, opt.path.param_key_g, opt.path.strict_load_g,
                             "network_g")  # fmt: skip
         self.memory_format = torch.channels_last if t.use_channels_last else torch.contiguous_format
-        self.net_g = self.net_g.to(memory_format=self.memory_format)
+        self.net_g = self.net_g.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self._broadcast(self.net_g)
         self.net_g.train()
         self.ema = ModelEMA(self.net_g, t.ema_decay) if t.ema_decay > 0 else None
@@ -108,7 +108,8 @@ class SRModel:
     def _build_losses(self) -> tuple[list[tuple[str, nn.Module, str]], list[tuple[str, nn.Module, str]]]:
         from paragonsr.losses import build_loss
 
-        pix, gan = [], []
+        pix: list[tuple[str, nn.Module, str]] = []
+        gan: list[tuple[str, nn.Module, str]] = []
         for i, lo in enumerate(self.opt.train.losses):
             name = lo.name or f"{lo.type}_{i}"
             mod = build_loss({"type": lo.type, "loss_weight": lo.loss_weight, **lo.kwargs()}).to(self.device)
@@ -140,13 +141,14 @@ class SRModel:
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        flat = torch.cat([cast(Tensor, p.grad).reshape(-1) for p in params])  # all set above
         dist.all_reduce(flat)
         flat /= self.world
         off = 0
         for p in params:
             n = p.numel()
-            p.grad.copy_(flat[off : off + n].view_as(p.grad))
+            grad = cast(Tensor, p.grad)
+            grad.copy_(flat[off : off + n].view_as(grad))
             off += n
 
     def _sync_buffers(self, net: nn.Module) -> None:

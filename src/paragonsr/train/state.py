@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ STATE_EXT = ".state"
 
 def rng_state() -> dict[str, Any]:
     """Python, numpy and torch (CPU + CUDA) RNG states in a weights_only-safe form."""
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple form
     state: dict[str, Any] = {
         "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
         "numpy": {

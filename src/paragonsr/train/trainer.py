@@ -11,7 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from paragonsr.data.datasets import OTFDataset, PairedImageDataset, ResumableSampler, seed_worker
 from paragonsr.train.distributed import barrier, cleanup, get_dist_info, init_dist, reduce_mean
 from paragonsr.train.logger import MessageLogger, get_logger, init_tb, init_wandb, plot_curves
-from paragonsr.train.options import Options, OTFDatasetOpt
+from paragonsr.train.options import Options, OTFDatasetOpt, PairedDatasetOpt
 from paragonsr.train.state import atomic_torch_save, find_latest_state, load_state, rng_state, set_rng_state
 from paragonsr.train.validation import BestTracker, validate
 from paragonsr.utils.atomic import atomic_output
@@ -86,13 +86,16 @@ def build_dataset(opt: Options, phase: str, seed: int) -> Any:
     gt_size = (
         (ds.gt_size or (ds.lq_size * opt.scale if ds.lq_size else None) or opt.gt_size) if train else None
     )
-    common = dict(scale=opt.scale, gt_size=gt_size, meta_info=ds.meta_info, phase="train" if train else "val",
+    common: dict[str, Any] = dict(scale=opt.scale, gt_size=gt_size, meta_info=ds.meta_info, phase="train" if train else "val",
                   use_hflip=ds.use_hflip and train, use_rot=ds.use_rot and train, seed=seed,
                   small_image=ds.small_image, channels=network_channels(opt), cache_images=ds.cache_images,
                   cache_max_mb=ds.cache_max_mb)  # fmt: skip
     if isinstance(ds, OTFDatasetOpt):
         return OTFDataset(ds.dataroot_gt, degrade=_degradation(opt, ds), **common)
-    return PairedImageDataset(ds.dataroot_gt, ds.dataroot_lq, filename_tmpl=ds.filename_tmpl, **common)
+    paired = cast(PairedDatasetOpt, ds)  # the other dataset kind
+    return PairedImageDataset(
+        paired.dataroot_gt, paired.dataroot_lq, filename_tmpl=paired.filename_tmpl, **common
+    )
 
 
 def build_train_loader(opt: Options, dataset: Any, seed: int) -> tuple[DataLoader, ResumableSampler]:
@@ -146,7 +149,7 @@ class Trainer:
         barrier()
         stamp = time.strftime("%Y%m%d_%H%M%S")
         get_logger(self.root / f"train_{opt.name}_{stamp}.log", self.rank)
-        if state_path is not None:
+        if state_path is not None and self.resume is not None:
             log.info(f"resuming from {state_path} (iter {self.resume['iter']})")
         seed = opt.manual_seed if opt.manual_seed is not None else random.randrange(2**31)
         if self.world > 1 and opt.manual_seed is None:  # every rank must shuffle with the same seed
@@ -288,7 +291,9 @@ class Trainer:
             if name not in nets:
                 raise ValueError(f"resume state has {name} but the model ({self.opt.model_type}) does not")
             # networks live in the models/ folder beside the state's training_states/ folder
-            load_weights(nets[name], Path(self.state_path).resolve().parents[1] / "models" / fname)
+            load_weights(
+                nets[name], Path(cast(Path, self.state_path)).resolve().parents[1] / "models" / fname
+            )
         if st.get("world_size", self.world) != self.world:
             log.warning(
                 f"resuming a {st['world_size']}-process run with {self.world} processes: data order changes"

@@ -85,7 +85,7 @@ def translate_otf(tr: Translation) -> None:
     d = tr.data
     hod = d.pop("high_order_degradation", None)
     given = {k: d.pop(k) for k in _OTF_KEYS if k in d}
-    datasets = d.get("datasets") if isinstance(d.get("datasets"), dict) else {}
+    datasets = d["datasets"] if isinstance(d.get("datasets"), dict) else {}
     ds = datasets.get("train")
     otf = isinstance(ds, dict) and DATASET_TYPES.get(str(ds.get("type", "")).lower()) == "otf"
     if not otf:
@@ -94,6 +94,7 @@ def translate_otf(tr: Translation) -> None:
                 "high_order_degradation", "true has no effect here: datasets.train is paired data; ignored"
             )
         return  # the OTF switches do nothing without OTF data in traiNNer-redux either
+    assert isinstance(ds, dict)  # otf implies it
     if hod is None and not given:
         return  # a BasicSR / Real-ESRGAN file: nothing of traiNNer-redux's to translate
     if str(ds.get("degradation", "realesrgan")).lower() not in ("realesrgan", "real_esrgan"):
