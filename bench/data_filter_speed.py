@@ -36,8 +36,8 @@ def main() -> None:
     paths = sorted(PHOTOS.glob("*.jpg"))
     imgs = [read_image(p) for p in paths[: a.images]]
     tiles = [im[y : y + 256, x : x + 256] for im in imgs[:4] for y in (0, 256) for x in (0, 256, 512)]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         model = NIQEModel.fit([im[::2, ::2] for im in (read_image(p) for p in paths[-6:])])
         model.save(tmp / "niqe.npz")
         print(f"per-metric cost on {len(tiles)} 256-px tiles:")

@@ -9,12 +9,14 @@ Both runtimes get the same number of intra-op threads.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -46,13 +48,14 @@ def bench_arch(arch: str, scale: int, size: int, runs: int, threads: int, workdi
     torch.manual_seed(0)
     kwargs = ARCH_KWARGS.get(arch, lambda s: {"scale": s})(scale)
     fused, _ = prepare_for_release(build_arch(arch, **kwargs), sizes=((24, 20),))
-    x = torch.rand(1, fused.in_ch, size, size)
+    in_ch = int(cast(Any, fused).in_ch)
+    x = torch.rand(1, in_ch, size, size)
     xn = x.numpy()
     res: dict[str, float] = {}
 
     with torch.inference_mode():
         res["torch fp32 eager"] = median_ms(lambda: fused(x), runs)
-        cl = fused.to(memory_format=torch.channels_last)
+        cl = fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         xcl = x.contiguous(memory_format=torch.channels_last)
 
         def bf16() -> torch.Tensor:
@@ -60,15 +63,15 @@ def bench_arch(arch: str, scale: int, size: int, runs: int, threads: int, workdi
                 return cl(xcl)
 
         res["torch bf16 channels_last"] = median_ms(bf16, runs)
-    fused.to(memory_format=torch.contiguous_format)
+    fused.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
 
     fp32 = export_onnx(fused, workdir / f"{arch}_fp32.onnx")
-    calib = make_calib_inputs([synthetic_image(256, s) for s in range(2)], scale, fused.in_ch, 48, 2)
+    calib = make_calib_inputs([synthetic_image(256, s) for s in range(2)], scale, in_ch, 48, 2)
     int8 = quantize_int8(fp32, workdir / f"{arch}_int8.onnx", calib)
     for label, path in (("ORT fp32", fp32), ("ORT int8 (QDQ)", int8)):
         sess = make_session(path, "cpu", threads=threads)
         name = sess.get_inputs()[0].name
-        res[label] = median_ms(lambda s=sess, n=name: s.run(None, {n: xn}), runs)
+        res[label] = median_ms(functools.partial(sess.run, None, {name: xn}), runs)
     return res
 
 

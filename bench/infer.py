@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -40,11 +41,15 @@ from paragonsr.archs import build_arch
 from paragonsr.archs.compact import SRVGGNetCompact
 from paragonsr.utils.malloc import tune_malloc
 
+
+def _variant(name: str) -> Callable[[int], nn.Module]:
+    return lambda scale: build_arch(name, scale=scale)
+
+
 # name -> factory(scale). Order is the print order.
 MODELS: dict[str, Callable[[int], nn.Module]] = {
     **{
-        f"paragonsr2_{v}": (lambda scale, v=v: build_arch(f"paragonsr2_{v}", scale=scale))
-        for v in ("nano", "anime", "tiny", "s", "m", "l", "xl")
+        f"paragonsr2_{v}": _variant(f"paragonsr2_{v}") for v in ("nano", "anime", "tiny", "s", "m", "l", "xl")
     },
     # the speed/quality trade-off the fused-speed targets point at: nano without its HR refinement block
     "paragonsr2_nano_hr0": lambda scale: build_arch("paragonsr2_nano", scale=scale, hr_blocks=0),
@@ -70,7 +75,7 @@ PRECISIONS = ("fp32", "fp32_cl", "bf16_cl")
 def _prepare(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
     model = model.to(device).eval()
     if precision.endswith("_cl"):
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 
@@ -157,7 +162,7 @@ def run(args: argparse.Namespace) -> dict[tuple[str, str, str], float]:
         if hasattr(base, "fuse_for_release"):
             if args.training_graph:
                 modes.append(("training", base))
-            modes.append(("fused", copy.deepcopy(base).fuse_for_release()))
+            modes.append(("fused", cast(Any, copy.deepcopy(base)).fuse_for_release()))
         for mode, model in modes:
             for prec in precisions:
                 cfg = Config(name, mode, prec, model, args, device)
@@ -204,7 +209,8 @@ def _print_breakdown(cfg: Config, clock: Callable[[], float], repeats: int) -> N
         "base_upsampler",
     ]
     spent: dict[str, list[float]] = {s: [] for s in stages}
-    handles, t0 = [], {}
+    handles = []
+    t0: dict[str, float] = {}
     for s in stages:
         mod = getattr(cfg.model, s, None)
         if mod is None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from typing import Any
 
 import torch
 
 from paragonsr.archs import build_arch
 from paragonsr.losses import build_loss
 
-LOSSES = [
+LOSSES: list[dict[str, Any]] = [
     {"type": "L1Loss"},
     {"type": "CharbonnierLoss"},
     {"type": "MSSSIMLoss"},

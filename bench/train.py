@@ -38,7 +38,7 @@ def bare_loop(batches: list[dict], bf16: bool, iters: int) -> tuple[float, float
     torch.manual_seed(0)
     net = build_arch("paragonsr2_nano", scale=2)
     fmt = torch.channels_last if bf16 else torch.contiguous_format
-    net = net.to(memory_format=fmt).train()
+    net = net.to(memory_format=fmt).train()  # type: ignore[call-overload]
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.99))
     t0 = c0 = 0.0
     for i in range(iters + 1):

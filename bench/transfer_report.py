@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -36,7 +37,10 @@ PHOTOS = REPO.parent / "shared" / "data" / "photos"
 
 
 def _photos() -> list[np.ndarray]:
-    return [cv2.imread(str(p))[..., ::-1].astype(np.float32) / 255 for p in sorted(PHOTOS.glob("*.jpg"))]
+    return [
+        cast(np.ndarray, cv2.imread(str(p)))[..., ::-1].astype(np.float32) / 255
+        for p in sorted(PHOTOS.glob("*.jpg"))
+    ]
 
 
 def _train(seconds: float, photos: list[np.ndarray]) -> dict:
@@ -53,8 +57,8 @@ def _train(seconds: float, photos: list[np.ndarray]) -> dict:
             hr = im[y : y + 64, x : x + 64]
             hs.append(hr)
             ls.append(cv2.resize(hr, (32, 32), interpolation=cv2.INTER_CUBIC))
-        lr, hr = (torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous() for a in (ls, hs))
-        loss = (m(lr) - hr).abs().mean()
+        lr_t, hr_t = (torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).contiguous() for a in (ls, hs))
+        loss = (m(lr_t) - hr_t).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

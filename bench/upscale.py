@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ def main() -> int:
     torch.manual_seed(0)
     model = build_arch(args.arch, scale=args.scale).eval()
     if hasattr(model, "fuse_for_release"):
-        model.fuse_for_release()
+        cast(Any, model).fuse_for_release()
     rows: list[tuple[str, float]] = []
 
     def bench(label: str, up: Upscaler) -> None:
@@ -74,7 +75,9 @@ def main() -> int:
         rows.append((label, out_mp / sec))
 
     fp32 = TorchBackend(model, "cpu", "fp32")
-    auto = TorchBackend(build_arch(args.arch, scale=args.scale).eval().fuse_for_release(), "cpu", "auto")
+    auto = TorchBackend(
+        cast(Any, build_arch(args.arch, scale=args.scale).eval()).fuse_for_release(), "cpu", "auto"
+    )
     auto.model.load_state_dict(model.state_dict())
     bench(f"{args.arch} fp32, whole image", Upscaler(fp32, tile=None))
     bench(f"{args.arch} fp32, tile 128/32", Upscaler(fp32, tile=128, overlap=32))

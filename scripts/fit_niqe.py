@@ -23,6 +23,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -56,7 +57,7 @@ def degrade(tile: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray
     if kind == "jpeg10":
         ok, buf = cv2.imencode(".jpg", tile[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 10])
         assert ok
-        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+        return cast(np.ndarray, cv2.imdecode(buf, cv2.IMREAD_COLOR))[..., ::-1]
     if kind == "noise25":
         return np.clip(tile + rng.normal(0, 25, tile.shape), 0, 255).astype(np.uint8)
     raise ValueError(kind)

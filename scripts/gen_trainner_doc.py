@@ -100,9 +100,9 @@ def render() -> str:
         "| traiNNer-redux | ours | fixed arguments | renamed |",
         "|---|---|---|---|",
     ]
-    for name, (ours, fixed, ren) in L.ARCHS.items():
+    for name, (ours, fixed, renamed) in L.ARCHS.items():
         fx = ", ".join(f"`{k}: {v}`" for k, v in fixed.items()) or "-"
-        rn = ", ".join(f"`{a}` -> `{b}`" for a, b in ren.items())
+        rn = ", ".join(f"`{a}` -> `{b}`" for a, b in renamed.items())
         lines.append(f"| `{name}` | `{ours}` | {fx} | {rn} |")
     lines += [
         "",

@@ -14,6 +14,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 from paragonsr.checkpoint import load_model, save_model
 from paragonsr.deploy.fuse import prepare_for_release
@@ -36,13 +37,14 @@ def main() -> int:
     args = ap.parse_args()
 
     model = load_model(args.checkpoint)
-    if model.checkpoint_meta.get("fused"):
+    if cast(Any, model).checkpoint_meta.get("fused"):
         print(f"error: {args.checkpoint} is already fused; pass the trainable checkpoint", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     unfused_path = save_model(args.out / "default_unfused.safetensors", model)
     fused, report = prepare_for_release(model)
     print(report.parity)
+    assert report.parity is not None  # set whenever the model is fusable (ParagonSR2 is)
     if not report.parity.passed:
         print("error: fused model failed its parity gate; nothing packaged", file=sys.stderr)
         return 1

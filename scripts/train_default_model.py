@@ -200,7 +200,7 @@ def main() -> int:
         arch_kwargs = {"scale": args.scale, **arch_kwargs}
     model = build_arch(args.arch, **arch_kwargs).to(device)
     if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if args.init is not None:
         from paragonsr.checkpoint import load_weights
 
@@ -208,8 +208,8 @@ def main() -> int:
         if not args.init_strict:
             print(f"--init {args.init} (non-strict): {report}", flush=True)
     ema = copy.deepcopy(model).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
+    for param in ema.parameters():
+        param.requires_grad_(False)
     ssim = ms_ssim_loss()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     config = {**vars(args), "out": str(args.out), "photos": str(args.photos), "arch_kwargs": arch_kwargs}
