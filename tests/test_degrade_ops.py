@@ -191,6 +191,14 @@ def test_codecs_quality_and_gray(photo_crop: np.ndarray) -> None:
         ops.jpeg(img, 50, "411")
 
 
+def test_codec_names_a_buffer_opencv_cannot_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: None)  # what OpenCV returns for bytes it rejects
+    with pytest.raises(RuntimeError, match=r"^OpenCV could not decode its own webp output \(quality 50\)$"):
+        ops.codec(np.zeros((8, 8, 3), np.float32), "webp", 50)
+
+
 # ------------------------------------------------------------------ geometry
 def test_warps_are_identity_at_zero_and_move_pixels_otherwise(photo_crop: np.ndarray) -> None:
     img = photo_crop[:64, :80]
