@@ -226,6 +226,7 @@ def write_crop_grid(
     import cv2
 
     from paragonsr.infer.image_io import write_image
+    from paragonsr.utils.grid import caption_band, tile
 
     size = min(size, gt8.shape[0], gt8.shape[1])
     top, left = _busiest_window(gt8.mean(axis=2), size)
@@ -239,11 +240,9 @@ def write_crop_grid(
         if name != "GT":
             r = next(r for r in report.results if r.image == image and r.method == name)
             label = f"{name} {r.psnr_y:.2f}dB"
-        band = np.full((28, crop.shape[1], 3), 255, np.uint8)
-        cv2.putText(band, label[:40], (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        band = caption_band(crop.shape[1], label[:40], 28, font_scale=0.55, origin=(4, 20))
         cells.append(np.concatenate([band, crop], axis=0))
-    sep = np.full((cells[0].shape[0], 4, 3), 255, np.uint8)
-    row = np.concatenate([c for cell in cells for c in (cell, sep)][:-1], axis=1)
+    row = tile(cells, cols=len(cells), gap=4)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_image(path, row.astype(np.float32) / 255.0, bit_depth=8)
 

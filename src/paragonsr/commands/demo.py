@@ -33,12 +33,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _label(cell: np.ndarray, text: str) -> np.ndarray:
     """Put a header strip with ``text`` above an HxWx3 float image."""
-    import cv2
+    from paragonsr.utils.grid import caption_band
 
-    head = np.full((HEADER, cell.shape[1], 3), 30, np.uint8)  # putText draws on 8-bit images only
     size = min(0.6, 0.6 * (cell.shape[1] - 16) / max(1, 11 * len(text)))  # shrink long labels to fit the cell
-    cv2.putText(head, text, (8, HEADER - 11), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), 1, cv2.LINE_AA)
-    return np.concatenate([head.astype(np.float32) / 255.0, cell], axis=0)
+    white = (255, 255, 255)
+    head = caption_band(
+        cell.shape[1], text, HEADER, font_scale=size, origin=(8, HEADER - 11), background=30, color=white
+    )
+    head = head.astype(np.float32) / 255.0  # putText draws on 8-bit images only
+    return np.concatenate([head, cell], axis=0)
 
 
 def _center_crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -55,19 +58,14 @@ def _as_rgb(img: np.ndarray) -> np.ndarray:
 
 def comparison_grid(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], cell: int = CELL) -> np.ndarray:
     """rows = [(image name, [(method label, upscaled HWC float image), ...]), ...] -> one labelled grid image."""
-    out_rows = []
-    for name, results in rows:
-        cells = [_label(_center_crop(_as_rgb(img), cell), f"{name}: {label}") for label, img in results]
-        gap = np.ones((cells[0].shape[0], 4, 3), np.float32)
-        row = [cells[0]]
-        for c in cells[1:]:
-            row += [gap, c]
-        out_rows.append(np.concatenate(row, axis=1))
-    gap = np.ones((4, out_rows[0].shape[1], 3), np.float32)
-    grid = [out_rows[0]]
-    for r in out_rows[1:]:
-        grid += [gap, r]
-    return np.concatenate(grid, axis=0)
+    from paragonsr.utils.grid import tile
+
+    cells = [
+        _label(_center_crop(_as_rgb(img), cell), f"{name}: {label}")
+        for name, results in rows
+        for label, img in results
+    ]
+    return tile(cells, cols=len(rows[0][1]), gap=4, fill=1.0)
 
 
 def run(args: argparse.Namespace) -> int:

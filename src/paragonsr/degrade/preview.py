@@ -9,6 +9,7 @@ import numpy as np
 
 from paragonsr.degrade.base import build_degradation, to_float32
 from paragonsr.degrade.presets import PRESETS
+from paragonsr.utils.grid import caption_band, tile
 
 
 def _busiest_window(x: np.ndarray, c: int) -> tuple[int, int]:
@@ -66,19 +67,13 @@ def preview_panels(
 
 def grid_image(panels: list[tuple[str, np.ndarray]], cols: int = 4) -> np.ndarray:
     """Tile the panels with a caption bar above each; returns uint8 RGB."""
-    ph = max(p.shape[0] for _, p in panels)
     pw = max(p.shape[1] for _, p in panels)
     bar = 22
-    rows = (len(panels) + cols - 1) // cols
-    canvas = np.full((rows * (ph + bar), cols * pw, 3), 255, np.uint8)
-    for i, (label, p) in enumerate(panels):
-        r, c = divmod(i, cols)
-        y, x = r * (ph + bar), c * pw
-        canvas[y + bar : y + bar + p.shape[0], x : x + p.shape[1]] = np.clip(np.rint(p * 255), 0, 255).astype(
-            np.uint8
-        )
+    cells = []
+    for label, p in panels:
+        body = np.full((p.shape[0], pw, 3), 255, np.uint8)
+        body[:, : p.shape[1]] = np.clip(np.rint(p * 255), 0, 255).astype(np.uint8)
         font_scale = min(0.45, 0.45 * pw / max(1, 8 * len(label)))
-        cv2.putText(
-            canvas, label, (x + 3, y + 15), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA
-        )
-    return canvas
+        band = caption_band(pw, label, bar, font_scale=font_scale, origin=(3, 15))
+        cells.append(np.concatenate([band, body], axis=0))
+    return tile(cells, cols=cols)

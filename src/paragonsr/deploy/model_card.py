@@ -53,6 +53,8 @@ def comparison_image(
     stay visible; written as PNG atomically."""
     import cv2
 
+    from paragonsr.utils.grid import tile
+
     tiles = []
     for name, img in panels:
         if img.shape[2] == 1:
@@ -60,8 +62,7 @@ def comparison_image(
         u8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
         u8 = cv2.resize(u8, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
         tiles.append(_label(np.ascontiguousarray(u8), name))
-        tiles.append(np.full((u8.shape[0], gap, 3), 255, np.uint8))
-    canvas = np.concatenate(tiles[:-1], axis=1)
+    canvas = tile(tiles, cols=len(tiles), gap=gap)
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(canvas[:, :, ::-1]))
     if not ok:
         raise RuntimeError(f"could not encode {path}")
