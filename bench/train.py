@@ -1,105 +1,213 @@
-"""Training throughput on CPU: ParagonSR2 nano fidelity step (batch 8, LQ 64x64, x2), fp32 vs
-bf16 + channels_last, and the trainer's overhead against a bare PyTorch loop doing the same
-forward / L1 backward / Adam step. Runs are interleaved (bare, trainer, bare, trainer, ...) so machine load
-affects both alike; the median of the rounds is reported. Besides wall-clock it/s the script reports it/s
-per CPU-second of this process (``time.process_time``): on a shared, oversubscribed machine that figure is
-what the overhead ratio is computed from (wall time there mostly measures the neighbours).
+"""CPU training throughput: the trainer's step against a bare fp32 eager PyTorch loop of the same network.
 
-    python bench/train.py [--iters 8] [--rounds 3] [--batch 8] [--lq 64] [--threads 1]
+Side by side in one process, interleaved round by round (bare fp32, bare bf16, trainer, bare fp32, ...) so load on
+a shared machine hits every path alike; the median of the rounds is reported. Timing is CPU time of this process
+(``time.process_time``): on an oversubscribed machine wall time mostly measures the neighbours.
+
+* ``bare fp32``: ``net(lq)`` → L1 → backward → AdamW, fp32, NCHW, eager. The reference of the speed-up.
+* ``bare bf16+CL``: the same loop under bf16 autocast with channels_last tensors and weights.
+* ``trainer``: :class:`paragonsr.train.sr_model.SRModel.optimize_parameters` with the shipped fidelity recipe
+  (bf16 autocast + channels_last, L1 + 0.1 MS-SSIM, EMA 0.999, grad_clip 1.0, AdamW), i.e. what
+  ``paragonsr train`` runs per iteration once the batch is loaded.
+* ``+data cache off/on`` (when ``--data`` is a folder of HR photos, default ``$PARAGONSR_PHOTOS`` or
+  ``../shared/data/photos``): the trainer step plus making its batch with the OTF dataset (crop, flips, bicubic
+  ×2 LR) in this process, without and with the decoded-image cache: the CPU cost of a whole iteration.
+
+Effective GFLOP/s = the network's forward + backward FLOPs (``torch.utils.flop_counter``; the loss and optimizer
+are not counted) / CPU seconds per iteration, against this CPU's measured conv peak: a large 3×3 conv (64→64 on
+16×64×128×128), forward + backward, fp32 NCHW and bf16 channels_last.
+
+    python bench/train.py [--net paragonsr2_nano] [--batch 16] [--gt 128] [--iters 3] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from paragonsr.archs import build_arch
 from paragonsr.train.option_io import parse_options
 from paragonsr.train.sr_model import SRModel
 
+CL = torch.channels_last
 
-def options(bf16: bool, batch: int, lq: int) -> dict:
+
+def trainer_options(net: str, batch: int, gt: int) -> dict:
     return {
         "name": "bench", "scale": 2,
         "datasets": {"train": {"type": "PairedImageDataset", "dataroot_gt": "-", "dataroot_lq": "-",
-                               "gt_size": lq * 2, "batch_size_per_gpu": batch}},
-        "network_g": {"type": "paragonsr2_nano"},
-        "train": {"total_iter": 10**6, "optim_g": {"type": "Adam", "lr": 1e-4}, "pixel_opt": {"type": "L1Loss"},
-                  "use_amp": bf16, "amp_bf16": True, "use_channels_last": bf16},
+                               "gt_size": gt, "batch_size_per_gpu": batch}},
+        "network_g": {"type": net},
+        "train": {"total_iter": 10**6, "warmup_iter": -1, "ema_decay": 0.999, "grad_clip": 1.0,
+                  "optim_g": {"type": "AdamW", "lr": 5e-4, "betas": [0.9, 0.99], "weight_decay": 0},
+                  "use_amp": True, "amp_bf16": True, "use_channels_last": True,
+                  "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0},
+                  "mssim_opt": {"type": "MSSSIMLoss", "loss_weight": 0.1}},
         "logger": {"use_tb_logger": False},
     }  # fmt: skip
 
 
-def bare_loop(batches: list[dict], bf16: bool, iters: int) -> tuple[float, float]:
+def bare_step(net_name: str, batch: dict, bf16: bool) -> Callable[[], None]:
     torch.manual_seed(0)
-    net = build_arch("paragonsr2_nano", scale=2)
-    fmt = torch.channels_last if bf16 else torch.contiguous_format
-    net = net.to(memory_format=fmt).train()  # type: ignore[call-overload]
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.99))
-    t0 = c0 = 0.0
-    for i in range(iters + 1):
-        if i == 1:
-            t0, c0 = time.perf_counter(), time.process_time()  # first iteration = warm-up
-        b = batches[i % len(batches)]
-        lq, gt = b["lq"].contiguous(memory_format=fmt), b["gt"].contiguous(memory_format=fmt)
+    fmt = CL if bf16 else torch.contiguous_format
+    net = build_arch(net_name, scale=2).to(memory_format=fmt).train()  # type: ignore[call-overload]
+    opt = torch.optim.AdamW(net.parameters(), lr=5e-4, betas=(0.9, 0.99), weight_decay=0)
+    lq, gt = batch["lq"].contiguous(memory_format=fmt), batch["gt"].contiguous(memory_format=fmt)
+
+    def step() -> None:
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             sr = net(lq)
         F.l1_loss(sr.float(), gt).backward()
         opt.step()
-    return iters / (time.perf_counter() - t0), iters / (time.process_time() - c0)
+
+    return step
 
 
-def trainer_loop(batches: list[dict], bf16: bool, iters: int, batch: int, lq: int) -> tuple[float, float]:
+def trainer_step(net_name: str, batch: dict, batch_size: int, gt: int) -> Callable[[], None]:
     torch.manual_seed(0)
-    model = SRModel(parse_options(options(bf16, batch, lq)), torch.device("cpu"))
-    t0 = c0 = 0.0
-    for i in range(iters + 1):
-        if i == 1:
-            t0, c0 = time.perf_counter(), time.process_time()
-        model.optimize_parameters([model.to_device(batches[i % len(batches)])], i + 1)
-    return iters / (time.perf_counter() - t0), iters / (time.process_time() - c0)
+    model = SRModel(parse_options(trainer_options(net_name, batch_size, gt)), torch.device("cpu"))
+    b = model.to_device(batch)
+    it = [0]
+
+    def step() -> None:
+        it[0] += 1
+        model.optimize_parameters([b], it[0])
+
+    return step
+
+
+def loaded_trainer_step(
+    net_name: str, data: Path, batch_size: int, gt: int, cache: bool
+) -> Callable[[], None]:
+    """The trainer step fed by the OTF dataset (bicubic x2 LR, as the classic config), loading in this process:
+    what one ``paragonsr train`` iteration costs in CPU time, data included."""
+    from paragonsr.data.datasets import OTFDataset
+    from paragonsr.degrade import build_degradation
+
+    ds = OTFDataset(str(data), 2, build_degradation("resize", {"kernel": "bicubic"}, 2), gt_size=gt,
+                    cache_images=cache)  # fmt: skip
+    torch.manual_seed(0)
+    model = SRModel(parse_options(trainer_options(net_name, batch_size, gt)), torch.device("cpu"))
+    pos = [0]
+
+    def run() -> None:
+        keys = [(0, (pos[0] + i) % len(ds)) for i in range(batch_size)]
+        pos[0] += batch_size
+        items = [ds[k] for k in keys]
+        b = {k: torch.stack([it[k] for it in items]) for k in ("gt", "lq")}
+        model.optimize_parameters([model.to_device(b)], pos[0] // batch_size)
+
+    return run
+
+
+def network_flops(net_name: str, lq: torch.Tensor) -> int:
+    """Training-graph forward + backward FLOPs, counted on the upsampler's filter form (its matrix form on CPU
+    spends more, mostly on zeros, and is not the network's work)."""
+    import paragonsr.archs.resample as resample
+
+    net = build_arch(net_name, scale=2).train()
+    side = getattr(resample, "MATRIX_PATH_MAX", 0)
+    resample.MATRIX_PATH_MAX = 0
+    try:
+        with FlopCounterMode(display=False) as fc:
+            net(lq).float().abs().mean().backward()
+    finally:
+        resample.MATRIX_PATH_MAX = side
+    return fc.get_total_flops()
+
+
+def conv_peak(dtype: torch.dtype, fmt: torch.memory_format, reps: int = 3) -> float:
+    """GFLOP/s of a 64→64 3×3 conv on 16×64×128×128, forward + backward (input and weight gradients)."""
+    x = torch.randn(16, 64, 128, 128, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(True)
+    w = torch.randn(64, 64, 3, 3, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(True)
+    flops = 3 * 2 * 16 * 64 * 64 * 9 * 128 * 128
+
+    def run() -> None:
+        y = F.conv2d(x, w, padding=1)
+        y.backward(torch.ones_like(y))
+
+    run()
+    best = float("inf")
+    for _ in range(reps):
+        c0 = time.process_time()
+        run()
+        best = min(best, time.process_time() - c0)
+    return flops / best / 1e9
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--iters", type=int, default=8)
+    ap.add_argument("--net", default="paragonsr2_nano")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--gt", type=int, default=128, help="GT crop size (LQ = gt / 2)")
+    ap.add_argument("--iters", type=int, default=3, help="timed iterations per path per round")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lq", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
+    default_data = os.environ.get(
+        "PARAGONSR_PHOTOS", Path(__file__).resolve().parents[2] / "shared/data/photos"
+    )
+    ap.add_argument("--data", type=Path, default=Path(default_data),
+                    help="HR photo folder for the data-included rows (skipped when missing)")  # fmt: skip
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
-    batches = []
-    for _ in range(2):
-        gt = torch.rand(args.batch, 3, args.lq * 2, args.lq * 2, generator=g)
-        batches.append({"gt": gt, "lq": F.avg_pool2d(gt, 2)})
-    print(f"ParagonSR2 nano x2, batch {args.batch}, LQ {args.lq}x{args.lq}, {torch.get_num_threads()} threads, "
-          f"{args.iters} iters x {args.rounds} rounds (median)")  # fmt: skip
-    results = {}
-    for bf16 in (False, True):
-        runs: dict[str, list[tuple[float, float]]] = {"bare": [], "trainer": []}
-        for _ in range(args.rounds):
-            runs["bare"].append(bare_loop(batches, bf16, args.iters))
-            runs["trainer"].append(trainer_loop(batches, bf16, args.iters, args.batch, args.lq))
-        wall = {k: statistics.median(w for w, _ in v) for k, v in runs.items()}
-        cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
-        label = "bf16+channels_last" if bf16 else "fp32"
-        results[label] = cpu["trainer"]
+    gt = torch.rand(args.batch, 3, args.gt, args.gt, generator=g)
+    batch = {"gt": gt, "lq": F.avg_pool2d(gt, 2)}
+    steps = {
+        "bare fp32": bare_step(args.net, batch, bf16=False),
+        "bare bf16+CL": bare_step(args.net, batch, bf16=True),
+        "trainer": trainer_step(args.net, batch, args.batch, args.gt),
+    }
+    if args.data.is_dir():
+        for cache in (False, True):
+            name = f"+data cache {'on' if cache else 'off'}"
+            steps[name] = loaded_trainer_step(args.net, args.data, args.batch, args.gt, cache)
+    for (
+        step
+    ) in steps.values():  # warm-up (allocator, oneDNN primitive caches, the image cache's first decodes)
+        step()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            c0 = time.process_time()
+            for _ in range(args.iters):
+                step()
+            times[name].append((time.process_time() - c0) / args.iters)
+    sec = {k: statistics.median(v) for k, v in times.items()}
+    gflop = network_flops(args.net, batch["lq"][:1]) * args.batch / 1e9
+    peak = {
+        "fp32": conv_peak(torch.float32, torch.contiguous_format),
+        "bf16+CL": conv_peak(torch.bfloat16, CL),
+    }
+    print(f"{args.net} x2, batch {args.batch}, GT {args.gt} (LQ {args.gt // 2}), {torch.get_num_threads()} "
+          f"thread(s), {args.iters} iters x {args.rounds} rounds, CPU time per iteration (median)")  # fmt: skip
+    print(f"network forward+backward: {gflop:.1f} GFLOP per iteration")
+    print(
+        f"conv peak (64->64 3x3, fwd+bwd): fp32 {peak['fp32']:.0f} GFLOP/s, bf16+CL {peak['bf16+CL']:.0f} GFLOP/s"
+    )
+    base = sec["bare fp32"]
+    for name, s in sec.items():
+        ref = peak["fp32"] if name == "bare fp32" else peak["bf16+CL"]
         print(
-            f"{label:>20}: wall it/s bare {wall['bare']:6.3f} trainer {wall['trainer']:6.3f} | "
-            f"it per CPU-s bare {cpu['bare']:6.3f} trainer {cpu['trainer']:6.3f} "
-            f"({cpu['trainer'] * args.batch:5.1f} img/CPU-s) | trainer overhead "
-            f"{100 * (cpu['bare'] - cpu['trainer']) / cpu['bare']:+5.1f} % (target <= 5 %)"
+            f"{name:>13}: {s:6.3f} CPU-s/it  {1 / s:6.2f} it/CPU-s  {args.batch / s:6.1f} img/CPU-s  "
+            f"x{base / s:4.2f} vs bare fp32  {gflop / s:6.1f} GFLOP/s = {100 * gflop / s / ref:4.1f} % of peak"
         )
-    ratio = results["bf16+channels_last"] / results["fp32"]
-    print(f"bf16+channels_last vs fp32 (trainer, per CPU-s): {ratio:.2f}x")
+    if "+data cache on" in sec:
+        print(f"+data rows: trainer step plus loading its batch from {args.data} (OTF, bicubic x2, in-process); "
+              f"image cache: {sec['+data cache off'] / sec['+data cache on']:.2f}x per iteration")  # fmt: skip
+    print(f"trainer vs bare fp32 eager: {base / sec['trainer']:.2f}x (goal >= 4x); trainer overhead over the bare "
+          f"bf16+CL loop (MS-SSIM, EMA, clipping, logging): "
+          f"{100 * (sec['trainer'] - sec['bare bf16+CL']) / sec['bare bf16+CL']:+.0f} %")  # fmt: skip
 
 
 if __name__ == "__main__":

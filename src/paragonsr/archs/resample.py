@@ -365,6 +365,8 @@ class MagicKernelSharpUpsample(nn.Module):
         return self._upsample(x)
 
     def _upsample(self, x: Tensor) -> Tensor:
+        if self.training and x.device.type == "cpu" and max(x.shape[-2:]) <= MATRIX_PATH_MAX:
+            return self._upsample_matrix(x)
         c, s = self.channels, self.scale
         if self.alpha != 0.0:
             p = self.sharp_pad
@@ -378,3 +380,34 @@ class MagicKernelSharpUpsample(nn.Module):
             F.pad(x, (0, 0, 1, 1), mode="replicate"), self.up_h.to(x.dtype), stride=(s, 1), groups=c
         )
         return x[..., 2 * s : -2 * s, :]
+
+    def _upsample_matrix(self, x: Tensor) -> Tensor:
+        """The same linear map as the filter path, as one matrix per axis: ``M_h · x · M_wᵀ``.
+
+        Training on CPU: two matmuls (and two in the backward) are ~3x faster than the depthwise/transposed
+        convs (whose strided-H transposed conv has no fast CPU kernel) on crop-sized inputs. Equal to the filter
+        path up to fp32 rounding (tested)."""
+        key = (self.scale, self.alpha, self.version)
+        h, w = x.shape[-2:]
+        mh = axis_matrix(h, *key).to(device=x.device, dtype=x.dtype)
+        mw = mh if w == h else axis_matrix(w, *key).to(device=x.device, dtype=x.dtype)
+        y = torch.matmul(mh.t(), torch.matmul(x, mw))
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            y = y.contiguous(memory_format=torch.channels_last)
+        return y
+
+
+MATRIX_PATH_MAX = (
+    128  # largest side that takes the matrix path (its cost grows with the side, the filters' not)
+)
+
+
+@lru_cache(maxsize=32)
+def axis_matrix(n: int, scale: int, alpha: float, version: str) -> Tensor:
+    """(n, scale·n) float32 matrix of :class:`MagicKernelSharpUpsample` along one axis, replicate edges included:
+    the filter path applied in float64 to the rows of the identity (a 1-row image, so the other axis is a no-op:
+    its taps sum to 1)."""
+    m = MagicKernelSharpUpsample(1, scale, alpha, version).double().eval()
+    with torch.no_grad():
+        rows = m._upsample(torch.eye(n, dtype=torch.float64).view(n, 1, 1, n))  # (n, 1, scale, scale·n)
+    return rows[:, 0, 0, :].float().contiguous()

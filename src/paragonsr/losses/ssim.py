@@ -53,6 +53,11 @@ def ssim_components(
         sigma, win_size = sigma * new / win_size, max(new, 1)
     g = gaussian_1d(win_size, sigma, x.device, x.dtype)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    if x.device.type == "cpu":  # oneDNN's depthwise convs are ~2x faster on channels_last (same values)
+        x, y = (
+            x.contiguous(memory_format=torch.channels_last),
+            y.contiguous(memory_format=torch.channels_last),
+        )
     mu_x, mu_y = _blur_valid(x, g), _blur_valid(y, g)
     sxx = _blur_valid(x * x, g) - mu_x**2
     syy = _blur_valid(y * y, g) - mu_y**2
