@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import cv2
 import numpy as np
 
 from paragonsr.errors import ParagonSRError
+from paragonsr.infer.image_format import check_complete, encode_png_gray_alpha, png_color_type, sniff_format
 from paragonsr.infer.image_limits import check_pixel_count
 from paragonsr.utils.atomic import atomic_write_bytes
 
@@ -86,97 +85,6 @@ class ImageInfo:
         return replace(self, height=height, width=width)
 
 
-def _sniff_format(data: bytes) -> str | None:
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if data[:2] == b"BM":
-        return "bmp"
-    if data[:4] in (b"GIF8",):
-        return "gif"
-    if data[:2] in (b"P5", b"P6", b"P2", b"P3"):
-        return "pnm"
-    return None
-
-
-def _png_color_type(data: bytes) -> int | None:
-    """The PNG IHDR colour type (0 gray, 2 RGB, 3 palette, 4 gray + alpha, 6 RGBA), or None."""
-    return data[25] if len(data) > 25 and data[12:16] == b"IHDR" else None
-
-
-def _encode_png_gray_alpha(arr: np.ndarray) -> bytes:
-    """A gray + alpha PNG (colour type 4) from uint8/uint16 HxWx2. OpenCV cannot write 2 channels and Pillow
-    cannot write them at 16 bits, so the few chunks are written here (Sub filter, zlib level 6)."""
-    h, w, _ = arr.shape
-    depth = 16 if arr.dtype == np.uint16 else 8
-    rows = arr.astype(">u2" if depth == 16 else np.uint8).view(np.uint8).reshape(h, -1)
-    bpp = 2 * depth // 8  # bytes per pixel
-    sub = rows.copy()
-    sub[:, bpp:] = rows[:, bpp:] - rows[:, :-bpp]  # uint8 arithmetic wraps mod 256, as the filter wants
-    raw = np.concatenate([np.ones((h, 1), np.uint8), sub], axis=1).tobytes()  # filter byte 1 = Sub per row
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
-    ihdr = struct.pack(">IIBBBBB", w, h, depth, 4, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(raw, 6))
-        + chunk(b"IEND", b"")
-    )
-
-
-def _check_complete(data: bytes, fmt: str | None, path: str) -> None:
-    """Decoders may return a half-grey image for a truncated file instead of failing: check the end markers."""
-    if fmt == "png" and data.rfind(b"IEND") == -1:  # (some writers append bytes after IEND: search it all)
-        raise ImageReadError(f"{path}: truncated PNG (no IEND chunk at the end)")
-    if fmt == "jpeg" and _jpeg_truncated(data):
-        raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker after the last scan)")
-
-
-def _jpeg_truncated(data: bytes) -> bool:
-    """Walk the JPEG segments from SOI to the image's own EOI. True only when the data ends first.
-
-    Searching the whole file for markers is not enough: phones append data after the EOI (motion photos carry an
-    MP4, MPF files a second JPEG) whose bytes can look like a start-of-scan, and an EXIF thumbnail has its own
-    EOI. Anything structurally unexpected is left to the decoder (False)."""
-    n, i = len(data), 2
-    while i + 1 < n:
-        if data[i] != 0xFF:
-            return False
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0xD9:  # EOI
-            return False
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # stand-alone markers
-            i += 2
-            continue
-        if i + 4 > n:
-            return True
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker != 0xDA:
-            continue
-        while True:  # entropy-coded data up to the next real marker (not FF00 stuffing, not RSTn)
-            j = data.find(b"\xff", i)
-            if j < 0 or j + 1 >= n:
-                return True
-            nxt = data[j + 1]
-            if nxt == 0x00 or nxt == 0xFF or 0xD0 <= nxt <= 0xD7:
-                i = j + 1 if nxt == 0xFF else j + 2
-                continue
-            i = j
-            break
-    return True
-
-
 def _pillow_header(data: bytes) -> tuple[int, bytes | None]:
     """EXIF orientation (1-8, 1 when absent or unreadable) and the embedded ICC profile (or None), read by Pillow
     from the file's header (no pixels are decoded)."""
@@ -234,8 +142,8 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
     """Decode encoded image bytes into float32 HWC RGB(A)/gray in [0, 1] and its ``ImageInfo``."""
     if len(data) == 0:
         raise ImageReadError(f"{path}: empty file (0 bytes)")
-    fmt = _sniff_format(data)
-    _check_complete(data, fmt, path)
+    fmt = sniff_format(data)
+    check_complete(data, fmt, path, ImageReadError)
     check_pixel_count(data, fmt, path, ImageReadError)
     try:
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -254,7 +162,7 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
         arr = arr[..., 0]
     if arr.ndim == 2:
         arr = arr[..., None]
-    if fmt == "png" and arr.ndim == 3 and arr.shape[2] == 4 and _png_color_type(data) == 4:
+    if fmt == "png" and arr.ndim == 3 and arr.shape[2] == 4 and png_color_type(data) == 4:
         arr = arr[..., [0, 3]]  # OpenCV expands gray + alpha to BGRA; the file is gray, so keep it gray
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
         raise ImageReadError(
@@ -353,7 +261,7 @@ def encode_image(
         )
     depth = bit_depth if bit_depth in _DEEP_FORMATS.get(fmt, (8,)) else 8
     if img.shape[2] == 2 and fmt == "png":
-        return _encode_png_gray_alpha(to_dtype(img, depth))
+        return encode_png_gray_alpha(to_dtype(img, depth))
     if img.shape[2] in (2, 4) and fmt == "jpeg":
         alpha = np.clip(img[..., -1:], 0.0, 1.0)
         img = img[..., :-1] * alpha + background * (1.0 - alpha)
