@@ -51,3 +51,24 @@ def test_train_allow_download_flag_reaches_weight_resolution(
     monkeypatch.setattr("paragonsr.train.trainer.train_pipeline", lambda *a, **k: None)
     assert main(["train", "-opt", str(opt), "--allow-download"]) == 0
     assert resolve_weights("w", wdir, manifest=manifest).read_bytes() == b"weights"
+
+
+def test_download_checks_the_hash_while_streaming_and_names_the_url(tmp_path: Path) -> None:
+    import hashlib
+
+    from paragonsr.weights import WeightsError, resolve_weights
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"weights")
+    good = hashlib.sha256(b"weights").hexdigest()
+    entry = {"file": "w.bin", "url": src.resolve().as_uri(), "sha256": None, "sha256_prefix": good[:8]}
+    path = resolve_weights("w", tmp_path / "ok", allow_download=True, manifest={"w": entry})
+    assert path.read_bytes() == b"weights" and [p.name for p in (tmp_path / "ok").iterdir()] == ["w.bin"]
+    wrong = {"w": {**entry, "sha256_prefix": "0" * 8 if good[:8] != "0" * 8 else "1" * 8}}
+    with pytest.raises(WeightsError, match=r"weights 'w': the download from file:.* does not match"):
+        resolve_weights("w", tmp_path / "bad", allow_download=True, manifest=wrong)
+    assert list((tmp_path / "bad").iterdir()) == []  # neither the file nor a temp file is left
+    gone = {"w": {**entry, "url": (tmp_path / "missing.bin").resolve().as_uri()}}
+    with pytest.raises(WeightsError, match=r"weights 'w': cannot download file:.*missing\.bin"):
+        resolve_weights("w", tmp_path / "gone", allow_download=True, manifest=gone)
+    assert list((tmp_path / "gone").iterdir()) == []

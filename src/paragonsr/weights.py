@@ -2,9 +2,9 @@
 
 Nothing here downloads unless asked: :func:`resolve_weights` looks for the manifest's file name in the weights
 directory and fails with an error naming the file, the directory searched, the URL and the ``--allow-download``
-flag. With ``allow_download=True`` it fetches the URL with urllib (progress bar, temp file + ``os.replace``) and
-verifies the SHA-256 before the file is ever used. ``paragonsr train --allow-download`` turns it on for a whole
-run (through ``$PARAGONSR_ALLOW_DOWNLOAD=1``).
+flag. With ``allow_download=True`` it fetches the URL with ``torch.hub.download_url_to_file`` (progress bar, temp
+file + ``os.replace``) and verifies the SHA-256 before the file is ever used. ``paragonsr train --allow-download``
+turns it on for a whole run (through ``$PARAGONSR_ALLOW_DOWNLOAD=1``).
 
 Weights directory, first found: the ``weights_dir`` argument, ``$PARAGONSR_WEIGHTS``, ``~/.cache/paragonsr/weights``.
 
@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -96,19 +95,23 @@ def verify_file(path: Path, entry: dict[str, Any], name: str) -> str:
     return digest
 
 
-def _download(url: str, dest: Path) -> None:
-    from tqdm import tqdm
+def _download(url: str, dest: Path, entry: dict[str, Any], name: str) -> None:
+    """Fetch ``url`` with ``torch.hub.download_url_to_file`` (progress bar; the SHA-256 checked against the
+    manifest's full hash, or its prefix, while streaming) into a temp file beside ``dest``, placed with
+    ``os.replace`` only when it matches. Raises ``WeightsError`` naming the weights and the URL."""
+    from torch.hub import download_url_to_file
 
-    with (
-        atomic_output(dest, suffix=".part") as tmp,
-        urllib.request.urlopen(url) as resp,
-        tmp.open("wb") as out,
-    ):
-        total = int(resp.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
-            while block := resp.read(1 << 20):
-                out.write(block)
-                bar.update(len(block))
+    want = (entry.get("sha256") or entry.get("sha256_prefix") or "").lower() or None
+    with atomic_output(dest, suffix=".part") as tmp:
+        try:
+            download_url_to_file(url, str(tmp), hash_prefix=want, progress=True)
+        except RuntimeError as exc:  # the streamed hash differs from the manifest's
+            raise WeightsError(
+                f"weights '{name}': the download from {url} does not match the manifest's sha256 ({exc}); "
+                "nothing was saved"
+            ) from None
+        except OSError as exc:
+            raise WeightsError(f"weights '{name}': cannot download {url} ({exc})") from None
 
 
 def resolve_weights(
@@ -139,7 +142,7 @@ def resolve_weights(
             raise WeightsError(
                 f"weights '{name}': {path} is missing and the manifest gives no URL to fetch it"
             )
-        _download(url, path)
+        _download(url, path, entry, name)
         try:
             verify_file(path, entry, name)
         except WeightsError:
