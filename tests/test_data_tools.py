@@ -12,6 +12,7 @@ from paragonsr.cli import main
 from paragonsr.data.meta_info import build_meta_info, read_meta_info, write_meta_info
 from paragonsr.data.subset import choose, make_subset
 from paragonsr.data.tiles import extract_tiles, list_images, read_image, tile_grid, tile_positions
+from paragonsr.infer.image_io import ImageReadError
 
 
 def _img(path: Path, h: int, w: int, c: int = 3, seed: int = 0, dtype=np.uint8) -> np.ndarray:
@@ -62,7 +63,7 @@ def test_read_image_keeps_16bit_and_alpha(tmp_path: Path) -> None:
     got = read_image(tmp_path / "e.png")
     assert got.shape == (8, 8, 4) and np.array_equal(got[..., 3], rgba[..., 3])
     (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"cannot decode image: .*empty\.png"):
+    with pytest.raises(ImageReadError, match=r"empty\.png: empty file \(0 bytes\)$"):
         read_image(tmp_path / "empty.png")
 
 

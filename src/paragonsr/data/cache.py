@@ -26,7 +26,7 @@ def imread_raw(path: str | Path, alpha: bool = False) -> np.ndarray:
     (16-bit) or float32 (float files, clipped to [0, 1]). EXIF orientation, gray expansion and alpha handling are
     those of :func:`~paragonsr.data.channels.imread_channels`: ``to_float(imread_raw(p, a))`` equals
     ``imread_channels(p, a)`` bit for bit. Raises ``OSError`` naming the file when it cannot be read."""
-    from paragonsr.infer.image_io import read_image, to_rgb
+    from paragonsr.infer.image_io import read_image, to_dtype, to_rgb
 
     path = Path(path)
     try:
@@ -41,10 +41,9 @@ def imread_raw(path: str | Path, alpha: bool = False) -> np.ndarray:
         if img.shape[2] == 3:
             img = np.concatenate([img, np.ones_like(img[..., :1])], axis=2)
     if info.bit_depth in (8, 16):
-        # The decoder computed k / peak in float32; k * peak / peak is within 1e-4 of k, so rounding restores the
-        # stored integer exactly (and to_float recomputes the very same float32 from it).
-        peak, dtype = (255.0, np.uint8) if info.bit_depth == 8 else (65535.0, np.uint16)
-        return np.ascontiguousarray(np.rint(img * np.float32(peak)).astype(dtype))
+        # The decoder computed k / peak in float32; k / peak * peak is within 1e-4 of k, so to_dtype's rounding
+        # restores the stored integer exactly (and to_float recomputes the very same float32 from it).
+        return to_dtype(img, info.bit_depth)
     return np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32)
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from paragonsr.infer.image_io import READ_EXTS, to_dtype
+from paragonsr.infer.image_io import read_image as _read_image
 from paragonsr.utils.atomic import atomic_write_bytes
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def list_images(
@@ -32,28 +32,22 @@ def list_images(
         raise FileNotFoundError(f"{what} folder not found: {root}")
     it = root.rglob("*") if recursive else root.iterdir()
     files = sorted(
-        p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")
+        p for p in it if p.is_file() and p.suffix.lower() in READ_EXTS and not p.name.startswith(".")
     )
     if not files and not allow_empty:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) in {root}")
+        raise FileNotFoundError(f"no images ({', '.join(READ_EXTS)}) in {root}")
     return files
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode to HWC RGB (or HW... never: gray becomes 1 channel HWC) keeping the bit depth (uint8/uint16).
-    Alpha is kept as a 4th channel. Raises ValueError naming the file when it cannot be decoded."""
-    path = Path(path)
-    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode: non-ASCII paths work everywhere
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise ValueError(f"cannot decode image: {path}")
-    if img.ndim == 2:
-        return img[..., None]
-    if img.shape[2] == 3:
-        return img[..., ::-1].copy()
-    if img.shape[2] == 4:
-        return img[..., [2, 1, 0, 3]].copy()
-    return img
+    """HWC RGB, RGBA or gray (HW1) in the file's sample type (uint8 / uint16 / float32), for tools that copy
+    pixels. Decoded by :func:`paragonsr.infer.image_io.read_image` (EXIF orientation and ICC -> sRGB applied);
+    gray + alpha becomes RGBA with equal colour channels. Raises ``FileNotFoundError`` / ``ImageReadError``
+    (a ``ValueError``) naming the file."""
+    img, info = _read_image(path)
+    if img.shape[2] == 2:
+        img = img[..., [0, 0, 0, 1]]
+    return to_dtype(img, info.bit_depth)
 
 
 def write_image(path: str | Path, img: np.ndarray, png_level: int = 3) -> None:

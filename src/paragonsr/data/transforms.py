@@ -14,8 +14,6 @@ import torch
 
 from paragonsr.utils.atomic import atomic_write_bytes
 
-IMG_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-
 
 def imread_rgb(path: str | Path) -> np.ndarray:
     """Read an image as float32 RGB HWC in [0, 1]. 16-bit is detected by dtype (not by max value); gray is

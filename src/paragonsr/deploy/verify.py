@@ -51,19 +51,13 @@ class GateResult:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Decode to float32 HWC RGB in [0, 1] (8/16-bit, gray or with alpha; alpha dropped)."""
-    import cv2
+    """Float32 HWC RGB in [0, 1] (8/16-bit, gray repeated, alpha dropped) through
+    :func:`paragonsr.infer.image_io.read_image` (EXIF orientation and ICC -> sRGB applied). Raises
+    ``FileNotFoundError`` / ``ImageReadError`` naming the file."""
+    from paragonsr.infer.image_io import read_image, to_rgb
 
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot decode image: {path}")
-    peak = 65535.0 if img.dtype == np.uint16 else 255.0 if img.dtype == np.uint8 else 1.0
-    img = img.astype(np.float32) / peak
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.shape[2] == 4:
-        img = img[:, :, :3]
-    return np.ascontiguousarray(img[:, :, ::-1])
+    img, _ = read_image(path)
+    return np.ascontiguousarray(to_rgb(img), dtype=np.float32)
 
 
 def synthetic_image(size: int = 256, seed: int = 0) -> np.ndarray:

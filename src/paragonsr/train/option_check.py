@@ -172,17 +172,17 @@ def check_registered(opt: Options) -> list[str]:
 
 # ---------------------------------------------------------------- run checks (`train --check`, before training)
 def _first_image(root: Path) -> Path | None:
-    from paragonsr.data.transforms import IMG_EXTS
+    from paragonsr.infer.image_io import READ_EXTS
 
     for dirpath, _dirs, files in os.walk(root):
         for f in sorted(files):
-            if Path(f).suffix.lower() in IMG_EXTS:
+            if Path(f).suffix.lower() in READ_EXTS:
                 return Path(dirpath) / f
     return None
 
 
 def _folder_problems(roots: Any, metas: Any, where: str) -> list[str]:
-    from paragonsr.data.transforms import IMG_EXTS
+    from paragonsr.infer.image_io import READ_EXTS
 
     roots = [roots] if isinstance(roots, str) else list(roots or [])
     metas = [metas] if isinstance(metas, str) else list(metas or [])
@@ -197,7 +197,7 @@ def _folder_problems(roots: Any, metas: Any, where: str) -> list[str]:
             if not Path(metas[i]).is_file():
                 problems.append(f"{where.rsplit('.', 1)[0]}.meta_info: file {metas[i]} does not exist")
         elif _first_image(p) is None:
-            problems.append(f"{where}: folder {p} holds no images ({', '.join(IMG_EXTS)})")
+            problems.append(f"{where}: folder {p} holds no images ({', '.join(READ_EXTS)})")
     return problems
 
 
