@@ -1,10 +1,11 @@
-"""Put a trained checkpoint into the package as the default model (``src/paragonsr/assets/models``).
+"""Put a trained checkpoint into the package as a packaged model (``src/paragonsr/assets/models``).
 
-Writes ``default_unfused.safetensors`` (trainable: use it as ``pretrain_network_g`` to fine-tune),
-``default.safetensors`` (fused for release, what ``paragonsr upscale`` / ``demo`` use) and ``manifest.json`` with
-each file's sha256 and the training record, after the release gate (fused vs unfused parity) passes.
+Writes ``<name>_unfused.safetensors`` (trainable: use it as ``pretrain_network_g`` to fine-tune),
+``<name>.safetensors`` (fused for release; ``default`` is what ``paragonsr upscale`` / ``demo`` use, ``--model
+classic`` picks the other) and updates ``manifest.json`` with each file's sha256 and the training record, after
+the release gate (fused vs unfused parity) passes. Other models' entries in the manifest are kept.
 
-    python scripts/package_default_model.py runs/default_nano_x2/latest_ema.safetensors --log runs/.../log.json
+    python scripts/package_default_model.py EXP/models/net_g_ema_3000.safetensors --name default --run EXP
 """
 
 from __future__ import annotations
@@ -27,12 +28,36 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def run_record(run: Path, name: str, checkpoint: Path) -> dict[str, Any]:
+    """A ``paragonsr train`` experiment folder -> its options (as run) and the last validation figures."""
+    import torch
+    import yaml
+
+    opt = yaml.safe_load((run / "options.yml").read_text(encoding="utf-8"))
+    states = sorted((run / "training_states").glob("*.state"), key=lambda p: int(p.stem))
+    last: dict[str, Any] = {}
+    if states:
+        state = torch.load(states[-1], map_location="cpu", weights_only=True)
+        last = {"iter": state.get("iter"), "val": (state.get("val_history") or [None])[-1]}
+    keep = ("name", "scale", "datasets", "network_g", "path", "train")
+    return {
+        "model": name,
+        "checkpoint": checkpoint.name,
+        "options": {k: opt[k] for k in keep if k in opt},
+        "final": last,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path, help="unfused EMA checkpoint with paragonsr metadata")
     ap.add_argument(
         "--log", type=Path, action="append", default=[], help="training log.json (repeat per phase)"
     )
+    ap.add_argument(
+        "--run", type=Path, action="append", default=[], help="paragonsr train experiment folder (per phase)"
+    )
+    ap.add_argument("--name", default="default", choices=("default", "classic"), help="packaged model name")
     ap.add_argument("--out", type=Path, default=ASSETS)
     args = ap.parse_args()
 
@@ -41,26 +66,28 @@ def main() -> int:
         print(f"error: {args.checkpoint} is already fused; pass the trainable checkpoint", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    unfused_path = save_model(args.out / "default_unfused.safetensors", model)
+    unfused_path = save_model(args.out / f"{args.name}_unfused.safetensors", model)
     fused, report = prepare_for_release(model)
     print(report.parity)
     assert report.parity is not None  # set whenever the model is fusable (ParagonSR2 is)
     if not report.parity.passed:
         print("error: fused model failed its parity gate; nothing packaged", file=sys.stderr)
         return 1
-    fused_path = save_model(args.out / "default.safetensors", fused)
+    fused_path = save_model(args.out / f"{args.name}.safetensors", fused)
 
     phases = []
     for log in args.log:
         data = json.loads(log.read_text())
         cfg = {k: v for k, v in data["config"].items() if k not in ("train_photos", "photos", "out")}
-        phases.append({"config": cfg, "final": data["log"][-1]})
+        phases.append({"model": args.name, "config": cfg, "final": data["log"][-1]})
+    phases += [run_record(run, args.name, args.checkpoint) for run in args.run]
     common = {"arch": model.arch_name, "arch_kwargs": model.arch_kwargs, "scale": model.scale}
-    manifest = {
-        "default.safetensors": {**common, "fused": True, "sha256": sha256(fused_path)},
-        "default_unfused.safetensors": {**common, "fused": False, "sha256": sha256(unfused_path)},
-        "training": phases,
-    }
+    old = args.out / "manifest.json"
+    manifest = json.loads(old.read_text()) if old.is_file() else {}
+    manifest[fused_path.name] = {**common, "fused": True, "sha256": sha256(fused_path)}
+    manifest[unfused_path.name] = {**common, "fused": False, "sha256": sha256(unfused_path)}
+    # phases without a "model" key are the default model's (the first manifests recorded only that one)
+    manifest["training"] = [*manifest.get("training", []), *phases]
     atomic_write_text(args.out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     for p in (fused_path, unfused_path):
         print(f"wrote {p} ({p.stat().st_size / 1024:.0f} KiB)")

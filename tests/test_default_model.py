@@ -71,3 +71,22 @@ def test_demo_adds_the_default_model_column(tmp_path: Path) -> None:
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     assert (tmp_path / "demo" / "comparison.png").is_file()
     assert any((tmp_path / "demo").glob("*model*/*.png")) or any((tmp_path / "demo").glob("default*/*.png"))
+
+
+def test_packaged_model_names_resolve_to_the_packaged_files(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    from paragonsr.infer import PACKAGED_MODELS, packaged_model
+
+    monkeypatch.chdir(tmp_path)
+    assert packaged_model("default") == default_model_path()
+    assert packaged_model("some/file.safetensors") == Path("some/file.safetensors")
+    for name, file in PACKAGED_MODELS.items():
+        if default_model_path(file) is None:
+            with pytest.raises(FileNotFoundError) as exc:
+                packaged_model(name)
+            assert str(exc.value) == f"--model {name}: this install has no packaged {name} model"
+        else:
+            assert packaged_model(name) == default_model_path(file)
+    (tmp_path / "default").write_bytes(b"")  # a file of that name wins over the packaged model
+    assert packaged_model("default") == Path("default")

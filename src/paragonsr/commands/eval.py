@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="checkpoint (.safetensors/.pth) or .onnx file, or 'default' for the packaged default model; "
+        help="checkpoint (.safetensors/.pth) or .onnx file, or a packaged model ('default', 'classic'); "
         "repeat for several models",
     )
     parser.add_argument("--gt", type=Path, help="folder of ground-truth images")
@@ -161,15 +161,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _model_path(name: str) -> Path:
-    """``--model`` value -> file; 'default' is the packaged default model."""
-    if name != "default":
-        return Path(name)
-    from paragonsr.infer import default_model_path
+    """``--model`` value -> file; ``default`` / ``classic`` are the packaged models."""
+    from paragonsr.infer import packaged_model
 
-    path = default_model_path()
-    if path is None:
-        raise FileNotFoundError("--model default: this install has no packaged default model")
-    return path
+    return packaged_model(name)
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:

@@ -34,7 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("-o", "--output", required=True, help="output folder, or a file path for a single input")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("-m", "--model", help="model file: .safetensors / .pth (torch) or .onnx")
+    src.add_argument(
+        "-m",
+        "--model",
+        help="model file: .safetensors / .pth (torch) or .onnx, or a packaged model: default, classic",
+    )
     src.add_argument(
         "--resampler",
         help="classic resizing instead of a model: magic-sharp-2021 (mks2021), magic-sharp-2013, magic, "
@@ -140,7 +144,11 @@ def make_backend(args: argparse.Namespace) -> Any:
     if args.resampler:
         return ResamplerBackend(args.resampler, args.scale or 2)
     model = args.model
-    if model is None:
+    if model is not None:
+        from paragonsr.infer import packaged_model
+
+        model = packaged_model(model)
+    else:
         from paragonsr.infer import default_model_path
 
         model = default_model_path()

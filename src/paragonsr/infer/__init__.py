@@ -38,6 +38,26 @@ def default_model_path(name: str = "default.safetensors") -> Path | None:
     return path
 
 
+PACKAGED_MODELS = {"default": "default.safetensors", "classic": "classic.safetensors"}
+
+
+def packaged_model(name: str) -> Path:
+    """``--model`` value -> file: a packaged model's short name (``default``: the realistic 2x ParagonSR2 nano that
+    ``upscale`` uses; ``classic``: the 2x nano trained on bicubic LR only, for the standard benchmark) unless a
+    file of that name exists; anything else is a path.
+
+    Raises:
+        FileNotFoundError: a packaged name this install does not hold.
+        RuntimeError: a packaged file whose sha256 differs from the manifest's.
+    """
+    if name not in PACKAGED_MODELS or Path(name).exists():
+        return Path(name)
+    path = default_model_path(PACKAGED_MODELS[name])
+    if path is None:
+        raise FileNotFoundError(f"--model {name}: this install has no packaged {name} model")
+    return path
+
+
 __all__ = [
     "Backend",
     "ImageInfo",
@@ -47,6 +67,7 @@ __all__ = [
     "Upscaler",
     "default_model_path",
     "load_backend",
+    "packaged_model",
     "read_image",
     "sample_images",
     "tiled_forward",
