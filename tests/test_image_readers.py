@@ -79,3 +79,13 @@ def test_one_extension_list_for_every_folder_scan(tmp_path: Path) -> None:
     assert [p.name for p in scan_images(tmp_path)] == names
     assert _first_image(tmp_path) == tmp_path / "a.jfif"
     assert read_stored(tmp_path / "b.GIF").shape == (4, 4, 3)
+
+
+def test_to_rgba_repeats_gray_and_adds_opaque_alpha() -> None:
+    from paragonsr.infer.image_io import to_rgba
+
+    la = np.array([[[0.25, 0.5]]], np.float32)
+    assert to_rgba(la).tolist() == [[[0.25, 0.25, 0.25, 0.5]]]
+    assert to_rgba(la[..., :1]).tolist() == [[[0.25, 0.25, 0.25, 1.0]]]
+    rgba = np.array([[[0.1, 0.2, 0.3, 0.4]]], np.float32)
+    assert to_rgba(rgba) is rgba

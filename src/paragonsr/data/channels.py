@@ -32,18 +32,13 @@ def imread_channels(path: str | Path, alpha: bool) -> np.ndarray:
 
     if not alpha:
         return imread_rgb(path)
-    from paragonsr.infer.image_io import read_image
+    from paragonsr.infer.image_io import read_image, to_rgba
 
     try:
         img, _ = read_image(path)
     except (OSError, ValueError) as exc:
         raise OSError(f"cannot read image {path} (missing, empty or not an image): {exc}") from None
-    c = img.shape[2]
-    if c in (1, 2):  # gray (+ alpha) -> RGB (+ alpha)
-        img = np.concatenate([np.repeat(img[..., :1], 3, axis=2), img[..., 1:]], axis=2)
-    if img.shape[2] == 3:
-        img = np.concatenate([img, np.ones_like(img[..., :1])], axis=2)
-    return np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32)
+    return np.ascontiguousarray(np.clip(to_rgba(img), 0.0, 1.0), dtype=np.float32)
 
 
 def to_channels(img: np.ndarray, n: int) -> np.ndarray:

@@ -209,6 +209,18 @@ def to_rgb(img: np.ndarray) -> np.ndarray:
     return np.repeat(img, 3, axis=2) if c == 1 else img
 
 
+def to_rgba(img: np.ndarray) -> np.ndarray:
+    """Float HWC gray / gray + alpha / RGB / RGBA in [0, 1] -> HWx4 RGBA: gray is repeated, a missing alpha is
+    opaque (1.0)."""
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[2] in (1, 2):
+        img = np.concatenate([np.repeat(img[..., :1], 3, axis=2), img[..., 1:]], axis=2)
+    if img.shape[2] == 3:
+        img = np.concatenate([img, np.ones_like(img[..., :1])], axis=2)
+    return img
+
+
 def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
     """Read an image file (see module doc). Raises ``FileNotFoundError``/``ImageReadError`` naming the file."""
     p = Path(path)
@@ -316,5 +328,6 @@ __all__ = [
     "read_image",
     "to_dtype",
     "to_rgb",
+    "to_rgba",
     "write_image",
 ]
