@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from paragonsr.data.tiles import read_image
 from paragonsr.degrade import build_degradation, ops
 from paragonsr.degrade import realesrgan_torch as rt
 
@@ -38,7 +39,7 @@ def load_crops(n: int, size: int) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     crops = []
     for i in range(n):
-        img = cast(np.ndarray, cv2.imread(str(paths[i % len(paths)])))[:, :, ::-1]
+        img = read_image(paths[i % len(paths)])[..., :3]  # uint8 RGB, as a viewer shows it
         h, w = img.shape[:2]
         t, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         crops.append(np.ascontiguousarray(img[t : t + size, left : left + size]))

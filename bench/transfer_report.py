@@ -16,7 +16,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import cast
 
 import cv2
 import numpy as np
@@ -30,6 +29,7 @@ from paragonsr.archs.compact import compact_kwargs_from_state_dict  # noqa: E402
 from paragonsr.benchmark import matlab_bicubic_lr  # noqa: E402
 from paragonsr.checkpoint import load_model, load_state_dict  # noqa: E402
 from paragonsr.data.tiles import list_images, read_image  # noqa: E402
+from paragonsr.data.transforms import imread_rgb  # noqa: E402
 from paragonsr.transfer import build_pair, compare_outputs, psnr, transfer_compact  # noqa: E402
 from paragonsr.utils.params import count_params  # noqa: E402
 
@@ -37,10 +37,7 @@ PHOTOS = REPO.parent / "shared" / "data" / "photos"
 
 
 def _photos() -> list[np.ndarray]:
-    return [
-        cast(np.ndarray, cv2.imread(str(p)))[..., ::-1].astype(np.float32) / 255
-        for p in sorted(PHOTOS.glob("*.jpg"))
-    ]
+    return [imread_rgb(p) for p in sorted(PHOTOS.glob("*.jpg"))]
 
 
 def _train(seconds: float, photos: list[np.ndarray]) -> dict:

@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,10 +42,10 @@ def split_photos(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"cannot read {path}")
-    return np.ascontiguousarray(img[..., ::-1])
+    """uint8 HWC RGB as a viewer shows the file (gray repeated, alpha dropped)."""
+    from paragonsr.infer.image_io import read_image, to_dtype, to_rgb
+
+    return to_dtype(to_rgb(read_image(path)[0]), 8)
 
 
 class Sampler:
