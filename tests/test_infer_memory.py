@@ -81,3 +81,22 @@ def test_default_model_tiled_equals_untiled_within_one_level() -> None:
     assert tiled._auto is not None
     q = lambda v: np.round(v * 255)  # noqa: E731
     assert np.abs(q(a) - q(b)).max() <= 1
+
+
+def test_non_finite_check_of_a_big_output_uses_bounded_temporaries() -> None:
+    import tracemalloc
+
+    from paragonsr.utils.finite import array_non_finite
+
+    a = np.zeros((2400, 4000, 3), np.float32)  # 115 MB: a whole-array check would allocate 29+ MB of bools
+    tracemalloc.start()
+    try:
+        assert array_non_finite(a) is None  # the common case, on every image written
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 2**20
+    a[-1, -1, -1] = np.nan  # in the last block
+    assert array_non_finite(a) == "NaN"
+    t = torch.from_numpy(a).permute(2, 0, 1)[None]  # the tiled output's channels_last layout
+    assert array_non_finite(t) == "NaN" and array_non_finite(t[..., :-1]) is None

@@ -60,12 +60,33 @@ def _flatten(items: Iterable[tuple[Any, Any]], prefix: str, out: list[tuple[str,
             _flatten(enumerate(val), f"{name}.", out)
 
 
+_CHUNK = 1 << 22  # values per block: isfinite makes float and bool temporaries of its input's size
+
+
+def _blocks(arr: Any) -> Iterable[Any]:
+    """Views of ``arr`` of at most ~``_CHUNK`` values, split along its longest axis (an output image of
+    hundreds of MB is checked with ~20 MB of temporaries instead of several full-size ones)."""
+    size = arr.numel() if isinstance(arr, Tensor) else arr.size
+    if arr.ndim == 0 or size <= _CHUNK:
+        yield arr
+        return
+    axis = int(np.argmax(arr.shape))
+    n = int(arr.shape[axis])
+    step = max(1, n * _CHUNK // size)
+    for i in range(0, n, step):
+        yield arr[(slice(None),) * axis + (slice(i, i + step),)]
+
+
 def array_non_finite(arr: np.ndarray | Tensor) -> str | None:
-    """None when every value of an image/array is finite, else what was found ('NaN', '+inf', ...)."""
+    """None when every value of an image/array is finite, else what was found ('NaN', '+inf', ...). Checked in
+    blocks of ~4M values (bounded temporaries, however big the image)."""
     if isinstance(arr, Tensor):
-        return None if bool(torch.isfinite(arr).all()) else _kind(arr)
+        if not arr.is_floating_point():
+            return None
+        ok = all(bool(torch.isfinite(part).all()) for part in _blocks(arr.detach()))
+        return None if ok else _kind(arr)
     a = np.asarray(arr)
-    if not np.issubdtype(a.dtype, np.floating) or bool(np.isfinite(a).all()):
+    if not np.issubdtype(a.dtype, np.floating) or all(bool(np.isfinite(part).all()) for part in _blocks(a)):
         return None
     return _kind(a)
 
