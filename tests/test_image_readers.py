@@ -89,3 +89,16 @@ def test_to_rgba_repeats_gray_and_adds_opaque_alpha() -> None:
     assert to_rgba(la[..., :1]).tolist() == [[[0.25, 0.25, 0.25, 1.0]]]
     rgba = np.array([[[0.1, 0.2, 0.3, 0.4]]], np.float32)
     assert to_rgba(rgba) is rgba
+
+
+def test_training_readers_raise_oserror_with_the_readers_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    readers = (imread_rgb, lambda p: imread_channels(p, alpha=True), imread_raw)
+    for reader in readers:
+        with pytest.raises(OSError, match=r"^\S*bad\.png: not a recognised image format$"):
+            reader(tmp_path / "bad.png")
+        with pytest.raises(OSError, match=r"^\S*empty\.png: empty file \(0 bytes\)$"):
+            reader(tmp_path / "empty.png")
+        with pytest.raises(FileNotFoundError, match=r"missing\.png: no such file$"):
+            reader(tmp_path / "missing.png")

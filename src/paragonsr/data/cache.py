@@ -26,13 +26,10 @@ def imread_raw(path: str | Path, alpha: bool = False) -> np.ndarray:
     (16-bit) or float32 (float files, clipped to [0, 1]). EXIF orientation, gray expansion and alpha handling are
     those of :func:`~paragonsr.data.channels.imread_channels`: ``to_float(imread_raw(p, a))`` equals
     ``imread_channels(p, a)`` bit for bit. Raises ``OSError`` naming the file when it cannot be read."""
-    from paragonsr.infer.image_io import read_image, to_dtype, to_rgb, to_rgba
+    from paragonsr.data.transforms import read_training_image
+    from paragonsr.infer.image_io import to_dtype, to_rgb, to_rgba
 
-    path = Path(path)
-    try:
-        img, info = read_image(path)
-    except (OSError, ValueError) as exc:
-        raise OSError(f"cannot read image {path} (missing, empty or not an image): {exc}") from None
+    img, info = read_training_image(path)
     img = to_rgba(img) if alpha else to_rgb(img)  # as imread_channels (opaque alpha 1.0 = the peak value)
     if info.bit_depth in (8, 16):
         # The decoder computed k / peak in float32; k / peak * peak is within 1e-4 of k, so to_dtype's rounding

@@ -32,12 +32,10 @@ def imread_channels(path: str | Path, alpha: bool) -> np.ndarray:
 
     if not alpha:
         return imread_rgb(path)
-    from paragonsr.infer.image_io import read_image, to_rgba
+    from paragonsr.data.transforms import read_training_image
+    from paragonsr.infer.image_io import to_rgba
 
-    try:
-        img, _ = read_image(path)
-    except (OSError, ValueError) as exc:
-        raise OSError(f"cannot read image {path} (missing, empty or not an image): {exc}") from None
+    img, _ = read_training_image(path)
     return np.ascontiguousarray(np.clip(to_rgba(img), 0.0, 1.0), dtype=np.float32)
 
 

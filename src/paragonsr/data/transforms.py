@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -14,19 +14,32 @@ import torch
 
 from paragonsr.utils.atomic import atomic_write_bytes
 
+if TYPE_CHECKING:
+    from paragonsr.infer.image_io import ImageInfo
+
+
+def read_training_image(path: str | Path) -> tuple[np.ndarray, ImageInfo]:
+    """:func:`paragonsr.infer.image_io.read_image` for the training loaders: every failure is an ``OSError`` whose
+    message is the reader's one line naming the file (e.g. ``PATH: empty file (0 bytes)``)."""
+    from paragonsr.infer.image_io import read_image
+
+    try:
+        return read_image(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise OSError(str(exc)) from None
+
 
 def imread_rgb(path: str | Path) -> np.ndarray:
     """Read an image as float32 RGB HWC in [0, 1]. 16-bit is detected by dtype (not by max value); gray is
     expanded to 3 channels; alpha is dropped (composited on black would bias colours, the RGB is kept). Decoded
     by :func:`paragonsr.infer.image_io.read_image`, so EXIF orientation is applied exactly as ``paragonsr degrade``
-    / ``upscale`` apply it (an LQ made by them stays aligned with its GT read here)."""
-    from paragonsr.infer.image_io import read_image, to_rgb
+    / ``upscale`` apply it (an LQ made by them stays aligned with its GT read here). Raises ``OSError`` naming
+    the file (:func:`read_training_image`)."""
+    from paragonsr.infer.image_io import to_rgb
 
-    path = Path(path)
-    try:
-        img, _ = read_image(path)
-    except (OSError, ValueError) as exc:
-        raise OSError(f"cannot read image {path} (missing, empty or not an image): {exc}") from None
+    img, _ = read_training_image(path)
     return np.ascontiguousarray(np.clip(to_rgb(img), 0.0, 1.0), dtype=np.float32)
 
 
