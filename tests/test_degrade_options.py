@@ -60,7 +60,7 @@ def test_defaults_are_real_esrgan_released_values_and_every_key_is_described() -
 
 
 def test_training_and_degrade_cli_hand_the_pipeline_the_same_options(tmp_path: Path) -> None:
-    from paragonsr.train.trainer import _degradation
+    from paragonsr.data.build import build_degradation_for as _degradation
 
     d = basicsr_file()
     opt = parse_options(copy.deepcopy(d))

@@ -149,8 +149,8 @@ def test_same_batches_whatever_the_worker_count(image_root: Path) -> None:
 
 
 def test_trainer_fills_the_cache_before_forking_workers(image_root: Path) -> None:
+    from paragonsr.data.build import build_dataset, build_train_loader
     from paragonsr.train.option_io import parse_options
-    from paragonsr.train.trainer import build_dataset, build_train_loader
 
     def opt(workers: int, cache: bool) -> Any:
         train = {"type": "OTFDataset", "degradation": "bicubic", "dataroot_gt": str(image_root), "gt_size": 16,

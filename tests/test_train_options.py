@@ -189,7 +189,7 @@ def test_pipeline_specific_keys_need_their_pipeline() -> None:
 
 def test_gt_usm_defaults_are_realesrgans() -> None:
     """Omitted l1/percep/gan_gt_usm take Real-ESRGAN's released values, and reach the realesrgan pipeline."""
-    from paragonsr.train.trainer import _degradation
+    from paragonsr.data.build import build_degradation_for as _degradation
 
     train = {"type": "OTFDataset", "degradation": "realesrgan", "dataroot_gt": "g", "gt_size": 64}
     opt = parse_options(minimal(datasets={"train": train}))

@@ -7,6 +7,10 @@ Conventions every generator follows (checkpoints, upscale and export rely on the
 - instances expose ``scale``, ``in_ch`` and ``out_ch`` attributes;
 - archs that can be folded for release implement ``fuse_for_release() -> nn.Module`` (in place, returns self);
   calling it on a freshly built model yields the same parameter names/shapes as on a trained one.
+- archs whose eval output depends on state settled by training-mode forwards (ParagonSR2's tracked kernels)
+  implement ``calibrate_for_eval(batches, device=None) -> nn.Module``: forward the LR batches (tensors, ``(lq, gt)``
+  pairs or dicts with ``"lq"``) without weight updates. Training calls it before validating and saving the EMA,
+  release before fusing; archs without it need no calibration.
 """
 
 from __future__ import annotations

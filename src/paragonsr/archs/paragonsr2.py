@@ -121,6 +121,16 @@ class ParagonSR2(nn.Module):
             out = out + self.base_upsampler(x)
         return out
 
+    def calibrate_for_eval(
+        self, batches: Iterable[Any], device: torch.device | str | None = None
+    ) -> ParagonSR2:
+        """The optional architecture hook behind validation and release: settle the tracked kernels on
+        ``batches`` (see :func:`calibrate`; ValueError on a fused model). A model built without blocks has
+        nothing to settle and is returned unchanged. Returns self."""
+        if any(isinstance(m, DynamicTransformer) for m in self.modules()):
+            calibrate(self, batches, device=device)
+        return self
+
     @torch.no_grad()
     def fuse_for_release(self) -> ParagonSR2:
         """Fold for deployment, in place: tracked kernels → static depthwise weights (generators removed),

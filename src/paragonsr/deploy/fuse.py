@@ -60,11 +60,14 @@ def calibrate(model: nn.Module, inputs: Sequence[np.ndarray], steps: int) -> Non
         return
     if not inputs:
         raise ValueError("calibration needs images (--calib DIR)")
-    from paragonsr.archs.paragonsr2 import calibrate as settle_tracked_kernels
-
+    hook = getattr(model, "calibrate_for_eval", None)  # the optional arch hook (see paragonsr.archs)
+    if hook is None:
+        raise ValueError(
+            f"calibrate: {type(model).__name__} has no DynamicTransformer-style tracked kernels to calibrate "
+            "(no calibrate_for_eval hook); drop --calibrate"
+        )
     tensors = [torch.from_numpy(x).to(_device(model)) for x in inputs]
-    # Raises a clear error for archs without dynamic (tracked-kernel) layers: nothing to calibrate there.
-    settle_tracked_kernels(model, (tensors[i % len(tensors)] for i in range(steps)))
+    hook(tensors[i % len(tensors)] for i in range(steps))
     model.eval()
 
 

@@ -11,6 +11,10 @@ Calling convention (the trainer relies on it; every loss here follows it)
     - ``lq``: the low-quality input batch (``ContrastiveLoss`` builds its negative, the bicubic upscale, from it);
     - ``weight``: optional per-pixel weight ``(N, 1|C, H, W)`` for the pixel losses (BasicSR ``weight=``).
   ``TVLoss`` only regularises ``pred``; its ``target`` may be ``None``.
+* The GT a loss compares against is declared on its class: ``gt_usm_group`` ``"l1"`` (pixel losses), ``"percep"``
+  (feature/distance-network losses) or ``"gan"`` (adversarial) selects the USM-sharpened GT when the option file's
+  Real-ESRGAN ``l1_gt_usm`` / ``percep_gt_usm`` / ``gan_gt_usm`` is set; losses without it see the plain GT. A
+  loss entry's ``target`` option overrides both.
 * ``reduction`` is ``"mean"`` (default) or ``"sum"`` where it makes sense (pixel losses).
 * Perceptual losses (``PerceptualLoss``, ``ConvNeXtPerceptualLoss``, ``DISTSLoss``, ``LPIPSLoss``,
   ``ContrastiveLoss``) need pretrained weights resolved **offline** by :func:`paragonsr.weights.resolve_weights` from a weights directory

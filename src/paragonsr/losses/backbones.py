@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -279,6 +279,7 @@ class DistanceNetLoss(nn.Module):
     constructor takes ``(pretrained, pretrained_backbone, weights_dir, allow_download, manifest)``."""
 
     net_cls: type[nn.Module]
+    gt_usm_group: ClassVar[str] = "percep"  # compares against the USM-sharpened GT when percep_gt_usm is set
 
     def __init__(
         self,

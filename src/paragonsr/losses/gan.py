@@ -20,7 +20,7 @@ also keeps BasicSR's ``forward(pred, target_is_real, is_disc=False)``), ``R3GANL
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,7 @@ class GANLoss(nn.Module):
     """BasicSR GAN loss on logits: vanilla (BCE-with-logits), lsgan (MSE to labels), hinge, wgan, wgan_softplus."""
 
     TYPES = ("vanilla", "lsgan", "hinge", "wgan", "wgan_softplus")
+    gt_usm_group: ClassVar[str] = "gan"  # D sees the USM-sharpened GT as real when gan_gt_usm is set
 
     def __init__(
         self,
@@ -172,6 +173,8 @@ class _PenalisedRelativisticLoss(nn.Module):
     A subclass only defines ``_relativistic(pos, neg)``, the loss that pushes ``pos`` logits above ``neg`` ones:
     D minimises it with (real, fake), G with (fake, real) and the real logits held constant.
     """
+
+    gt_usm_group: ClassVar[str] = "gan"  # D sees the USM-sharpened GT as real when gan_gt_usm is set
 
     def __init__(self, loss_weight: float, r1_gamma: float, r2_gamma: float, lazy_interval: int) -> None:
         super().__init__()

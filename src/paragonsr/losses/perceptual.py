@@ -8,7 +8,7 @@ and ``pretrained`` (False = random backbone, tests/debug only). Calling conventi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ def _gram(x: Tensor) -> Tensor:
 
 class _FeatureLoss(nn.Module):
     extractor: nn.Module
+    gt_usm_group: ClassVar[str] = "percep"  # compares against the USM-sharpened GT when percep_gt_usm is set
 
     def __init__(self, layer_weights: dict[str, float], criterion: str) -> None:
         super().__init__()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,8 @@ def check_pair(pred: Tensor, target: Tensor, name: str) -> None:
 
 
 class _PixelLoss(nn.Module):
+    gt_usm_group: ClassVar[str] = "l1"  # compares against the USM-sharpened GT when l1_gt_usm is set
+
     def __init__(self, loss_weight: float = 1.0, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:

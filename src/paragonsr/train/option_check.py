@@ -206,9 +206,9 @@ def _network_problems(opt: Options) -> list[str]:
     really produces and its channel counts."""
     import torch
 
+    from paragonsr.data.build import network_channels
     from paragonsr.data.channels import SUPPORTED_CHANNELS
     from paragonsr.train.sr_model import build_network
-    from paragonsr.train.trainer import network_channels
 
     in_ch, out_ch = network_channels(opt)
     problems = [
@@ -301,12 +301,12 @@ def check_run(opt: Options, allow_download: bool = False) -> list[str]:
             problems += _folder_problems(ds.dataroot_lq, None, f"datasets.{phase}.dataroot_lq")
     problems += _pretrain_problems(opt) + _backbone_weight_problems(opt, allow_download)
     problems += _network_problems(opt)
-    from paragonsr.train.trainer import _degradation
+    from paragonsr.data.build import build_degradation_for
 
     for phase, ds in opt.datasets.items():
         if isinstance(ds, OTFDatasetOpt):
             try:
-                _degradation(opt, ds)
+                build_degradation_for(opt, ds)
             except (ValueError, KeyError, TypeError) as exc:
                 msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
                 problems.append(f"{msg} (degradation of datasets.{phase})")

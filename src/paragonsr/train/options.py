@@ -241,7 +241,11 @@ class TrainOpt(Section):
     net_d_iters: int = Field(1, gt=0, description="update G only every net_d_iters iterations")
     net_d_init_iters: int = Field(0, ge=0, description="train only D for the first iterations")
     max_nonfinite_steps: int = Field(10, gt=0, description="stop after this many non-finite steps in a row")
-    calibrate_iters: int = Field(8, ge=0, description="ParagonSR2 kernel calibration passes before val/save")
+    calibrate_iters: int = Field(
+        8,
+        ge=0,
+        description="calibration batches for archs with a calibrate_for_eval hook (ParagonSR2) before val/save",
+    )
     losses: list[LossOpt] = Field(
         default_factory=list, description="traiNNer style list; *_opt keys add to it"
     )
@@ -294,7 +298,7 @@ class ValOpt(Section):
     )
     tile_pad: int = Field(16, ge=0, description="overlap of validation tiles, LQ pixels")
     max_save_img: int = Field(8, ge=0, description="validation images logged to TensorBoard")
-    calibrate: bool = Field(True, description="calibrate ParagonSR2 kernels before validating")
+    calibrate: bool = Field(True, description="run the arch's calibrate_for_eval hook before validating")
     metrics: dict[str, MetricOpt] = Field(
         default_factory=dict, description="name -> metric; logged and tracked"
     )

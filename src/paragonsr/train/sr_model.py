@@ -1,6 +1,6 @@
 """Fidelity SR model (BasicSR ``SRModel`` / ``RealESRNetModel``): generator, losses, optimizer + schedule,
 EMA, gradient accumulation, clipping, AMP (bf16 on CPU/CUDA, fp16 + GradScaler on CUDA), channels_last and a
-non-finite guard. Multi-process training averages gradients (and float buffers such as ParagonSR2's tracked
+non-finite guard. Multi-process training averages gradients (and float buffers such as tracked
 kernels) over ranks explicitly, which also works with the double-backward R1/R2 penalties of the GAN model."""
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from paragonsr.train.optim import IterScheduler, build_optimizer
 from paragonsr.train.options import NetworkOpt, Options
 
 log = logging.getLogger("paragonsr.train")
-
-_L1_LIKE = ("l1loss", "mseloss", "charbonnierloss", "l1", "mse", "charbonnier")
 
 
 class NonFiniteError(ParagonSRError, RuntimeError):
@@ -113,20 +111,17 @@ class SRModel:
         for i, lo in enumerate(self.opt.train.losses):
             name = lo.name or f"{lo.type}_{i}"
             mod = build_loss({"type": lo.type, "loss_weight": lo.loss_weight, **lo.kwargs()}).to(self.device)
-            target = lo.target or self._default_target(name, lo.type, hasattr(mod, "d_loss"))
+            target = lo.target or self._default_target(mod)
             (gan if hasattr(mod, "d_loss") else pix).append((name, mod, target))
         return pix, gan
 
-    def _default_target(self, name: str, type_: str, is_gan: bool) -> str:
-        # Real-ESRGAN's l1_gt_usm / percep_gt_usm / gan_gt_usm pick the USM-sharpened GT per loss family.
+    def _default_target(self, loss: nn.Module) -> str:
+        """The GT a loss compares against: its class declares ``gt_usm_group`` (``l1`` / ``percep`` / ``gan``)
+        and Real-ESRGAN's ``l1_gt_usm`` / ``percep_gt_usm`` / ``gan_gt_usm`` switch that group to the
+        USM-sharpened GT; losses without a group see the plain GT."""
         o = self.opt
-        if is_gan:
-            return "gt_usm" if o.gan_gt_usm else "gt"
-        if name.startswith(("pixel", "l1")) or type_.lower() in _L1_LIKE:
-            return "gt_usm" if o.l1_gt_usm else "gt"
-        if name.startswith("percep"):
-            return "gt_usm" if o.percep_gt_usm else "gt"
-        return "gt"
+        use_usm = {"l1": o.l1_gt_usm, "percep": o.percep_gt_usm, "gan": o.gan_gt_usm}
+        return "gt_usm" if use_usm.get(getattr(loss, "gt_usm_group", None) or "", False) else "gt"
 
     def _broadcast(self, net: nn.Module) -> None:
         if self.world > 1:
@@ -265,12 +260,12 @@ class SRModel:
 
     # ------------------------------------------------------------------ eval / release
     def eval_model(self, calibrate: bool = True) -> nn.Module:
-        """EMA (or a copy of the generator) calibrated on recent training LQ batches, in eval mode."""
+        """EMA (or a copy of the generator) in eval mode; archs with a ``calibrate_for_eval`` hook are calibrated
+        on recent training LQ batches first."""
         net = self.ema.module if self.ema is not None else copy.deepcopy(unwrap(self.net_g))
-        if calibrate and self.opt.train.calibrate_iters > 0 and self.recent_lq and _has_tracked_kernels(net):
-            from paragonsr.archs.paragonsr2 import calibrate as calibrate_fn
-
-            calibrate_fn(net, list(self.recent_lq), device=self.device)
+        hook = getattr(net, "calibrate_for_eval", None)  # the optional arch hook (see paragonsr.archs)
+        if calibrate and self.opt.train.calibrate_iters > 0 and self.recent_lq and hook is not None:
+            hook(list(self.recent_lq), device=self.device)
         return net.eval()
 
     def lrs(self) -> list[float]:
@@ -324,7 +319,3 @@ class BufferSnapshot:
     def restore(self) -> None:
         for b, saved in self.pairs:
             b.copy_(saved)
-
-
-def _has_tracked_kernels(net: nn.Module) -> bool:
-    return any(type(m).__name__ == "DynamicTransformer" for m in net.modules())

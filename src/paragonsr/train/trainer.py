@@ -15,12 +15,11 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from paragonsr.data.datasets import OTFDataset, PairedImageDataset, ResumableSampler, seed_worker
+from paragonsr.data.build import build_dataset, build_train_loader, build_val_loaders
 from paragonsr.train.distributed import barrier, cleanup, get_dist_info, init_dist, reduce_mean
 from paragonsr.train.logger import MessageLogger, get_logger, init_tb, init_wandb, plot_curves
-from paragonsr.train.options import Options, OTFDatasetOpt, PairedDatasetOpt
+from paragonsr.train.options import Options, OTFDatasetOpt
 from paragonsr.train.state import atomic_torch_save, find_latest_state, load_state, rng_state, set_rng_state
 from paragonsr.train.validation import BestTracker, validate
 from paragonsr.utils.atomic import atomic_output
@@ -48,85 +47,6 @@ def experiment_root(opt: Options) -> Path:
     if opt.path.experiments_root:
         return Path(opt.path.experiments_root)
     return Path(opt.path.root or ".") / "experiments" / opt.name
-
-
-def _degradation(opt: Options, ds: OTFDatasetOpt) -> Any:
-    from paragonsr.degrade import build_degradation
-    from paragonsr.registry import DEGRADATION_REGISTRY
-
-    name = DEGRADATION_REGISTRY.canonical(ds.degradation)
-    dopt: dict[str, Any] = {}
-    if name == "realesrgan":
-        from paragonsr.degrade.realesrgan_opts import DATASET_KEYS, set_values
-
-        dopt.update(opt.degradation_opt())
-        dopt.update(set_values(ds, DATASET_KEYS))
-        dopt.update(
-            {"l1_gt_usm": opt.l1_gt_usm, "percep_gt_usm": opt.percep_gt_usm, "gan_gt_usm": opt.gan_gt_usm}
-        )
-    elif name == "workflows":
-        if ds.p_clean is not None:
-            dopt["p_clean"] = ds.p_clean
-        if ds.predefined_sequences is not None:
-            dopt["predefined_sequences"] = ds.predefined_sequences
-    dopt.update(ds.degradation_opt)
-    return build_degradation(ds.degradation, dopt, opt.scale)
-
-
-def network_channels(opt: Options) -> tuple[int, int]:
-    """(LQ, GT) channels of ``network_g``: ``num_in_ch``/``in_ch`` and ``num_out_ch``/``out_ch`` (every arch
-    defaults to 3)."""
-    kw = opt.network_g.kwargs()
-    return int(kw.get("num_in_ch", kw.get("in_ch", 3))), int(kw.get("num_out_ch", kw.get("out_ch", 3)))
-
-
-def build_dataset(opt: Options, phase: str, seed: int) -> Any:
-    ds = opt.datasets[phase]
-    train = phase == "train"
-    gt_size = (
-        (ds.gt_size or (ds.lq_size * opt.scale if ds.lq_size else None) or opt.gt_size) if train else None
-    )
-    common: dict[str, Any] = dict(scale=opt.scale, gt_size=gt_size, meta_info=ds.meta_info, phase="train" if train else "val",
-                  use_hflip=ds.use_hflip and train, use_rot=ds.use_rot and train, seed=seed,
-                  small_image=ds.small_image, channels=network_channels(opt), cache_images=ds.cache_images,
-                  cache_max_mb=ds.cache_max_mb)  # fmt: skip
-    if isinstance(ds, OTFDatasetOpt):
-        return OTFDataset(ds.dataroot_gt, degrade=_degradation(opt, ds), **common)
-    paired = cast(PairedDatasetOpt, ds)  # the other dataset kind
-    return PairedImageDataset(
-        paired.dataroot_gt, paired.dataroot_lq, filename_tmpl=paired.filename_tmpl, **common
-    )
-
-
-def build_train_loader(opt: Options, dataset: Any, seed: int) -> tuple[DataLoader, ResumableSampler]:
-    ds = opt.datasets["train"]
-    rank, world = get_dist_info()
-    sampler = ResumableSampler(len(dataset), world, rank, ds.use_shuffle, seed, ds.dataset_enlarge_ratio)
-    if sampler.num_samples < ds.batch_size_per_gpu:
-        raise ValueError(
-            f"datasets.train: {len(dataset)} images x enlarge {ds.dataset_enlarge_ratio} give {sampler.num_samples} "
-            f"samples per process, fewer than batch_size_per_gpu {ds.batch_size_per_gpu}; raise "
-            "dataset_enlarge_ratio or lower the batch size"
-        )
-    if ds.num_worker_per_gpu > 0 and dataset.cache.max_bytes > 0 and _forks_workers():
-        # Decode once here: forked workers share these pages instead of each decoding (and holding) its own copy.
-        t0 = time.perf_counter()
-        n = dataset.fill_cache()
-        log.info(f"image cache: {n} images, {dataset.cache.nbytes / 2**20:.0f} MiB decoded in "
-                 f"{time.perf_counter() - t0:.1f} s (budget {ds.cache_max_mb:g} MiB per process)")  # fmt: skip
-    loader = DataLoader(
-        dataset, batch_size=ds.batch_size_per_gpu, sampler=sampler, num_workers=ds.num_worker_per_gpu,
-        drop_last=True, pin_memory=ds.pin_memory and torch.cuda.is_available(), worker_init_fn=seed_worker,
-        generator=torch.Generator().manual_seed(seed + rank),
-        persistent_workers=ds.persistent_workers and ds.num_worker_per_gpu > 0,
-    )  # fmt: skip
-    return loader, sampler
-
-
-def _forks_workers() -> bool:
-    import multiprocessing
-
-    return multiprocessing.get_context().get_start_method() == "fork"
 
 
 class Trainer:
@@ -166,12 +86,8 @@ class Trainer:
                  f"seed {seed}")  # fmt: skip
 
         train_set = build_dataset(opt, "train", seed)
-        self.loader, self.sampler = build_train_loader(opt, train_set, seed)
-        self.val_loaders = {
-            v.name if v.name != "dataset" else k: DataLoader(build_dataset(opt, k, seed), batch_size=1,
-                                                             num_workers=v.num_worker_per_gpu)
-            for k, v in opt.val_datasets().items()
-        }  # fmt: skip
+        self.loader, self.sampler = build_train_loader(opt, train_set, seed, self.rank, self.world)
+        self.val_loaders = build_val_loaders(opt, seed)
         from paragonsr.train.gan_model import GANModel
         from paragonsr.train.sr_model import SRModel
 
