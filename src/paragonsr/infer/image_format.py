@@ -87,13 +87,20 @@ def jpeg_truncated(data: bytes) -> bool:
 def encode_png_gray_alpha(arr: np.ndarray) -> bytes:
     """A gray + alpha PNG (colour type 4) from uint8 or uint16 HxWx2 (16-bit when the array is uint16).
 
-    Chunks, CRCs and compression are pypng's (zlib level 6); rows are handed over already packed big-endian."""
-    import png
-
+    8-bit goes through Pillow (its PNG row filters make files about half the size of unfiltered ones); 16-bit,
+    which Pillow cannot write as gray + alpha, through pypng (zlib level 6, rows handed over packed big-endian)."""
     h, w, c = arr.shape
     if c != 2 or arr.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"gray + alpha PNG needs uint8/uint16 HxWx2, got {arr.shape} {arr.dtype}")
     depth = 16 if arr.dtype == np.uint16 else 8
+    if depth == 8:
+        from PIL import Image
+
+        out = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(arr)).save(out, format="PNG", compress_level=6)
+        return out.getvalue()
+    import png
+
     rows = np.ascontiguousarray(arr.astype(">u2" if depth == 16 else np.uint8)).view(np.uint8).reshape(h, -1)
     buf = io.BytesIO()
     writer = png.Writer(w, h, greyscale=True, alpha=True, bitdepth=depth, compression=6)
