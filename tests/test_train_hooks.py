@@ -79,3 +79,22 @@ def test_eval_model_calls_any_arch_hook_with_the_recent_batches(monkeypatch: pyt
     assert seen == []
     model.eval_model(calibrate=True)
     assert seen == [2]
+
+
+def test_pair_pool_is_built_for_on_the_fly_training_data_only() -> None:
+    from paragonsr.data.build import build_pair_pool
+    from paragonsr.degrade import PairPool
+
+    net = {"type": "SRVGGNetCompact", "num_feat": 4, "num_conv": 1}
+    paired = _opt(net, [{"type": "L1Loss"}], queue_size=8)
+    assert build_pair_pool(paired) is None  # fixed pairs: nothing to mix
+    otf = paired.model_copy(deep=True)
+    otf.datasets["train"] = parse_options({
+        "name": "o", "scale": 2, "queue_size": 8,
+        "datasets": {"train": {"type": "RealESRGANDataset", "dataroot_gt": "g", "gt_size": 16}},
+        "network_g": net, "train": {"total_iter": 1, "optim_g": {"type": "Adam"}, "losses": [{"type": "L1Loss"}]},
+    }).datasets["train"]  # fmt: skip
+    pool = build_pair_pool(otf)
+    assert isinstance(pool, PairPool) and pool.size == 8
+    otf.queue_size = 0
+    assert build_pair_pool(otf) is None

@@ -115,5 +115,15 @@ def build_val_loaders(opt: Options, seed: int) -> dict[str, DataLoader]:
     }
 
 
+def build_pair_pool(opt: Options) -> Any:
+    """Real-ESRGAN's training-pair queue (``queue_size``, mixes batches) for on-the-fly training data; None when
+    ``queue_size`` is 0 or the training set is paired (its pairs are fixed)."""
+    if not opt.queue_size or DATASET_REGISTRY.get(opt.datasets["train"].type) is not OTFDataset:
+        return None
+    from paragonsr.degrade import PairPool
+
+    return PairPool(opt.queue_size)
+
+
 def _forks_workers() -> bool:
     return multiprocessing.get_context().get_start_method() == "fork"

@@ -16,10 +16,10 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from paragonsr.data.build import build_dataset, build_train_loader, build_val_loaders
+from paragonsr.data.build import build_dataset, build_pair_pool, build_train_loader, build_val_loaders
 from paragonsr.train.distributed import barrier, cleanup, get_dist_info, init_dist, reduce_mean
 from paragonsr.train.logger import MessageLogger, get_logger, init_tb, init_wandb, plot_curves
-from paragonsr.train.options import Options, OTFDatasetOpt
+from paragonsr.train.options import Options
 from paragonsr.train.state import atomic_torch_save, find_latest_state, load_state, rng_state, set_rng_state
 from paragonsr.train.validation import BestTracker, validate
 from paragonsr.utils.atomic import atomic_output
@@ -92,11 +92,7 @@ class Trainer:
         from paragonsr.train.sr_model import SRModel
 
         self.model = (GANModel if opt.kind == "gan" else SRModel)(opt, self.device)
-        self.pool = None
-        if opt.queue_size and isinstance(opt.datasets["train"], OTFDatasetOpt):
-            from paragonsr.degrade import PairPool
-
-            self.pool = PairPool(opt.queue_size)  # Real-ESRGAN's training-pair queue (mixes batches)
+        self.pool = build_pair_pool(opt)
         self.tracker = BestTracker()
         self.pos = DataPosition()
         self.iter = 0
