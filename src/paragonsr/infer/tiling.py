@@ -135,7 +135,7 @@ def is_oom(exc: BaseException) -> bool:
     )
 
 
-DEFAULT_CPU_BUDGET_MB = 192
+DEFAULT_CPU_BUDGET_MB = 128
 # Activation bytes per LR pixel ≈ 4·4·feat·scale² (see auto_tile_size); feat 16 matches what the default
 # ParagonSR2 nano really peaks at in bf16 (≈ 1 kB per LR pixel at x2, measured by RSS).
 DEFAULT_FEAT_ESTIMATE = 16
@@ -158,8 +158,8 @@ def available_memory() -> int:
 
 def cpu_memory_budget() -> int:
     """Bytes a tile's activations may use on the CPU: ``PARAGONSR_CPU_BUDGET_MB``, else a quarter of the available
-    memory capped at ``DEFAULT_CPU_BUDGET_MB`` (192 MiB: beyond ~440 px tiles the overlap saved is < 20 % of the
-    compute, while every extra MiB adds to the process peak)."""
+    memory capped at ``DEFAULT_CPU_BUDGET_MB`` (128 MiB: ~360 px tiles for a photo at x2; larger tiles save < 20 %
+    of the compute, while every extra MiB adds to the process peak)."""
     env = os.environ.get("PARAGONSR_CPU_BUDGET_MB")
     if env:
         return int(float(env) * 2**20)
