@@ -108,6 +108,29 @@ def test_benchmark_packaged_default_model_row(tmp_path: Path) -> None:
     assert list(rows) == ["bicubic", "default"] and rows["default"] > rows["bicubic"] + 0.5
 
 
+def test_models_with_the_same_file_name_get_their_own_rows(tmp_path: Path) -> None:
+    import torch
+
+    from paragonsr.archs import build_arch
+    from paragonsr.checkpoint import save_model
+
+    _make_set(tmp_path / "one", [(40, 44), (36, 36)], seed=4)
+    files = []
+    for run, alpha in (("run_a", 0.0), ("run_b", 1.0)):  # two differently behaving models, same file name
+        torch.manual_seed(0)
+        net = build_arch("paragonsr2_nano", scale=2, upsampler_alpha=alpha)
+        files.append(save_model(tmp_path / run / "models" / "net_g_ema_100.safetensors", net))
+    out = tmp_path / "out"
+    args = ["eval", "--benchmark", str(tmp_path / "one"), "-o", str(out)]
+    assert main([*args, "--model", str(files[0]), "--model", str(files[1]), "--model", str(files[0])]) == 0
+    rows = [(r["method"], r["n"], r["psnr_y"]) for r in csv.DictReader((out / "benchmark.csv").open())]
+    names = [n for n, _, _ in rows]
+    assert names == ["bicubic", "run_a/models/net_g_ema_100", "run_b/models/net_g_ema_100",
+                     "run_a/models/net_g_ema_100 (2)"]  # fmt: skip
+    assert all(n == "2" for _, n, _ in rows)  # each row scores the set's 2 images once, nothing merged
+    assert rows[1][2] != rows[2][2] and rows[1][2] == rows[3][2]
+
+
 def test_benchmark_at_x3_has_no_x2_published_rows(tmp_path: Path) -> None:
     images = _make_set(tmp_path / "Set14", [(40, 43)], seed=2)
     out = tmp_path / "out"

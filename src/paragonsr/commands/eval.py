@@ -71,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
         available_deep_metrics,
         bicubic_lq,
         evaluate,
-        model_method,
         resampler_method,
         write_report,
     )
@@ -136,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             kernels.append(name)
     methods = [resampler_method(k, scale) for k in kernels]
     try:
-        methods += [model_method(_model_path(m), scale, tile=args.tile) for m in args.model]
+        methods += _model_methods(args.model, scale, args.tile)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -160,6 +159,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_labels(values: list[str]) -> list[str]:
+    """One distinct report label per ``--model`` value: the file stem (or the packaged name), then as many parent
+    folders as it takes to tell files with the same stem apart (``run_a/models/net_g_ema_2000``)."""
+    paths = [Path(v) for v in values]
+    depth = [1] * len(paths)
+    while True:
+        labels = ["/".join(p.parts[-d:]).removesuffix(p.suffix) for p, d in zip(paths, depth)]
+        clash = {
+            i for i, a in enumerate(labels) for j, b in enumerate(labels) if paths[i] != paths[j] and a == b
+        }
+        grow = [i for i in clash if depth[i] < len(paths[i].parts)]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):  # the same value given twice: number the repeats
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[i] = f"{label} ({seen[label]})"
+    return labels
+
+
+def _model_methods(values: list[str], scale: int, tile: int) -> list:
+    from paragonsr.evaluate import model_method
+
+    return [
+        model_method(_model_path(v), scale, tile=tile, label=label)
+        for v, label in zip(values, model_labels(values))
+    ]
+
+
 def _model_path(name: str) -> Path:
     """``--model`` value -> file; ``default`` / ``classic`` are the packaged models."""
     from paragonsr.infer import packaged_model
@@ -171,7 +202,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     from paragonsr.archs.resample import canonical_kernel
     from paragonsr.benchmark import matlab_bicubic_method, run_benchmark, write_benchmark
     from paragonsr.data.tiles import list_images
-    from paragonsr.evaluate import model_method, resampler_method
+    from paragonsr.evaluate import resampler_method
 
     if args.gt is not None or args.lq is not None or args.degrade != "bicubic":
         print(
@@ -192,7 +223,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     try:
         kernels = [canonical_kernel(k) for k in args.resampler]
         methods += [resampler_method(k, scale) for k in dict.fromkeys(kernels) if k != "bicubic"]
-        methods += [model_method(_model_path(m), scale, tile=args.tile) for m in args.model]
+        methods += _model_methods(args.model, scale, args.tile)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
