@@ -40,6 +40,8 @@ def run_record(run: Path, name: str, checkpoint: Path) -> dict[str, Any]:
         state = torch.load(states[-1], map_location="cpu", weights_only=True)
         last = {"iter": state.get("iter"), "val": (state.get("val_history") or [None])[-1]}
     keep = ("name", "scale", "datasets", "network_g", "path", "train")
+    for machine_specific in ("root", "experiments_root"):  # where the run folder happened to be
+        opt.get("path", {}).pop(machine_specific, None)
     return {
         "model": name,
         "checkpoint": checkpoint.name,
