@@ -184,18 +184,12 @@ def model_labels(values: list[str]) -> list[str]:
 
 def _model_methods(values: list[str], scale: int, tile: int) -> list:
     from paragonsr.evaluate import model_method
+    from paragonsr.infer import packaged_model  # ``default`` / ``classic``: the packaged models
 
     return [
-        model_method(_model_path(v), scale, tile=tile, label=label)
+        model_method(packaged_model(v), scale, tile=tile, label=label)
         for v, label in zip(values, model_labels(values))
     ]
-
-
-def _model_path(name: str) -> Path:
-    """``--model`` value -> file; ``default`` / ``classic`` are the packaged models."""
-    from paragonsr.infer import packaged_model
-
-    return packaged_model(name)
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
