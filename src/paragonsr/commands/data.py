@@ -7,7 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-HELP = "dataset tools: meta-info, subset, extract-tiles, filter (staged quality gates, offline), niqe-fit"
+HELP = (
+    "dataset tools: meta-info, subset, extract-tiles, multiscale (downscaled GT copies), filter (staged quality "
+    "gates, offline), niqe-fit"
+)
 
 
 def _workers_default() -> int:
@@ -47,6 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ext", default=".png", help="tile format (.png default; 'same' keeps the input's)")
     p.add_argument("--workers", type=int, default=_workers_default())
+
+    p = sub.add_parser(
+        "multiscale",
+        help="downscaled GT copies (x0.75, x0.5, x1/3, MATLAB antialiased bicubic) plus a meta_info.txt",
+    )
+    p.add_argument("--input", required=True, help="HR image folder")
+    p.add_argument(
+        "--meta_info", default=None, help="only the images this meta_info lists (paths under --input)"
+    )
+    p.add_argument("--out", required=True, help="output folder (PNG copies and meta_info.txt)")
+    p.add_argument(
+        "--scales", nargs="+", type=float, default=None, help="factors in (0, 1] (default: 1 0.75 0.5 0.3333)"
+    )
+    p.add_argument("--min-size", type=int, default=128, help="skip copies whose shorter side is below this")
 
     p = sub.add_parser(
         "filter",
@@ -132,6 +149,25 @@ def _extract(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _multiscale(args: argparse.Namespace) -> int:
+    from paragonsr.data.datasets import gt_paths
+    from paragonsr.data.multiscale import DEFAULT_SCALES, make_multiscale
+
+    _not_inside(args.out, [args.input], "--out")  # copies in the input would be copied again by the next run
+    paths = gt_paths(args.input, args.meta_info)
+
+    def progress(i: int, n: int, name: str) -> None:
+        print(f"[{i}/{n}] {name}", file=sys.stderr, flush=True)
+
+    res = make_multiscale(paths, args.out, args.scales or DEFAULT_SCALES, args.min_size, progress)
+    print(f"wrote {len(res.written)} copies, {len(res.kept)} already there -> {args.out} (meta_info.txt)")
+    for line in res.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    for e in res.errors:
+        print(f"error: {e}", file=sys.stderr)
+    return 1 if res.errors else 0
+
+
 def _filter(args: argparse.Namespace) -> int:
     from paragonsr.data.filter import load_config, run_filter
 
@@ -194,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         "meta-info": _meta_info,
         "subset": _subset,
         "extract-tiles": _extract,
+        "multiscale": _multiscale,
         "filter": _filter,
         "niqe-fit": _niqe_fit,
     }
