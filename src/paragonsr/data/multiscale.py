@@ -7,9 +7,10 @@ an x2/x4 model must learn to restore. The DF2K multi-scale set of BasicSR/Real-E
 (scales 0.75, 0.5, 1/3 of every DIV2K + Flickr2K image).
 
 The downscale is MATLAB's antialiased bicubic :func:`paragonsr.archs.imresize.imresize_matlab` (8-bit images are
-rounded per axis exactly as MATLAB does; 16-bit ones go through float and keep their depth). Copies are written as
-PNG named ``<stem>_scale<scale*100:03d>.png`` (``photo_scale050.png`` is the half-size copy; ``_scale100`` is the original
-re-encoded losslessly, so a folder of copies is a complete training set), plus a ``meta_info.txt`` listing them.
+rounded per axis exactly as MATLAB does; 16-bit ones go through float and keep their depth). Copies are written
+as PNG named ``<stem>_scale<scale*100:03d>.png`` (``photo_scale050.png`` is the half-size copy; ``_scale100`` is
+the original re-encoded losslessly, so a folder of copies is a complete training set), plus a ``meta_info.txt``
+listing them.
 An existing copy is kept (the tool resumes); every write is atomic.
 """
 
