@@ -23,7 +23,7 @@ from paragonsr.data.filter import load_config, run_filter  # noqa: E402
 from paragonsr.data.filter.gates import PACKAGED_NIQE  # noqa: E402
 from paragonsr.data.filter.heuristics import HEURISTICS  # noqa: E402
 from paragonsr.data.filter.niqe import NIQEModel  # noqa: E402
-from paragonsr.data.tiles import read_image  # noqa: E402
+from paragonsr.io.files import read_image_native  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
 
@@ -34,11 +34,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
     paths = sorted(PHOTOS.glob("*.jpg"))
-    imgs = [read_image(p) for p in paths[: a.images]]
+    imgs = [read_image_native(p) for p in paths[: a.images]]
     tiles = [im[y : y + 256, x : x + 256] for im in imgs[:4] for y in (0, 256) for x in (0, 256, 512)]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        model = NIQEModel.fit([im[::2, ::2] for im in (read_image(p) for p in paths[-6:])])
+        model = NIQEModel.fit([im[::2, ::2] for im in (read_image_native(p) for p in paths[-6:])])
         model.save(tmp / "niqe.npz")
         print(f"per-metric cost on {len(tiles)} 256-px tiles:")
         packaged = NIQEModel.load(PACKAGED_NIQE)

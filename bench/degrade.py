@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from paragonsr.data.tiles import read_image
 from paragonsr.degrade import build_degradation, ops
 from paragonsr.degrade import realesrgan_torch as rt
+from paragonsr.io.files import read_image_native
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 REALESRGAN_X2 = {"gt_size": 256, "queue_size": 180}
@@ -39,7 +39,7 @@ def load_crops(n: int, size: int) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     crops = []
     for i in range(n):
-        img = read_image(paths[i % len(paths)])[..., :3]  # uint8 RGB, as a viewer shows it
+        img = read_image_native(paths[i % len(paths)])[..., :3]  # uint8 RGB, as a viewer shows it
         h, w = img.shape[:2]
         t, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         crops.append(np.ascontiguousarray(img[t : t + size, left : left + size]))

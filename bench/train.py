@@ -112,16 +112,16 @@ def loaded_trainer_step(
 def network_flops(net_name: str, lq: torch.Tensor) -> int:
     """Training-graph forward + backward FLOPs, counted on the upsampler's filter form (its matrix form on CPU
     spends more, mostly on zeros, and is not the network's work)."""
-    import paragonsr.archs.resample as resample
+    import paragonsr.archs.mks_upsample as mks_upsample
 
     net = build_arch(net_name, scale=2).train()
-    side = getattr(resample, "MATRIX_PATH_MAX", 0)
-    resample.MATRIX_PATH_MAX = 0
+    side = getattr(mks_upsample, "MATRIX_PATH_MAX", 0)
+    mks_upsample.MATRIX_PATH_MAX = 0
     try:
         with FlopCounterMode(display=False) as fc:
             net(lq).float().abs().mean().backward()
     finally:
-        resample.MATRIX_PATH_MAX = side
+        mks_upsample.MATRIX_PATH_MAX = side
     return fc.get_total_flops()
 
 

@@ -28,8 +28,8 @@ from paragonsr.archs import build_arch  # noqa: E402
 from paragonsr.archs.compact import compact_kwargs_from_state_dict  # noqa: E402
 from paragonsr.benchmark import matlab_bicubic_lr  # noqa: E402
 from paragonsr.checkpoint import load_model, load_state_dict  # noqa: E402
-from paragonsr.data.tiles import list_images, read_image  # noqa: E402
 from paragonsr.data.transforms import imread_rgb  # noqa: E402
+from paragonsr.io.files import list_images, read_image_native  # noqa: E402
 from paragonsr.transfer import build_pair, compare_outputs, psnr, transfer_compact  # noqa: E402
 from paragonsr.utils.params import count_params  # noqa: E402
 
@@ -79,7 +79,7 @@ def main() -> None:
     hrs, lrs = [], []
     if a.images:  # whole benchmark images, mod-cropped; LR = MATLAB bicubic (the `eval --benchmark` protocol)
         for path in (p for folder in a.images for p in list_images(Path(folder), what="--images")):
-            im = read_image(path)
+            im = read_image_native(path)
             im = np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im[..., :3]
             im = im.astype(np.float32) / 255
             im = im[: im.shape[0] - im.shape[0] % scale, : im.shape[1] - im.shape[1] % scale]

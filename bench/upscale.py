@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from paragonsr.archs import build_arch
 from paragonsr.infer.backends import ResamplerBackend, TorchBackend
-from paragonsr.infer.image_io import read_image, write_image
 from paragonsr.infer.upscale import Upscaler
+from paragonsr.io.image_io import read_image, write_image
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 

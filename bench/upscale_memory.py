@@ -70,7 +70,7 @@ import sys, numpy as np, torch
 sys.path.insert(0, sys.argv[1])
 from paragonsr.infer import default_model_path
 from paragonsr.infer.backends import load_backend
-from paragonsr.infer.image_io import read_image
+from paragonsr.io.image_io import read_image
 from paragonsr.infer.upscale import Upscaler
 from paragonsr.infer.tiling import AutoTiler
 img, _ = read_image(sys.argv[2])

@@ -31,7 +31,7 @@ import numpy as np
 from paragonsr.data.filter import load_config
 from paragonsr.data.filter.heuristics import HEURISTICS
 from paragonsr.data.filter.niqe import NIQEModel
-from paragonsr.data.tiles import read_image
+from paragonsr.io.files import read_image_native
 from paragonsr.utils.atomic import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     fit_paths = [args.photos / n for n in CC_PHOTOS]
     held_paths = sorted(p for p in args.photos.glob("*.jpg") if p.name not in CC_PHOTOS)
-    fit_imgs = [read_image(p)[..., :3] for p in fit_paths]
-    held_imgs = [read_image(p)[..., :3] for p in held_paths]
+    fit_imgs = [read_image_native(p)[..., :3] for p in fit_paths]
+    held_imgs = [read_image_native(p)[..., :3] for p in held_paths]
     scaled = [
         img if f == 1 else cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         for f in args.fit_scales

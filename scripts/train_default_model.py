@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from paragonsr.archs import build_arch
-from paragonsr.archs.resample import resize
 from paragonsr.checkpoint import save_model
 from paragonsr.evaluate import bicubic_lq
 from paragonsr.metrics import calculate_psnr
+from paragonsr.ops.resample import resize
 
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
 
@@ -43,7 +43,7 @@ def split_photos(folder: Path) -> tuple[list[Path], list[Path]]:
 
 def load_rgb(path: Path) -> np.ndarray:
     """uint8 HWC RGB as a viewer shows the file (gray repeated, alpha dropped)."""
-    from paragonsr.infer.image_io import read_image, to_dtype, to_rgb
+    from paragonsr.io.image_io import read_image, to_dtype, to_rgb
 
     return to_dtype(to_rgb(read_image(path)[0]), 8)
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from paragonsr.archs import build_arch
-from paragonsr.archs.resample import MagicKernelSharpUpsample
+from paragonsr.archs.mks_upsample import MagicKernelSharpUpsample
 from paragonsr.losses.gan import R3GANLoss, gradient_penalty
 
 

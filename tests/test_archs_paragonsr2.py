@@ -13,7 +13,7 @@ from torch import nn
 from paragonsr.archs import ARCH_REGISTRY, build_arch
 from paragonsr.archs.paragonsr2 import VARIANTS, ParagonSR2, calibrate, count_params, paragonsr2_nano
 from paragonsr.archs.paragonsr2_blocks import DynamicTransformer, LayerScale
-from paragonsr.archs.resample import resize
+from paragonsr.ops.resample import resize
 
 SMALL = ("paragonsr2_nano", "paragonsr2_anime", "paragonsr2_tiny")
 BIG = ("paragonsr2_s", "paragonsr2_m", "paragonsr2_l", "paragonsr2_xl")

@@ -24,7 +24,7 @@ from paragonsr.data.filter.gates import (
 from paragonsr.data.filter.heuristics import aliasing, blockiness, entropy, laplacian_variance, rms_contrast
 from paragonsr.data.filter.iqa import ScorerSet
 from paragonsr.data.filter.niqe import NIQEModel
-from paragonsr.data.tiles import read_image
+from paragonsr.io.files import read_image_native
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
@@ -34,7 +34,7 @@ def _u8(x: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def clean_tile(photo_paths: list[Path]) -> np.ndarray:
     """A textured 128-px crop of a clean photo as uint8 RGB."""
-    img = read_image(photo_paths[0])
+    img = read_image_native(photo_paths[0])
     h, w = img.shape[:2]
     return np.ascontiguousarray(img[h // 2 - 64 : h // 2 + 64, w // 2 - 64 : w // 2 + 64])
 
@@ -85,7 +85,7 @@ def test_jpeg_scores_worse_blockiness(clean_tile: np.ndarray) -> None:
 
 
 def test_nearest_downscale_scores_worse_aliasing(photo_paths: list[Path]) -> None:
-    big = read_image(photo_paths[0])  # 384x384
+    big = read_image_native(photo_paths[0])  # 384x384
     near = cv2.resize(big, (96, 96), interpolation=cv2.INTER_NEAREST)  # x1/4, as every 4th pixel
     area = cv2.resize(big, (96, 96), interpolation=cv2.INTER_AREA)
     assert aliasing(near) > 1.5 * aliasing(area)
@@ -147,7 +147,7 @@ def test_niqe_fallback_separates_clean_from_degraded(
 ):
     pristine = []
     for p in photo_paths[1:]:  # the other crops (of photos already area-downscaled), nine 128-px tiles each
-        pristine.append(read_image(p))
+        pristine.append(read_image_native(p))
     model = NIQEModel.fit(pristine, patch=32, tile=128, max_tiles=12)
     model.save(tmp_path / "niqe.npz")
     model = NIQEModel.load(tmp_path / "niqe.npz")

@@ -20,7 +20,7 @@ from paragonsr.data.filter import load_config, run_filter, score_tile
 from paragonsr.data.filter.gates import DEFAULT_GATES, PACKAGED_NIQE
 from paragonsr.data.filter.iqa import ScorerSet
 from paragonsr.data.filter.niqe import NIQEModel
-from paragonsr.data.tiles import read_image, write_image
+from paragonsr.io.files import read_image_native, write_image_native
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "src/paragonsr/assets/samples").glob("*.png"))
@@ -75,7 +75,7 @@ def test_packaged_niqe_separates_clean_samples_from_degraded_ones() -> None:
     model = NIQEModel.load(PACKAGED_NIQE)
     thr = model.threshold_for(192)
     for path in SAMPLES:
-        img = read_image(path)
+        img = read_image_native(path)
         assert model.score(img) <= thr, (path.name, model.score(img), thr)
         for kind in KINDS:
             assert model.score(degrade(img, kind)) > thr, (path.name, kind, thr)
@@ -84,10 +84,10 @@ def test_packaged_niqe_separates_clean_samples_from_degraded_ones() -> None:
 def test_default_filter_keeps_clean_samples_and_drops_degraded(tmp_path: Path) -> None:
     src = tmp_path / "in"
     for path in SAMPLES:
-        img = read_image(path)
-        write_image(src / path.name, img)
+        img = read_image_native(path)
+        write_image_native(src / path.name, img)
         for kind in KINDS:
-            write_image(src / kind / path.name, degrade(img, kind))
+            write_image_native(src / kind / path.name, degrade(img, kind))
     cfg = load_config(None, tile={"size": TILE})
     res = run_filter(src, tmp_path / "r.csv", cfg, tmp_path / "keep", progress=False, plots=False)
     assert res.unavailable == {} and not res.errors
@@ -111,8 +111,8 @@ def _cfg_with_skipped_gate(tmp_path: Path) -> Path:
 def test_keep_unverified_works_on_a_resumed_run(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     src = tmp_path / "in"
-    write_image(src / "a.png", (rng.random((64, 128, 3)) * 255).astype(np.uint8))  # 2 unverified tiles
-    write_image(src / "b.png", np.full((64, 64, 3), 90, np.uint8))  # flat: fails entropy
+    write_image_native(src / "a.png", (rng.random((64, 128, 3)) * 255).astype(np.uint8))  # 2 unverified tiles
+    write_image_native(src / "b.png", np.full((64, 64, 3), 90, np.uint8))  # flat: fails entropy
     keep = tmp_path / "keep"
     args = ["data", "filter", "--input", str(src), "--out", str(tmp_path / "r.csv"), "--keep-dir", str(keep)]
     args += ["--config", str(_cfg_with_skipped_gate(tmp_path)), "--workers", "1", "--no-plots"]
@@ -124,14 +124,14 @@ def test_keep_unverified_works_on_a_resumed_run(tmp_path: Path) -> None:
     # same --out: every tile is already scored, yet the keep decision is made again and the copies written
     assert main([*args, "--keep-unverified"]) == 0
     assert sorted(p.name for p in keep.iterdir()) == ["a_y0_x0.png", "a_y0_x64.png"]
-    assert np.array_equal(read_image(keep / "a_y0_x64.png"), read_image(src / "a.png")[:, 64:])
+    assert np.array_equal(read_image_native(keep / "a_y0_x64.png"), read_image_native(src / "a.png")[:, 64:])
     with (tmp_path / "r.csv").open() as f:
         assert list(csv.DictReader(f)) == rows  # nothing scored twice
 
 
 def test_outputs_inside_the_input_folder_are_refused(tmp_path: Path, capsys) -> None:
     src = tmp_path / "in"
-    write_image(src / "a.png", np.zeros((64, 64, 3), np.uint8))
+    write_image_native(src / "a.png", np.zeros((64, 64, 3), np.uint8))
     base = ["data", "filter", "--input", str(src), "--workers", "1", "--no-plots", "--tile", "64"]
     assert main([*base, "--out", str(src / "report.csv")]) == 2
     err = capsys.readouterr().err
@@ -155,7 +155,7 @@ def test_real_photo_crops_pass_and_their_degraded_copies_fail(shared_photos_dir:
     sc = ScorerSet(cfg)
     clean, degraded = [], []
     for p in held:
-        img = read_image(p)[..., :3]
+        img = read_image_native(p)[..., :3]
         h, w = img.shape[:2]
         tile = np.ascontiguousarray(img[h // 2 - 128 : h // 2 + 128, w // 2 - 128 : w // 2 + 128])
         row = score_tile(tile, cfg, sc)

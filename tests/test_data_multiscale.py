@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from paragonsr.archs.imresize import imresize_matlab
 from paragonsr.cli import main
 from paragonsr.data.multiscale import copy_name, downscale, make_multiscale
+from paragonsr.ops.imresize import imresize_matlab
 
 
 def _png(path: Path, h: int, w: int, seed: int = 0, dtype: type = np.uint8) -> np.ndarray:

@@ -11,8 +11,9 @@ import pytest
 from paragonsr.cli import main
 from paragonsr.data.meta_info import build_meta_info, read_meta_info, write_meta_info
 from paragonsr.data.subset import choose, make_subset
-from paragonsr.data.tiles import extract_tiles, list_images, read_image, tile_grid, tile_positions
-from paragonsr.infer.image_io import ImageReadError
+from paragonsr.data.tiles import extract_tiles, tile_grid, tile_positions
+from paragonsr.io.files import list_images, read_image_native
+from paragonsr.io.image_io import ImageReadError
 
 
 def _img(path: Path, h: int, w: int, c: int = 3, seed: int = 0, dtype=np.uint8) -> np.ndarray:
@@ -57,14 +58,14 @@ def test_extract_tiles_content_names_resume_and_bad_file(tmp_path: Path) -> None
 
 def test_read_image_keeps_16bit_and_alpha(tmp_path: Path) -> None:
     a16 = _img(tmp_path / "d.png", 8, 8, dtype=np.uint16)
-    got = read_image(tmp_path / "d.png")
+    got = read_image_native(tmp_path / "d.png")
     assert got.dtype == np.uint16 and np.array_equal(got, a16[..., ::-1])
     rgba = _img(tmp_path / "e.png", 8, 8, c=4)
-    got = read_image(tmp_path / "e.png")
+    got = read_image_native(tmp_path / "e.png")
     assert got.shape == (8, 8, 4) and np.array_equal(got[..., 3], rgba[..., 3])
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(ImageReadError, match=r"empty\.png: empty file \(0 bytes\)$"):
-        read_image(tmp_path / "empty.png")
+        read_image_native(tmp_path / "empty.png")
 
 
 def test_meta_info_formats_and_check(tmp_path: Path) -> None:

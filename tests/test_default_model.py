@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from conftest import load_photo_crop
-from paragonsr.archs.resample import resize
 from paragonsr.checkpoint import load_model
 from paragonsr.cli import main
 from paragonsr.infer import default_model_path, sample_images
+from paragonsr.ops.resample import resize
 
 
 def _psnr_y(a: np.ndarray, b: np.ndarray, border: int = 2) -> float:

@@ -46,7 +46,7 @@ def _one_line(err: str) -> str:
 def test_project_errors_share_one_base() -> None:
     from paragonsr.checkpoint_meta import CheckpointError
     from paragonsr.deploy.release import ExportError
-    from paragonsr.infer.image_io import ImageReadError
+    from paragonsr.io.image_io import ImageReadError
     from paragonsr.train.option_io import OptionError
     from paragonsr.train.sr_model import NonFiniteError
     from paragonsr.weights import WeightsError
@@ -57,7 +57,7 @@ def test_project_errors_share_one_base() -> None:
 
 
 def test_header_declaring_too_many_pixels_is_refused_before_decoding(tmp_path: Path) -> None:
-    from paragonsr.infer.image_io import ImageReadError, read_image
+    from paragonsr.io.image_io import ImageReadError, read_image
 
     with pytest.raises(ImageReadError, match=r"huge.png: image is too large to decode \(100000x100000"):
         read_image(_huge_png(tmp_path / "huge.png"))

@@ -186,9 +186,9 @@ def test_real_set5_bicubic_reproduces_published_x2() -> None:
     if not set5.is_dir():
         pytest.skip(f"benchmark images not found at {set5}")
     from paragonsr.benchmark import matlab_bicubic_lr, matlab_bicubic_method
-    from paragonsr.data.tiles import list_images
     from paragonsr.evaluate import mod_crop, quantize8
-    from paragonsr.infer.image_io import read_image, to_rgb
+    from paragonsr.io.files import list_images
+    from paragonsr.io.image_io import read_image, to_rgb
     from paragonsr.metrics import calculate_psnr
 
     bicubic = matlab_bicubic_method(2)

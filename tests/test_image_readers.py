@@ -1,4 +1,4 @@
-"""Every image reader in the package is :func:`paragonsr.infer.image_io.read_image` underneath: EXIF orientation,
+"""Every image reader in the package is :func:`paragonsr.io.image_io.read_image` underneath: EXIF orientation,
 one error style and one extension list everywhere (data tools, training datasets, ONNX verification)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from PIL import Image
 from paragonsr.data.cache import imread_raw, to_float
 from paragonsr.data.channels import imread_channels
 from paragonsr.data.datasets import scan_images
-from paragonsr.data.tiles import list_images
-from paragonsr.data.tiles import read_image as read_stored
 from paragonsr.data.transforms import imread_rgb
 from paragonsr.deploy.verify import load_image
-from paragonsr.infer.image_io import READ_EXTS, ImageReadError, read_image, to_rgb
+from paragonsr.io.files import list_images
+from paragonsr.io.files import read_image_native as read_stored
+from paragonsr.io.image_io import READ_EXTS, ImageReadError, read_image, to_rgb
 from paragonsr.train.option_check import _first_image
 
 
@@ -82,7 +82,7 @@ def test_one_extension_list_for_every_folder_scan(tmp_path: Path) -> None:
 
 
 def test_to_rgba_repeats_gray_and_adds_opaque_alpha() -> None:
-    from paragonsr.infer.image_io import to_rgba
+    from paragonsr.io.image_io import to_rgba
 
     la = np.array([[[0.25, 0.5]]], np.float32)
     assert to_rgba(la).tolist() == [[[0.25, 0.25, 0.25, 0.5]]]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import matlab_imresize_ref as ref
-from paragonsr.archs.imresize import imresize_matlab, matlab_contributions
-from paragonsr.archs.resample import resize
+from paragonsr.ops.imresize import imresize_matlab, matlab_contributions
+from paragonsr.ops.resample import resize
 
 
 def test_hand_computed_downscale_weights_with_symmetric_edges() -> None:

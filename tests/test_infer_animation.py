@@ -123,7 +123,7 @@ def test_animation_into_a_still_format_is_one_line(tmp_path: Path, capsys: pytes
 
 def test_animation_with_a_wide_gamut_profile_is_converted(tmp_path: Path) -> None:
     from icc_helpers import expected_srgb, rgb_profile
-    from paragonsr.infer.animation import read_animation
+    from paragonsr.io.animation import read_animation
 
     frames = _frames(alpha=False)
     path = tmp_path / "p3.png"

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image, ImageCms
 
 from icc_helpers import expected_srgb, gray_profile, png_with_iccp, rgb_profile, rgb_to_xyz
-from paragonsr.infer.color import srgb_profile_bytes, to_srgb
-from paragonsr.infer.image_io import ImageReadError, decode_image, read_image
+from paragonsr.io.color import srgb_profile_bytes, to_srgb
+from paragonsr.io.image_io import ImageReadError, decode_image, read_image
 
 COLOURS = np.array([[[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.6, 0.3, 0.2], [0.5, 0.5, 0.5], [0.2, 0.7, 0.9]]])
 

@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from paragonsr.archs import build_arch
-from paragonsr.archs.resample import resize
 from paragonsr.cli import main
 from paragonsr.infer.backends import TorchBackend
-from paragonsr.infer.image_io import decode_image, encode_image, read_image, to_rgb, write_image
 from paragonsr.infer.upscale import Upscaler
+from paragonsr.io.image_io import decode_image, encode_image, read_image, to_rgb, write_image
+from paragonsr.ops.resample import resize
 
 
 def _la(h: int = 12, w: int = 17, seed: int = 0) -> np.ndarray:

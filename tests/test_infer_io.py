@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from paragonsr.infer.image_io import ImageReadError, read_image, write_image
+from paragonsr.io.image_io import ImageReadError, read_image, write_image
 
 
 def _rand(shape: tuple[int, ...], dtype: type, seed: int = 0) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int) -> No
 )
 def test_output_formats_by_extension(tmp_path: Path, ext: str, depth: int) -> None:
     img = np.linspace(0, 1, 16 * 20 * 3, dtype=np.float32).reshape(16, 20, 3)
-    from paragonsr.infer.image_io import ImageInfo
+    from paragonsr.io.image_io import ImageInfo
 
     write_image(tmp_path / f"o{ext}", img, ImageInfo(bit_depth=16), quality=100)
     back, info = read_image(tmp_path / f"o{ext}")
@@ -166,7 +166,7 @@ def test_jpeg_with_trailing_data_is_not_called_truncated(tmp_path: Path) -> None
     check (last EOI before last SOS anywhere in the file) rejected such photos as truncated."""
     import cv2
 
-    from paragonsr.infer.image_io import ImageReadError
+    from paragonsr.io.image_io import ImageReadError
 
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)

@@ -10,8 +10,8 @@ import torch
 
 from paragonsr.infer import tiling
 from paragonsr.infer.backends import TorchBackend
-from paragonsr.infer.image_io import to_dtype
 from paragonsr.infer.upscale import Upscaler
+from paragonsr.io.image_io import to_dtype
 
 
 class _Scale2(torch.nn.Module):

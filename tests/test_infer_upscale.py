@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paragonsr.archs.resample import resize
 from paragonsr.infer.backends import ResamplerBackend, TorchBackend, resolve_precision
 from paragonsr.infer.upscale import Upscaler, fill_transparent, upscale_image
+from paragonsr.ops.resample import resize
 
 
 class Nearest(nn.Module):

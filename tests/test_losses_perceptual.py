@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from paragonsr.archs.resample import resize
 from paragonsr.losses import build_loss
 from paragonsr.losses.backbones import ConvNeXtFeatureExtractor, VGGFeatureExtractor, vgg_layer_names
+from paragonsr.ops.resample import resize
 from paragonsr.weights import MANIFEST_PATH, WeightsError, default_weights_dir, load_manifest, resolve_weights
 
 

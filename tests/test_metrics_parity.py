@@ -49,9 +49,9 @@ def test_transfer_psnr_matches_its_former_formula() -> None:
 
 @pytest.mark.parametrize(("size", "sigma"), [(11, 1.5), (7, 0.8), (17, 4.0), (51, 8.0)])
 def test_one_gaussian_window_matches_the_former_copies(size: int, sigma: float) -> None:
-    from paragonsr.degrade.kernels import gaussian_1d as degrade_taps
+    from paragonsr.degrade.realesrgan_torch import gaussian_1d as degrade_taps
     from paragonsr.losses.ssim import gaussian_1d as loss_taps
-    from paragonsr.utils.gaussian import gaussian_1d
+    from paragonsr.ops.filters import gaussian_1d
 
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     old = np.exp(-(x**2) / (2 * sigma**2))  # the metric's and the SSIM loss's former formula
@@ -64,9 +64,10 @@ def test_one_gaussian_window_matches_the_former_copies(size: int, sigma: float) 
 
 def test_one_bt601_definition_and_matlab_y_row_unchanged() -> None:
     from paragonsr.data.channels import LUMA as data_luma
-    from paragonsr.degrade.ops import _LUMA as degrade_luma
     from paragonsr.infer.upscale import LUMA as upscale_luma
-    from paragonsr.metrics.psnr_ssim import _Y_WEIGHTS_RGB, BT601_LUMA
+    from paragonsr.ops.colour import BT601_LUMA
+    from paragonsr.ops.colour import LUMA_F32 as degrade_luma
+    from paragonsr.ops.colour import MATLAB_Y_WEIGHTS as _Y_WEIGHTS_RGB
 
     assert BT601_LUMA == (0.299, 0.587, 0.114)
     assert _Y_WEIGHTS_RGB == (65.481, 128.553, 24.966)  # bit-exact: the metric's values are unchanged
@@ -79,7 +80,7 @@ def test_ssim_metric_matches_its_former_2d_window_implementation() -> None:
     import torch.nn.functional as F
 
     from paragonsr.metrics import calculate_ssim, calculate_ssim_pt
-    from paragonsr.utils.gaussian import gaussian_1d
+    from paragonsr.ops.filters import gaussian_1d
 
     gen = torch.Generator().manual_seed(0)
     gt = torch.rand(2, 3, 24, 19, generator=gen, dtype=torch.float64)

@@ -52,14 +52,14 @@ import numpy as np, torch
 from paragonsr.archs import build_arch
 from paragonsr.checkpoint import save_model
 from paragonsr.cli import main
-from paragonsr.data.tiles import write_image
+from paragonsr.io.files import write_image_native
 
 torch.manual_seed(0)
 tmp = Path(sys.argv[1])
 ckpt = save_model(tmp / "2xTiny.safetensors", build_arch("compact", num_feat=8, num_conv=2, upscale=2))
 rng = np.random.default_rng(0)
 for i in range(2):
-    write_image(tmp / "gt" / f"{i}.png", (rng.random((48, 48, 3)) * 255).astype(np.uint8))
+    write_image_native(tmp / "gt" / f"{i}.png", (rng.random((48, 48, 3)) * 255).astype(np.uint8))
 rcs = [
     main(["export", str(ckpt), "-o", str(tmp / "rel"), "--latency-size", "0", "--crop", "24"]),
     main(["upscale", str(tmp / "gt" / "0.png"), "-o", str(tmp / "up.png"), "-m",

@@ -48,7 +48,7 @@ def _require(*names: str) -> list[Path]:
 
 def _reference(stem: str) -> tuple[np.ndarray, np.ndarray]:
     """(input NCHW float32 in [0, 1] read by our image reader, reference output NCHW in the same channel order)."""
-    from paragonsr.infer.image_io import read_image
+    from paragonsr.io.image_io import read_image
 
     img_path, ref_path = _require(INPUT, f"ref_output_{stem}.npy")
     img, _ = read_image(img_path)  # float32 HWC RGB in [0, 1]

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from paragonsr.archs.resample import (
+from paragonsr.archs.mks_upsample import MagicKernelSharpUpsample
+from paragonsr.ops.resample import (
     KERNEL_NAMES,
-    MagicKernelSharpUpsample,
     canonical_kernel,
     frequency_response,
     magic_kernel,

@@ -180,7 +180,7 @@ def test_training_reader_applies_exif_orientation_like_degrade(tmp_path: Path) -
     from PIL import Image
 
     from paragonsr.data.transforms import imread_rgb
-    from paragonsr.infer.image_io import read_image
+    from paragonsr.io.image_io import read_image
 
     arr = np.zeros((16, 32, 3), np.uint8)
     arr[:, :8] = 255  # white band on the left of the stored pixels

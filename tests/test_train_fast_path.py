@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import paragonsr.archs.resample as resample
-from paragonsr.archs.resample import MagicKernelSharpUpsample
+import paragonsr.archs.mks_upsample as mks_upsample
+from paragonsr.archs.mks_upsample import MagicKernelSharpUpsample
 from paragonsr.losses.ssim import gaussian_1d, ms_ssim, ssim_components
 from paragonsr.train.option_io import parse_options
 from paragonsr.train.sr_model import SRModel
@@ -33,7 +33,7 @@ def test_upsampler_matrix_form_equals_the_filters(scale: int, alpha: float) -> N
 
 def test_upsampler_large_inputs_keep_the_filter_path() -> None:
     up = MagicKernelSharpUpsample(2, 2, 0.5)
-    x = torch.randn(1, 2, resample.MATRIX_PATH_MAX + 1, 8)
+    x = torch.randn(1, 2, mks_upsample.MATRIX_PATH_MAX + 1, 8)
     assert torch.equal(up.train()(x), up.eval()(x))  # bit-identical: the very same ops
 
 
@@ -92,8 +92,8 @@ def test_short_training_run_fast_equals_plain(monkeypatch: pytest.MonkeyPatch) -
         gt = torch.rand(2, 3, 32, 32, generator=g)
         batches.append({"gt": gt, "lq": F.avg_pool2d(gt, 2)})
     runs = {}
-    for name, side in (("fast", resample.MATRIX_PATH_MAX), ("plain", 0)):
-        monkeypatch.setattr(resample, "MATRIX_PATH_MAX", side)
+    for name, side in (("fast", mks_upsample.MATRIX_PATH_MAX), ("plain", 0)):
+        monkeypatch.setattr(mks_upsample, "MATRIX_PATH_MAX", side)
         model = _model()
         logs = [model.optimize_parameters([model.to_device(b)], i + 1) for i, b in enumerate(batches)]
         runs[name] = (logs, model.networks())

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from paragonsr.archs.imresize import imresize_matlab
 from paragonsr.evaluate import Method, Report, evaluate, quantize8, write_report
+from paragonsr.ops.imresize import imresize_matlab
 from paragonsr.utils.atomic import atomic_output, atomic_write_text
 
 _BICUBIC_SOURCE = "SRCNN/VDSR-era tables (e.g. Kim et al., VDSR, CVPR 2016, Table 3)"

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paragonsr.archs.resample import resize
 from paragonsr.metrics import calculate_psnr, calculate_ssim
+from paragonsr.ops.resample import resize
 from paragonsr.utils.atomic import atomic_output, atomic_write_text
 from paragonsr.utils.finite import array_non_finite
 from paragonsr.utils.params import count_params
@@ -150,7 +150,7 @@ def evaluate(
 ) -> Report:
     from tqdm import tqdm
 
-    from paragonsr.infer.image_io import read_image, to_rgb
+    from paragonsr.io.image_io import read_image, to_rgb
     from paragonsr.metrics import calculate_metric
 
     report = Report(scale=scale, methods=list(methods), deep_metrics=list(deep_metrics))
@@ -225,7 +225,7 @@ def write_crop_grid(
 ) -> None:
     import cv2
 
-    from paragonsr.infer.image_io import write_image
+    from paragonsr.io.image_io import write_image
     from paragonsr.utils.grid import caption_band, tile
 
     size = min(size, gt8.shape[0], gt8.shape[1])

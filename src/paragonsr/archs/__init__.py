@@ -24,7 +24,6 @@ from paragonsr.registry import ARCH_REGISTRY
 
 # Modules that register archs. Missing optional ones are skipped so one unfinished file cannot break the rest.
 _ARCH_MODULES = (
-    "resample",
     "compact",
     "paragonsr2",
     "paragonsr_v1",

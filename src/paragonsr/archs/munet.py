@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from paragonsr.archs.resample import MagicKernelSharpUpsample
+from paragonsr.archs.mks_upsample import MagicKernelSharpUpsample
 from paragonsr.registry import ARCH_REGISTRY
 
 MIN_SIZE = 16

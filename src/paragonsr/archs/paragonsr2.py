@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from paragonsr.archs.mks_upsample import MagicKernelSharpUpsample
 from paragonsr.archs.paragonsr2_blocks import (
     DynamicTransformer,
     InceptionDWConv2d,
@@ -25,7 +26,6 @@ from paragonsr.archs.paragonsr2_blocks import (
     ResidualBlock,
     ResidualGroupV2,
 )
-from paragonsr.archs.resample import MagicKernelSharpUpsample
 from paragonsr.registry import ARCH_REGISTRY
 from paragonsr.utils.params import count_params  # re-exported: the ParagonSR2 tables use it
 

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paragonsr.archs.hparams import rebuilt_by
+from paragonsr.archs.mks_upsample import MagicKernelSharpUpsample
 
 # Same modules (and state-dict keys) as ParagonSR2's: v2 kept v1's token mixer and residual gains.
 from paragonsr.archs.paragonsr2_blocks import InceptionDWConv2d, LayerScale
-from paragonsr.archs.resample import MagicKernelSharpUpsample
 from paragonsr.registry import ARCH_REGISTRY
 
 

@@ -129,7 +129,8 @@ def _subset(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from paragonsr.data.tiles import extract_tiles, list_images
+    from paragonsr.data.tiles import extract_tiles
+    from paragonsr.io.files import list_images
 
     ext = None if args.ext == "same" else ("." + args.ext.lstrip("."))
     _not_inside(args.out, [args.input], "--out")  # tiles in the input would be tiled again by the next run
@@ -202,13 +203,13 @@ def _filter(args: argparse.Namespace) -> int:
 def _niqe_fit(args: argparse.Namespace) -> int:
 
     from paragonsr.data.filter.niqe import NIQEModel
-    from paragonsr.data.tiles import list_images, read_image
+    from paragonsr.io.files import list_images, read_image_native
 
     paths = list_images(args.input)[: args.max_images]
     imgs, skipped = [], 0
     for p in paths:
         try:
-            img = read_image(p)
+            img = read_image_native(p)
         except (ValueError, OSError) as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             skipped += 1

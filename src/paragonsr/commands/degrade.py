@@ -104,7 +104,7 @@ def _init_worker(name: str, opt: dict[str, Any], scale: int, cfg: dict[str, Any]
 def _process(job: tuple[int, str]) -> dict[str, Any]:
     """Degrade one file; returns its manifest entry (or an 'error' entry). Runs in a worker."""
     from paragonsr.degrade import apply_manifest
-    from paragonsr.infer.image_io import read_image, write_image
+    from paragonsr.io.image_io import read_image, write_image
 
     index, rel = job
     cfg, deg = _STATE["cfg"], _STATE["deg"]
@@ -166,7 +166,7 @@ def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> i
     from tqdm import tqdm
 
     from paragonsr.degrade import build_degradation
-    from paragonsr.infer.image_io import READ_EXTS
+    from paragonsr.io.image_io import READ_EXTS
 
     build_degradation(name, opt, args.scale)  # validate options before starting workers
     if args.input is None or not args.input.is_dir():
@@ -236,7 +236,7 @@ def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> i
 
 def preview(args: argparse.Namespace, opt: dict[str, Any], name: str | None) -> int:
     from paragonsr.degrade.preview import grid_image, preview_panels
-    from paragonsr.infer.image_io import read_image, to_rgb, write_image
+    from paragonsr.io.image_io import read_image, to_rgb, write_image
 
     if args.output is None:
         print("error: --preview needs -o/--output grid.png", file=sys.stderr)

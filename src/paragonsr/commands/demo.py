@@ -71,8 +71,8 @@ def comparison_grid(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], cell: 
 def run(args: argparse.Namespace) -> int:
     from paragonsr.infer import default_model_path, sample_images
     from paragonsr.infer.backends import ResamplerBackend, load_backend
-    from paragonsr.infer.image_io import read_image, write_image
     from paragonsr.infer.upscale import Upscaler
+    from paragonsr.io.image_io import read_image, write_image
 
     start = time.perf_counter()
     out = Path(args.out)

@@ -66,7 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from paragonsr.data.tiles import list_images
     from paragonsr.evaluate import (
         available_deep_metrics,
         bicubic_lq,
@@ -74,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         resampler_method,
         write_report,
     )
-    from paragonsr.infer.image_io import read_image, to_rgb
+    from paragonsr.io.files import list_images
+    from paragonsr.io.image_io import read_image, to_rgb
 
     if args.benchmark:
         return _run_benchmark(args)
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             out = pipeline(gt.astype(np.float32), np.random.default_rng(seed))
             return np.round(np.clip(out["lq"], 0, 1) * 255).astype(np.float32) / 255
 
-    from paragonsr.archs.resample import canonical_kernel
+    from paragonsr.ops.resample import canonical_kernel
 
     kernels = ["bicubic"]  # the baseline every delta is measured against
     for k in args.resampler:
@@ -193,10 +193,10 @@ def _model_methods(values: list[str], scale: int, tile: int) -> list:
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    from paragonsr.archs.resample import canonical_kernel
     from paragonsr.benchmark import matlab_bicubic_method, run_benchmark, write_benchmark
-    from paragonsr.data.tiles import list_images
     from paragonsr.evaluate import resampler_method
+    from paragonsr.io.files import list_images
+    from paragonsr.ops.resample import canonical_kernel
 
     if args.gt is not None or args.lq is not None or args.degrade != "bicubic":
         print(

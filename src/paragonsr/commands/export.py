@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_folder(folder: Path | None, limit: int, min_side: int) -> list[tuple[str, np.ndarray]]:
-    from paragonsr.data.tiles import list_images
     from paragonsr.deploy.verify import load_image
+    from paragonsr.io.files import list_images
 
     if folder is None:
         return []

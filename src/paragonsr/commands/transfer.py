@@ -66,7 +66,7 @@ def _bundled_samples() -> list[str]:
 def _load_samples(specs: list[str], crop: int, limit: int) -> list:
     import numpy as np
 
-    from paragonsr.data.tiles import list_images, read_image
+    from paragonsr.io.files import list_images, read_image_native
 
     paths: list[Path] = []
     for s in specs:
@@ -76,7 +76,7 @@ def _load_samples(specs: list[str], crop: int, limit: int) -> list:
         paths.extend(list_images(p, what="--samples", allow_empty=False) if p.is_dir() else [p])
     imgs = []
     for p in paths[:limit]:
-        img = read_image(p)
+        img = read_image_native(p)
         if img.shape[2] == 1:
             img = np.repeat(img, 3, axis=2)
         img = img[..., :3].astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)

@@ -99,7 +99,7 @@ def collect_inputs(
     Folder scans skip ``exclude`` when it is a subfolder of the scanned folder (the output folder: results of an
     earlier run must not become inputs of the next one)."""
     skip = exclude.resolve() if exclude is not None else None
-    from paragonsr.infer.image_io import READ_EXTS
+    from paragonsr.io.image_io import READ_EXTS
 
     found: dict[Path, tuple[Path, Path]] = {}
     problems: list[str] = []
@@ -163,7 +163,7 @@ def make_backend(args: argparse.Namespace) -> Any:
 
 
 def _output_path(src: Path, rel: Path, args: argparse.Namespace, single_file: Path | None) -> Path:
-    from paragonsr.infer.image_io import WRITE_EXTS
+    from paragonsr.io.image_io import WRITE_EXTS
 
     if single_file is not None:
         return single_file
@@ -233,9 +233,8 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from paragonsr.infer.animation import upscale_file
-    from paragonsr.infer.image_io import READ_EXTS, WRITE_EXTS
-    from paragonsr.infer.upscale import Upscaler
+    from paragonsr.infer.upscale import Upscaler, upscale_file
+    from paragonsr.io.image_io import READ_EXTS, WRITE_EXTS
 
     # OpenCV would print its own decoder noise next to our one-line messages.
     with contextlib.suppress(AttributeError):

@@ -27,7 +27,7 @@ def imread_raw(path: str | Path, alpha: bool = False) -> np.ndarray:
     those of :func:`~paragonsr.data.channels.imread_channels`: ``to_float(imread_raw(p, a))`` equals
     ``imread_channels(p, a)`` bit for bit. Raises ``OSError`` naming the file when it cannot be read."""
     from paragonsr.data.transforms import read_training_image
-    from paragonsr.infer.image_io import to_dtype, to_rgb, to_rgba
+    from paragonsr.io.image_io import to_dtype, to_rgb, to_rgba
 
     img, info = read_training_image(path)
     img = to_rgba(img) if alpha else to_rgb(img)  # as imread_channels (opaque alpha 1.0 = the peak value)

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from paragonsr.metrics.psnr_ssim import BT601_LUMA
+from paragonsr.ops.colour import LUMA_F32
 
 SUPPORTED_CHANNELS = (1, 3, 4)
-LUMA = np.array(BT601_LUMA, dtype=np.float32)
+LUMA = LUMA_F32
 
 
 def imread_channels(path: str | Path, alpha: bool) -> np.ndarray:
@@ -33,7 +33,7 @@ def imread_channels(path: str | Path, alpha: bool) -> np.ndarray:
     if not alpha:
         return imread_rgb(path)
     from paragonsr.data.transforms import read_training_image
-    from paragonsr.infer.image_io import to_rgba
+    from paragonsr.io.image_io import to_rgba
 
     img, _ = read_training_image(path)
     return np.ascontiguousarray(np.clip(to_rgba(img), 0.0, 1.0), dtype=np.float32)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paragonsr.data.tiles import list_images, read_image
+from paragonsr.io.files import list_images, read_image_native
 from paragonsr.utils.atomic import atomic_write_text
 
 FORMATS = ("realesrgan", "basicsr")
@@ -62,7 +62,7 @@ def build_meta_info(
                 raise ValueError(f"{p} is not inside its root {root}")
             if check or fmt == "basicsr":
                 try:
-                    img = read_image(p)
+                    img = read_image_native(p)
                 except (ValueError, OSError) as exc:
                     bad.append(f"{p}: {exc}")
                     continue

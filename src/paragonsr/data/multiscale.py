@@ -6,7 +6,7 @@ antialiased downscale of a photo packs the same content into fewer pixels, so cr
 an x2/x4 model must learn to restore. The DF2K multi-scale set of BasicSR/Real-ESRGAN is made the same way
 (scales 0.75, 0.5, 1/3 of every DIV2K + Flickr2K image).
 
-The downscale is MATLAB's antialiased bicubic :func:`paragonsr.archs.imresize.imresize_matlab` (8-bit images are
+The downscale is MATLAB's antialiased bicubic :func:`paragonsr.ops.imresize.imresize_matlab` (8-bit images are
 rounded per axis exactly as MATLAB does; 16-bit ones go through float and keep their depth). Copies are written
 as PNG named ``<stem>_scale<scale*100:03d>.png`` (``photo_scale050.png`` is the half-size copy; ``_scale100`` is
 the original re-encoded losslessly, so a folder of copies is a complete training set), plus a ``meta_info.txt``
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from paragonsr.archs.imresize import imresize_matlab
-from paragonsr.infer.image_io import read_image, write_image
+from paragonsr.io.image_io import read_image, write_image
+from paragonsr.ops.imresize import imresize_matlab
 from paragonsr.utils.atomic import atomic_write_text
 
 DEFAULT_SCALES = (1.0, 0.75, 0.5, 1 / 3)

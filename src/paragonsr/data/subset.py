@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from paragonsr.data.tiles import list_images
+from paragonsr.io.files import list_images
 
 MODES = ("symlink", "hardlink", "copy")
 

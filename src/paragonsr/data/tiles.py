@@ -1,4 +1,4 @@
-"""Sub-image (tile) extraction with BasicSR ``extract_subimages`` semantics, plus the image I/O the data tools share.
+"""Sub-image (tile) extraction with BasicSR ``extract_subimages`` semantics.
 
 Tile positions along one axis: ``0, step, 2·step, ...`` while the tile fits, plus one last tile flush with the far
 edge when the leftover exceeds ``thresh`` px. Tiles are saved as ``{stem}_s{NNN}{ext}`` numbered row-major from 1,
@@ -15,56 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from paragonsr.infer.image_io import READ_EXTS, to_dtype
-from paragonsr.infer.image_io import read_image as _read_image
-from paragonsr.utils.atomic import atomic_write_bytes
-
-
-def list_images(
-    root: str | Path, recursive: bool = True, *, what: str = "input", allow_empty: bool = True
-) -> list[Path]:
-    """Sorted image files under ``root`` (case-insensitive extensions; hidden files skipped).
-
-    ``what`` names the folder in the not-found error; ``allow_empty=False`` makes "no images" an error too.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{what} folder not found: {root}")
-    it = root.rglob("*") if recursive else root.iterdir()
-    files = sorted(
-        p for p in it if p.is_file() and p.suffix.lower() in READ_EXTS and not p.name.startswith(".")
-    )
-    if not files and not allow_empty:
-        raise FileNotFoundError(f"no images ({', '.join(READ_EXTS)}) in {root}")
-    return files
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """HWC RGB, RGBA or gray (HW1) in the file's sample type (uint8 / uint16 / float32), for tools that copy
-    pixels. Decoded by :func:`paragonsr.infer.image_io.read_image` (EXIF orientation and ICC -> sRGB applied);
-    gray + alpha becomes RGBA with equal colour channels. Raises ``FileNotFoundError`` / ``ImageReadError``
-    (a ``ValueError``) naming the file."""
-    img, info = _read_image(path)
-    if img.shape[2] == 2:
-        img = img[..., [0, 0, 0, 1]]
-    return to_dtype(img, info.bit_depth)
-
-
-def write_image(path: str | Path, img: np.ndarray, png_level: int = 3) -> None:
-    """Encode RGB(A)/gray HWC and write atomically (temp file + os.replace)."""
-    path = Path(path)
-    if img.ndim == 3 and img.shape[2] == 3:
-        bgr = img[..., ::-1]
-    elif img.ndim == 3 and img.shape[2] == 4:
-        bgr = img[..., [2, 1, 0, 3]]
-    else:
-        bgr = img[..., 0] if img.ndim == 3 else img
-    ext = path.suffix.lower()
-    params = [cv2.IMWRITE_PNG_COMPRESSION, png_level] if ext == ".png" else []
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr), params)
-    if not ok:
-        raise ValueError(f"cannot encode {path.name} as {ext}")
-    atomic_write_bytes(path, buf.tobytes())
+from paragonsr.io.files import read_image_native, write_image_native
 
 
 def tile_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[int]:
@@ -94,7 +45,7 @@ def extract_one(
 ) -> tuple[str, int, str]:
     """Tile one image. Returns (name, tiles written, error message or "")."""
     try:
-        img = read_image(path)
+        img = read_image_native(path)
         grid = tile_grid(img.shape[0], img.shape[1], crop, step, thresh)
         names = _tile_names(path, len(grid), ext)
         if not grid:
@@ -102,7 +53,7 @@ def extract_one(
         if all((out_dir / n).is_file() for n in names):
             return path.name, 0, ""  # resumed: already done
         for (y, x), name in zip(grid, names):
-            write_image(out_dir / name, np.ascontiguousarray(img[y : y + crop, x : x + crop]))
+            write_image_native(out_dir / name, np.ascontiguousarray(img[y : y + crop, x : x + crop]))
         return path.name, len(grid), ""
     except (ValueError, OSError, cv2.error) as exc:
         return path.name, 0, f"{path}: {exc}"

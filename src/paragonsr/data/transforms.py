@@ -15,13 +15,13 @@ import torch
 from paragonsr.utils.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from paragonsr.infer.image_io import ImageInfo
+    from paragonsr.io.image_io import ImageInfo
 
 
 def read_training_image(path: str | Path) -> tuple[np.ndarray, ImageInfo]:
-    """:func:`paragonsr.infer.image_io.read_image` for the training loaders: every failure is an ``OSError`` whose
+    """:func:`paragonsr.io.image_io.read_image` for the training loaders: every failure is an ``OSError`` whose
     message is the reader's one line naming the file (e.g. ``PATH: empty file (0 bytes)``)."""
-    from paragonsr.infer.image_io import read_image
+    from paragonsr.io.image_io import read_image
 
     try:
         return read_image(path)
@@ -34,10 +34,10 @@ def read_training_image(path: str | Path) -> tuple[np.ndarray, ImageInfo]:
 def imread_rgb(path: str | Path) -> np.ndarray:
     """Read an image as float32 RGB HWC in [0, 1]. 16-bit is detected by dtype (not by max value); gray is
     expanded to 3 channels; alpha is dropped (composited on black would bias colours, the RGB is kept). Decoded
-    by :func:`paragonsr.infer.image_io.read_image`, so EXIF orientation is applied exactly as ``paragonsr degrade``
+    by :func:`paragonsr.io.image_io.read_image`, so EXIF orientation is applied exactly as ``paragonsr degrade``
     / ``upscale`` apply it (an LQ made by them stays aligned with its GT read here). Raises ``OSError`` naming
     the file (:func:`read_training_image`)."""
-    from paragonsr.infer.image_io import to_rgb
+    from paragonsr.io.image_io import to_rgb
 
     img, _ = read_training_image(path)
     return np.ascontiguousarray(np.clip(to_rgb(img), 0.0, 1.0), dtype=np.float32)

@@ -12,8 +12,6 @@ import math
 
 import numpy as np
 
-from paragonsr.utils.gaussian import gaussian_1d  # noqa: F401 - re-exported (degrade ops import it from here)
-
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from paragonsr.degrade import ops
 from paragonsr.degrade.base import Degradation, Record, check_keys, crop_to_multiple, note
+from paragonsr.ops import filters
 from paragonsr.registry import DEGRADATION_REGISTRY
 
 DEFAULTS: dict[str, Any] = {
@@ -85,7 +86,7 @@ class LRGenDegradation(Degradation):
                 )
             kernel = str(o["val_kernels"][index % len(o["val_kernels"])])
             if o["val_blur_sigma"] > 0:
-                img = ops.gaussian_blur(img, float(o["val_blur_sigma"]))
+                img = filters.gaussian_blur(img, float(o["val_blur_sigma"]))
             note(rec, "lrgen_val", index=index, kernel=kernel, blur_sigma=o["val_blur_sigma"])
             lq = ops.resize(img, target, kernel, o["antialias"])
         elif o["clean_prob"] > 0 and rng.uniform() < o["clean_prob"]:  # no draw at 0: same stream as before
@@ -94,7 +95,7 @@ class LRGenDegradation(Degradation):
         else:
             if rng.uniform() < o["blur_prob"]:
                 sigma = float(rng.uniform(*o["blur_sigma"]))
-                img = ops.gaussian_blur(img, sigma)
+                img = filters.gaussian_blur(img, sigma)
                 note(rec, "gaussian_blur", sigma=sigma)
             if rng.uniform() < o["chain_prob"]:
                 steps = int(rng.integers(o["chain_steps"][0], o["chain_steps"][1] + 1))

@@ -1,6 +1,6 @@
-"""Image operations on float32 HWC arrays in [0, 1] (RGB or 1-channel). Each is a plain function; random ones
-take an ``np.random.Generator`` so a seed fixes the result. Filters use reflect-101 borders (= torch's 'reflect',
-what BasicSR's ``filter2D`` pads with) and run separably whenever the kernel is rank 1."""
+"""Degradation operations on float32 HWC arrays in [0, 1] (RGB or 1-channel): resizes, noise, codecs and colour
+changes. Each is a plain function; random ones take an ``np.random.Generator`` so a seed fixes the result. The
+general filters they build on (Gaussian blur, ``filter2d``, USM) are in :mod:`paragonsr.ops.filters`."""
 
 from __future__ import annotations
 
@@ -9,85 +9,12 @@ import math
 import cv2
 import numpy as np
 
-from paragonsr.archs.resample import KERNEL_NAMES, canonical_kernel, resize_np
-from paragonsr.degrade.kernels import gaussian_1d
-from paragonsr.metrics.psnr_ssim import BT601_LUMA
-
-_BORDER = cv2.BORDER_REFLECT_101
-_LUMA = np.array(BT601_LUMA, np.float32)  # RGB -> Y (BT.601, as cv2 / torchvision rgb_to_grayscale)
-
-
-def _hwc(out: np.ndarray) -> np.ndarray:
-    """OpenCV drops the channel axis of 1-channel images; put it back."""
-    return out[:, :, None] if out.ndim == 2 else out
-
-
-def luma(img: np.ndarray) -> np.ndarray:
-    """(H, W, 1) luminance of an RGB image (a 1-channel image is returned as is)."""
-    if img.shape[2] == 1:
-        return img
-    return (img @ _LUMA)[:, :, None].astype(np.float32)
+from paragonsr.ops.colour import luma
+from paragonsr.ops.filters import ensure_hwc, gaussian_blur
+from paragonsr.ops.resample import KERNEL_NAMES, canonical_kernel, resize_np
 
 
 # ---------------------------------------------------------------- filters
-def _separable(k: np.ndarray, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray] | None:
-    """(ky, kx) with k = ky ⊗ kx when ``k`` is rank 1 (Gaussian, box, ...), else None."""
-    u, s, vt = np.linalg.svd(k.astype(np.float64))
-    if s.size > 1 and s[1] > tol * s[0]:
-        return None
-    sign = 1.0 if u[np.abs(u[:, 0]).argmax(), 0] >= 0 else -1.0
-    return (sign * u[:, 0] * math.sqrt(s[0])).astype(np.float32), (sign * vt[0] * math.sqrt(s[0])).astype(
-        np.float32
-    )
-
-
-def trim_kernel(k: np.ndarray, tol: float = 1e-6) -> np.ndarray:
-    """Drop outer rings of a (padded) kernel whose total |weight| is below ``tol``: a σ = 0.5 Gaussian drawn at
-    21×21 becomes 5×5, and the output changes by at most ``tol`` (images are in [0, 1])."""
-    dropped = 0.0
-    while k.shape[0] > 1:
-        ring = np.abs(k).sum() - np.abs(k[1:-1, 1:-1]).sum()
-        if dropped + ring >= tol:
-            break
-        dropped += ring
-        k = k[1:-1, 1:-1]
-    return k
-
-
-def filter2d(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Correlate every channel with a 2-D kernel (as F.conv2d does), separably when the kernel allows it."""
-    kernel = trim_kernel(kernel)
-    if kernel.shape[0] == 1:
-        return img * np.float32(kernel[0, 0])
-    sep = _separable(kernel)
-    if sep is not None:
-        return _hwc(cv2.sepFilter2D(img, -1, sep[1], sep[0], borderType=_BORDER))
-    return _hwc(cv2.filter2D(img, -1, kernel.astype(np.float32), borderType=_BORDER))
-
-
-def gaussian_blur(img: np.ndarray, sigma: float, size: int | None = None) -> np.ndarray:
-    """Separable Gaussian; default size covers ±3σ. σ = 0 is the identity."""
-    if sigma <= 0:
-        return img.copy()
-    size = size or 2 * math.ceil(3 * sigma) + 1
-    k = gaussian_1d(size, sigma)
-    return _hwc(cv2.sepFilter2D(img, -1, k, k, borderType=_BORDER))
-
-
-def usm_sharpen(img: np.ndarray, weight: float = 0.5, radius: int = 50, threshold: float = 10) -> np.ndarray:
-    """Real-ESRGAN's unsharp mask (BasicSR ``USMSharp``): Gaussian of size radius(+1 if even) with OpenCV's
-    automatic σ (8.0 for radius 50), mask = |residual|·255 > threshold, softened by the same Gaussian.
-    Separable, so O(r) per pixel instead of BasicSR's dense 51×51 conv."""
-    size = radius + 1 if radius % 2 == 0 else radius
-    k = gaussian_1d(size, 0)
-    blur = _hwc(cv2.sepFilter2D(img, -1, k, k, borderType=_BORDER))
-    residual = img - blur
-    mask = (np.abs(residual) * 255 > threshold).astype(np.float32)
-    soft = _hwc(cv2.sepFilter2D(mask, -1, k, k, borderType=_BORDER))
-    sharp = np.clip(img + weight * residual, 0, 1)
-    return soft * sharp + (1 - soft) * img
-
-
 def sharpen(img: np.ndarray, amount: float, sigma: float = 1.0) -> np.ndarray:
     """Camera / platform "oversharpening": img + (amount − 1)·(img − blur_σ(img)); amount 1 = identity."""
     if amount == 1.0:
@@ -106,14 +33,14 @@ def interpolate(img: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray
     h, w = size
     if mode not in _CV2_MODES:
         raise ValueError(f"interpolate mode '{mode}' unknown; valid: {', '.join(_CV2_MODES)}")
-    return _hwc(cv2.resize(img, (max(1, w), max(1, h)), interpolation=_CV2_MODES[mode]))
+    return ensure_hwc(cv2.resize(img, (max(1, w), max(1, h)), interpolation=_CV2_MODES[mode]))
 
 
 def resize(
     img: np.ndarray, size: tuple[int, int], kernel: str = "bicubic", antialias: bool = True
 ) -> np.ndarray:
     """Resize to ``size = (h, w)`` with any resampler: 'area' (OpenCV box average) or one of the exact separable
-    kernels of ``paragonsr.archs.resample`` (nearest, box, bilinear, bicubic, lanczos3, magic, magic_sharp_*)."""
+    kernels of ``paragonsr.ops.resample`` (nearest, box, bilinear, bicubic, lanczos3, magic, magic_sharp_*)."""
     size = (max(1, int(size[0])), max(1, int(size[1])))
     if tuple(img.shape[:2]) == size:
         return img.copy()
@@ -121,7 +48,9 @@ def resize(
         return interpolate(img, size, "area")
     if kernel not in RESIZE_KERNELS:
         kernel = canonical_kernel(kernel)  # accepts the resampler's aliases, else names every valid kernel
-    return _hwc(resize_np(img, size=size, kernel=kernel, antialias=antialias)).astype(np.float32, copy=False)
+    return ensure_hwc(resize_np(img, size=size, kernel=kernel, antialias=antialias)).astype(
+        np.float32, copy=False
+    )
 
 
 # ---------------------------------------------------------------- noise
@@ -206,7 +135,7 @@ def codec(img: np.ndarray, fmt: str = "jpeg", quality: float = 90, subsampling: 
     dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if dec is None:
         raise RuntimeError(f"OpenCV could not decode its own {fmt} output (quality {q})")
-    dec = dec[:, :, ::-1] if dec.ndim == 3 and u8.shape[2] == 3 else _hwc(dec)
+    dec = dec[:, :, ::-1] if dec.ndim == 3 and u8.shape[2] == 3 else ensure_hwc(dec)
     if dec.ndim == 3 and dec.shape[2] != u8.shape[2]:  # a codec that returned gray / colour unexpectedly
         dec = dec[:, :, :1] if u8.shape[2] == 1 else np.repeat(dec[:, :, :1], 3, 2)
     return dec.astype(np.float32) / 255.0

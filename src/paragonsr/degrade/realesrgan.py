@@ -24,6 +24,7 @@ from paragonsr.degrade import ops
 from paragonsr.degrade.base import Degradation, Record, check_keys, crop_to_multiple, note
 from paragonsr.degrade.kernels import random_mixed_kernel, sinc_kernel
 from paragonsr.degrade.realesrgan_opts import ALIASES, DEFAULTS, validate_realesrgan_opt
+from paragonsr.ops import filters
 from paragonsr.registry import DEGRADATION_REGISTRY
 
 # Dataset / loader keys a BasicSR option section carries that are not degradation settings (flips and rotations
@@ -128,11 +129,11 @@ class RealESRGANDegradation(Degradation):
         o, scale = self.opt, self.scale
         gt = crop_to_multiple(gt, scale)
         h, w = gt.shape[:2]
-        gt_usm = ops.usm_sharpen(gt, o["usm_weight"], o["usm_radius"], o["usm_threshold"])
+        gt_usm = filters.usm_sharpen(gt, o["usm_weight"], o["usm_radius"], o["usm_threshold"])
         # ---- first degradation
         k1, info = self.sample_kernel(rng, 1)
         note(rec, "blur1", **info)
-        out = ops.filter2d(gt_usm, k1)
+        out = filters.filter2d(gt_usm, k1)
         s, mode = self.sample_resize(rng, 1)
         note(rec, "resize1", scale=s, mode=mode)
         if s != 1.0:
@@ -143,7 +144,7 @@ class RealESRGANDegradation(Degradation):
         if rng.uniform() < o["second_blur_prob"]:
             k2, info = self.sample_kernel(rng, 2)
             note(rec, "blur2", **info)
-            out = ops.filter2d(out, k2)
+            out = filters.filter2d(out, k2)
         s, mode = self.sample_resize(rng, 2)
         note(rec, "resize2", scale=s, mode=mode)
         out = ops.interpolate(out, (int(h / scale * s), int(w / scale * s)), mode)
@@ -159,7 +160,7 @@ class RealESRGANDegradation(Degradation):
             out = self._jpeg(out, rng, "jpeg_range2", rec)
         out = ops.interpolate(out, (h // scale, w // scale), mode)
         if sinc is not None:
-            out = ops.filter2d(out, sinc)
+            out = filters.filter2d(out, sinc)
         if not jpeg_first:
             out = self._jpeg(out, rng, "jpeg_range2", rec)
         lq = ops.round8(out)

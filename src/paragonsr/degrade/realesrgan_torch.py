@@ -9,20 +9,34 @@ kernel size, unlike BasicSR's dense 21×21 grouped conv). JPEG is a real libjpeg
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from paragonsr.degrade import ops
-from paragonsr.degrade.kernels import gaussian_1d, pad_kernel
-from paragonsr.metrics.psnr_ssim import BT601_LUMA
-
-if TYPE_CHECKING:
-    from paragonsr.degrade.realesrgan import RealESRGANDegradation
+from paragonsr.degrade.kernels import pad_kernel
+from paragonsr.ops.colour import BT601_LUMA
+from paragonsr.ops.filters import gaussian_1d
 
 _LUMA = BT601_LUMA
+
+
+class RealESRGANSampler(Protocol):
+    """What the batched path needs from a Real-ESRGAN degradation (``RealESRGANDegradation`` provides it): the
+    validated options, the scale and the per-sample random draws."""
+
+    opt: dict[str, Any]
+    scale: int
+
+    def sample_kernel(self, rng: np.random.Generator, stage: int) -> tuple[np.ndarray, dict]: ...
+
+    def sample_final_sinc(self, rng: np.random.Generator) -> tuple[np.ndarray | None, dict]: ...
+
+    def sample_resize(self, rng: np.random.Generator, stage: int) -> tuple[float, str]: ...
+
+    def sample_noise(self, rng: np.random.Generator, stage: int) -> dict: ...
 
 
 def reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -53,7 +67,7 @@ def gaussian_blur_sep(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
 def usm_sharpen_t(
     x: torch.Tensor, weight: float = 0.5, radius: int = 50, threshold: float = 10
 ) -> torch.Tensor:
-    """Batched Real-ESRGAN USM (same maths as ``ops.usm_sharpen``)."""
+    """Batched Real-ESRGAN USM (same maths as :func:`paragonsr.ops.filters.usm_sharpen`)."""
     size = radius + 1 if radius % 2 == 0 else radius
     taps = torch.from_numpy(gaussian_1d(size, 0)).to(x)
     blur = gaussian_blur_sep(x, taps)
@@ -102,7 +116,7 @@ def _poisson_counts(lam: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def _noise_t(
-    deg: RealESRGANDegradation, x: torch.Tensor, rng: np.random.Generator, gen: torch.Generator, stage: int
+    deg: RealESRGANSampler, x: torch.Tensor, rng: np.random.Generator, gen: torch.Generator, stage: int
 ) -> torch.Tensor:
     """Per-sample Gaussian or Poisson noise (each sample's own σ / scale / gray draw), as BasicSR."""
     out = torch.empty_like(x)
@@ -130,14 +144,14 @@ def _jpeg_t(x: torch.Tensor, rng: np.random.Generator, jrange: list[float]) -> t
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x)
 
 
-def _kernels(deg: RealESRGANDegradation, rng: np.random.Generator, b: int, stage: int) -> torch.Tensor:
+def _kernels(deg: RealESRGANSampler, rng: np.random.Generator, b: int, stage: int) -> torch.Tensor:
     ks = [deg.sample_kernel(rng, stage)[0] for _ in range(b)]
     k = max(kk.shape[0] for kk in ks)
     return torch.from_numpy(np.stack([pad_kernel(kk, k) for kk in ks]))
 
 
 def degrade_batch(
-    deg: RealESRGANDegradation, gt: torch.Tensor, generator: np.random.Generator | int = 0
+    deg: RealESRGANSampler, gt: torch.Tensor, generator: np.random.Generator | int = 0
 ) -> dict[str, torch.Tensor]:
     """``gt``: float [B, C, H, W] in [0, 1]. Returns ``lq`` [B, C, H/scale, W/scale] (8-bit values), ``gt`` and
     ``gt_usm`` cropped to ``gt_size`` (same window for the whole batch, as BasicSR's ``paired_random_crop``)."""

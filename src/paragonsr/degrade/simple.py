@@ -8,6 +8,7 @@ import numpy as np
 
 from paragonsr.degrade import ops
 from paragonsr.degrade.base import Degradation, Record, check_keys, crop_to_multiple, note
+from paragonsr.ops import filters
 from paragonsr.registry import DEGRADATION_REGISTRY
 
 
@@ -33,7 +34,7 @@ class ResizeDegradation(Degradation):
         h, w = gt.shape[:2]
         img = gt
         if self.opt["blur_sigma"] > 0:
-            img = ops.gaussian_blur(img, float(self.opt["blur_sigma"]))
+            img = filters.gaussian_blur(img, float(self.opt["blur_sigma"]))
             note(rec, "gaussian_blur", sigma=self.opt["blur_sigma"])
         lq = ops.resize(img, (h // self.scale, w // self.scale), self.opt["kernel"], self.opt["antialias"])
         note(rec, "resize", kernel=self.opt["kernel"], size=[h // self.scale, w // self.scale])

@@ -18,6 +18,7 @@ import numpy as np
 
 from paragonsr.degrade import geometry, ops
 from paragonsr.degrade.kernels import KERNEL_TYPES, lens_kernel, motion_kernel, random_mixed_kernel
+from paragonsr.ops import filters
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _blur(img: np.ndarray, ctx: Ctx, kind: str, sigma: Any, size: int, betag: An
     k, info = random_mixed_kernel(ctx.rng, [kind], [1.0], size, _rng2(sigma), _rng2(betag), _rng2(betap))
     if ctx.rec is not None:
         ctx.rec[-1].update({k_: round(v, 4) if isinstance(v, float) else v for k_, v in info.items()})
-    return ops.filter2d(img, k)
+    return filters.filter2d(img, k)
 
 
 _REUPLOAD = {"cycles": [1, 3], "scale": [0.7, 1.0], "quality": [60, 85], "format": ["jpeg", "webp"],
@@ -85,7 +86,7 @@ def _reupload(
 _KERNELS = ops.RESIZE_KERNELS
 OPS: dict[str, OpSpec] = {
     # blur
-    "gaussian_blur": OpSpec(lambda img, ctx, sigma: ops.gaussian_blur(img, sigma), {"sigma": [0.2, 1.0]}),
+    "gaussian_blur": OpSpec(lambda img, ctx, sigma: filters.gaussian_blur(img, sigma), {"sigma": [0.2, 1.0]}),
     "blur": OpSpec(
         _blur,
         {"kind": "iso", "sigma": [0.2, 2.0], "size": 21, "betag": [0.5, 4.0], "betap": [1.0, 2.0]},
@@ -93,11 +94,11 @@ OPS: dict[str, OpSpec] = {
         choices={"kind": KERNEL_TYPES},
     ),
     "motion_blur": OpSpec(
-        lambda img, ctx, length, curvature: ops.filter2d(img, motion_kernel(ctx.rng, length, curvature)),
+        lambda img, ctx, length, curvature: filters.filter2d(img, motion_kernel(ctx.rng, length, curvature)),
         {"length": [1.0, 6.0], "curvature": 0.6},
     ),
     "lens_blur": OpSpec(
-        lambda img, ctx, radius: ops.filter2d(img, lens_kernel(radius)), {"radius": [0.5, 2.0]}
+        lambda img, ctx, radius: filters.filter2d(img, lens_kernel(radius)), {"radius": [0.5, 2.0]}
     ),
     # resampling
     "downscale": OpSpec(
@@ -151,7 +152,7 @@ OPS: dict[str, OpSpec] = {
         lambda img, ctx, amount, sigma: ops.sharpen(img, amount, sigma), {"amount": [1.02, 1.1], "sigma": 1.0}
     ),
     "usm": OpSpec(
-        lambda img, ctx, weight, radius, threshold: ops.usm_sharpen(img, weight, radius, threshold),
+        lambda img, ctx, weight, radius, threshold: filters.usm_sharpen(img, weight, radius, threshold),
         {"weight": 0.5, "radius": 50, "threshold": 10.0},
     ),
     # scene: geometry / optics

@@ -52,9 +52,9 @@ class GateResult:
 
 def load_image(path: str | Path) -> np.ndarray:
     """Float32 HWC RGB in [0, 1] (8/16-bit, gray repeated, alpha dropped) through
-    :func:`paragonsr.infer.image_io.read_image` (EXIF orientation and ICC -> sRGB applied). Raises
+    :func:`paragonsr.io.image_io.read_image` (EXIF orientation and ICC -> sRGB applied). Raises
     ``FileNotFoundError`` / ``ImageReadError`` naming the file."""
-    from paragonsr.infer.image_io import read_image, to_rgb
+    from paragonsr.io.image_io import read_image, to_rgb
 
     img, _ = read_image(path)
     return np.ascontiguousarray(to_rgb(img), dtype=np.float32)
@@ -78,9 +78,9 @@ def to_model_channels(img: np.ndarray, in_ch: int) -> np.ndarray:
     if in_ch == 3 and img.shape[2] == 1:
         return np.repeat(img, 3, axis=2)
     if in_ch == 1 and img.shape[2] == 3:
-        from paragonsr.metrics.psnr_ssim import BT601_LUMA
+        from paragonsr.ops.colour import LUMA_F32
 
-        return (img @ np.array(BT601_LUMA, np.float32))[:, :, None]
+        return (img @ LUMA_F32)[:, :, None]
     raise ValueError(f"verification supports 1- or 3-channel models, this one takes {in_ch} channels")
 
 
@@ -88,7 +88,7 @@ def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     """HR HWC -> LR HWC by antialiased bicubic (the usual bicubic-degradation benchmark convention)."""
     if scale == 1:
         return hr.copy()
-    from paragonsr.archs.resample import resize
+    from paragonsr.ops.resample import resize
 
     t = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))[None]
     lr = resize(t, size=(hr.shape[0] // scale, hr.shape[1] // scale), kernel="bicubic", antialias=True)
@@ -96,7 +96,7 @@ def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
 
 
 def upscale_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
-    from paragonsr.archs.resample import resize
+    from paragonsr.ops.resample import resize
 
     t = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None]
     up = resize(t, scale=float(scale), kernel="bicubic")

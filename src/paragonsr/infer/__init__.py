@@ -1,4 +1,4 @@
-"""Inference: image I/O, tiling, backends (torch, resamplers, ONNX Runtime) and the upscale pipeline."""
+"""Inference: tiling, backends (torch, resamplers, ONNX Runtime) and the upscale pipeline."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from importlib import resources
 from pathlib import Path
 
 from paragonsr.infer.backends import Backend, ResamplerBackend, TorchBackend, load_backend
-from paragonsr.infer.image_io import ImageInfo, ImageReadError, read_image, write_image
 from paragonsr.infer.tiling import tiled_forward
 from paragonsr.infer.upscale import Upscaler, upscale_image
 
@@ -60,17 +59,13 @@ def packaged_model(name: str) -> Path:
 
 __all__ = [
     "Backend",
-    "ImageInfo",
-    "ImageReadError",
     "ResamplerBackend",
     "TorchBackend",
     "Upscaler",
     "default_model_path",
     "load_backend",
     "packaged_model",
-    "read_image",
     "sample_images",
     "tiled_forward",
     "upscale_image",
-    "write_image",
 ]

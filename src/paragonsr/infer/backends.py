@@ -152,7 +152,7 @@ class ResamplerBackend:
     """
 
     def __init__(self, kernel: str = "magic_sharp_2021", scale: float = 2) -> None:
-        from paragonsr.archs.resample import canonical_kernel
+        from paragonsr.ops.resample import canonical_kernel
 
         self.kernel = canonical_kernel(kernel.replace("-", "_"))
         if not scale > 0:
@@ -162,7 +162,7 @@ class ResamplerBackend:
         self.out_ch: int | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
-        from paragonsr.archs.resample import resize
+        from paragonsr.ops.resample import resize
 
         h, w = x.shape[-2:]
         size = (round(h * self.scale), round(w * self.scale))

@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,9 +25,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from paragonsr.infer.backends import Backend
-from paragonsr.infer.image_io import ImageInfo
 from paragonsr.infer.tiling import DEFAULT_OVERLAP, AutoTiler, tiled_forward
-from paragonsr.metrics.psnr_ssim import BT601_LUMA
+from paragonsr.io.animation import ANIMATED_FORMATS, encode_animation, read_animation
+from paragonsr.io.image_io import ImageInfo, output_format, read_image, to_dtype, write_image
+from paragonsr.ops.colour import BT601_LUMA
+from paragonsr.utils.atomic import atomic_write_bytes
 from paragonsr.utils.finite import array_non_finite
 
 LUMA = BT601_LUMA  # BT.601, as in BasicSR's rgb2ycbcr / MATLAB
@@ -34,7 +38,7 @@ MIN_SIDE = 2
 
 
 def _resize(x: Tensor, size: tuple[int, int], kernel: str = "magic_sharp_2021") -> Tensor:
-    from paragonsr.archs.resample import resize
+    from paragonsr.ops.resample import resize
 
     return resize(x, size=size, kernel=kernel)
 
@@ -194,4 +198,38 @@ def upscale_image(
     return Upscaler(backend, tile, overlap, blend, gray_mode)(img, info, outscale)
 
 
-__all__ = ["LUMA", "Upscaler", "fill_transparent", "upscale_image"]
+def upscale_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    upscaler: Callable[..., tuple[np.ndarray, ImageInfo]],
+    outscale: float | None = None,
+    quality: int = 95,
+    first_frame: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Upscale one file (still or animation) and write ``dst`` atomically; the number of frames written.
+
+    ``first_frame`` treats animations as still images (their first frame). An animation into a format that
+    holds one image (JPEG, TIFF, BMP) raises ``ValueError`` naming the file."""
+    fmt = output_format(dst)
+    anim = None if first_frame else read_animation(src)
+    if anim is None:
+        img, info = read_image(src)
+        result, out_info = upscaler(img, info, outscale, progress=progress)
+        del img  # the input is not needed while the output is encoded (peak memory)
+        write_image(dst, result, out_info, quality=quality)
+        return 1
+    if fmt not in ANIMATED_FORMATS:
+        raise ValueError(
+            f"{src}: is an animation ({len(anim.frames)} frames) but {Path(dst).suffix} files hold one image; "
+            f"write .gif, .png (APNG) or .webp, or pass --first-frame"
+        )
+    out = [
+        to_dtype(upscaler(anim.frame(i), anim.info, outscale, progress=progress)[0], 8)
+        for i in range(len(anim.frames))
+    ]
+    atomic_write_bytes(dst, encode_animation(out, anim.durations, anim.loop, fmt, quality))
+    return len(out)
+
+
+__all__ = ["LUMA", "Upscaler", "fill_transparent", "upscale_file", "upscale_image"]

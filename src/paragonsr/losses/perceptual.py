@@ -316,7 +316,7 @@ class ContrastiveLoss(nn.Module):
                     "ContrastiveLoss needs the LQ batch for its bicubic negative: call loss(pred, target, lq=lq) "
                     "(or pass negative=...)"
                 )
-            from paragonsr.archs.resample import resize
+            from paragonsr.ops.resample import resize
 
             # the project's bicubic (Keys a = -0.5, as MATLAB/Pillow), not torch's a = -0.75
             negative = resize(

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paragonsr.losses.pixel import check_pair
+from paragonsr.ops.filters import gaussian_1d as gaussian_taps
 from paragonsr.registry import LOSS_REGISTRY
-from paragonsr.utils.gaussian import gaussian_1d as gaussian_taps
 
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -31,7 +31,7 @@ MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 def gaussian_1d(
     size: int, sigma: float, device: torch.device | None = None, dtype: torch.dtype | None = None
 ) -> Tensor:
-    """:func:`paragonsr.utils.gaussian.gaussian_1d` taps as a tensor (float32 unless ``dtype``)."""
+    """:func:`paragonsr.ops.filters.gaussian_1d` taps as a tensor (float32 unless ``dtype``)."""
     taps = torch.from_numpy(gaussian_taps(size, sigma, np.float64))
     return taps.to(device=device, dtype=dtype or torch.float32)
 

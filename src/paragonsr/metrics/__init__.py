@@ -15,8 +15,6 @@ from paragonsr.metrics.psnr_ssim import (
     calculate_psnr_pt,
     calculate_ssim,
     calculate_ssim_pt,
-    rgb_to_y_pt,
-    to_y_channel,
 )
 from paragonsr.registry import METRIC_REGISTRY
 
@@ -39,6 +37,4 @@ __all__ = [
     "calculate_psnr_pt",
     "calculate_ssim",
     "calculate_ssim_pt",
-    "rgb_to_y_pt",
-    "to_y_channel",
 ]

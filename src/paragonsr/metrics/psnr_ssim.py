@@ -3,7 +3,7 @@
 Definitions (identical to BasicSR ``calculate_psnr`` / ``calculate_ssim``):
 - images in the [0, 255] range (uint8 or float), compared in float64;
 - ``crop_border`` pixels removed on every side before measuring;
-- ``test_y_channel``: compare only MATLAB's BT.601 luma ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` (R, G, B in
+- ``test_y_channel``: compare only MATLAB's BT.601 luma (:mod:`paragonsr.ops.colour`) ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` (R, G, B in
   [0, 1]; Y in [16, 235] on the 0-255 scale, not rounded);
 - PSNR = 10 log10(255² / MSE), ``inf`` for identical images;
 - SSIM: 11×11 Gaussian window σ = 1.5, 'valid' filtering (no padding), C1 = (0.01·255)², C2 = (0.03·255)²,
@@ -23,14 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from paragonsr.ops.colour import rgb_to_y_pt, to_y_channel
 from paragonsr.registry import METRIC_REGISTRY
-
-BT601_LUMA = (0.299, 0.587, 0.114)
-"""ITU-R BT.601 luma weights of R, G, B (full range: Y = 0.299 R + 0.587 G + 0.114 B), the one definition used for
-every RGB -> gray/Y conversion in the package (metrics, degradations, channel conversion, upscale, data filters)."""
-# MATLAB rgb2ycbcr's Y row (video range: the BT.601 weights times 219/255 on the 0-255 scale): 65.481, 128.553,
-# 24.966 exactly (each product is the float nearest those decimals).
-_Y_WEIGHTS_RGB = tuple(219.0 * w for w in BT601_LUMA)
 
 
 def _reorder(img: np.ndarray, input_order: str) -> np.ndarray:
@@ -41,19 +35,6 @@ def _reorder(img: np.ndarray, input_order: str) -> np.ndarray:
     if img.ndim != 3:
         raise ValueError(f"expected an HW, HWC or CHW image, got shape {img.shape}")
     return img.transpose(1, 2, 0) if input_order == "CHW" else img
-
-
-def to_y_channel(img: np.ndarray, color_order: str = "rgb") -> np.ndarray:
-    """HWC image in [0, 255] -> HW1 float64 MATLAB luma in [16, 235] (grayscale passes through)."""
-    img = np.asarray(img, dtype=np.float64)
-    if img.ndim == 3 and img.shape[2] == 3:
-        order = color_order.lower()
-        if order not in ("rgb", "bgr"):
-            raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
-        w = np.array(_Y_WEIGHTS_RGB if order == "rgb" else _Y_WEIGHTS_RGB[::-1])
-        img = (img / 255.0) @ w + 16.0
-        img = img[..., None]
-    return img
 
 
 def prepare_pair(
@@ -138,14 +119,6 @@ def _prepare_pt(img: Tensor, img2: Tensor, crop_border: int, test_y: bool) -> tu
     if test_y:
         img, img2 = rgb_to_y_pt(img), rgb_to_y_pt(img2)
     return img * 255.0, img2 * 255.0
-
-
-def rgb_to_y_pt(img: Tensor) -> Tensor:
-    """(N, 3, H, W) RGB in [0, 1] -> (N, 1, H, W) MATLAB luma in [16/255, 235/255]; 1-channel passes through."""
-    if img.shape[1] == 1:
-        return img
-    w = torch.tensor(_Y_WEIGHTS_RGB, dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
-    return ((img * w).sum(1, keepdim=True) + 16.0) / 255.0
 
 
 @METRIC_REGISTRY.register("calculate_psnr_pt", aliases=("psnr_pt",))

@@ -172,7 +172,7 @@ def check_registered(opt: Options) -> list[str]:
 
 # ---------------------------------------------------------------- run checks (`train --check`, before training)
 def _first_image(root: Path) -> Path | None:
-    from paragonsr.infer.image_io import READ_EXTS
+    from paragonsr.io.image_io import READ_EXTS
 
     for dirpath, _dirs, files in os.walk(root):
         for f in sorted(files):
@@ -182,7 +182,7 @@ def _first_image(root: Path) -> Path | None:
 
 
 def _folder_problems(roots: Any, metas: Any, where: str) -> list[str]:
-    from paragonsr.infer.image_io import READ_EXTS
+    from paragonsr.io.image_io import READ_EXTS
 
     roots = [roots] if isinstance(roots, str) else list(roots or [])
     metas = [metas] if isinstance(metas, str) else list(metas or [])

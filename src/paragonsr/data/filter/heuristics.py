@@ -12,7 +12,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from paragonsr.metrics.psnr_ssim import BT601_LUMA
+from paragonsr.ops.colour import BT601_LUMA
 
 __all__ = [
     "HEURISTICS",

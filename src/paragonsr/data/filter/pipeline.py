@@ -26,7 +26,8 @@ from paragonsr.data.filter.report import (
     summary_table,
     tile_key,
 )
-from paragonsr.data.tiles import list_images, read_image, tile_grid, write_image
+from paragonsr.data.tiles import tile_grid
+from paragonsr.io.files import list_images, read_image_native, write_image_native
 from paragonsr.utils.atomic import atomic_write_text
 
 _SCORERS: ScorerSet | None = None  # one per worker process (pyiqa/NIQE models load once)
@@ -94,7 +95,7 @@ def _score_image(
     path, rel, cfg, done, keep_prefix, keep_unverified = args
     assert _SCORERS is not None
     try:
-        img = read_image(path)
+        img = read_image_native(path)
     except (ValueError, OSError) as exc:
         return [], str(exc), "", set()
     grid = tile_grid(img.shape[0], img.shape[1], cfg.tile_size, cfg.tile_stride)
@@ -115,7 +116,7 @@ def _score_image(
         if keep_prefix is not None and _keeps(verdict_, keep_unverified):
             dst = keep_prefix.with_name(f"{keep_prefix.name}_y{y}_x{x}.png")
             if (y, x) not in done or not dst.is_file():
-                write_image(dst, np.ascontiguousarray(tile))
+                write_image_native(dst, np.ascontiguousarray(tile))
     return rows, "", "", stale
 
 

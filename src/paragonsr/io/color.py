@@ -247,7 +247,7 @@ def to_srgb(img: np.ndarray, icc: bytes) -> tuple[np.ndarray, str | None]:
 
 def file_to_srgb(img: np.ndarray, icc: bytes, path: str) -> tuple[np.ndarray, str | None]:
     """:func:`to_srgb` for a decoded file: a bad profile becomes an ``ImageReadError`` naming ``path``."""
-    from paragonsr.infer.image_io import ImageReadError
+    from paragonsr.io.image_io import ImageReadError
 
     try:
         return to_srgb(img, icc)

@@ -6,7 +6,7 @@
   RGBA keeps its alpha, EXIF orientation is applied (the array is what a viewer
   shows); the decoder is OpenCV (``IMREAD_UNCHANGED``) with Pillow as fallback for what OpenCV cannot open.
 - An embedded ICC profile (Display P3, Adobe RGB, ...) is applied: the array is sRGB, outputs are written as
-  untagged sRGB (:mod:`paragonsr.infer.color`); ``ImageInfo.color_profile`` names the source profile.
+  untagged sRGB (:mod:`paragonsr.io.color`); ``ImageInfo.color_profile`` names the source profile.
 - Writes are atomic: encode in memory, write a temp file in the target folder, ``os.replace``.
 """
 
@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from paragonsr.errors import ParagonSRError
-from paragonsr.infer.image_format import check_complete, encode_png_gray_alpha, png_color_type, sniff_format
-from paragonsr.infer.image_limits import check_pixel_count
+from paragonsr.io.image_format import check_complete, encode_png_gray_alpha, png_color_type, sniff_format
+from paragonsr.io.image_limits import check_pixel_count
 from paragonsr.utils.atomic import atomic_write_bytes
 
 READ_EXTS = (
@@ -182,8 +182,8 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
     if not oriented_by_decoder:
         img = apply_orientation(img, orientation)
     profile = None
-    if icc:  # colour-managed sources become sRGB here, at full precision (see paragonsr.infer.color)
-        from paragonsr.infer.color import file_to_srgb
+    if icc:  # colour-managed sources become sRGB here, at full precision (see paragonsr.io.color)
+        from paragonsr.io.color import file_to_srgb
 
         img, profile = file_to_srgb(img, icc, path)
     info = ImageInfo(
@@ -307,7 +307,7 @@ def write_image(
     fmt = output_format(path)
     depth = bit_depth or (info.bit_depth if info is not None else 8)
     if fmt == "gif":  # OpenCV cannot write GIF: Pillow's palette writer (one frame)
-        from paragonsr.infer.animation import encode_animation
+        from paragonsr.io.animation import encode_animation
 
         atomic_write_bytes(path, encode_animation([to_dtype(img, 8)], [0], None, "gif"))
         return Path(path)

@@ -1,4 +1,5 @@
-"""Animated GIF / WebP / APNG: read every frame, upscale each one, write the animation back with its timing.
+"""Animated GIF / WebP / APNG: read every frame and write an animation back with its timing
+(:func:`paragonsr.infer.upscale.upscale_file` upscales each frame between the two).
 
 - Frames are decoded by Pillow as full canvases (the source's disposal and blending already applied), so each
   frame is a complete picture: upscaled like a still image (same model, tiling, alpha handling), the result
@@ -16,22 +17,17 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
-from paragonsr.infer.image_io import (
+from paragonsr.io.image_io import (
     ImageInfo,
     ImageReadError,
-    output_format,
-    read_image,
-    to_dtype,
-    write_image,
 )
-from paragonsr.utils.atomic import atomic_write_bytes
 
 ANIMATED_FORMATS = {"gif": "GIF", "png": "PNG", "webp": "WEBP"}
 
@@ -52,7 +48,7 @@ class Animation:
         """Frame ``i`` as float32 HxWxC in [0, 1], sRGB (the embedded profile applied)."""
         img = self.frames[i].astype(np.float32) / 255.0
         if self.icc:
-            from paragonsr.infer.color import file_to_srgb
+            from paragonsr.io.color import file_to_srgb
 
             img = file_to_srgb(img, self.icc, str(self.info.path))[0]
         return img
@@ -89,7 +85,7 @@ def read_animation(path: str | os.PathLike[str]) -> Animation | None:
         frames, durations, None if loop is None else int(loop), ImageInfo(str(p), fmt, 8, c, h, w)
     )
     if icc:
-        from paragonsr.infer.color import file_to_srgb
+        from paragonsr.io.color import file_to_srgb
 
         anim.icc = icc
         profile = file_to_srgb(frames[0][:1, :1].astype(np.float32) / 255.0, icc, str(p))[1]
@@ -166,38 +162,4 @@ def encode_animation(
     return buf.getvalue()
 
 
-def upscale_file(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    upscaler: Callable[..., tuple[np.ndarray, ImageInfo]],
-    outscale: float | None = None,
-    quality: int = 95,
-    first_frame: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Upscale one file (still or animation) and write ``dst`` atomically; the number of frames written.
-
-    ``first_frame`` treats animations as still images (their first frame). An animation into a format that
-    holds one image (JPEG, TIFF, BMP) raises ``ValueError`` naming the file."""
-    fmt = output_format(dst)
-    anim = None if first_frame else read_animation(src)
-    if anim is None:
-        img, info = read_image(src)
-        result, out_info = upscaler(img, info, outscale, progress=progress)
-        del img  # the input is not needed while the output is encoded (peak memory)
-        write_image(dst, result, out_info, quality=quality)
-        return 1
-    if fmt not in ANIMATED_FORMATS:
-        raise ValueError(
-            f"{src}: is an animation ({len(anim.frames)} frames) but {Path(dst).suffix} files hold one image; "
-            f"write .gif, .png (APNG) or .webp, or pass --first-frame"
-        )
-    out = [
-        to_dtype(upscaler(anim.frame(i), anim.info, outscale, progress=progress)[0], 8)
-        for i in range(len(anim.frames))
-    ]
-    atomic_write_bytes(dst, encode_animation(out, anim.durations, anim.loop, fmt, quality))
-    return len(out)
-
-
-__all__ = ["ANIMATED_FORMATS", "Animation", "encode_animation", "read_animation", "upscale_file"]
+__all__ = ["ANIMATED_FORMATS", "Animation", "encode_animation", "read_animation"]

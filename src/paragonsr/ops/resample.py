@@ -12,9 +12,13 @@ composed with a small sharpening filter that runs on the finer of the two grids 
 - upsizing:   sharpen on the input grid, then resample with the Magic Kernel m evaluated in input-pixel units;
 - downsizing: resample with m widened by 1/k (evaluated in output units), then sharpen on the output grid.
 
-``MagicKernelSharpUpsample`` is the feature-space version used inside networks: integer factor, fixed depthwise
-convs (a 1x7 / 7x1 sharpen, then a polyphase transposed conv for the Magic Kernel), no data-dependent control
-flow, so it exports to ONNX with dynamic height/width.
+Tensor functions take batch-first floating point tensors (``(..., H, W)``, typically ``(B, C, H, W)``) in any
+range (the filters are linear); ``resize_np`` takes HW/HWC numpy images. The feature-space version used inside
+networks is :class:`paragonsr.archs.mks_upsample.MagicKernelSharpUpsample` (built from
+:func:`magic_phase_weights` and :func:`sharp_taps`).
+
+Sources: J. Costella, "Magic Kernel Sharp" (johncostella.com/magic, 2013/2021); R. Keys, "Cubic convolution
+interpolation for digital image processing", IEEE TASSP 1981 (bicubic, a = -0.5).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from paragonsr.errors import InputError
 
@@ -298,11 +302,6 @@ def sharpen(x: Tensor, version: str = "2021", alpha: float = 1.0) -> Tensor:
     return y.reshape(shape)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Feature-space upsampler for networks
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def magic_phase_weights(scale: int) -> np.ndarray:
     """Polyphase Magic Kernel weights for an integer factor: array (scale, 3) for input offsets -1, 0, +1.
 
@@ -312,102 +311,3 @@ def magic_phase_weights(scale: int) -> np.ndarray:
     p = np.arange(scale)
     d = (p + 0.5) / scale - 0.5
     return magic_kernel(np.arange(-1, 2)[None, :] - d[:, None])
-
-
-class MagicKernelSharpUpsample(nn.Module):
-    """Integer-factor Magic Kernel Sharp upsampling of a C-channel feature map with fixed depthwise convs.
-
-    ``alpha`` blends the sharpening: 0 = plain Magic Kernel (smooth), 1 = full Magic Kernel Sharp (2021 or 2013).
-    Equals ``resize(x, scale=s, kernel=...)`` with replicate edges (tested). No learned parameters; the filters are
-    non-persistent buffers, so they never appear in checkpoints and follow ``.to(device/dtype)``.
-    """
-
-    sharp_w: Tensor
-    sharp_h: Tensor
-    up_w: Tensor
-    up_h: Tensor
-
-    def __init__(self, channels: int, scale: int, alpha: float = 0.5, version: str = "2021") -> None:
-        super().__init__()
-        if int(scale) != scale or scale < 1:
-            raise ValueError(f"MagicKernelSharpUpsample needs an integer scale >= 1, got {scale}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"upsampler alpha must be in [0, 1], got {alpha}")
-        self.channels, self.scale, self.alpha, self.version = int(channels), int(scale), float(alpha), version
-        taps = torch.tensor(sharp_taps(version, alpha), dtype=torch.float32)
-        self.sharp_pad = taps.numel() // 2
-        self.register_buffer("sharp_w", taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), persistent=False)
-        self.register_buffer("sharp_h", taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), persistent=False)
-        # transposed-conv kernel: w[p + s*(1 - t)] = m(t - d_p), so out[s*i + p] = sum_t x[i + t] m(t - d_p)
-        s = self.scale
-        phases = magic_phase_weights(s)
-        k = np.zeros(3 * s)
-        for p in range(s):
-            for ti, t in enumerate((-1, 0, 1)):
-                k[p + s * (1 - t)] = phases[p, ti]
-        kt = torch.tensor(k, dtype=torch.float32)
-        self.register_buffer("up_w", kt.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), persistent=False)
-        self.register_buffer("up_h", kt.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), persistent=False)
-
-    def extra_repr(self) -> str:
-        return f"channels={self.channels}, scale={self.scale}, alpha={self.alpha}, version={self.version!r}"
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.scale == 1:
-            return x
-        if x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
-            # Fixed filters run in fp32 on CPU: oneDNN's bf16 depthwise transposed conv is ~5x slower than fp32
-            # there, and a bf16 image path is off by about one 8-bit grey level. Same maths; no effect on fp32,
-            # CUDA or ONNX export.
-            with torch.autocast("cpu", enabled=False):
-                y = self._upsample(x.float())
-            return y if x.dtype == torch.float32 else y.to(x.dtype)
-        return self._upsample(x)
-
-    def _upsample(self, x: Tensor) -> Tensor:
-        if self.training and x.device.type == "cpu" and max(x.shape[-2:]) <= MATRIX_PATH_MAX:
-            return self._upsample_matrix(x)
-        c, s = self.channels, self.scale
-        if self.alpha != 0.0:
-            p = self.sharp_pad
-            x = F.conv2d(F.pad(x, (p, p, 0, 0), mode="replicate"), self.sharp_w.to(x.dtype), groups=c)
-            x = F.conv2d(F.pad(x, (0, 0, p, p), mode="replicate"), self.sharp_h.to(x.dtype), groups=c)
-        x = F.conv_transpose2d(
-            F.pad(x, (1, 1, 0, 0), mode="replicate"), self.up_w.to(x.dtype), stride=(1, s), groups=c
-        )
-        x = x[..., 2 * s : -2 * s]
-        x = F.conv_transpose2d(
-            F.pad(x, (0, 0, 1, 1), mode="replicate"), self.up_h.to(x.dtype), stride=(s, 1), groups=c
-        )
-        return x[..., 2 * s : -2 * s, :]
-
-    def _upsample_matrix(self, x: Tensor) -> Tensor:
-        """The same linear map as the filter path, as one matrix per axis: ``M_h · x · M_wᵀ``.
-
-        Training on CPU: two matmuls (and two in the backward) are ~3x faster than the depthwise/transposed
-        convs (whose strided-H transposed conv has no fast CPU kernel) on crop-sized inputs. Equal to the filter
-        path up to fp32 rounding (tested)."""
-        key = (self.scale, self.alpha, self.version)
-        h, w = x.shape[-2:]
-        mh = axis_matrix(h, *key).to(device=x.device, dtype=x.dtype)
-        mw = mh if w == h else axis_matrix(w, *key).to(device=x.device, dtype=x.dtype)
-        y = torch.matmul(mh.t(), torch.matmul(x, mw))
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            y = y.contiguous(memory_format=torch.channels_last)
-        return y
-
-
-MATRIX_PATH_MAX = (
-    128  # largest side that takes the matrix path (its cost grows with the side, the filters' not)
-)
-
-
-@lru_cache(maxsize=32)
-def axis_matrix(n: int, scale: int, alpha: float, version: str) -> Tensor:
-    """(n, scale·n) float32 matrix of :class:`MagicKernelSharpUpsample` along one axis, replicate edges included:
-    the filter path applied in float64 to the rows of the identity (a 1-row image, so the other axis is a no-op:
-    its taps sum to 1)."""
-    m = MagicKernelSharpUpsample(1, scale, alpha, version).double().eval()
-    with torch.no_grad():
-        rows = m._upsample(torch.eye(n, dtype=torch.float64).view(n, 1, 1, n))  # (n, 1, scale, scale·n)
-    return rows[:, 0, 0, :].float().contiguous()

@@ -14,7 +14,7 @@ This module reproduces that function's arithmetic:
 - uint8 input: after **each** axis the result is rounded (half away from zero) and saturated to [0, 255], as
   MATLAB's resampling kernel returns the input class; float input is neither rounded nor clipped.
 
-The generic :func:`paragonsr.archs.resample.resize` with ``kernel="bicubic"`` uses the same kernel and coordinate
+The generic :func:`paragonsr.ops.resample.resize` with ``kernel="bicubic"`` uses the same kernel and coordinate
 mapping but replicate (clamped) edges and a single rounding at the end, so it differs from this function in the
 pixels within about two kernel radii of the border and by 8-bit rounding.
 """
@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from paragonsr.archs.resample import cubic_kernel
+from paragonsr.ops.resample import cubic_kernel
 
 _CUBIC_WIDTH = 4.0
 
