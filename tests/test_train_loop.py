@@ -293,3 +293,23 @@ def test_net_d_iters_updates_generator_every_other_iteration(data_root: Path, tm
     res = Trainer(parse_options(gan)).train()
     assert ["l_g_gan" in lo for lo in res.losses] == [False, True, False, True]
     assert all("l_d_total" in lo for lo in res.losses)
+
+
+def test_plot_failure_is_a_warning_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import sys
+
+    from paragonsr.train.logger import LOGGER_NAME, plot_curves
+
+    history = [{"iter": 1.0, "l_pixel": 0.1}, {"iter": 2.0, "l_pixel": 0.05}]
+    val = [{"iter": 2.0, "photos/psnr": 30.0}]
+    assert plot_curves(history, val, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ModuleNotFoundError
+    monkeypatch.setattr(logging.getLogger(LOGGER_NAME), "propagate", True)
+    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
+        assert not plot_curves(history, val, tmp_path / "again.png")
+    assert not (tmp_path / "again.png").exists()
+    assert "training curves not plotted" in caplog.text and "ModuleNotFoundError" in caplog.text

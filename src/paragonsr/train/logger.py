@@ -109,9 +109,23 @@ def init_wandb(
     return run
 
 
-def plot_curves(history: list[dict[str, float]], metrics: list[dict[str, float]], path: Path) -> None:
-    """Loss curves (log scale) and validation metrics as one PNG, written atomically (matplotlib Agg)."""
+def plot_curves(history: list[dict[str, float]], metrics: list[dict[str, float]], path: Path) -> bool:
+    """Loss curves (log scale) and validation metrics as one PNG, written atomically (matplotlib Agg).
 
+    The plot is a convenience: any failure (matplotlib missing or broken, disk full, odd values) is logged as one
+    warning line and training goes on. Returns whether the PNG was written.
+    """
+    try:
+        _plot_curves(history, metrics, path)
+    except Exception as exc:  # a plot must never end a training run
+        logging.getLogger(LOGGER_NAME).warning(
+            f"training curves not plotted ({path}): {type(exc).__name__}: {exc}"
+        )
+        return False
+    return True
+
+
+def _plot_curves(history: list[dict[str, float]], metrics: list[dict[str, float]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
