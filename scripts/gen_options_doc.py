@@ -20,25 +20,22 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from paragonsr.degrade.realesrgan_opts import RealESRGANOpt
+from paragonsr.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, Registry
+from paragonsr.train import option_types as T
 from paragonsr.train import options as O
 from paragonsr.train.option_schema import option_schema
 
 SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("(top level)", O.Options, "General settings and Real-ESRGAN's top-level degradation keys."),
     (
-        "datasets.<phase> (paired)",
+        "datasets.<phase>",
         O.PairedDatasetOpt,
-        "`type: PairedImageDataset`: GT + LQ folders or meta_info.",
+        "Keys of every dataset; each `type` below adds its own (paired: `PairedImageDataset`, the default).",
     ),
     (
         "datasets.<phase> (on the fly)",
         O.OTFDatasetOpt,
-        "`type: RealESRGANDataset` / `OTFDataset`: GT only, LQ from a degradation pipeline in the loader workers.",
-    ),
-    (
-        "network_g / network_d",
-        O.NetworkOpt,
-        "`type` = a registered architecture; other keys = its arguments.",
+        "Keys of datasets whose LQ a degradation pipeline makes in the loader workers (`OTFDataset`).",
     ),
     (
         "train",
@@ -53,14 +50,14 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("train.scheduler: ConstantLR", O.ConstantLROpt, ""),
     (
         "train.<name>_opt / train.losses[i]",
-        O.LossOpt,
-        "`type` = a registered loss; other keys = its arguments.",
+        T.LossOpt,
+        "Keys of every loss; each `type` (below) adds its constructor's arguments.",
     ),
     ("val", O.ValOpt, "Validation every `val_freq` iterations (EMA weights, calibrated ParagonSR2 kernels)."),
     (
         "val.metrics.<name>",
-        O.MetricOpt,
-        "`type` = a registered metric (calculate_psnr, calculate_ssim, ...).",
+        T.MetricOpt,
+        "Keys of every metric; each `type` (below) adds its function's arguments.",
     ),
     ("path", O.PathOpt, ""),
     ("logger", O.LoggerOpt, ""),
@@ -94,7 +91,7 @@ def _tname(ann: Any) -> str:
     if isinstance(ann, type):
         return "None" if ann is type(None) else ann.__name__
     s = str(ann).replace("typing.", "").replace("NoneType", "null")
-    for mod in ("paragonsr.train.options.", "pydantic.main."):
+    for mod in ("paragonsr.train.options.", "pydantic.main.", "collections.abc.", "pathlib."):
         s = s.replace(mod, "")
     return s
 
@@ -116,10 +113,12 @@ def _default(field: Any) -> str:
     return f"`{d!r}`" if d not in (None, {}, []) else ("`~`" if d is None else f"`{d!r}`")
 
 
-def section_table(model: type[BaseModel]) -> list[str]:
+def section_table(model: type[BaseModel], only: dict[str, Any] | None = None) -> list[str]:
+    """The markdown table of ``model``'s fields (or of the fields ``only``)."""
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
     # keys declared with the degradation pipelines (``layout``) after the section's own ones
-    fields = sorted(model.model_fields.items(), key=lambda kv: "layout" in _extra(kv[1]))
+    items = (only if only is not None else model.model_fields).items()
+    fields = sorted(items, key=lambda kv: "layout" in _extra(kv[1]))
     for name, f in fields:
         desc = (f.description or "").replace("|", "\\|")
         tname = _tname(f.annotation).replace("|", "\\|")
@@ -130,6 +129,7 @@ def section_table(model: type[BaseModel]) -> list[str]:
 
 
 def registry_table(registry: Any, title: str) -> list[str]:
+    """A table of the entries of ``registry`` whose arguments no option model lists (degradation pipelines)."""
     out = [f"### {title}", "", "| type | arguments |", "|---|---|"]
     for name in registry.names():
         obj = registry.get(name)
@@ -146,18 +146,45 @@ def registry_table(registry: Any, title: str) -> list[str]:
             t = _tname(hints[pname]) if pname in hints else ""
             d = "" if p.default is inspect.Parameter.empty else f" = {p.default!r}"
             args.append(f"`{pname}`{': ' + t if t else ''}{d}".replace("|", "\\|"))
-        aliases = sorted(a for a, c in registry._aliases.items() if c == name)
+        aliases = registry.aliases(name)
         label = f"`{name}`" + (f" (aliases: {', '.join(aliases)})" if aliases else "")
         out.append(f"| {label} | {', '.join(args) or '-'} |")
     return [*out, ""]
 
 
+# (registry, generated models, section heading, note)
+TYPE_SECTIONS: list[tuple[Registry, dict[str, type[BaseModel]], str, str]] = [
+    (ARCH_REGISTRY, T.ARCH_OPTS, "network_g / network_d", "Architectures (`type`) and their arguments."),
+    (LOSS_REGISTRY, T.LOSS_OPTS, "train.<name>_opt", "Losses: the keys of `train.<name>_opt` above, plus:"),
+    (
+        METRIC_REGISTRY,
+        T.METRIC_OPTS,
+        "val.metrics.<name>",
+        "Metrics: the keys of `val.metrics.<name>`, plus:",
+    ),
+    (DATASET_REGISTRY, T.DATASET_OPTS, "datasets.<phase>", "Datasets: the keys of `datasets.<phase>`, plus:"),
+]
+
+
+def type_sections(registry: Registry, models: dict[str, type[BaseModel]], where: str, note: str) -> list[str]:
+    """One table per registered ``type``: the fields its constructor adds to the section's base keys."""
+    lines = [f"## `{where}` types", "", note, ""]
+    for key, model in models.items():
+        base: Any = model.__bases__[0]
+        aliases = registry.aliases(key)
+        lines += [f"### `{registry.spelling(key)}`", ""]
+        if aliases:
+            lines += [f"Also `type: {'`, `'.join(aliases)}`.", ""]
+        if model.__doc__:
+            lines += [model.__doc__.strip(), ""]
+        own = {n: f for n, f in model.model_fields.items() if n not in base.model_fields or n == "type"}
+        lines += [*section_table(model, own), ""]
+    return lines
+
+
 def render() -> str:
-    import paragonsr.archs
-    import paragonsr.degrade
-    import paragonsr.losses
-    import paragonsr.metrics  # noqa: F401
-    from paragonsr.registry import ARCH_REGISTRY, DEGRADATION_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
+    import paragonsr.degrade  # noqa: F401  registers the pipelines
+    from paragonsr.registry import DEGRADATION_REGISTRY
 
     lines = [
         "# Training options reference",
@@ -180,10 +207,9 @@ def render() -> str:
     ]
     for title, model, note in SECTIONS:
         lines += [f"## `{title}`", ""] + ([note, ""] if note else []) + section_table(model) + [""]
-    lines += ["## Registered types", ""]
-    lines += registry_table(ARCH_REGISTRY, "Architectures (`network_g.type`, `network_d.type`)")
-    lines += registry_table(LOSS_REGISTRY, "Losses (`train.<name>_opt.type`)")
-    lines += registry_table(METRIC_REGISTRY, "Metrics (`val.metrics.<name>.type`)")
+    for registry, models, where, note in TYPE_SECTIONS:
+        lines += type_sections(registry, models, where, note)
+    lines += ["## Registered degradation pipelines", ""]
     lines += registry_table(DEGRADATION_REGISTRY, "Degradation pipelines (`datasets.<phase>.degradation`)")
     return "\n".join(lines).rstrip() + "\n"
 

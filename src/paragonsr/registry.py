@@ -26,6 +26,8 @@ class Registry:
         self._wrap = wrap
         self._items: dict[str, Any] = {}
         self._aliases: dict[str, str] = {}
+        # how each name and alias was written at registration (``SRVGGNetCompact``), for messages and docs
+        self._spelled: dict[str, str] = {}
 
     def register(self, name: str | None = None, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -39,6 +41,11 @@ class Registry:
                 if a in self._items or a in self._aliases:
                     raise KeyError(f"{self.kind} alias '{a}' is registered twice")
                 self._aliases[a] = key
+                self._spelled[a] = alias.strip()
+            own = getattr(obj, "__name__", "")
+            written = (name or own).strip()
+            # a lower-case registered name takes the object's own capitals when they spell the same word
+            self._spelled[key] = own if written == key and _norm(own) == key else written
             if self._wrap is not None:
                 obj = self._wrap(obj, key)
             self._items[key] = obj
@@ -79,7 +86,23 @@ class Registry:
         return iter(sorted(self._items))
 
     def names(self) -> list[str]:
+        """Canonical (lower-case) names, sorted."""
         return sorted(self._items)
+
+    def spelling(self, name: str) -> str:
+        """How the entry of ``name`` (a name or alias, any case) was written: ``compact`` -> ``SRVGGNetCompact``.
+        Raises KeyError (with a did-you-mean) for an unknown name."""
+        return self._spelled[self.canonical(name)]
+
+    def aliases(self, name: str) -> list[str]:
+        """The aliases of the entry of ``name``, as written at registration, sorted case-insensitively."""
+        key = self.canonical(name)
+        return sorted((self._spelled[a] for a, k in self._aliases.items() if k == key), key=str.lower)
+
+    def spellings(self, name: str | None = None) -> list[str]:
+        """Every accepted spelling (names and aliases as written) of one entry, or of all entries."""
+        keys = [self.canonical(name)] if name is not None else self.names()
+        return [s for k in keys for s in (self._spelled[k], *self.aliases(k))]
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self._items)} entries)"
@@ -97,3 +120,5 @@ LOSS_REGISTRY = Registry("loss")
 DATASET_REGISTRY = Registry("dataset")
 DEGRADATION_REGISTRY = Registry("degradation pipeline")
 METRIC_REGISTRY = Registry("metric")
+# training model classes (``model_type``): paragonsr.train.sr_model / gan_model
+MODEL_REGISTRY = Registry("model type")

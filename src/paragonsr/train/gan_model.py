@@ -13,12 +13,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from paragonsr.registry import MODEL_REGISTRY
 from paragonsr.train.optim import IterScheduler, build_optimizer
 from paragonsr.train.options import Options
 from paragonsr.train.sr_model import BufferSnapshot, SRModel, build_network, load_pretrained, log, unwrap
 
 
+@MODEL_REGISTRY.register("GANModel", aliases=("SRGANModel", "ESRGANModel", "RealESRGANModel", "gan"))
 class GANModel(SRModel):
+    """:class:`SRModel` plus a discriminator (``network_d``) trained against the generator's output."""
+
+    needs_discriminator = True
+
     def __init__(self, opt: Options, device: torch.device) -> None:
         super().__init__(opt, device)
         t = opt.train

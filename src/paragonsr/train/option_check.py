@@ -1,161 +1,48 @@
-"""Second validation pass: the sections whose schema is a registered class (networks, losses, metrics,
-degradation pipelines) are checked against the registry and the constructor signature, so a typo in
-``network_g.num_feats`` or ``pixel_opt.reducton`` fails before any training starts."""
+"""Checks beyond the schema: ``check_registered`` (cross-section rules and the degradation pipeline named by an
+on-the-fly dataset; run by the loader) and ``check_run`` (what `paragonsr train --check` verifies before training:
+folders, weight files, the network's real scale and channels). Networks, losses, metrics and datasets are checked
+by the schema itself (:mod:`paragonsr.train.option_types`)."""
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import inspect
 import os
-import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
-
 from paragonsr.degrade.realesrgan_opts import DATASET_KEYS
-from paragonsr.registry import Registry
-from paragonsr.train.options import Options, OTFDatasetOpt
-
-# Metric names from BasicSR YAMLs -> our registry names (tried in order).
-METRIC_ALIASES = {"calculate_psnr": ("calculate_psnr", "psnr"), "calculate_ssim": ("calculate_ssim", "ssim")}
-
-
-def _import_quietly(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as exc:  # the area is optional or not installed: registry lookups will say so
-        if not (exc.name or "").startswith("paragonsr"):
-            raise
-
-
-def _type_problem(ann: Any, val: Any, where: str) -> str | None:
-    if ann is None or ann is typing.Any:
-        return None
-    try:
-        TypeAdapter(ann, config=ConfigDict(arbitrary_types_allowed=True)).validate_python(val)
-    except ValidationError as exc:
-        tname = str(ann).replace("typing.", "") if not isinstance(ann, type) else ann.__name__
-        return f"{where}: {exc.errors()[0]['msg']}; expected {tname}, got {val!r}"
-    except Exception:  # an annotation pydantic cannot validate (e.g. nn.Module): no type check
-        return None
-    return None
-
-
-def signature_problems(
-    obj: Any, kwargs: dict[str, Any], where: str, ignore: tuple[str, ...] = ()
-) -> list[str]:
-    """Check ``kwargs`` against ``obj``'s constructor: unknown names (did-you-mean), annotated types and
-    missing required arguments. A timm-style factory ``f(scale, **overrides) -> Class`` is checked against
-    ``Class`` for its overrides."""
-    target = obj.__init__ if inspect.isclass(obj) else obj
-    try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError):
-        return []
-    params = {n: p for n, p in sig.parameters.items() if n not in ("self", "args")}
-    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    names = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # unresolvable forward refs: fall back to name checks only
-        hints = {}
-    problems: list[str] = []
-    ret = hints.get("return")
-    if var_kw and not inspect.isclass(obj) and inspect.isclass(ret) and ret is not type(None):
-        inner = {k: v for k, v in kwargs.items() if k not in params}
-        problems += [p for p in signature_problems(ret, inner, where, ignore) if "required argument" not in p]
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    for key, val in kwargs.items():
-        if key in ignore:
-            continue
-        if key not in params:
-            if var_kw:
-                continue
-            close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            problems.append(f"{where}.{key}: unknown argument{hint} (accepted: {', '.join(names)})")
-            continue
-        err = _type_problem(hints.get(key), val, f"{where}.{key}")
-        if err:
-            problems.append(err)
-    for n, p in params.items():
-        if (
-            p.default is inspect.Parameter.empty
-            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-            and n not in kwargs
-            and n not in ignore
-        ):
-            problems.append(f"{where}.{n}: required argument is missing")
-    return problems
-
-
-def _lookup(registry: Registry, name: str, where: str) -> tuple[Any, str | None]:
-    try:
-        return registry.get(name), None
-    except KeyError as exc:
-        return None, f"{where}.type: {exc.args[0]}"
-
-
-def metric_fn(registry: Registry, name: str) -> Any:
-    for cand in METRIC_ALIASES.get(name.lower(), (name,)):
-        if cand in registry:
-            return registry.get(cand)
-    return registry.get(name)  # raises with did-you-mean
+from paragonsr.train.options import Options
 
 
 def check_registered(opt: Options) -> list[str]:
-    """All registry/signature problems of an already schema-valid :class:`Options` (empty list = fine)."""
-    from paragonsr.registry import ARCH_REGISTRY, DEGRADATION_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
+    """Problems of an already schema-valid :class:`Options` that one section alone cannot show (empty list =
+    fine): a GAN model type without ``network_d``, no loss, an unknown degradation pipeline or keys of another
+    pipeline, no training set or crop size, ``gt_size``/``lq_size`` that disagree."""
+    import paragonsr.degrade  # noqa: F401  registers the pipelines
+    from paragonsr.registry import DEGRADATION_REGISTRY
 
-    _import_quietly("paragonsr.archs")
     problems: list[str] = []
-    for key in ("network_g", "network_d"):
-        net = getattr(opt, key)
-        if net is None:
-            continue
-        cls, err = _lookup(ARCH_REGISTRY, net.type, key)
-        problems += [err] if err else signature_problems(cls, net.kwargs(), key)
     if opt.kind == "gan" and opt.network_d is None:
         problems.append(f"network_d: model_type {opt.model_type} needs a discriminator (network_d.type)")
-    if opt.train.losses:
-        _import_quietly("paragonsr.losses")
-    for i, loss in enumerate(opt.train.losses):
-        where = f"train.{loss.name}_opt" if loss.name else f"train.losses.{i}"
-        cls, err = _lookup(LOSS_REGISTRY, loss.type, where)
-        problems += (
-            [err]
-            if err
-            else signature_problems(cls, {"loss_weight": loss.loss_weight, **loss.kwargs()}, where)
-        )
     if not opt.train.losses:
         problems.append("train: no loss configured (add pixel_opt: {type: L1Loss} or a `losses:` list)")
-    if opt.val is not None and opt.val.metrics:
-        _import_quietly("paragonsr.metrics")
-        for mname, m in opt.val.metrics.items():
-            try:
-                metric_fn(METRIC_REGISTRY, m.type)
-            except KeyError as exc:
-                problems.append(f"val.metrics.{mname}.type: {exc.args[0]}")
     for phase, ds in opt.datasets.items():
-        if isinstance(ds, OTFDatasetOpt):
-            _import_quietly("paragonsr.degrade")
-            _, err = _lookup(DEGRADATION_REGISTRY, ds.degradation, f"datasets.{phase}.degradation")
-            if err:
-                problems.append(err.replace(".degradation.type", ".degradation"))
-                continue
-            # pipeline-specific keys given to another pipeline would be silently ignored: refuse them
+        if not ds.on_the_fly:
+            continue
+        try:
             canon = DEGRADATION_REGISTRY.canonical(ds.degradation)
-            own = {"workflows": ("p_clean", "predefined_sequences"), "realesrgan": DATASET_KEYS}
-            for pipeline, keys in own.items():
-                if canon != pipeline:
-                    for k in keys:
-                        if getattr(ds, k) is not None:
-                            problems.append(
-                                f"datasets.{phase}.{k}: only used by the '{pipeline}' pipeline, but degradation "
-                                f"is '{ds.degradation}'"
-                            )
+        except KeyError as exc:
+            problems.append(f"datasets.{phase}.degradation: {exc.args[0]}")
+            continue
+        # pipeline-specific keys given to another pipeline would be silently ignored: refuse them
+        own = {"workflows": ("p_clean", "predefined_sequences"), "realesrgan": DATASET_KEYS}
+        for pipeline, keys in own.items():
+            if canon != pipeline:
+                for k in keys:
+                    if getattr(ds, k) is not None:
+                        problems.append(
+                            f"datasets.{phase}.{k}: only used by the '{pipeline}' pipeline, but degradation "
+                            f"is '{ds.degradation}'"
+                        )
     if "train" not in opt.datasets:
         problems.append("datasets.train: required section is missing")
     tr = opt.datasets.get("train")
@@ -270,14 +157,10 @@ def _backbone_weight_problems(opt: Options, allow_download: bool) -> list[str]:
         return []
     from paragonsr.registry import LOSS_REGISTRY
 
-    _import_quietly("paragonsr.losses")
     problems = []
     for i, loss in enumerate(opt.train.losses):
         kw = loss.kwargs()
-        try:
-            vgg = LOSS_REGISTRY.canonical(loss.type) == LOSS_REGISTRY.canonical("PerceptualLoss")
-        except KeyError:  # unknown loss type: check_registered reports it
-            continue
+        vgg = LOSS_REGISTRY.canonical(loss.type) == LOSS_REGISTRY.canonical("PerceptualLoss")
         if not vgg or kw.get("pretrained", True) is False:
             continue
         where = f"train.{loss.name}_opt" if loss.name else f"train.losses.{i}"
@@ -297,14 +180,14 @@ def check_run(opt: Options, allow_download: bool = False) -> list[str]:
     problems: list[str] = []
     for phase, ds in opt.datasets.items():
         problems += _folder_problems(ds.dataroot_gt, ds.meta_info, f"datasets.{phase}.dataroot_gt")
-        if not isinstance(ds, OTFDatasetOpt):
+        if not ds.on_the_fly:
             problems += _folder_problems(ds.dataroot_lq, None, f"datasets.{phase}.dataroot_lq")
     problems += _pretrain_problems(opt) + _backbone_weight_problems(opt, allow_download)
     problems += _network_problems(opt)
     from paragonsr.data.build import build_degradation_for
 
     for phase, ds in opt.datasets.items():
-        if isinstance(ds, OTFDatasetOpt):
+        if ds.on_the_fly:
             try:
                 build_degradation_for(opt, ds)
             except (ValueError, KeyError, TypeError) as exc:

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Discriminator, Tag, ValidationError
 
 from paragonsr.errors import ParagonSRError
-from paragonsr.train.options import DATASET_TYPES, OPTIM_TYPES, SCHED_TYPES, Options, OTFDatasetOpt
+from paragonsr.registry_options import TypeTag
+from paragonsr.train.option_types import RegisteredOpt
+from paragonsr.train.options import Options
 from paragonsr.train.trainner_compat import known_keys
 
 __all__ = [
@@ -93,57 +95,74 @@ def apply_force(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- error formatting
-_TAGS = {"paired", "otf", *OPTIM_TYPES.values(), *SCHED_TYPES.values()}
-_TAG_CHOICES = {"datasets": DATASET_TYPES, "optim": OPTIM_TYPES, "sched": SCHED_TYPES}
+def _members(ann: Any) -> tuple[list[type[BaseModel]], dict[str, type[BaseModel]], TypeTag | None, list[Any]]:
+    """What stands behind an annotation: its models, the tag -> model map and :class:`TypeTag` of a discriminated
+    union, and the other candidate types (containers, scalars), through Optional/Union/Annotated."""
+    models: list[type[BaseModel]] = []
+    tags: dict[str, type[BaseModel]] = {}
+    others: list[Any] = []
+    disc: list[TypeTag] = []
+
+    def visit(tp: Any, tag: str | None = None) -> None:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            inner, *meta = typing.get_args(tp)
+            for m in meta:
+                if isinstance(m, Tag):
+                    tag = m.tag
+                elif isinstance(m, Discriminator) and isinstance(m.discriminator, TypeTag):
+                    disc.append(m.discriminator)
+            visit(inner, tag)
+        elif origin in (typing.Union, types.UnionType):
+            for a in typing.get_args(tp):
+                visit(a)
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            models.append(tp)
+            if tag is not None:
+                tags[tag] = tp
+        elif tp is not type(None):
+            others.append(tp)
+
+    visit(ann)
+    return models, tags, (disc[0] if disc else None), others
 
 
-def _unwrap(tp: Any) -> list[Any]:
-    """Candidate types behind Optional/Union/Annotated."""
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(tp)[0])
-    if origin in (typing.Union, types.UnionType):
-        out: list[Any] = []
-        for a in typing.get_args(tp):
-            out += _unwrap(a)
-        return out
-    return [tp]
-
-
-def _tag_of(model: type[BaseModel]) -> str:
-    if issubclass(model, OTFDatasetOpt):
-        return "otf"
-    f = model.model_fields.get("type")
-    return "paired" if "dataroot_lq" in model.model_fields else str(f.default if f else "")
-
-
-def _model_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any]:
-    """Walk the schema along an error location; return (model at the end or None, its annotation)."""
+def _walk(loc: tuple[Any, ...]) -> tuple[list[Any], Any]:
+    """Follow an error location through the schema: (the location without union tags, the annotation at its end
+    or None where the schema cannot be followed)."""
     ann: Any = Options
+    path: list[Any] = []
     for part in loc:
-        cands = _unwrap(ann)
-        models = [c for c in cands if isinstance(c, type) and issubclass(c, BaseModel)]
-        if part in _TAGS:
-            picked = [m for m in models if _tag_of(m) == part]
-            ann = picked[0] if picked else None
+        if ann is None:
+            path.append(part)
             continue
+        models, tags, _, others = _members(ann)
+        if isinstance(part, str) and part in tags:  # the member a discriminated union picked: not a key
+            ann = tags[part]
+            continue
+        path.append(part)
         field = next(
             (m.model_fields[part] for m in models if isinstance(part, str) and part in m.model_fields), None
         )
-        containers = [c for c in cands if typing.get_origin(c) in (dict, list)]
-        if field is not None:
-            ann = field.annotation
+        containers = [c for c in others if typing.get_origin(c) in (dict, list)]
+        if field is not None:  # pydantic keeps a top-level Annotated's metadata (the discriminator) apart
+            disc = [m for m in field.metadata if isinstance(m, Discriminator)]
+            ann = typing.Annotated[(field.annotation, disc[0])] if disc else field.annotation
         elif containers and typing.get_args(containers[0]):
             ann = typing.get_args(containers[0])[-1]
         else:
-            return None, None
-    models = [c for c in _unwrap(ann) if isinstance(c, type) and issubclass(c, BaseModel)]
-    return (models[0] if len(models) == 1 else None), ann
+            ann = None
+    return path, ann
 
 
 def _type_name(ann: Any) -> str:
     if ann is None:
         return "?"
+    models, _, tag, others = _members(ann)
+    if tag is not None:
+        return f"a mapping with `type` one of {', '.join(tag.choices)}"
+    if len(models) == 1 and not others:
+        return models[0].__name__
     s = str(ann) if not isinstance(ann, type) else ann.__name__
     return s.replace("typing.", "").replace("NoneType", "null")
 
@@ -153,37 +172,55 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
-def format_validation_error(exc: ValidationError, source: str = "options") -> str:
-    lines = []
-    for err in exc.errors():
-        raw_loc = tuple(err["loc"])
-        loc = tuple(p for p in raw_loc if p not in _TAGS)
-        path = ".".join(str(p) for p in loc) or "<root>"
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            owner, _ = _model_at(raw_loc[:-1])
-            fields = sorted(owner.model_fields) if owner is not None else []
-            hint = _did_you_mean(str(loc[-1]), sorted({*fields, *known_keys(loc[:-1])}))
-            lines.append(f"{path}: unknown key{hint} (allowed here: {', '.join(fields)})")
-        elif kind in ("union_tag_invalid", "union_tag_not_found"):
-            section = "datasets" if "datasets" in loc else "sched" if "scheduler" in str(loc) else "optim"
-            choices = sorted({v for v in _TAG_CHOICES[section]})
-            given = err.get("input", {}).get("type") if isinstance(err.get("input"), dict) else None
-            if section == "datasets":
-                names = ["PairedImageDataset", "RealESRGANDataset", "OTFDataset"]
-            else:
-                names = sorted(set(_TAG_CHOICES[section].values()))
-            hint = _did_you_mean(str(given), names) if given else ""
-            lines.append(f"{path}.type: unknown type {given!r}{hint} (expected one of {', '.join(names)})")
-            del choices
-        elif kind == "missing":
-            _, ann = _model_at(raw_loc)
-            lines.append(f"{path}: required key is missing (expected {_type_name(ann)})")
-        else:
-            _, ann = _model_at(raw_loc)
-            got = err.get("input")
-            got_s = f"{got!r} ({type(got).__name__})" if not isinstance(got, dict) else "a mapping"
-            lines.append(f"{path}: {err['msg']}; expected {_type_name(ann)}, got {got_s}")
+def _loss_path(path: list[Any], data: dict[str, Any] | None) -> list[Any]:
+    """``train.losses.<i>...`` -> ``train.pixel_opt...`` for a loss given as a BasicSR ``<name>_opt`` key (the
+    collected entry carries that name)."""
+    if data is None or len(path) < 3 or path[:2] != ["train", "losses"] or not isinstance(path[2], int):
+        return path
+    train = data.get("train")
+    losses = train.get("losses") if isinstance(train, dict) else None
+    item = losses[path[2]] if isinstance(losses, list) and path[2] < len(losses) else None
+    if isinstance(item, dict) and item.get("name"):
+        return ["train", f"{item['name']}_opt", *path[3:]]
+    return path
+
+
+def _one_line(err: Any, data: dict[str, Any] | None) -> str:
+    raw_loc = tuple(err["loc"])
+    clean, ann = _walk(raw_loc)
+    path = ".".join(str(p) for p in _loss_path(clean, data)) or "<root>"
+    kind = err["type"]
+    got = err.get("input")
+    if kind == "extra_forbidden":
+        _, owner_ann = _walk(raw_loc[:-1])
+        owners = _members(owner_ann)[0] if owner_ann is not None else []
+        fields = sorted(owners[0].model_fields) if len(owners) == 1 else []
+        hint = _did_you_mean(str(clean[-1]), sorted({*fields, *known_keys(tuple(clean[:-1]))}))
+        if owners and issubclass(owners[0], RegisteredOpt):  # a constructor's keyword arguments
+            return f"{path}: unknown argument{hint} (accepted: {', '.join(fields)})"
+        return f"{path}: unknown key{hint} (allowed here: {', '.join(fields)})"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = _members(ann)[2]
+        if not isinstance(got, dict):
+            return f"{path}: expected a mapping with a `type` key, got {got!r} ({type(got).__name__})"
+        if "type" not in got or tag is None:
+            expected = f" (one of {', '.join(tag.choices)})" if tag is not None else ""
+            return f"{path}.type: required key is missing{expected}"
+        return f"{path}.type: {tag.unknown(got['type'])}"
+    if kind == "unknown_name":
+        return f"{path}: {err['msg']}"
+    if kind == "missing":
+        return f"{path}: required key is missing (expected {_type_name(ann)})"
+    got_s = f"{got!r} ({type(got).__name__})" if not isinstance(got, dict) else "a mapping"
+    return f"{path}: {err['msg']}; expected {_type_name(ann)}, got {got_s}"
+
+
+def format_validation_error(
+    exc: ValidationError, source: str = "options", data: dict[str, Any] | None = None
+) -> str:
+    """One line per problem of ``exc``: the key path as written in the option file (``data``, when given, maps
+    collected losses back to their ``<name>_opt`` key), what is wrong, what was expected and a did-you-mean."""
+    lines = list(dict.fromkeys(_one_line(err, data) for err in exc.errors()))
     return f"invalid {source}:\n  " + "\n  ".join(lines)
 
 
@@ -221,7 +258,7 @@ def parse_options(
     try:
         opt = Options.model_validate(data)
     except ValidationError as exc:
-        raise OptionError(format_validation_error(exc, source)) from None
+        raise OptionError(format_validation_error(exc, source, data)) from None
     from paragonsr.train.option_check import check_registered
 
     problems = check_registered(opt)

@@ -16,17 +16,17 @@ import copy
 from typing import Any
 
 from paragonsr.degrade.realesrgan_opts import ALIASES
-from paragonsr.train.options import _OTF_TYPES, _PAIRED_TYPES, OPTIM_TYPES, SCHED_TYPES, Options
+from paragonsr.registry import MODEL_REGISTRY
+from paragonsr.registry_options import any_case
+from paragonsr.train.option_optim import OPTIM_TYPES, SCHED_TYPES
+from paragonsr.train.option_types import ARCH_OPTS, DATASET_OPTS, LOSS_OPTS, METRIC_OPTS
+from paragonsr.train.options import Options, _import_models
 
 __all__ = ["option_schema"]
 
 SCHEMA_ID = "https://json-schema.org/draft/2020-12/schema"
-
-
-def _any_case(names: list[str]) -> dict[str, Any]:
-    """A string matching one of ``names`` in any capitalisation (JSON Schema regexes have no (?i) flag)."""
-    alts = ["".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in n) for n in sorted(set(names))]
-    return {"type": "string", "pattern": f"^({'|'.join(alts)})$", "examples": sorted(set(names))}
+# the union of each registry's generated models, kept once in $defs under these names
+UNIONS = {"NetworkOpt": ARCH_OPTS, "LossOpt": LOSS_OPTS, "MetricOpt": METRIC_OPTS, "DatasetOpt": DATASET_OPTS}
 
 
 def _strip(node: Any) -> None:
@@ -40,12 +40,29 @@ def _strip(node: Any) -> None:
             _strip(v)
 
 
-def _typed(defs: dict[str, Any], name: str, names: list[str], required: bool) -> None:
+def _share_unions(node: Any, defs: dict[str, Any]) -> None:
+    """Replace every inline ``oneOf`` over one registry's models by a ``$ref`` to that union in ``$defs``."""
+    if isinstance(node, list):
+        for v in node:
+            _share_unions(v, defs)
+        return
+    if not isinstance(node, dict):
+        return
+    refs = [m.get("$ref", "") for m in node.get("oneOf", [])]
+    for name, models in UNIONS.items():
+        own = {f"#/$defs/{m.__name__}" for m in models.values()}
+        if refs and set(refs) == own:
+            defs[name] = {"oneOf": node.pop("oneOf"), "description": f"one of the {len(refs)} `type`s"}
+            node["$ref"] = f"#/$defs/{name}"
+    for v in list(node.values()):
+        _share_unions(v, defs)
+
+
+def _typed(defs: dict[str, Any], name: str) -> None:
     d = defs[name]
     default = d["properties"]["type"].get("default")
-    d["properties"]["type"] = {**_any_case(names), **({"default": default} if default else {})}
-    if required:
-        d["required"] = sorted({*d.get("required", []), "type"})
+    d["properties"]["type"] = {**any_case([default]), "default": default}
+    d["required"] = sorted({*d.get("required", []), "type"})
 
 
 def _add_aliases(node: dict[str, Any]) -> None:
@@ -60,10 +77,16 @@ def option_schema() -> dict[str, Any]:
     """The schema as a dict (deterministic: dumping it with sorted keys gives the committed file)."""
     schema = copy.deepcopy(Options.model_json_schema())
     defs = schema["$defs"]
-    _typed(defs, "PairedDatasetOpt", [*_PAIRED_TYPES, "PairedImageDataset"], required=False)
-    _typed(defs, "OTFDatasetOpt", [*_OTF_TYPES, "RealESRGANDataset", "OTFDataset"], required=True)
-    for canon in [*OPTIM_TYPES.values(), *SCHED_TYPES.values()]:
-        _typed(defs, f"{canon}Opt", [canon], required=True)
+    for model in [*OPTIM_TYPES.values(), *SCHED_TYPES.values()]:
+        _typed(defs, model.__name__)
+    _import_models()
+    schema["properties"]["model_type"] = {
+        **schema["properties"]["model_type"],
+        **any_case(MODEL_REGISTRY.spellings()),
+    }
+    for name in list(defs):
+        _share_unions(defs[name], defs)
+    _share_unions(schema["properties"], defs)
     train = defs["TrainOpt"]
     # BasicSR style: every `<name>_opt` key of train (pixel_opt, perceptual_opt, gan_opt, ...) is one loss
     train["patternProperties"] = {
@@ -74,7 +97,8 @@ def option_schema() -> dict[str, Any]:
         "anyOf": [*train["properties"]["grad_clip"]["anyOf"], {"type": "boolean"}],
     }
     _add_aliases(schema)
-    _add_aliases(defs["OTFDatasetOpt"])
+    for model in DATASET_OPTS.values():
+        _add_aliases(defs[model.__name__])
     _strip(schema)
     return {
         "$schema": SCHEMA_ID,

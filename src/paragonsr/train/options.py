@@ -2,224 +2,58 @@
 
 Every section is a pydantic model with ``extra="forbid"`` so a typo is an error with its key path and a
 did-you-mean (see :mod:`paragonsr.train.option_io` for loading and error formatting). Sections that pick an
-implementation by ``type`` (optimizers, schedulers, datasets) are discriminated unions; networks and losses
-are checked against the constructor signature of the registered class (:mod:`paragonsr.train.option_check`).
+implementation by ``type`` are discriminated unions: optimizers and schedulers
+(:mod:`paragonsr.train.option_optim`), and networks, losses, metrics and datasets, whose models are generated
+from the registered constructors (:mod:`paragonsr.train.option_types`). ``model_type`` names an entry of
+``MODEL_REGISTRY`` (the training model classes).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, cast
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from paragonsr.degrade.realesrgan_opts import (
-    PIPELINE_TOP_KEYS,
-    RealESRGANDatasetKeys,
-    RealESRGANTopKeys,
-    set_values,
+from paragonsr.data.options import OTFDatasetOpt, PairedDatasetOpt
+from paragonsr.degrade.realesrgan_opts import PIPELINE_TOP_KEYS, RealESRGANTopKeys, set_values
+from paragonsr.registry import MODEL_REGISTRY
+from paragonsr.registry_options import unknown_registered
+from paragonsr.train.option_optim import (
+    AdamOpt,
+    AdamWOpt,
+    ConstantLROpt,
+    CosineAnnealingLROpt,
+    MultiStepLROpt,
+    OptimOpt,
+    SchedOpt,
+    SGDOpt,
+)
+from paragonsr.train.option_types import (
+    DatasetUnion,
+    LossOpt,
+    LossUnion,
+    MetricOpt,
+    MetricUnion,
+    NetworkOpt,
+    NetworkUnion,
 )
 
-PathList = str | list[str]
+__all__ = [
+    "AdamOpt", "AdamWOpt", "ConstantLROpt", "CosineAnnealingLROpt", "DistOpt", "LoggerOpt", "LossOpt", "MetricOpt",
+    "MultiStepLROpt", "NetworkOpt", "OTFDatasetOpt", "Options", "PairedDatasetOpt", "PathOpt", "SGDOpt", "Section",
+    "TrainOpt", "ValOpt", "WandbOpt",
+]  # fmt: skip
 
 
 class Section(BaseModel):
+    """A fixed section: unknown keys are errors, assignments are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-# ---------------------------------------------------------------- datasets
-_PAIRED_TYPES = {"pairedimagedataset": "paired", "paired": "paired"}
-_OTF_TYPES = {"realesrgandataset": "otf", "otfdataset": "otf", "otf": "otf", "realesrganpaireddataset": "otf"}
-DATASET_TYPES = {**_PAIRED_TYPES, **_OTF_TYPES}
-
-
-class _DatasetBase(Section):
-    name: str = Field("dataset", description="label in logs; validation sets are reported under it")
-    dataroot_gt: PathList = Field(description="GT (HR) folder(s); several roots are concatenated")
-    meta_info: PathList | None = Field(None, description="meta_info txt file(s): one relative path per line")
-    filename_tmpl: str = Field("{}", description="LQ file name template for paired data, e.g. '{}x4'")
-    io_backend: dict[str, Any] = Field(default_factory=lambda: {"type": "disk"}, description="only 'disk'")
-    gt_size: int | None = Field(None, gt=0, description="GT crop size (train); LQ crop = gt_size / scale")
-    lq_size: int | None = Field(None, gt=0, description="LQ crop size instead of gt_size (= lq_size * scale)")
-    use_hflip: bool = Field(True, description="random horizontal flips of the training pairs")
-    use_rot: bool = Field(True, description="random vertical flips and transposes (with hflip: all 8 views)")
-    use_shuffle: bool = Field(True, description="shuffle the training order every epoch")
-    num_worker_per_gpu: int = Field(0, ge=0, description="loader worker processes per GPU (0 = main process)")
-    batch_size_per_gpu: int = Field(1, gt=0, description="training pairs per batch on each GPU")
-    dataset_enlarge_ratio: int = Field(1, gt=0, description="each image appears this many times per epoch")
-    prefetch_mode: str | None = Field(
-        None, description="accepted (BasicSR); pinned non-blocking copies are used"
-    )
-    pin_memory: bool = Field(False, description="page-locked batches for faster copies (CUDA only)")
-    persistent_workers: bool = Field(False, description="keep loader workers alive between epochs")
-    cache_images: bool = Field(True, description="keep decoded images in memory (8-bit ones as uint8)")
-    cache_max_mb: float = Field(2048, ge=0, description="image cache budget per process, in MiB")
-    small_image: Literal["pad", "skip"] = Field(
-        "pad", description="images smaller than the crop: reflect-pad them or skip them (warning either way)"
-    )
-    color: Literal["rgb", "y"] = Field(
-        "rgb", description="only rgb: `y` (BasicSR Y-channel training) is an error"
-    )
-
-    @field_validator("color")
-    @classmethod
-    def _rgb_only(cls, v: str) -> str:
-        # BasicSR's `color: y` trains on the Y channel; the datasets here always load RGB, so accepting it would
-        # silently train a different model than asked.
-        if v != "rgb":
-            raise ValueError("color: y (Y-channel training) is not supported; use color: rgb or drop the key")
-        return v
-
-    @field_validator("io_backend")
-    @classmethod
-    def _disk_only(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if str(v.get("type", "disk")).lower() != "disk":
-            raise ValueError(f"only io_backend type 'disk' is supported, got {v.get('type')!r}")
-        return v
-
-
-class PairedDatasetOpt(_DatasetBase):
-    type: str = Field("PairedImageDataset", description="PairedImageDataset (or `paired`)")
-    dataroot_lq: PathList = Field(description="LQ folder(s), same order and file names as dataroot_gt")
-
-
-class OTFDatasetOpt(_DatasetBase, RealESRGANDatasetKeys):  # type: ignore[misc, valid-type]
-    """GT-only dataset; LQ made on the fly by a degradation pipeline (``realesrgan``, ``workflows``, ``lrgen``).
-    The Real-ESRGAN blur-kernel keys come from :class:`~paragonsr.degrade.realesrgan_opts.RealESRGANDatasetKeys`."""
-
-    type: str = Field("RealESRGANDataset", description="RealESRGANDataset / OTFDataset (or `otf`)")
-    dataroot_lq: PathList | None = Field(
-        None, description="ignored for OTF data (made on the fly; accepted so templates listing it load)"
-    )
-    degradation: str = Field("realesrgan", description="pipeline name in DEGRADATION_REGISTRY")
-    degradation_opt: dict[str, Any] = Field(
-        default_factory=dict, description="extra pipeline-specific options passed through to the pipeline"
-    )
-    # the `workflows` pipeline
-    p_clean: float | None = Field(None, ge=0, le=1, description="share of clean pairs (GT downscaled only)")
-    predefined_sequences: dict[str, dict[str, Any]] | None = Field(
-        None, description="workflows: {name: {probability, steps}} added to / replacing the preset sequences"
-    )
-
-
-def _dataset_tag(v: Any) -> str | None:
-    if isinstance(v, BaseModel):
-        return "otf" if isinstance(v, OTFDatasetOpt) else "paired"
-    if not isinstance(v, dict):
-        return None
-    return DATASET_TYPES.get(str(v.get("type", "PairedImageDataset")).lower())
-
-
-DatasetOpt = Annotated[
-    Annotated[PairedDatasetOpt, Tag("paired")] | Annotated[OTFDatasetOpt, Tag("otf")],
-    Discriminator(_dataset_tag),
-]
-
-
-# ---------------------------------------------------------------- optimizers / schedulers
-class _Typed(Section):
-    """A section whose ``type`` is a Literal; accept any capitalisation (``adamw`` -> ``AdamW``)."""
-
-    @field_validator("type", mode="before", check_fields=False)
-    @classmethod
-    def _canonical_type(cls, v: Any) -> Any:
-        default = cls.model_fields["type"].default
-        return default if isinstance(v, str) and v.lower() == str(default).lower() else v
-
-
-class AdamOpt(_Typed):
-    type: Literal["Adam"] = Field("Adam", description="any capitalisation")
-    lr: float = Field(1e-4, gt=0, description="learning rate (the schedule's base)")
-    betas: tuple[float, float] = Field(
-        (0.9, 0.99), description="running-average factors of gradient, its square"
-    )
-    eps: float = Field(1e-8, description="added to the denominator for numerical stability")
-    weight_decay: float = Field(0.0, ge=0, description="L2 penalty (AdamW: decoupled weight decay)")
-    amsgrad: bool = Field(False, description="AMSGrad variant (max of past squared-gradient averages)")
-
-
-class AdamWOpt(AdamOpt):
-    type: Literal["AdamW"] = Field("AdamW", description="any capitalisation")  # type: ignore[assignment]
-    weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay")
-
-
-class SGDOpt(_Typed):
-    type: Literal["SGD"] = Field("SGD", description="any capitalisation")
-    lr: float = Field(1e-3, gt=0, description="learning rate (the schedule's base)")
-    momentum: float = Field(0.9, description="momentum factor")
-    weight_decay: float = Field(0.0, ge=0, description="L2 penalty")
-    nesterov: bool = Field(False, description="Nesterov momentum")
-
-
-def _type_tag(choices: dict[str, str]):
-    def tag(v: Any) -> str | None:
-        t = cast(Any, v).type if isinstance(v, BaseModel) else v.get("type") if isinstance(v, dict) else None
-        return choices.get(str(t).lower()) if t is not None else None
-
-    return tag
-
-
-OPTIM_TYPES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
-OptimOpt = Annotated[
-    Annotated[AdamOpt, Tag("Adam")] | Annotated[AdamWOpt, Tag("AdamW")] | Annotated[SGDOpt, Tag("SGD")],
-    Discriminator(_type_tag(OPTIM_TYPES)),
-]
-
-
-class MultiStepLROpt(_Typed):
-    type: Literal["MultiStepLR"] = Field("MultiStepLR", description="any capitalisation")
-    milestones: list[int] = Field(
-        default_factory=list, description="iterations at which the LR is multiplied by gamma"
-    )
-    gamma: float = Field(0.5, gt=0, description="LR factor at each milestone")
-
-
-class CosineAnnealingLROpt(_Typed):
-    type: Literal["CosineAnnealingLR"] = Field("CosineAnnealingLR", description="any capitalisation")
-    T_max: int | None = Field(None, gt=0, description="defaults to train.total_iter")
-    eta_min: float = Field(1e-7, ge=0, description="LR at the end of the cosine")
-
-
-class ConstantLROpt(_Typed):
-    type: Literal["ConstantLR"] = Field("ConstantLR", description="any capitalisation")
-
-
-SCHED_TYPES = {
-    "multisteplr": "MultiStepLR",
-    "cosineannealinglr": "CosineAnnealingLR",
-    "constantlr": "ConstantLR",
-}
-SchedOpt = Annotated[
-    Annotated[MultiStepLROpt, Tag("MultiStepLR")]
-    | Annotated[CosineAnnealingLROpt, Tag("CosineAnnealingLR")]
-    | Annotated[ConstantLROpt, Tag("ConstantLR")],
-    Discriminator(_type_tag(SCHED_TYPES)),
-]
-
-
-# ---------------------------------------------------------------- networks / losses
-class NetworkOpt(BaseModel):
-    """``type`` = registered arch name; other keys are its constructor arguments (checked by signature)."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str = Field(description="registered architecture name (case-insensitive)")
-
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class LossOpt(BaseModel):
-    """``type`` = registered loss; ``loss_weight`` scales it; other keys go to its constructor."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str = Field(description="registered loss name (case-insensitive)")
-    loss_weight: float = Field(1.0, description="factor of this loss in the total")
-    name: str | None = Field(None, description="label in logs (defaults to the option key, e.g. pixel_opt)")
-    target: Literal["gt", "gt_usm"] | None = Field(
-        None, description="which GT the loss sees (Real-ESRGAN usm)"
-    )
-
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+def _loss_keys(train: dict[str, Any]) -> list[str]:
+    return [k for k in train if k.endswith("_opt") and k not in ("optim_g", "optim_d")]
 
 
 # ---------------------------------------------------------------- train / val / path / logger
@@ -246,7 +80,7 @@ class TrainOpt(Section):
         ge=0,
         description="calibration batches for archs with a calibrate_for_eval hook (ParagonSR2) before val/save",
     )
-    losses: list[LossOpt] = Field(
+    losses: list[LossUnion] = Field(
         default_factory=list, description="traiNNer style list; *_opt keys add to it"
     )
 
@@ -258,7 +92,7 @@ class TrainOpt(Section):
             return data
         data = dict(data)
         losses = list(data.get("losses") or [])
-        for key in [k for k in data if k.endswith("_opt") and k not in ("optim_g", "optim_d")]:
+        for key in _loss_keys(data):
             val = data.pop(key)
             if val is None:
                 continue
@@ -274,20 +108,6 @@ class TrainOpt(Section):
         return data
 
 
-class MetricOpt(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str = Field(description="registered metric name (calculate_psnr, calculate_ssim, lpips, ...)")
-    crop_border: int = Field(0, ge=0, description="pixels cut from each border before measuring")
-    test_y_channel: bool = Field(False, description="measure on the Y channel (BT.601) instead of RGB")
-    better: Literal["higher", "lower"] | None = Field(
-        None,
-        description="which way is better for the best-model record (~: lower for lpips/dists/niqe/brisque)",
-    )
-
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
 class ValOpt(Section):
     val_freq: int = Field(5000, gt=0, description="validate every this many iterations")
     save_img: bool = Field(False, description="write SR images to visualization/<image>/<image>_<iter>.png")
@@ -299,7 +119,7 @@ class ValOpt(Section):
     tile_pad: int = Field(16, ge=0, description="overlap of validation tiles, LQ pixels")
     max_save_img: int = Field(8, ge=0, description="validation images logged to TensorBoard")
     calibrate: bool = Field(True, description="run the arch's calibrate_for_eval hook before validating")
-    metrics: dict[str, MetricOpt] = Field(
+    metrics: dict[str, MetricUnion] = Field(
         default_factory=dict, description="name -> metric; logged and tracked"
     )
 
@@ -339,21 +159,12 @@ class DistOpt(Section):
 
 
 # ---------------------------------------------------------------- root
-MODEL_TYPES = {
-    "srmodel": "sr",
-    "realesrnetmodel": "sr",
-    "sr": "sr",
-    "ganmodel": "gan",
-    "srganmodel": "gan",
-    "esrganmodel": "gan",
-    "realesrganmodel": "gan",
-    "gan": "gan",
-}
-
-
 class Options(Section, RealESRGANTopKeys):  # type: ignore[misc, valid-type]
     name: str = Field(description="experiment name: experiments/<name>/")
-    model_type: str = Field("SRModel", description="SRModel/RealESRNetModel (fidelity) or *GANModel")
+    model_type: str = Field(
+        "SRModel",
+        description="training model (MODEL_REGISTRY): SRModel / RealESRNetModel (fidelity) or *GANModel",
+    )
     scale: int = Field(4, ge=1, le=8, description="upscale factor; injected into network_g when it omits it")
     num_gpu: int | Literal["auto"] = Field("auto", description="0 = CPU; otherwise CUDA when available")
     manual_seed: int | None = Field(0, description="seeds python/numpy/torch and the per-sample data RNG")
@@ -363,9 +174,11 @@ class Options(Section, RealESRGANTopKeys):  # type: ignore[misc, valid-type]
     rank: int = Field(0, description="set by the launcher")
     world_size: int = Field(1, description="set by the launcher")
 
-    datasets: dict[str, DatasetOpt] = Field(description="phase -> dataset: `train` and any `val*` / `test*`")
-    network_g: NetworkOpt = Field(description="the network trained (the generator)")
-    network_d: NetworkOpt | None = Field(None, description="discriminator (GAN model types)")
+    datasets: dict[str, DatasetUnion] = Field(
+        description="phase -> dataset: `train` and any `val*` / `test*`"
+    )
+    network_g: NetworkUnion = Field(description="the network trained (the generator)")
+    network_d: NetworkUnion | None = Field(None, description="discriminator (GAN model types)")
     path: PathOpt = Field(
         default_factory=PathOpt, description="pretrained weights, resume state, output root"
     )
@@ -377,8 +190,9 @@ class Options(Section, RealESRGANTopKeys):  # type: ignore[misc, valid-type]
     @field_validator("model_type")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        if v.lower() not in MODEL_TYPES:
-            raise ValueError(f"unknown model_type {v!r}; expected one of {sorted(set(MODEL_TYPES))}")
+        _import_models()
+        if v not in MODEL_REGISTRY:
+            raise PydanticCustomError("unknown_name", unknown_registered(MODEL_REGISTRY, v))
         return v
 
     @field_validator("datasets")
@@ -390,13 +204,25 @@ class Options(Section, RealESRGANTopKeys):  # type: ignore[misc, valid-type]
         return v
 
     @property
+    def model_class(self) -> Any:
+        """The registered training model class of ``model_type`` (``SRModel``, ``GANModel``)."""
+        _import_models()
+        return MODEL_REGISTRY.get(self.model_type)
+
+    @property
     def kind(self) -> str:
-        """'sr' or 'gan'."""
-        return MODEL_TYPES[self.model_type.lower()]
+        """'gan' when the model trains a discriminator (``network_d``), else 'sr'."""
+        return "gan" if self.model_class.needs_discriminator else "sr"
 
     def degradation_opt(self) -> dict[str, Any]:
         """Top-level Real-ESRGAN keys that were set (merged into the OTF dataset's pipeline options)."""
         return set_values(self, PIPELINE_TOP_KEYS)
 
     def val_datasets(self) -> dict[str, Any]:
+        """The ``datasets`` sections other than ``train`` (validation and test phases)."""
         return {k: v for k, v in self.datasets.items() if k != "train"}
+
+
+def _import_models() -> None:
+    # the model classes register themselves; they import this module, so they are imported on first use
+    import paragonsr.train.gan_model  # noqa: F401

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from paragonsr.errors import ParagonSRError
+from paragonsr.registry import MODEL_REGISTRY
 from paragonsr.train.distributed import any_rank, get_dist_info
 from paragonsr.train.ema import ModelEMA
 from paragonsr.train.optim import IterScheduler, build_optimizer
@@ -69,8 +70,11 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+@MODEL_REGISTRY.register("SRModel", aliases=("RealESRNetModel", "sr"))
 class SRModel:
     """One training iteration = ``accum_iter`` micro-batches + one optimizer step."""
+
+    needs_discriminator = False  # GAN models train a network_d too
 
     def __init__(self, opt: Options, device: torch.device) -> None:
         self.opt, self.device = opt, device

@@ -88,10 +88,7 @@ class Trainer:
         train_set = build_dataset(opt, "train", seed)
         self.loader, self.sampler = build_train_loader(opt, train_set, seed, self.rank, self.world)
         self.val_loaders = build_val_loaders(opt, seed)
-        from paragonsr.train.gan_model import GANModel
-        from paragonsr.train.sr_model import SRModel
-
-        self.model = (GANModel if opt.kind == "gan" else SRModel)(opt, self.device)
+        self.model = opt.model_class(opt, self.device)  # MODEL_REGISTRY entry of model_type
         self.pool = build_pair_pool(opt)
         self.tracker = BestTracker()
         self.pos = DataPosition()

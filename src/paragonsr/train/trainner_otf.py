@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from paragonsr.data.options import OTFDatasetOpt
 from paragonsr.degrade.realesrgan_opts import DATASET_KEYS, PIPELINE_TOP_KEYS
-from paragonsr.train.options import DATASET_TYPES
+from paragonsr.registry import DATASET_REGISTRY
 
 if TYPE_CHECKING:
     from paragonsr.train.trainner_compat import Translation
@@ -81,13 +82,22 @@ def plain_resize_mode(values: dict[str, Any]) -> str | None:
     return None
 
 
+def _on_the_fly(name: Any) -> bool:
+    """Whether the registered dataset ``name`` makes its LQ on the fly (its options are OTF options)."""
+    import paragonsr.data.datasets  # noqa: F401  registers the datasets
+
+    if name is None or name not in DATASET_REGISTRY:
+        return False
+    return issubclass(getattr(DATASET_REGISTRY.get(str(name)), "option_base", type(None)), OTFDatasetOpt)
+
+
 def translate_otf(tr: Translation) -> None:
     d = tr.data
     hod = d.pop("high_order_degradation", None)
     given = {k: d.pop(k) for k in _OTF_KEYS if k in d}
     datasets = d["datasets"] if isinstance(d.get("datasets"), dict) else {}
     ds = datasets.get("train")
-    otf = isinstance(ds, dict) and DATASET_TYPES.get(str(ds.get("type", "")).lower()) == "otf"
+    otf = isinstance(ds, dict) and _on_the_fly(ds.get("type"))
     if not otf:
         if hod:
             tr.warn(

@@ -80,7 +80,6 @@ def validate(
     """Average each metric over the dataset; log, track best, save images. Returns {metric: mean}."""
     import paragonsr.metrics  # noqa: F401  registers the metrics
     from paragonsr.registry import METRIC_REGISTRY
-    from paragonsr.train.option_check import metric_fn
 
     sums = {name: 0.0 for name in val_opt.metrics}
     count = nonfinite = 0
@@ -100,7 +99,7 @@ def validate(
             continue
         sr_img, gt_img = to_image_u8(sr), to_image_u8(batch["gt"])
         for name, m in val_opt.metrics.items():
-            fn = metric_fn(METRIC_REGISTRY, m.type)
+            fn = METRIC_REGISTRY.get(m.type)
             val = fn(sr_img.astype(np.float64), gt_img.astype(np.float64), crop_border=m.crop_border,
                      test_y_channel=m.test_y_channel, **m.kwargs())  # fmt: skip
             sums[name] += float(val) if not isinstance(val, Tensor) else float(val.mean())

@@ -1,0 +1,90 @@
+"""The sections of a training option file that name a registered implementation by ``type``: networks
+(``network_g``/``network_d``), losses (``train.<name>_opt``, ``train.losses``), metrics (``val.metrics.<name>``)
+and datasets (``datasets.<phase>``).
+
+Each is a discriminated union of option models generated from the registered constructors
+(:mod:`paragonsr.registry_options`): the keys a ``type`` takes are its constructor's arguments, with their types,
+defaults and docstring descriptions, on top of the hand-written base below (keys of ours, such as a loss's
+``loss_weight`` or a metric's ``better``). Importing this module imports the architectures, losses, metrics and
+datasets, which registers them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+import paragonsr.archs
+import paragonsr.data.datasets
+import paragonsr.losses
+import paragonsr.metrics  # noqa: F401  (the imports above register every entry)
+from paragonsr.data.options import INJECTED, PairedDatasetOpt
+from paragonsr.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
+from paragonsr.registry_options import registered_models, registered_union
+
+__all__ = [
+    "ARCH_OPTS", "DATASET_OPTS", "LOSS_OPTS", "METRIC_OPTS", "DatasetUnion", "LossOpt", "LossUnion", "MetricOpt",
+    "MetricUnion", "NetworkOpt", "NetworkUnion", "RegisteredOpt",
+]  # fmt: skip
+
+
+class RegisteredOpt(BaseModel):
+    """Base of a section built from a registered constructor: ``type`` + the constructor's keyword arguments."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    type: str = Field(description="registered name (any capitalisation)")
+
+    def kwargs(self) -> dict[str, Any]:
+        """The constructor arguments the option file sets (the base's own keys excluded; unset ones left to the
+        constructor's defaults)."""
+        cls = type(self)
+        own = cls.__bases__[0] if cls.__bases__ and issubclass(cls.__bases__[0], RegisteredOpt) else cls
+        return self.model_dump(exclude_unset=True, exclude=set(own.model_fields))
+
+
+class NetworkOpt(RegisteredOpt):
+    """``type`` = a registered architecture; other keys are its constructor arguments."""
+
+
+class LossOpt(RegisteredOpt):
+    """``type`` = a registered loss; ``loss_weight`` scales it; other keys go to its constructor."""
+
+    loss_weight: float = Field(1.0, description="factor of this loss in the total")
+    name: str | None = Field(None, description="label in logs (defaults to the option key, e.g. pixel_opt)")
+    target: Literal["gt", "gt_usm"] | None = Field(
+        None, description="which GT the loss sees (Real-ESRGAN usm; ~ = the loss's own choice)"
+    )
+
+
+class MetricOpt(RegisteredOpt):
+    """``type`` = a registered metric; other keys go to the metric function."""
+
+    crop_border: int = Field(0, ge=0, description="pixels cut from each border before measuring")
+    test_y_channel: bool = Field(False, description="measure on the Y channel (BT.601) instead of RGB")
+    better: Literal["higher", "lower"] | None = Field(
+        None,
+        description="which way is better for the best-model record (~: lower for lpips/dists/niqe/brisque)",
+    )
+
+
+_SCALE = "the top-level `scale`"
+ARCH_OPTS = registered_models(
+    ARCH_REGISTRY, NetworkOpt, prefix="Network", optional={"scale": _SCALE, "upscale": _SCALE}
+)
+LOSS_OPTS = registered_models(LOSS_REGISTRY, LossOpt, prefix="Loss")
+METRIC_OPTS = registered_models(METRIC_REGISTRY, MetricOpt, prefix="Metric", skip=("img", "img2"))
+DATASET_OPTS = registered_models(
+    DATASET_REGISTRY, PairedDatasetOpt, prefix="Dataset", skip=INJECTED, default="PairedImageDataset"
+)
+
+if TYPE_CHECKING:  # the generated members are subclasses of these bases
+    NetworkUnion = NetworkOpt
+    LossUnion = LossOpt
+    MetricUnion = MetricOpt
+    DatasetUnion = Any
+else:
+    NetworkUnion = registered_union(ARCH_REGISTRY, ARCH_OPTS)
+    LossUnion = registered_union(LOSS_REGISTRY, LOSS_OPTS)
+    MetricUnion = registered_union(METRIC_REGISTRY, METRIC_OPTS)
+    DatasetUnion = registered_union(DATASET_REGISTRY, DATASET_OPTS, default="PairedImageDataset")
