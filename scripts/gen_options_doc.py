@@ -196,6 +196,13 @@ def render() -> str:
         "errors with the key path, the expected type and a did-you-mean; `type:` names are case-insensitive. "
         "`1e-4` parses as a float with or without `!!float`.",
         "",
+        "Errors are one line each, naming the key path: `network_g.num_feats: unknown argument; did you mean "
+        "'num_feat'? (accepted: ...)`, `train.pixel_opt.type: unknown loss 'L1Los'; did you mean 'L1Loss'? "
+        "(expected one of ...)`, `model_type: unknown model type 'SRModle'; did you mean 'SRModel'? (expected one "
+        "of GANModel, SRModel)`, `train.optim_g.lrr: unknown key; did you mean 'lr'? (allowed here: ...)`. The "
+        "keys of `network_g`, losses, metrics and datasets are the arguments of the registered constructors "
+        "(sections at the end of this page).",
+        "",
         "Editors validate and complete option files with [`options.schema.json`](options.schema.json) (generated "
         "with this page): first line `# yaml-language-server: $schema=<path to>/docs/options.schema.json`. "
         "Regenerate both with `make docs` (`python scripts/gen_options_doc.py`).",
