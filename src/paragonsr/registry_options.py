@@ -35,11 +35,17 @@ _ENTRY = re.compile(r"^(\w+(?:\s*,\s*\w+)*)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 
 
 def param_docs(obj: Any) -> dict[str, str]:
-    """``{parameter: description}`` from the Google-style ``Args:`` section of ``obj``'s docstring (empty if none).
-    A class contributes its class and ``__init__`` docstrings."""
+    """``{parameter: description}`` from the Google-style ``Args:`` sections of ``obj``'s docstring (empty if
+    none). A class contributes the class and ``__init__`` docstrings of its bases too (the class's own win)."""
     docs = [inspect.getdoc(obj) or ""]
-    if inspect.isclass(obj) and "__init__" in vars(obj):
-        docs.append(inspect.getdoc(obj.__init__) or "")
+    if inspect.isclass(obj):
+        docs = []
+        for cls in reversed(obj.__mro__):
+            for owner in (cls, vars(cls).get("__init__")):
+                doc = (
+                    vars(owner).get("__doc__") if isinstance(owner, type) else getattr(owner, "__doc__", None)
+                )
+                docs.append(inspect.cleandoc(doc) if isinstance(doc, str) else "")
     out: dict[str, str] = {}
     for doc in docs:
         lines, i = doc.splitlines(), 0
@@ -104,6 +110,9 @@ def constructor_fields(
     except (TypeError, ValueError):
         return {}
     hints, docs = _hints(target), param_docs(obj)
+    ret = hints.get("return")
+    if not inspect.isclass(obj) and inspect.isclass(ret):  # a factory: its class documents the arguments too
+        docs = {**param_docs(ret), **docs}
     fields: dict[str, tuple[Any, Any]] = {}
     var_kw = False
     for name, p in sig.parameters.items():
@@ -120,7 +129,6 @@ def constructor_fields(
             fields[name] = (ann, Field(description=desc))
         else:
             fields[name] = (ann, Field(p.default, description=desc))
-    ret = hints.get("return")
     if var_kw and not inspect.isclass(obj) and inspect.isclass(ret):  # factory(**overrides) -> Class
         for name, (ann, info) in constructor_fields(ret, skip, optional).items():
             if name not in fields:

@@ -27,7 +27,18 @@ def _activation(act_type: str, num_feat: int) -> nn.Module:
 
 @ARCH_REGISTRY.register("srvggnetcompact", aliases=("compact", "SRVGGNetCompact"))
 class SRVGGNetCompact(nn.Module):
-    """Plain VGG-style conv stack in LR space + PixelShuffle, with a nearest-neighbour image skip."""
+    """Plain VGG-style conv stack in LR space + PixelShuffle, with a nearest-neighbour image skip.
+
+    Args:
+        num_in_ch, num_out_ch: image channels (1 for grayscale, 3 for RGB).
+        num_feat: width of every conv.
+        num_conv: 3×3 convs between the first conv and the upsampler conv.
+        upscale: integer upscale factor ≥ 1 (the last conv has ``num_out_ch · upscale²`` outputs).
+        act_type: activation after each conv: ``prelu``, ``relu`` or ``leakyrelu`` (slope 0.1).
+
+    Raises:
+        ValueError: ``upscale`` < 1 or an unknown ``act_type``.
+    """
 
     def __init__(
         self,

@@ -53,7 +53,17 @@ class MUNetUpBlock(nn.Module):
 
 @ARCH_REGISTRY.register("munet", aliases=("MUNet",))
 class MUNet(nn.Module):
-    """U-Net discriminator with Magic Kernel Sharp upsampling; returns (N, 1, H, W) logits."""
+    """U-Net discriminator with Magic Kernel Sharp upsampling; returns (N, 1, H, W) logits.
+
+    Args:
+        num_in_ch: channels of the images judged (the generator's output channels).
+        num_feat: width of the first level; level i has ``num_feat · ch_mult[i]`` channels.
+        ch_mult: width factors of the four down levels.
+        upsampler_alpha: sharpening of the decoder's upsampler, 0 = Magic Kernel … 1 = full MKS2021.
+
+    Raises:
+        ValueError: a ``ch_mult`` that does not have four entries.
+    """
 
     def __init__(
         self,

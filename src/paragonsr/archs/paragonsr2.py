@@ -38,6 +38,8 @@ class ParagonSR2(nn.Module):
         scale: integer upscale factor 1–4.
         in_ch, out_ch: image channels (1 for grayscale/infrared, 3 for RGB).
         num_feat: feature width C; num_groups × num_blocks ParagonBlockV2 in LR space.
+        num_groups: residual groups of the LR-space body.
+        num_blocks: ParagonBlockV2 per group.
         ffn_expansion: hidden width of the DynamicTransformer FFN (h = round(ffn·C)).
         band_kernel_size: k of the 1×k / k×1 inception band convs (odd).
         hr_blocks: ResidualBlocks of the HR refinement head.

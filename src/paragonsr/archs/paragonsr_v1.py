@@ -141,7 +141,23 @@ class ResidualGroup(nn.Module):
 
 @rebuilt_by("paragonsr_s")
 class ParagonSR(nn.Module):
-    """ParagonSR v1 generator (see module docstring). ``scale`` is any integer ≥ 1 (1 = restoration)."""
+    """ParagonSR v1 generator (see module docstring). ``scale`` is any integer ≥ 1 (1 = restoration).
+
+    Args:
+        scale: integer upscale factor ≥ 1.
+        in_ch, out_ch: image channels (1 for grayscale, 3 for RGB).
+        num_feat: feature width C (≥ 8).
+        num_groups: residual groups of the body (≥ 1).
+        num_blocks: ParagonBlocks per group (≥ 1).
+        ffn_expansion: hidden width of the GatedFFN (h = round(ffn·C)).
+        band_kernel_size: k of the 1×k / k×1 inception band convs (odd).
+        branch_ratio: share of the channels each inception branch (square, horizontal, vertical) mixes.
+        layer_scale_init: initial LayerScale γ of both block residuals.
+        upsampler_alpha: feature upsampler sharpening, 0 = Magic Kernel … 1 = full MKS2021.
+
+    Raises:
+        ValueError: a non-integer scale, too few groups/blocks/features, alpha outside [0, 1].
+    """
 
     def __init__(
         self,

@@ -155,6 +155,14 @@ class RRDBNet(nn.Module):
 
     Inputs whose size is not a multiple of the unshuffle factor are replicate-padded and the output cropped, so any
     image size works (BasicSR would raise inside ``pixel_unshuffle``).
+
+    Args:
+        num_in_ch, num_out_ch: image channels (1 for grayscale, 3 for RGB).
+        scale: upscale factor, 1, 2, 4 or 8.
+        num_feat: trunk width.
+        num_block: RRDB blocks of the trunk.
+        num_grow_ch: growth channels of each dense block.
+        num_upconv: 0-3 nearest-x2 upsampling convs without unshuffle (original ESRGAN files); None: BasicSR's rule.
     """
 
     def __init__(

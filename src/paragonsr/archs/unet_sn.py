@@ -17,7 +17,13 @@ from paragonsr.registry import ARCH_REGISTRY
 
 @ARCH_REGISTRY.register("unetdiscriminatorsn", aliases=("UNetDiscriminatorSN", "unet_sn"))
 class UNetDiscriminatorSN(nn.Module):
-    """Real-ESRGAN discriminator: 3 SN downs, 3 bilinear-up SN convs with additive skips, 2 SN convs, 1 logit map."""
+    """Real-ESRGAN discriminator: 3 SN downs, 3 bilinear-up SN convs with additive skips, 2 SN convs, 1 logit map.
+
+    Args:
+        num_in_ch: channels of the images judged (the generator's output channels).
+        num_feat: width of the first level (doubled at each of the 3 downs).
+        skip_connection: add the encoder features to the decoder's (U-Net skips).
+    """
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, skip_connection: bool = True) -> None:
         super().__init__()

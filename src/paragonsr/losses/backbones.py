@@ -276,7 +276,16 @@ class ConvNeXtFeatureExtractor(FrozenNet):
 
 class DistanceNetLoss(nn.Module):
     """``loss_weight * mean net(pred, target)`` for a full-reference distance network (LPIPS, DISTS) whose
-    constructor takes ``(pretrained, pretrained_backbone, weights_dir, allow_download, manifest)``."""
+    constructor takes ``(pretrained, pretrained_backbone, weights_dir, allow_download, manifest)``.
+
+    Args:
+        loss_weight: factor of this loss in the total.
+        pretrained: load the distance network's own weight file (False: random weights, for tests).
+        pretrained_backbone: load the backbone's weights (default: as ``pretrained``).
+        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
+        allow_download: fetch a missing weight file (checked against its SHA-256).
+        manifest: weight manifest to resolve names with (default: the bundled one).
+    """
 
     net_cls: type[nn.Module]
     gt_usm_group: ClassVar[str] = "percep"  # compares against the USM-sharpened GT when percep_gt_usm is set

@@ -96,7 +96,14 @@ def rgb_to_hsluv(rgb: Tensor) -> Tensor:
 @LOSS_REGISTRY.register("HSLuvLoss", aliases=("hsluv",))
 class HSLuvLoss(nn.Module):
     """HSLuv colour loss: ``hue_weight · mean(S_t/100 · (1 − cos Δh)/2) + saturation_weight · mean|ΔS|/100 +
-    lightness_weight · mean|ΔL|/100``, all terms in [0, 1]."""
+    lightness_weight · mean|ΔL|/100``, all terms in [0, 1].
+
+    Args:
+        loss_weight: factor of this loss in the total.
+        hue_weight: factor of the hue term (weighted by the target's saturation).
+        saturation_weight: factor of the saturation term.
+        lightness_weight: factor of the lightness term.
+    """
 
     def __init__(
         self,
@@ -159,7 +166,15 @@ def _sobel(x: Tensor) -> Tensor:
 class ConsistencyLoss(nn.Module):
     """Oklab consistency: brightness (L1 of ``pool``×``pool`` mean-pooled Oklab L), chroma (same on a, b) and
     local structure (L1 between Sobel gradients of Oklab L). Pooling makes the colour terms about regional tint
-    and brightness drift, leaving fine detail to the other losses."""
+    and brightness drift, leaving fine detail to the other losses.
+
+    Args:
+        loss_weight: factor of this loss in the total.
+        brightness_weight: factor of the pooled Oklab L term.
+        chroma_weight: factor of the pooled Oklab a, b term.
+        structure_weight: factor of the Sobel-gradient term on Oklab L.
+        pool: side of the mean-pooling window in pixels.
+    """
 
     def __init__(
         self,

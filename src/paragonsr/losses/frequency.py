@@ -20,7 +20,11 @@ def _spectrum(x: Tensor) -> Tensor:
 @LOSS_REGISTRY.register("FFTLoss", aliases=("fft",))
 class FFTLoss(nn.Module):
     """Mean |FFT(pred) − FFT(target)| over real and imaginary parts (orthonormal FFT, so the value is
-    comparable across crop sizes)."""
+    comparable across crop sizes).
+
+    Args:
+        loss_weight: factor of this loss in the total.
+    """
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
@@ -40,6 +44,14 @@ class FocalFrequencyLoss(nn.Module):
     Options as the reference implementation: ``alpha`` (focusing exponent), ``patch_factor`` (split the image into
     p×p patches first), ``ave_spectrum`` (compare minibatch-average spectra), ``log_matrix`` (log(1+w) weights),
     ``batch_matrix`` (normalise the weights over the batch instead of per image).
+
+    Args:
+        loss_weight: factor of this loss in the total.
+        alpha: focusing exponent of the spectral weight map.
+        patch_factor: split each image into patch_factor × patch_factor patches before the FFT.
+        ave_spectrum: compare the minibatch-average spectra.
+        log_matrix: weights log(1 + w) instead of w.
+        batch_matrix: normalise the weights over the batch instead of per image.
     """
 
     def __init__(

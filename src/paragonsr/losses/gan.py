@@ -35,7 +35,17 @@ def _mean(x: Tensor) -> float:
 
 @LOSS_REGISTRY.register("GANLoss", aliases=("gan", "vanillagan"))
 class GANLoss(nn.Module):
-    """BasicSR GAN loss on logits: vanilla (BCE-with-logits), lsgan (MSE to labels), hinge, wgan, wgan_softplus."""
+    """BasicSR GAN loss on logits: vanilla (BCE-with-logits), lsgan (MSE to labels), hinge, wgan, wgan_softplus.
+
+    Args:
+        gan_type: ``vanilla``, ``lsgan``, ``hinge``, ``wgan`` or ``wgan_softplus``.
+        real_label_val: target of real samples (vanilla, lsgan).
+        fake_label_val: target of fake samples (vanilla, lsgan).
+        loss_weight: factor of the generator's adversarial term in the total.
+
+    Raises:
+        ValueError: an unknown gan_type.
+    """
 
     TYPES = ("vanilla", "lsgan", "hinge", "wgan", "wgan_softplus")
     gt_usm_group: ClassVar[str] = "gan"  # D sees the USM-sharpened GT as real when gan_gt_usm is set
@@ -172,6 +182,15 @@ class _PenalisedRelativisticLoss(nn.Module):
 
     A subclass only defines ``_relativistic(pos, neg)``, the loss that pushes ``pos`` logits above ``neg`` ones:
     D minimises it with (real, fake), G with (fake, real) and the real logits held constant.
+
+    Args:
+        loss_weight: factor of the generator's adversarial term in the total.
+        r1_gamma: weight γ1 of the zero-centred gradient penalty on real samples (0 = off).
+        r2_gamma: weight γ2 of the zero-centred gradient penalty on fake samples (0 = off).
+        lazy_interval: compute the penalties every this many D steps, scaled by it (1 = every step).
+
+    Raises:
+        ValueError: negative gammas or a lazy_interval below 1.
     """
 
     gt_usm_group: ClassVar[str] = "gan"  # D sees the USM-sharpened GT as real when gan_gt_usm is set
@@ -261,6 +280,10 @@ class R3GANLoss(_PenalisedRelativisticLoss):
     Lazy regularisation: with ``lazy_interval = k`` the penalties are computed on D steps 0, k, 2k, … and scaled
     by k (same expected gradient, k× cheaper). ``r2_gamma`` defaults to ``r1_gamma``; ``gamma`` sets both (the paper
     uses one γ).
+
+    Args:
+        r2_gamma: weight γ2 of the fake-sample penalty (None: ``r1_gamma``).
+        gamma: sets both γ1 and γ2 (None: use r1_gamma/r2_gamma).
     """
 
     def __init__(

@@ -71,7 +71,22 @@ class _FeatureLoss(nn.Module):
 class PerceptualLoss(_FeatureLoss):
     """BasicSR's VGG perceptual (+ optional Gram style) loss, returning ONE weighted scalar:
     ``loss_weight * (perceptual_weight * Σ w_l d(φ_l(pred), φ_l(gt)) + style_weight * Σ w_l d(G_l(pred), G_l(gt)))``.
-    ``loss_weight`` defaults to 1 so BasicSR YAMLs (which weight via ``perceptual_weight``) keep their meaning."""
+    ``loss_weight`` defaults to 1 so BasicSR YAMLs (which weight via ``perceptual_weight``) keep their meaning.
+
+    Args:
+        layer_weights: ``{VGG layer name: weight}`` (BasicSR names, e.g. ``conv5_4``); default ``{conv5_4: 1}``.
+        vgg_type: backbone, ``vgg19`` or ``vgg16`` (ImageNet weights, torchvision layout).
+        use_input_norm: normalise inputs with the ImageNet mean/std first.
+        range_norm: map inputs from [-1, 1] to [0, 1] first.
+        perceptual_weight: factor of the feature term (0 turns it off).
+        style_weight: factor of the Gram-matrix style term (0 turns it off).
+        criterion: feature distance: ``l1``, ``l2``/``mse``, ``fro`` (Frobenius norm) or ``charbonnier``.
+        loss_weight: factor of this loss in the total.
+        pretrained: load the backbone's weight file (False: random weights, for tests).
+        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
+        allow_download: fetch a missing weight file (checked against its SHA-256).
+        manifest: weight manifest to resolve names with (default: the bundled one).
+    """
 
     def __init__(
         self,
@@ -122,7 +137,19 @@ class PerceptualLoss(_FeatureLoss):
 
 @LOSS_REGISTRY.register("ConvNeXtPerceptualLoss", aliases=("convnextperceptual", "convnextloss"))
 class ConvNeXtPerceptualLoss(_FeatureLoss):
-    """Feature distance on ConvNeXt-T stages (default shallow/mid: ``stage1``, ``stage2``)."""
+    """Feature distance on ConvNeXt-T stages (default shallow/mid: ``stage1``, ``stage2``).
+
+    Args:
+        layer_weights: ``{stage name: weight}`` (``stage1`` … ``stage4``); default stage1 and stage2.
+        criterion: feature distance: ``l1``, ``l2``/``mse``, ``fro`` (Frobenius norm) or ``charbonnier``.
+        loss_weight: factor of this loss in the total.
+        use_input_norm: normalise inputs with the ImageNet mean/std first.
+        range_norm: map inputs from [-1, 1] to [0, 1] first.
+        pretrained: load the backbone's weight file (False: random weights, for tests).
+        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
+        allow_download: fetch a missing weight file (checked against its SHA-256).
+        manifest: weight manifest to resolve names with (default: the bundled one).
+    """
 
     def __init__(
         self,
@@ -259,6 +286,16 @@ class ContrastiveLoss(nn.Module):
     of the chosen backbone layers. ``backbone``: ``convnext_tiny`` (default, layers ``stage1..4``) or ``vgg19`` /
     ``vgg16`` (BasicSR layer names). A real CLIP image tower is not bundled (size, licence); any backbone with the
     torchvision layout resolved through the manifest works.
+
+    Args:
+        loss_weight: factor of this loss in the total.
+        temperature: softmax temperature of the InfoNCE logits (> 0; lower = sharper).
+        backbone: ``convnext_tiny``, ``vgg19`` or ``vgg16``.
+        layers: backbone layers pooled into the embedding (default: every ConvNeXt stage / BasicSR's VGG set).
+        pretrained: load the backbone's weight file (False: random weights, for tests).
+        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
+        allow_download: fetch a missing weight file (checked against its SHA-256).
+        manifest: weight manifest to resolve names with (default: the bundled one).
     """
 
     def __init__(

@@ -42,6 +42,16 @@ def check_pair(pred: Tensor, target: Tensor, name: str) -> None:
 
 
 class _PixelLoss(nn.Module):
+    """Element-wise loss of (N, C, H, W) tensors, an optional per-pixel weight, then a reduction.
+
+    Args:
+        loss_weight: factor of this loss in the total.
+        reduction: ``mean``, ``sum`` or ``none`` (per element).
+
+    Raises:
+        ValueError: an unknown reduction.
+    """
+
     gt_usm_group: ClassVar[str] = "l1"  # compares against the USM-sharpened GT when l1_gt_usm is set
 
     def __init__(self, loss_weight: float = 1.0, reduction: str = "mean") -> None:
@@ -79,7 +89,11 @@ class MSELoss(_PixelLoss):
 
 @LOSS_REGISTRY.register("CharbonnierLoss", aliases=("charbonnier",))
 class CharbonnierLoss(_PixelLoss):
-    """sqrt((pred - target)² + eps): a differentiable L1 (BasicSR default eps 1e-12)."""
+    """sqrt((pred - target)² + eps): a differentiable L1 (BasicSR default eps 1e-12).
+
+    Args:
+        eps: added under the square root (> 0); the loss of equal images is sqrt(eps).
+    """
 
     def __init__(self, loss_weight: float = 1.0, reduction: str = "mean", eps: float = 1e-12) -> None:
         super().__init__(loss_weight, reduction)
@@ -104,6 +118,9 @@ class TVLoss(nn.Module):
     """Total-variation regulariser on ``pred`` only (``target`` is ignored and may be None).
 
     Value = mean|∂y| + mean|∂x| (so a horizontal ramp with step d has TV = d).
+
+    Args:
+        loss_weight: factor of this loss in the total.
     """
 
     def __init__(self, loss_weight: float = 1.0) -> None:

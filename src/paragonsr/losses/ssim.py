@@ -104,7 +104,14 @@ def ms_ssim(
 
 
 class _WindowedSSIMLoss(nn.Module):
-    """Options shared by the SSIM-family losses (Gaussian window ``win_size``/``sigma``, ``data_range``)."""
+    """Options shared by the SSIM-family losses (Gaussian window ``win_size``/``sigma``, ``data_range``).
+
+    Args:
+        loss_weight: factor of this loss in the total.
+        win_size: width of the Gaussian window in pixels (odd).
+        sigma: standard deviation of the Gaussian window, in pixels.
+        data_range: value range of the images (1.0 for [0, 1]); sets the stabilising constants C1, C2.
+    """
 
     def __init__(
         self, loss_weight: float = 1.0, win_size: int = 11, sigma: float = 1.5, data_range: float = 1.0
@@ -150,6 +157,13 @@ class MSSSIML1Loss(nn.Module):
     0.1333); ``l`` is the product over channels of the luminance term at the largest σ; ``G_σM * |e|`` is the L1
     error smoothed by the largest window and averaged over channels. C1 = (k1·R)², C2 = (k2·R)² for
     ``data_range`` R. Computed in float32 even under autocast. Needs 5 sigmas (one per MS-SSIM weight).
+
+    Args:
+        loss_weight: factor of this loss in the total.
+        alpha: share of the MS-SSIM term (1 - alpha: the smoothed L1 term).
+        gaussian_sigmas: the five window sigmas in pixels (default 0.5, 1, 2, 4, 8).
+        data_range: value range of the images (1.0 for [0, 1]).
+        k: (k1, k2) of the stabilising constants C1 = (k1·R)², C2 = (k2·R)².
     """
 
     taps: Tensor

@@ -59,7 +59,15 @@ def calculate_dists(
     device: str = "cpu",
     **_: Any,
 ) -> float:
-    """DISTS of two RGB images in [0, 255] (lower is better)."""
+    """DISTS of two RGB images in [0, 255] (lower is better).
+
+    Args:
+        img, img2: the two images, (H, W, C) or (C, H, W) per ``input_order``.
+        crop_border: pixels cut from each border before measuring.
+        input_order: ``HWC`` or ``CHW``.
+        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
+        device: torch device the network runs on (``cpu``, ``cuda``).
+    """
     return _distance("dists", img, img2, crop_border, input_order, weights_dir, device)
 
 
@@ -73,5 +81,13 @@ def calculate_lpips(
     device: str = "cpu",
     **_: Any,
 ) -> float:
-    """LPIPS-VGG of two RGB images in [0, 255] (lower is better)."""
+    """LPIPS-VGG of two RGB images in [0, 255] (lower is better).
+
+    Args:
+        img, img2: the two images, (H, W, C) or (C, H, W) per ``input_order``.
+        crop_border: pixels cut from each border before measuring.
+        input_order: ``HWC`` or ``CHW``.
+        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
+        device: torch device the network runs on (``cpu``, ``cuda``).
+    """
     return _distance("lpips", img, img2, crop_border, input_order, weights_dir, device)

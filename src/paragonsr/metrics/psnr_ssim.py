@@ -67,7 +67,15 @@ def calculate_psnr(
     color_order: str = "rgb",
     **_: Any,
 ) -> float:
-    """PSNR (dB) of two images in [0, 255]; BasicSR/MATLAB definition (see module docstring)."""
+    """PSNR (dB) of two images in [0, 255]; BasicSR/MATLAB definition (see module docstring).
+
+    Args:
+        img, img2: the two images, (H, W, C) or (C, H, W) per ``input_order``.
+        crop_border: pixels cut from each border before measuring.
+        input_order: ``HWC`` or ``CHW``.
+        test_y_channel: measure on the Y channel (BT.601, MATLAB's rgb2ycbcr) instead of RGB.
+        color_order: channel order of the arrays, ``rgb`` or ``bgr`` (BasicSR/cv2).
+    """
     a, b = prepare_pair(img, img2, crop_border, input_order, test_y_channel, color_order)
     mse = float(np.mean((a - b) ** 2))
     if mse == 0:
@@ -96,7 +104,15 @@ def calculate_ssim(
     color_order: str = "rgb",
     **_: Any,
 ) -> float:
-    """SSIM of two images in [0, 255]; BasicSR/MATLAB definition (see module docstring)."""
+    """SSIM of two images in [0, 255]; BasicSR/MATLAB definition (see module docstring).
+
+    Args:
+        img, img2: the two images, (H, W, C) or (C, H, W) per ``input_order``.
+        crop_border: pixels cut from each border before measuring.
+        input_order: ``HWC`` or ``CHW``.
+        test_y_channel: measure on the Y channel (BT.601, MATLAB's rgb2ycbcr) instead of RGB.
+        color_order: channel order of the arrays, ``rgb`` or ``bgr`` (BasicSR/cv2).
+    """
     a, b = prepare_pair(img, img2, crop_border, input_order, test_y_channel, color_order)
 
     def nchw(x: np.ndarray) -> Tensor:
@@ -125,7 +141,13 @@ def _prepare_pt(img: Tensor, img2: Tensor, crop_border: int, test_y: bool) -> tu
 def calculate_psnr_pt(
     img: Tensor, img2: Tensor, crop_border: int = 0, test_y_channel: bool = False, **_: Any
 ) -> Tensor:
-    """Per-image PSNR (N,) of RGB tensors in [0, 1]; same definition as :func:`calculate_psnr`."""
+    """Per-image PSNR (N,) of RGB tensors in [0, 1]; same definition as :func:`calculate_psnr`.
+
+    Args:
+        img, img2: (N, C, H, W) RGB tensors in [0, 1].
+        crop_border: pixels cut from each border before measuring.
+        test_y_channel: measure on the Y channel (BT.601, MATLAB's rgb2ycbcr) instead of RGB.
+    """
     a, b = _prepare_pt(img, img2, crop_border, test_y_channel)
     mse = ((a - b) ** 2).mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(255.0**2 / mse)  # mse == 0 gives inf, as the numpy version
@@ -135,6 +157,12 @@ def calculate_psnr_pt(
 def calculate_ssim_pt(
     img: Tensor, img2: Tensor, crop_border: int = 0, test_y_channel: bool = False, **_: Any
 ) -> Tensor:
-    """Per-image SSIM (N,) of RGB tensors in [0, 1]; same definition as :func:`calculate_ssim`."""
+    """Per-image SSIM (N,) of RGB tensors in [0, 1]; same definition as :func:`calculate_ssim`.
+
+    Args:
+        img, img2: (N, C, H, W) RGB tensors in [0, 1].
+        crop_border: pixels cut from each border before measuring.
+        test_y_channel: measure on the Y channel (BT.601, MATLAB's rgb2ycbcr) instead of RGB.
+    """
     a, b = _prepare_pt(img, img2, crop_border, test_y_channel)
     return _ssim_255(a, b)
