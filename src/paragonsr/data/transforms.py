@@ -8,11 +8,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import cv2
 import numpy as np
 import torch
-
-from paragonsr.utils.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from paragonsr.io.image_io import ImageInfo
@@ -139,12 +136,14 @@ def to_image_u8(t: torch.Tensor) -> np.ndarray:
 
 
 def imwrite_rgb(path: str | Path, img_u8: np.ndarray) -> None:
-    """Atomic PNG/JPEG write of an RGB, RGBA or gray (HW1) uint8 image."""
+    """Atomic write of an RGB, RGBA or gray (HW1) uint8 image (format from the extension), creating the parent
+    folder: :func:`paragonsr.io.files.write_image_native`. Raises ``OSError`` naming the file when it cannot be
+    encoded."""
+    from paragonsr.io.files import write_image_native
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    order = [2, 1, 0, 3][: img_u8.shape[2]] if img_u8.shape[2] in (3, 4) else [0]  # RGB(A) -> BGR(A)
-    ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(img_u8[:, :, order]))
-    if not ok:
-        raise OSError(f"cannot encode {path}")
-    atomic_write_bytes(path, buf.tobytes())
+    try:
+        write_image_native(path, img_u8)
+    except ValueError as exc:
+        raise OSError(f"cannot encode {path}: {exc}") from None

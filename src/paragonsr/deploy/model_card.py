@@ -53,6 +53,7 @@ def comparison_image(
     stay visible; written as PNG atomically."""
     import cv2
 
+    from paragonsr.io.files import write_image_native
     from paragonsr.utils.grid import tile
 
     tiles = []
@@ -63,11 +64,8 @@ def comparison_image(
         u8 = cv2.resize(u8, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
         tiles.append(_label(np.ascontiguousarray(u8), name))
     canvas = tile(tiles, cols=len(tiles), gap=gap)
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(canvas[:, :, ::-1]))
-    if not ok:
-        raise RuntimeError(f"could not encode {path}")
     path = Path(path)
-    atomic_write_bytes(path, buf.tobytes())
+    write_image_native(path, canvas)
     return path
 
 

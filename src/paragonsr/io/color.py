@@ -139,6 +139,7 @@ def srgb_encode(linear: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def srgb_profile_bytes() -> bytes:
+    """The ICC bytes of Little CMS's built-in sRGB profile (via Pillow's ``ImageCms``), built once."""
     from PIL import ImageCms
 
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()

@@ -49,8 +49,8 @@ def read_image_native(path: str | Path) -> np.ndarray:
 
 def write_image_native(path: str | Path, img: np.ndarray, png_level: int = 3) -> None:
     """Encode an RGB(A) / gray HWC (or HW) array as stored (uint8 / uint16 / float32; the format is chosen by the
-    extension) and write it atomically (temp file + ``os.replace``). Raises ``ValueError`` when OpenCV cannot
-    encode it."""
+    extension) and write it atomically (temp file + ``os.replace``). Raises ``ValueError`` naming the file when
+    OpenCV cannot encode it (unknown extension, or a sample type the format cannot hold)."""
     path = Path(path)
     if img.ndim == 3 and img.shape[2] == 3:
         bgr = img[..., ::-1]
@@ -60,7 +60,10 @@ def write_image_native(path: str | Path, img: np.ndarray, png_level: int = 3) ->
         bgr = img[..., 0] if img.ndim == 3 else img
     ext = path.suffix.lower()
     params = [cv2.IMWRITE_PNG_COMPRESSION, png_level] if ext == ".png" else []
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr), params)
+    try:
+        ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr), params)
+    except cv2.error:  # no encoder for this extension
+        ok = False
     if not ok:
-        raise ValueError(f"cannot encode {path.name} as {ext}")
+        raise ValueError(f"cannot encode {path.name} as {ext or '(no extension)'}")
     atomic_write_bytes(path, buf.tobytes())

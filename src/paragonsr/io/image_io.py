@@ -236,6 +236,8 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageInfo]:
 
 
 def output_format(path: str | os.PathLike[str]) -> str:
+    """The format written for ``path``'s extension (``"png"``, ``"jpeg"``, ...: :data:`WRITE_EXTS`); raises
+    ValueError naming the file and the writable extensions otherwise."""
     ext = Path(path).suffix.lower()
     if ext not in WRITE_EXTS:
         raise ValueError(

@@ -46,11 +46,13 @@ def magic_kernel(x: np.ndarray) -> np.ndarray:
 
 
 def box_kernel(x: np.ndarray) -> np.ndarray:
+    """Box (nearest-neighbour / area) kernel: 1 on [-0.5, 0.5), 0 elsewhere; float64, shape of ``x``."""
     x = np.asarray(x, dtype=np.float64)
     return ((x >= -0.5) & (x < 0.5)).astype(np.float64)
 
 
 def triangle_kernel(x: np.ndarray) -> np.ndarray:
+    """Triangle (bilinear) kernel max(0, 1 - |x|), support +-1; float64, shape of ``x``."""
     return np.maximum(0.0, 1.0 - np.abs(np.asarray(x, dtype=np.float64)))
 
 
@@ -63,6 +65,7 @@ def cubic_kernel(x: np.ndarray, a: float = -0.5) -> np.ndarray:
 
 
 def lanczos3_kernel(x: np.ndarray) -> np.ndarray:
+    """Lanczos-3 kernel sinc(x) sinc(x / 3) for |x| < 3, else 0 (as Pillow's LANCZOS); float64, shape of ``x``."""
     x = np.asarray(x, dtype=np.float64)
     return np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
 
@@ -126,6 +129,8 @@ _INTERPOLATING = frozenset({"nearest", "box", "bilinear", "bicubic", "lanczos3"}
 
 
 def canonical_kernel(name: str) -> str:
+    """The canonical name (one of :data:`KERNEL_NAMES`) of a kernel name or alias (case-insensitive, '-' = '_').
+    Raises ``InputError`` naming the valid kernels and aliases, with a did-you-mean."""
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)
     if key not in KERNEL_NAMES:
