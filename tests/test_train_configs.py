@@ -52,3 +52,40 @@ def test_two_stage_nano_recipe(
     last = res.losses[-1]
     assert {"l_pixel", "l_mssim", "l_ffl", "l_consistency", "l_g_gan", "l_d_adv"} <= set(last)
     assert all(math.isfinite(v) for v in last.values())
+
+
+@pytest.mark.parametrize("name", ["scratch", "default", "classic"])
+def test_packaged_model_configs_run_as_written(
+    name: str, tmp_path: Path, photo_paths: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configs that train the packaged models run two iterations on the bundled photos (sizes forced to CPU
+    test scale; data, degradation, losses, optimizer and schedule as shipped); the fine-tunes start from the
+    packaged unfused weights."""
+    repo = CONFIGS.parent
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    for p in photo_paths[:2]:
+        cv2.imwrite(
+            str(hr / f"{p.stem}.png"),
+            (load_photo_crop(p, 64, 0, 0)[..., ::-1] * 255).round().astype(np.uint8),
+        )
+    cfg = CONFIGS / f"2x_ParagonSR2_Nano_{name}.yml"
+    monkeypatch.chdir(tmp_path)
+    force = [
+        f"datasets.train.dataroot_gt={hr}", f"datasets.val.dataroot_gt={hr}", "datasets.train.meta_info=~",
+        "datasets.val.meta_info=~", "train.total_iter=2", "datasets.train.gt_size=32",
+        "datasets.train.batch_size_per_gpu=2", "datasets.train.num_worker_per_gpu=0",
+        "datasets.train.dataset_enlarge_ratio=1", "val.val_freq=2", "val.tile_size=0", "logger.save_checkpoint_freq=2",
+        "logger.use_tb_logger=false", "train.warmup_iter=1", "train.calibrate_iters=2",
+    ]  # fmt: skip
+    opt = load_options(cfg, force=force)
+    if opt.path.pretrain_network_g:
+        force.append(f"path.pretrain_network_g={repo / opt.path.pretrain_network_g}")
+    trainer = Trainer(load_options(cfg, force=force))
+    if name != "scratch":
+        packaged, _ = load_state_dict(repo / "src/paragonsr/assets/models/default_unfused.safetensors")
+        for k, v in trainer.model.net_g.state_dict().items():
+            assert torch.equal(v, packaged[k]), k
+    res = trainer.train()
+    assert res.iters == 2 and all(math.isfinite(v) for v in res.losses[-1].values())
+    assert res.metrics["photos_val"]["psnr"] > 20
