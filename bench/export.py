@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from paragonsr.archs import build_arch
 from paragonsr.deploy.fuse import prepare_for_release
 from paragonsr.deploy.onnx_export import export_onnx
-from paragonsr.deploy.quantize import quantize_int8
+from paragonsr.deploy.quantize import keep_float_scopes, quantize_int8
 from paragonsr.deploy.verify import make_calib_inputs, synthetic_image
 from paragonsr.infer.onnx_backend import make_session
 
@@ -67,7 +67,7 @@ def bench_arch(arch: str, scale: int, size: int, runs: int, threads: int, workdi
 
     fp32 = export_onnx(fused, workdir / f"{arch}_fp32.onnx")
     calib = make_calib_inputs([synthetic_image(256, s) for s in range(2)], scale, in_ch, 48, 2)
-    int8 = quantize_int8(fp32, workdir / f"{arch}_int8.onnx", calib)
+    int8 = quantize_int8(fp32, workdir / f"{arch}_int8.onnx", calib, keep_float=keep_float_scopes(fused))
     for label, path in (("ORT fp32", fp32), ("ORT int8 (QDQ)", int8)):
         sess = make_session(path, "cpu", threads=threads)
         name = sess.get_inputs()[0].name

@@ -106,6 +106,7 @@ def test_model_card_fields_are_true(compact_export):
         else:
             assert a["ort_cpu_latency_ms"] > 0 and a["latency_input"] == "1x3x32x32"
     assert card["int8_settings"]["calibration_crops"] == 4 and card["fp16_io"] == "float32"
+    assert card["int8_settings"]["kept_float"] == []  # Compact declares no float-only parts
     assert [g["name"] for g in card["verification"]] == ["fp32_parity", "fp16_vs_fp32", "int8"]
     assert card["quality"]["images"] == 2 and card["quality"]["psnr_bicubic_db"] > 20
     assert "psnr_dynamic_db" not in card["quality"]  # Compact has no dynamic layers

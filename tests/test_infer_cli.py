@@ -135,6 +135,24 @@ def test_demo_writes_comparison(tmp_path: Path, capsys) -> None:
     assert grid[:34, :256].max() > 200 and (grid[:34, :256] == 30).mean() > 0.8
 
 
+@pytest.mark.parametrize(
+    ("arch", "kwargs", "label"),
+    [
+        ("paragonsr2_nano", {"scale": 2}, "ParagonSR2 nano"),
+        ("paragonsr_tiny", {"scale": 2}, "ParagonSR tiny"),
+        ("span_s", {"scale": 2}, "SPAN s"),
+        ("compact", {"num_feat": 8, "num_conv": 1}, "SRVGGNetCompact"),
+        ("rrdbnet", {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}, "RRDBNet"),
+    ],
+)
+def test_demo_labels_a_model_by_its_class_and_variant(arch: str, kwargs: dict, label: str) -> None:
+    from paragonsr.archs import build_arch
+    from paragonsr.commands.demo import model_label
+
+    assert model_label(build_arch(arch, **kwargs)) == label
+    assert model_label(object()) is None  # an ONNX session records no arch
+
+
 def test_bundled_samples() -> None:
     from paragonsr.infer import sample_images
 

@@ -11,6 +11,9 @@ Conventions every generator follows (checkpoints, upscale and export rely on the
   implement ``calibrate_for_eval(batches, device=None) -> nn.Module``: forward the LR batches (tensors, ``(lq, gt)``
   pairs or dicts with ``"lq"``) without weight updates. Training calls it before validating and saving the EMA,
   release before fusing; archs without it need no calibration.
+- archs with fixed-function parts that INT8 quantisation would damage list their dotted submodule names in the
+  class attribute ``int8_keep_float``; INT8 export keeps those in float (:func:`paragonsr.deploy.quantize.
+  keep_float_scopes`). Without it every layer is quantised.
 """
 
 from __future__ import annotations

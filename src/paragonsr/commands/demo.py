@@ -56,6 +56,21 @@ def _as_rgb(img: np.ndarray) -> np.ndarray:
     return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[..., :3]
 
 
+def model_label(model: object) -> str | None:
+    """A short column label from the model's class and its recorded registry name (``arch_name``): the family as
+    the class spells it plus the variant suffix, e.g. ``paragonsr2_nano`` -> "ParagonSR2 nano", ``span_s`` ->
+    "SPAN s", ``srvggnetcompact`` -> "SRVGGNetCompact". None when the model records no arch name (ONNX files)."""
+    arch = getattr(model, "arch_name", None)
+    if not arch:
+        return None
+    family = type(model).__name__
+    if arch == family.lower():
+        return family
+    if arch.startswith(family.lower() + "_"):
+        return f"{family} {arch[len(family) + 1 :]}"
+    return arch
+
+
 def comparison_grid(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], cell: int = CELL) -> np.ndarray:
     """rows = [(image name, [(method label, upscaled HWC float image), ...]), ...] -> one labelled grid image."""
     from paragonsr.utils.grid import tile
@@ -91,9 +106,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         scale = model_backend.scale
         name = Path(model_path).stem
-        arch = getattr(getattr(model_backend, "model", None), "arch_name", None)
         # short labels: the panel is 256 px wide (e.g. "ParagonSR2 nano" for the packaged default)
-        label = arch.replace("paragonsr2_", "ParagonSR2 ") if args.model is None and arch else f"model {name}"
+        arch_label = model_label(getattr(model_backend, "model", None))
+        label = arch_label if args.model is None and arch_label else f"model {name}"
     methods.append(("input (nearest)", "input_nearest", ResamplerBackend("nearest", scale)))
     methods.append(("bicubic", "bicubic", ResamplerBackend("bicubic", scale)))
     methods.append(("MKS2021", "mks2021", ResamplerBackend("magic_sharp_2021", scale)))

@@ -9,17 +9,32 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from paragonsr.deploy.onnx_export import INPUT_NAME, read_metadata, save_onnx_atomic, set_metadata
 
-# ParagonSR2's image residual path (MKS2021 upscale of the input) is fixed-function: int8 taps break its unit
-# DC gain and the error lands directly in the output. Measured on nano x2 (3 photos): quantising it costs
-# 1.13 dB vs ground truth (40.4 dB vs FP32); keeping it in float costs 0.08 dB (53.6 dB vs FP32). It is a cheap
-# depthwise op, so it stays float.
-KEEP_FLOAT_DEFAULT: tuple[str, ...] = ("/base_upsampler/",)
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def keep_float_scopes(model: nn.Module) -> tuple[str, ...]:
+    """ONNX node-name scopes that INT8 quantisation leaves in float for ``model``.
+
+    Read from the optional arch attribute ``int8_keep_float`` (dotted submodule names, see
+    :mod:`paragonsr.archs`); each submodule present on this instance becomes the scope ``/a/b/`` that the
+    TorchScript exporter gives its nodes. Names the instance does not have (or that are ``None``, e.g. a
+    ParagonSR2 built without the image residual) are skipped; archs without the attribute keep nothing in float.
+    """
+    scopes = []
+    for name in getattr(model, "int8_keep_float", ()):
+        try:
+            model.get_submodule(name)
+        except AttributeError:
+            continue
+        scopes.append("/" + name.replace(".", "/") + "/")
+    return tuple(scopes)
 
 
 def _calibration_reader_base() -> type:
@@ -58,14 +73,15 @@ def quantize_int8(
     per_channel: bool = True,
     method: str = "minmax",
     exclude_first_last: bool = False,
-    keep_float: Sequence[str] = KEEP_FLOAT_DEFAULT,
+    keep_float: Sequence[str] = (),
 ) -> Path:
     """Quantise ``fp32_path`` to QDQ INT8 at ``out_path`` using ``calib_inputs`` (NCHW float32 LR batches).
 
     ``method``: "minmax" (default; SR outputs need the full range, so clipping outliers hurts more than the
     coarser step), "percentile" or "entropy". ``exclude_first_last`` keeps the first and last Conv in float,
     the usual remedy when the image-domain layers dominate the error. Nodes whose name contains any of
-    ``keep_float`` stay in float (default: ParagonSR2's fixed image-space MKS upsampler, see KEEP_FLOAT_DEFAULT).
+    ``keep_float`` stay in float: pass ``keep_float_scopes(model)`` for the exported model, the submodules its
+    architecture declares fixed-function (ParagonSR2's image-space MKS upsampler); default none.
     """
     import onnx
 

@@ -19,7 +19,7 @@ from paragonsr.deploy import verify as V
 from paragonsr.deploy.fuse import FuseReport, dynamic_outputs, prepare_for_release
 from paragonsr.deploy.model_card import artifact_entry, comparison_image, ort_cpu_latency_ms, write_model_card
 from paragonsr.deploy.onnx_export import MIN_OPSET, convert_fp16, export_onnx
-from paragonsr.deploy.quantize import KEEP_FLOAT_DEFAULT, quantize_int8
+from paragonsr.deploy.quantize import keep_float_scopes, quantize_int8
 from paragonsr.errors import ParagonSRError
 
 
@@ -163,7 +163,7 @@ def export_release(
             res.refused.append(f"{i8.name} not written: INT8 needs calibration images (--calib DIR)")
         else:
             tmp8 = out / f".{name}_int8.onnx.verifying"
-            quantize_int8(fp32, tmp8, calib, method=opt.int8_method)
+            quantize_int8(fp32, tmp8, calib, method=opt.int8_method, keep_float=keep_float_scopes(fused))
             gate = V.check_int8(vset.hr, fp32_out, V.run_all(V.onnx_runner(tmp8), vset.lr), scale)
             res.gates.append(gate)
             log(f"      {gate}")
@@ -250,7 +250,7 @@ def export_release(
             "activations": "uint8, per-tensor, asymmetric",
             "calibration": opt.int8_method,
             "calibration_crops": len(calib),
-            "kept_float": list(KEEP_FLOAT_DEFAULT),
+            "kept_float": list(keep_float_scopes(fused)),
         }
         if opt.int8
         else None,
