@@ -17,7 +17,7 @@ import torch
 from conftest import load_photo_crop
 
 SCRIPT = """
-import json, sys, torch
+import json, os, sys, torch
 from paragonsr.train.option_io import parse_options
 from paragonsr.train.trainer import Trainer
 from paragonsr.train.distributed import cleanup
@@ -28,6 +28,10 @@ rank = t.rank
 torch.save({k: v.clone() for k, v in t.model.net_g.state_dict().items()}, f"{sys.argv[2]}/rank{rank}.pt")
 json.dump([lo["l_pixel"] for lo in res.losses], open(f"{sys.argv[2]}/losses{rank}.json", "w"))
 cleanup()
+# native threads left once the group is destroyed (gloo's must be gone: alive, they meet interpreter shutdown)
+tasks = "/proc/self/task"
+names = [open(f"{tasks}/{t}/comm").read().strip() for t in os.listdir(tasks)] if os.path.isdir(tasks) else []
+json.dump(names, open(f"{sys.argv[2]}/threads{rank}.json", "w"))
 """
 
 
@@ -79,6 +83,10 @@ def test_ddp_two_cpu_ranks_stay_identical(tmp_path: Path, photo_paths: list[Path
     l0 = json.loads((tmp_path / "losses0.json").read_text())
     l1 = json.loads((tmp_path / "losses1.json").read_text())
     assert len(l0) == len(l1) == 3 and l0 != l1  # each rank trained on its own shard
+    # destroy_process_group really stopped the gloo threads (nothing kept the group alive)
+    for rank in (0, 1):
+        threads = json.loads((tmp_path / f"threads{rank}.json").read_text())
+        assert not [t for t in threads if "gloo" in t], threads
     from paragonsr.checkpoint import load_state_dict
 
     saved, _ = load_state_dict(tmp_path / "exp" / "models" / "net_g_3.safetensors")  # written by rank 0 only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,6 +30,12 @@ def init_dist(launcher: str, backend: str = "nccl") -> tuple[int, int]:
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     if not dist.is_initialized():
+        # torch.distributed.nn.functional binds ``group=group.WORLD`` as default arguments when it is first imported
+        # (torch.optim pulls it in through torch._dynamo). Imported after init_process_group, those defaults keep
+        # the default group alive past destroy_process_group: its gloo threads then run into interpreter shutdown,
+        # which can abort the process ("terminate called without an active exception"). Import it first.
+        importlib.import_module("torch.distributed.nn")
+
         dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size()
 
@@ -79,6 +86,11 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
-def cleanup() -> None:
+def cleanup(sync: bool = True) -> None:
+    """Destroy the process group (no-op without one). ``sync`` first waits for every rank (a barrier), so no rank
+    tears down its connections while another still uses them; pass ``sync=False`` on an error path, where a rank
+    that has died would leave the barrier waiting."""
     if dist.is_available() and dist.is_initialized():
+        if sync:
+            dist.barrier()
         dist.destroy_process_group()

@@ -286,8 +286,11 @@ def _dump_yaml(opt: Options) -> str:
 
 def train_pipeline(opt: Options, launcher: str = "none", auto_resume: bool = False) -> RunResult:
     """Train from validated options; returns what happened (used by the CLI and the tests)."""
+    ok = False
     try:
-        return Trainer(opt, launcher, auto_resume).train()
+        result = Trainer(opt, launcher, auto_resume).train()
+        ok = True
+        return result
     finally:
         if launcher != "none":
-            cleanup()
+            cleanup(sync=ok)  # no barrier after an error: the other ranks may never reach it
