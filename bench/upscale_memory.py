@@ -72,14 +72,12 @@ from paragonsr.infer import default_model_path
 from paragonsr.infer.backends import load_backend
 from paragonsr.io.image_io import read_image
 from paragonsr.infer.upscale import Upscaler
-from paragonsr.infer.tiling import AutoTiler
 img, _ = read_image(sys.argv[2])
 side = int(sys.argv[3])
 h, w = img.shape[:2]
 crop = np.ascontiguousarray(img[(h - side) // 2 : (h + side) // 2, (w - side) // 2 : (w + side) // 2])
 backend = load_backend(default_model_path(), "torch", "cpu", "auto")
-tiled = Upscaler(backend, "auto")
-tiled._auto = AutoTiler(budget_bytes=int(sys.argv[4]) * 2**20)  # small budget: the crop is split like the 4K image
+tiled = Upscaler(backend, "auto", budget_bytes=int(sys.argv[4]) * 2**20)  # small budget: split like the 4K image
 a, _ = tiled(crop)
 b, _ = Upscaler(backend, None)(crop)
 q = lambda v: np.round(np.clip(v, 0, 1) * 255)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from paragonsr.infer import tiling
+from paragonsr.tiling import memory as tiling
 from paragonsr.infer.backends import TorchBackend
 from paragonsr.infer.upscale import Upscaler
 from paragonsr.io.image_io import to_dtype
@@ -74,11 +74,10 @@ def test_default_model_tiled_equals_untiled_within_one_level() -> None:
     rng = np.random.default_rng(2)
     img = np.clip(rng.random((24, 24, 3), dtype=np.float32).repeat(6, 0).repeat(6, 1), 0, 1)  # 144 px, edges
     backend = load_backend(path, "torch", "cpu", "auto")
-    tiled = Upscaler(backend, "auto")
-    tiled._auto = tiling.AutoTiler(budget_bytes=2**22)  # 64 px tiles: several seams on this crop
+    tiled = Upscaler(backend, "auto", budget_bytes=2**22)  # 64 px tiles: several seams on this crop
     a, _ = tiled(img)
     b, _ = Upscaler(backend, None)(img)
-    assert tiled._auto is not None
+    assert tiled.tiler.request == "auto"
     q = lambda v: np.round(v * 255)  # noqa: E731
     assert np.abs(q(a) - q(b)).max() <= 1
 

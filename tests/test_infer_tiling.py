@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from paragonsr.infer.tiling import AutoTiler, auto_tile_size, axis_weights, plan_axis, tiled_forward
+from paragonsr.tiling import Tiler, auto_tile_size, axis_weights, plan_axis, tiled_forward
 
 
 def _conv_stack(seed: int = 0) -> nn.Module:
@@ -119,22 +119,22 @@ def test_auto_tiler_halves_on_oom() -> None:
         return model(t)
 
     x = torch.rand(1, 3, 150, 130, generator=torch.Generator().manual_seed(4))
-    tiler = AutoTiler(budget_bytes=2**40)  # budget says "whole image": only the OOM path can shrink it
+    tiler = Tiler("auto", overlap=12, budget_bytes=2**40)  # budget says "whole image": only OOM can shrink it
     with torch.no_grad():
-        out = tiler(limited, x, 2, overlap=12)
+        out = tiler(limited, x, 2)
         ref = model(x)
     assert seen[0] == (150, 130) and tiler.tile == 75
     assert float((out - ref).abs().max()) <= 1e-5
     seen.clear()
     with torch.no_grad():
-        tiler(limited, x, 2, overlap=12)
+        tiler(limited, x, 2)
     assert max(seen) <= (75, 75)  # the learnt size is reused on the next image
 
     def broken(t: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("shape mismatch")  # not memory: must not be swallowed
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        AutoTiler(budget_bytes=2**40)(broken, x, 2)
+        Tiler("auto", budget_bytes=2**40)(broken, x, 2)
 
 
 def test_auto_tile_size_from_budget() -> None:

@@ -17,10 +17,11 @@ from conftest import load_photo_crop
 from paragonsr.checkpoint import load_state_dict
 from paragonsr.train.optim import lr_at
 from paragonsr.train.option_io import parse_options
-from paragonsr.train.options import CosineAnnealingLROpt, MultiStepLROpt
+from paragonsr.tiling import plan_axis
+from paragonsr.train.options import CosineAnnealingLROpt, MultiStepLROpt, ValOpt
 from paragonsr.train.sr_model import NonFiniteError
 from paragonsr.train.trainer import Trainer
-from paragonsr.train.validation import tiled_forward
+from paragonsr.train.validation import val_tiler
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +199,9 @@ def test_tiled_validation_matches_whole_image() -> None:
     net = build_arch("srvggnetcompact", num_feat=4, num_conv=2, upscale=2).eval()
     x = torch.rand(1, 3, 40, 52)
     whole = net(x)
-    tiled = tiled_forward(net, x, 2, tile=16, pad=4)  # receptive radius 4 px: context covers it exactly
+    tiler = val_tiler(ValOpt(tile_size=16, tile_pad=4))  # receptive radius 4 px: context covers it exactly
+    tiled = tiler(net, x, 2)
+    assert len(plan_axis(52, 16 + 8, 8)[0]) > 1  # it did tile
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
 
 

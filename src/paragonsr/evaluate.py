@@ -97,21 +97,25 @@ def resampler_method(kernel: str, scale: int, label: str | None = None) -> Metho
     return Method(label or kernel, run, params=0, source=f"resampler:{kernel}")
 
 
-def model_method(path: str | Path, scale: int, tile: int = 512, label: str | None = None) -> Method:
-    """A checkpoint (.safetensors/.pth, run with torch fp32) or an .onnx file (ONNX Runtime)."""
+def model_method(path: str | Path, scale: int, tile: object = 512, label: str | None = None) -> Method:
+    """A checkpoint (.safetensors/.pth, run with torch fp32) or an .onnx file (ONNX Runtime), run through the
+    shared tiler with ``tile`` (``0`` = whole image, ``"auto"`` or LR px; overlap 16 px) and the backend's size
+    needs. ValueError when the model's scale is not ``scale``; InputError for a bad tile size."""
     from paragonsr.infer.backends import load_backend
-    from paragonsr.infer.tiling import tiled_forward
+    from paragonsr.tiling import Tiler, needs_of
 
     path = Path(path)
+    tiler = Tiler(tile, overlap=16)
     backend = load_backend(path, device="cpu", precision="fp32")
     model = getattr(backend, "model", None)
     params = None if model is None else count_params(model)
     if backend.scale != scale:
         raise ValueError(f"{path}: model scale is x{backend.scale} but the evaluation runs at x{scale}")
+    needs = needs_of(backend)
 
     def run(lq: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(lq)).permute(2, 0, 1)[None]
-        y = tiled_forward(backend, x, scale, tile=tile, overlap=16)  # == backend.scale, checked above
+        y = tiler(backend, x, needs)
         return y[0].permute(1, 2, 0).numpy()
 
     return Method(label or path.stem, run, params=params, source=str(path))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from paragonsr.commands import clean_temps
+from paragonsr.tiling.option import add_tile_argument
 
 HELP = (
     "evaluate models and classic resamplers (PSNR/SSIM-Y, speed) on a GT folder, or on standard benchmark sets "
@@ -49,9 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also score a classic resampler, e.g. magic_sharp_2021 or lanczos3 (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradation pipeline")
-    parser.add_argument(
-        "--tile", type=int, default=512, help="tile size for model inference (0 = whole image)"
-    )
+    add_tile_argument(parser, default=512)
     parser.add_argument("--limit", type=int, default=0, help="only the first N GT images")
     parser.add_argument("--no-crops", action="store_true", help="skip the crop comparison images")
     parser.add_argument(
@@ -182,12 +181,14 @@ def model_labels(values: list[str]) -> list[str]:
     return labels
 
 
-def _model_methods(values: list[str], scale: int, tile: int) -> list:
+def _model_methods(values: list[str], scale: int, tile: str) -> list:
     from paragonsr.evaluate import model_method
     from paragonsr.infer import packaged_model  # ``default`` / ``classic``: the packaged models
+    from paragonsr.tiling import parse_tile
 
+    size = parse_tile(tile, "--tile")  # InputError (a ValueError): one line, exit status 2
     return [
-        model_method(packaged_model(v), scale, tile=tile, label=label)
+        model_method(packaged_model(v), scale, tile=size, label=label)
         for v, label in zip(values, model_labels(values))
     ]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from paragonsr.commands import clean_temps
+from paragonsr.tiling.option import add_tile_argument
 
 HELP = (
     "Upscale images with a model (.safetensors/.pth/.onnx) or a resampler (magic-sharp-2021, bicubic, ...)."
@@ -49,9 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "-s", "--scale", type=float, help="resampler scale (default 2); with a model: the expected scale"
     )
     p.add_argument("--outscale", type=float, help="final scale: resample the model output (MKS2021) to this")
-    p.add_argument(
-        "-t", "--tile", default="auto", help="tile size in input px, 0 = whole image, auto (default)"
-    )
+    add_tile_argument(p, default="auto", short=True)
     p.add_argument(
         "--tile-overlap",
         type=int,
@@ -198,20 +197,10 @@ def drop_own_outputs(
     return keep
 
 
-def _parse_tile(value: str) -> int | str | None:
-    if str(value).lower() == "auto":
-        return "auto"
-    try:
-        tile = int(value)
-    except ValueError:
-        raise ValueError(f"--tile must be a number of pixels, 0 or 'auto', got {value!r}") from None
-    return tile or None
-
-
 def _check_numbers(args: argparse.Namespace) -> str | None:
     """Options that would fail (or silently give nonsense, e.g. ``--outscale 0`` -> a 1x1 image) on every file:
     rejected once, before any work."""
-    from paragonsr.infer.tiling import MIN_TILE
+    from paragonsr.tiling import parse_tile
 
     if args.outscale is not None and not args.outscale > 0:
         return f"--outscale must be a positive factor, got {args.outscale:g}"
@@ -223,9 +212,7 @@ def _check_numbers(args: argparse.Namespace) -> str | None:
         return f"--tile-blend must be in [0, 1], got {args.tile_blend:g}"
     if args.tile_overlap < 0:
         return f"--tile-overlap must be >= 0 pixels, got {args.tile_overlap}"
-    tile = _parse_tile(args.tile)
-    if isinstance(tile, int) and tile < MIN_TILE:
-        return f"--tile {tile} is too small (minimum {MIN_TILE} px, 0 = whole image, or auto)"
+    args.tile = parse_tile(args.tile, "--tile")  # InputError: one line naming --tile
     return None
 
 
@@ -265,7 +252,6 @@ def run(args: argparse.Namespace) -> int:
     files = drop_own_outputs(files, args, single_file)
     clean_temps(out.parent if single_file is not None else out, recursive=args.recursive)
     try:
-        tile = _parse_tile(args.tile)
         backend = make_backend(args)
     except (OSError, ValueError, KeyError, RuntimeError, ModuleNotFoundError) as exc:
         err(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
@@ -276,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
             f"(use --outscale {args.scale:g} to resample the model's output)"
         )
         return 2
-    upscaler = Upscaler(backend, tile, args.tile_overlap, args.tile_blend, args.gray_mode)
+    upscaler = Upscaler(backend, args.tile, args.tile_overlap, args.tile_blend, args.gray_mode)
     inputs = {src.resolve() for src, _ in files}
     done = skipped = failed = 0
     claimed: dict[Path, Path] = {}  # output -> the input it belongs to in this run

@@ -65,7 +65,7 @@ def read_metadata(model_proto: Any) -> dict[str, str]:
 
 
 def model_metadata(model: nn.Module, precision: str) -> dict[str, Any]:
-    """The contract a runtime needs: scale, channels, arch, precision."""
+    """The contract a runtime needs: scale, channels, arch, precision (and a size multiple the model declares)."""
     import json
 
     meta: dict[str, Any] = {
@@ -77,6 +77,9 @@ def model_metadata(model: nn.Module, precision: str) -> dict[str, Any]:
     if getattr(model, "arch_name", None):
         meta["arch"] = model.arch_name
         meta["arch_kwargs"] = json.dumps(getattr(model, "arch_kwargs", {}), sort_keys=True)
+    needs = getattr(model, "size_needs", None)  # a model whose inputs must be a multiple of some size
+    if needs is not None and getattr(needs, "multiple", 1) > 1:
+        meta["size_multiple"] = int(needs.multiple)
     return meta
 
 

@@ -1,4 +1,4 @@
-"""Inference: tiling, backends (torch, resamplers, ONNX Runtime) and the upscale pipeline."""
+"""Inference: backends (torch, resamplers, ONNX Runtime) and the upscale pipeline (tiles: paragonsr.tiling)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from importlib import resources
 from pathlib import Path
 
 from paragonsr.infer.backends import Backend, ResamplerBackend, TorchBackend, load_backend
-from paragonsr.infer.tiling import tiled_forward
 from paragonsr.infer.upscale import Upscaler, upscale_image
+from paragonsr.tiling import tiled_forward  # re-exported: the tiler lives in paragonsr.tiling
 
 
 def sample_images() -> list[Path]:

@@ -107,6 +107,10 @@ class TorchBackend:
         self.scale: int = int(attrs.scale)
         self.in_ch: int | None = int(attrs.in_ch)
         self.out_ch: int | None = int(attrs.out_ch)
+        from paragonsr.tiling import needs_of
+
+        # what the tiler pads inputs to: the model's own ``size_needs`` (SizeNeeds) when it declares one
+        self.size_needs = needs_of(model, self.scale)
         self.model = model.eval().to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -2,7 +2,9 @@
 
 Same protocol as the torch backend: ``scale``/``in_ch``/``out_ch`` attributes and
 ``__call__(x: Tensor[B, C, h, w] float32 CPU in [0, 1]) -> Tensor[B, C, s*h, s*w]``; tiling, alpha and 16-bit
-handling live in the caller and are shared by both backends.
+handling live in the caller and are shared by both backends. What the session needs of its input sizes (a static
+input size or batch of a foreign export, a ``paragonsr.size_multiple`` declared in the metadata) is described by
+``size_needs`` and carried out by the shared tiler (``paragonsr.tiling``), also when the backend is called directly.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from paragonsr.errors import InputError
+from paragonsr.tiling import DEFAULT_OVERLAP, SizeNeeds, tiled_forward
 
 # Short names users type -> ONNX Runtime execution provider names.
 PROVIDER_ALIASES: dict[str, str] = {
@@ -153,6 +156,15 @@ class OnnxBackend:
             self.out_ch = int(self.metadata["out_ch"])
         else:
             self.scale, self.out_ch = self._probe()
+        try:
+            self.size_needs = SizeNeeds(
+                scale=self.scale,
+                multiple=int(self.metadata.get("size_multiple", 1)),
+                fixed_hw=self.fixed_hw,
+                fixed_batch=1 if self.fixed_batch == 1 else None,
+            )
+        except ValueError as exc:
+            raise InputError(f"{self.path}: {exc}") from None
 
     def _probe(self) -> tuple[int, int]:
         ph, pw = self.fixed_hw or (16, 16)
@@ -168,41 +180,27 @@ class OnnxBackend:
         feed = np.ascontiguousarray(x, dtype=self.input_dtype)
         return self.session.run([self._out.name], {self._in.name: feed})[0].astype(np.float32, copy=False)
 
-    def _run_fixed(self, x: np.ndarray) -> np.ndarray:
-        """One input no larger than the fixed size: edge-pad to it, run, crop the output back."""
-        assert self.fixed_hw is not None
-        (fh, fw), (b, _, h, w) = self.fixed_hw, x.shape
-        padded = np.pad(x, ((0, 0), (0, 0), (0, fh - h), (0, fw - w)), mode="edge")
-        outs = [
-            self._session_run(padded[i : i + 1] if self.fixed_batch == 1 else padded)
-            for i in range(b if self.fixed_batch == 1 else 1)
-        ]
-        out = np.concatenate(outs, axis=0)
-        return out[..., : h * self.scale, : w * self.scale]
+    def _run_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._session_run(x.numpy()))
 
     def run_numpy(self, x: np.ndarray) -> np.ndarray:
-        """NCHW array in, NCHW float32 array out (no clipping)."""
+        """NCHW array in, NCHW float32 array out (no clipping). Inputs the session cannot take as they are go
+        through the shared tiler: padded to the size needs, and larger than a static input size: tiled with it."""
         if x.ndim != 4 or x.shape[1] != self.in_ch:
             raise ValueError(f"expected input of shape [B, {self.in_ch}, H, W], got {tuple(x.shape)}")
-        if self.fixed_hw is None:
-            return self._session_run(x)
         if self.fixed_batch not in (None, 1) and x.shape[0] != self.fixed_batch:
             raise ValueError(
                 f"{self.path}: the model only takes batches of exactly {self.fixed_batch}, got {x.shape[0]}"
             )
-        fh, fw = self.fixed_hw
-        if x.shape[2] <= fh and x.shape[3] <= fw:
-            return self._run_fixed(x)
-        # late import: the tiling module pulls in the torch side
-        from paragonsr.infer.tiling import DEFAULT_OVERLAP, tiled_forward
-
-        tile = min(fh, fw)
+        needs = self.size_needs
+        if needs.trivial:
+            return self._session_run(x)
         y = tiled_forward(
-            lambda t: torch.from_numpy(self._run_fixed(t.numpy())),
+            self._run_tensor,
             torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-            self.scale,
-            tile,
-            overlap=min(tile // 2, DEFAULT_OVERLAP),  # the usual overlap, as far as a small fixed tile allows
+            needs,
+            None,  # the whole image, unless a static input size makes tiles of itself
+            overlap=DEFAULT_OVERLAP,  # capped at half a tile: the usual overlap, as far as a small tile allows
         )
         return y.numpy()
 

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from paragonsr.infer.backends import Backend
-from paragonsr.infer.tiling import DEFAULT_OVERLAP, AutoTiler, tiled_forward
 from paragonsr.io.animation import ANIMATED_FORMATS, encode_animation, read_animation
 from paragonsr.io.image_io import ImageInfo, output_format, read_image, to_dtype, write_image
 from paragonsr.ops.colour import BT601_LUMA
 from paragonsr.utils.atomic import atomic_write_bytes
+from paragonsr.tiling import DEFAULT_OVERLAP, Tiler, needs_of
 from paragonsr.utils.finite import array_non_finite
 
 LUMA = BT601_LUMA  # BT.601, as in BasicSR's rgb2ycbcr / MATLAB
@@ -67,41 +67,35 @@ def fill_transparent(rgb: Tensor, alpha: Tensor, threshold: float = ALPHA_EMPTY)
 
 
 class Upscaler:
-    """Holds the backend and tiling state (an auto tile size learnt on one image is reused on the next)."""
+    """Holds the backend and its :class:`~paragonsr.tiling.Tiler` (an auto tile size learnt on one image is reused
+    on the next). ``tile``: ``0`` = whole image, ``"auto"`` or LR px (:func:`~paragonsr.tiling.parse_tile`);
+    ``budget_bytes`` overrides the CPU activation budget of ``auto``.
+
+    Raises:
+        InputError: a bad tile size; ValueError: a bad overlap, blend or ``gray_mode``.
+    """
 
     def __init__(
         self,
         backend: Backend,
-        tile: int | str | None = None,
+        tile: object = 0,
         overlap: int = DEFAULT_OVERLAP,
         blend: float = 0.5,
         gray_mode: str = "per_channel",
+        budget_bytes: int | None = None,
     ) -> None:
         if gray_mode not in ("per_channel", "y"):
             raise ValueError(f"gray_mode must be 'per_channel' or 'y', got {gray_mode!r}")
-        if isinstance(tile, str) and tile != "auto":
-            raise ValueError(f"tile must be a number of pixels, 0/None (whole image) or 'auto', got {tile!r}")
-        self.backend, self.tile, self.overlap, self.blend, self.gray_mode = (
-            backend,
-            tile,
-            overlap,
-            blend,
-            gray_mode,
-        )
-        self._auto = AutoTiler() if tile == "auto" else None
+        self.backend, self.gray_mode = backend, gray_mode
+        self.tiler = Tiler(tile, overlap, blend, budget_bytes=budget_bytes)
 
     def run_model(self, x: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
-        """Backend over B×C×h×w (C = backend.in_ch) with tiling; resamplers are cheap and never tiled."""
+        """Backend over B×C×h×w (C = backend.in_ch) through the tiler, which pads to the backend's size needs;
+        resamplers are cheap and never tiled."""
         scale = self.backend.scale
         if self.backend.in_ch is None or not float(scale).is_integer():
             return self.backend(x)
-        if self._auto is not None:
-            on_cuda = str(getattr(self.backend, "device", "cpu")).startswith("cuda")
-            return self._auto(
-                self.backend, x, int(scale), self.overlap, self.blend, progress, on_cuda=on_cuda
-            )
-        tile = int(self.tile) if self.tile else None
-        return tiled_forward(self.backend, x, int(scale), tile, self.overlap, self.blend, progress=progress)
+        return self.tiler(self.backend, x, needs_of(self.backend), progress)
 
     def _color(self, x: Tensor, progress: Callable[[int, int], None] | None) -> Tensor:
         """1 or 3 colour channels through the backend, returning the same number of channels."""
@@ -188,7 +182,7 @@ def upscale_image(
     img: np.ndarray,
     info: ImageInfo | None,
     backend: Backend,
-    tile: int | str | None = None,
+    tile: object = 0,
     overlap: int = DEFAULT_OVERLAP,
     outscale: float | None = None,
     gray_mode: str = "per_channel",

@@ -113,15 +113,22 @@ class ValOpt(Section):
     save_img: bool = Field(False, description="write SR images to visualization/<image>/<image>_<iter>.png")
     suffix: str | None = Field(None, description="added to saved image names: <image>_<iter>_<suffix>.png")
     pbar: bool = Field(False, description="progress bar over the validation images")
-    tile_size: int = Field(
-        0, ge=0, description="tile LQ validation images larger than this (0 = whole image)"
+    tile_size: int | Literal["auto"] = Field(
+        0, description="0 = whole image; auto = sized from the free memory; N = LQ tiles of N px (+ tile_pad)"
     )
-    tile_pad: int = Field(16, ge=0, description="overlap of validation tiles, LQ pixels")
+    tile_pad: int = Field(16, ge=0, description="LQ px of context on each side of a validation tile")
     max_save_img: int = Field(8, ge=0, description="validation images logged to TensorBoard")
     calibrate: bool = Field(True, description="run the arch's calibrate_for_eval hook before validating")
     metrics: dict[str, MetricUnion] = Field(
         default_factory=dict, description="name -> metric; logged and tracked"
     )
+
+    @field_validator("tile_size", mode="before")
+    @classmethod
+    def _tile(cls, value: object) -> object:  # the meaning of upscale --tile: 0 (or ~) / auto / px
+        from paragonsr.tiling.option import parse_tile
+
+        return parse_tile(value, "val.tile_size", min_tile=1)
 
 
 class PathOpt(Section):

@@ -1,4 +1,4 @@
-"""Validation: tiled inference, BasicSR metrics (PSNR/SSIM on 8-bit images, ``crop_border``,
+"""Validation: tiled inference (the shared tiler), BasicSR metrics (PSNR/SSIM on 8-bit images, ``crop_border``,
 ``test_y_channel``), ``save_img`` and best-metric tracking (kept in the training state, so it survives resume)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from paragonsr.data.transforms import imwrite_rgb, to_image_u8
+from paragonsr.tiling import NonFiniteOutputError, Tiler, needs_of
 from paragonsr.train.options import ValOpt
 
 log = logging.getLogger("paragonsr.train")
@@ -20,28 +21,14 @@ log = logging.getLogger("paragonsr.train")
 LOWER_IS_BETTER = ("lpips", "dists", "niqe", "brisque")
 
 
-@torch.no_grad()
-def tiled_forward(model: nn.Module, lq: Tensor, scale: int, tile: int = 0, pad: int = 16) -> Tensor:
-    """Run ``model`` on ``lq`` (N,C,H,W) in ``tile``-sized LQ tiles with ``pad`` px of context on each side;
-    only the un-padded centre of each output tile is kept, so there are no seams. ``tile <= 0`` = whole."""
-    n, _, h, w = lq.shape
-    if tile <= 0 or (h <= tile and w <= tile):
-        return model(lq)
-    out: Tensor | None = None
-    for top in range(0, h, tile):
-        for left in range(0, w, tile):
-            b, r = min(top + tile, h), min(left + tile, w)
-            t0, l0 = max(top - pad, 0), max(left - pad, 0)
-            t1, l1 = min(b + pad, h), min(r + pad, w)
-            res = model(lq[:, :, t0:t1, l0:l1])
-            if out is None:
-                out = res.new_zeros(n, res.shape[1], h * scale, w * scale)
-            ys, xs = (top - t0) * scale, (left - l0) * scale
-            out[:, :, top * scale : b * scale, left * scale : r * scale] = res[
-                :, :, ys : ys + (b - top) * scale, xs : xs + (r - left) * scale
-            ]
-    assert out is not None
-    return out
+def val_tiler(val_opt: ValOpt) -> Tiler:
+    """The validation's tiling, through the shared tiler: ``tile_size`` 0 = whole image, ``auto`` = from the free
+    memory (CUDA: whole image, halved on out-of-memory), N = LQ tiles of N px with ``tile_pad`` px of context on
+    each side (fed to the model as N + 2·tile_pad px, cut in the middle of the shared context: no seams).
+    Non-finite output stops at the first bad tile (``NonFiniteOutputError``)."""
+    size, pad = val_opt.tile_size, val_opt.tile_pad
+    tile = size + 2 * pad if isinstance(size, int) and size > 0 else size
+    return Tiler(tile, overlap=2 * pad, blend=0.0, min_tile=1, max_overlap=1.0, check_finite=True)
 
 
 class BestTracker:
@@ -87,11 +74,13 @@ def validate(
         from tqdm import tqdm
 
         loader = tqdm(loader, desc=f"val {dataset_name}", unit="img", leave=False)
+    tiler, needs = val_tiler(val_opt), needs_of(model, scale)
     for idx, batch in enumerate(loader):
         lq = batch["lq"].to(device)
-        sr = tiled_forward(model, lq, scale, val_opt.tile_size, val_opt.tile_pad).float()
         stem = Path(batch["gt_path"][0]).stem
-        if not bool(torch.isfinite(sr).all()):  # as 8-bit it would be a black/white image scored as a result
+        try:
+            sr = tiler(model, lq, needs).float()
+        except NonFiniteOutputError:  # as 8-bit it would be a black/white image scored as a result
             log.warning(
                 f"validation {dataset_name} @ iter {it}: output for {stem} holds NaN/inf; no image written"
             )
