@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from paragonsr.tiling import memory as tiling
 from paragonsr.infer.backends import TorchBackend
 from paragonsr.infer.upscale import Upscaler
 from paragonsr.io.image_io import to_dtype
+from paragonsr.tiling import memory as tiling
 
 
 class _Scale2(torch.nn.Module):

@@ -15,9 +15,9 @@ import torch
 
 from conftest import load_photo_crop
 from paragonsr.checkpoint import load_state_dict
+from paragonsr.tiling import plan_axis
 from paragonsr.train.optim import lr_at
 from paragonsr.train.option_io import parse_options
-from paragonsr.tiling import plan_axis
 from paragonsr.train.options import CosineAnnealingLROpt, MultiStepLROpt, ValOpt
 from paragonsr.train.sr_model import NonFiniteError
 from paragonsr.train.trainer import Trainer

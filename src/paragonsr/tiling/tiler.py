@@ -63,8 +63,8 @@ def tiled_forward(
     if not 0.0 <= blend <= 1.0:
         raise ValueError(f"blend must be in [0, 1], got {blend}")
     b, _, h, w = x.shape
-    exact = needs.fixed_hw is not None
-    th, tw = needs.fixed_hw if needs.fixed_hw is not None else (tile or max(h, w), tile or max(h, w))
+    s, m, fixed = needs.scale, needs.multiple, needs.fixed_hw
+    th, tw = fixed if fixed is not None else (tile or max(h, w), tile or max(h, w))
     with torch.no_grad():
         if h <= th and w <= tw:
             whole = run_padded(fn, x, needs)
@@ -72,17 +72,25 @@ def tiled_forward(
             if progress:
                 progress(1, 1)
             return whole
-        if not exact and th < min_tile:
-            raise ValueError(f"tile size {th} is too small (minimum {min_tile})")
+        if fixed is None and th < max(min_tile, m):
+            raise ValueError(f"tile size {th} is too small (minimum {max(min_tile, m)})")
         overlap = max(0, min(overlap, int(min(th, tw) * max_overlap), min(th, tw) - 1))
-        (ys, th), (xs, tw) = plan_axis(h, th, overlap, exact), plan_axis(w, tw, overlap, exact)
-        wy = axis_weights(h, ys, th, overlap, needs.scale, blend)
-        wx = axis_weights(w, xs, tw, overlap, needs.scale, blend)
-        s, out = needs.scale, None
+        # Planned in units of the size multiple: tiles start on multiples of it (a pixel-unshuffle or window grid
+        # stays aligned with the whole image's) and only the tile at the image's end is padded, as the whole
+        # image would be.
+        hu, wu, ov = -(-h // m), -(-w // m), min(-(-overlap // m), th // m - 1, tw // m - 1)
+        (ys, th), (xs, tw) = (
+            plan_axis(hu, th // m, ov, fixed is not None),
+            plan_axis(wu, tw // m, ov, fixed is not None),
+        )
+        wy, wx = axis_weights(hu, ys, th, ov, s * m, blend), axis_weights(wu, xs, tw, ov, s * m, blend)
+        out: Tensor | None = None
         total, done = len(ys) * len(xs), 0
-        for iy, y0 in enumerate(ys):
-            for ix, x0 in enumerate(xs):
-                res = run_padded(fn, x[:, :, y0 : y0 + th, x0 : x0 + tw], needs)
+        for iy, y0 in enumerate(y * m for y in ys):
+            y1 = min(y0 + th * m, h)
+            for ix, x0 in enumerate(xq * m for xq in xs):
+                x1 = min(x0 + tw * m, w)
+                res = run_padded(fn, x[:, :, y0:y1, x0:x1], needs)
                 _check(res, check_finite, y0, x0)
                 if out is None:
                     # channels_last = HWC in memory: the caller's HWC image is a view of it, not another full copy
@@ -90,9 +98,9 @@ def tiled_forward(
                     out = torch.empty(
                         shape, dtype=res.dtype, device=res.device, memory_format=torch.channels_last
                     ).zero_()
-                weight = wy[iy].to(res.device)[:, None] * wx[ix].to(res.device)[None, :]
                 ph, pw = res.shape[-2:]
-                out[:, :, y0 * s : y0 * s + ph, x0 * s : x0 * s + pw] += res * weight
+                weight = wy[iy][:ph].to(res.device)[:, None] * wx[ix][:pw].to(res.device)[None, :]
+                out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] += res * weight
                 done += 1
                 if progress:
                     progress(done, total)

@@ -113,7 +113,7 @@ class ValOpt(Section):
     save_img: bool = Field(False, description="write SR images to visualization/<image>/<image>_<iter>.png")
     suffix: str | None = Field(None, description="added to saved image names: <image>_<iter>_<suffix>.png")
     pbar: bool = Field(False, description="progress bar over the validation images")
-    tile_size: int | Literal["auto"] = Field(
+    tile_size: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         0, description="0 = whole image; auto = sized from the free memory; N = LQ tiles of N px (+ tile_pad)"
     )
     tile_pad: int = Field(16, ge=0, description="LQ px of context on each side of a validation tile")
