@@ -28,8 +28,8 @@ from paragonsr.infer.backends import Backend
 from paragonsr.io.animation import ANIMATED_FORMATS, encode_animation, read_animation
 from paragonsr.io.image_io import ImageInfo, output_format, read_image, to_dtype, write_image
 from paragonsr.ops.colour import BT601_LUMA
-from paragonsr.utils.atomic import atomic_write_bytes
 from paragonsr.tiling import DEFAULT_OVERLAP, Tiler, needs_of
+from paragonsr.utils.atomic import atomic_write_bytes
 from paragonsr.utils.finite import array_non_finite
 
 LUMA = BT601_LUMA  # BT.601, as in BasicSR's rgb2ycbcr / MATLAB
