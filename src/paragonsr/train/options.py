@@ -10,7 +10,7 @@ from the registered constructors (:mod:`paragonsr.train.option_types`). ``model_
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
