@@ -30,6 +30,9 @@ class Registry:
         self._spelled: dict[str, str] = {}
 
     def register(self, name: str | None = None, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
+        """Decorator: register a class or factory under ``name`` (default its ``__name__``) and ``aliases``, any
+        case. Raises KeyError for a name or alias already taken."""
+
         def deco(obj: T) -> T:
             key = _norm(name or obj.__name__)  # type: ignore[attr-defined]
             if key in self._items or key in self._aliases:
@@ -54,6 +57,7 @@ class Registry:
         return deco
 
     def canonical(self, name: str) -> str:
+        """The canonical (lower-case) name of ``name`` or an alias. Raises KeyError with a did-you-mean."""
         key = _norm(name)
         key = self._aliases.get(key, key)
         if key not in self._items:
@@ -64,9 +68,11 @@ class Registry:
         return key
 
     def get(self, name: str) -> Any:
+        """The registered object of ``name`` (any case, aliases). Raises KeyError with a did-you-mean."""
         return self._items[self.canonical(name)]
 
     def build(self, name: str, **kwargs: Any) -> Any:
+        """Call the object of ``name`` with ``kwargs``."""
         return self.get(name)(**kwargs)
 
     def build_from_opt(self, opt: dict[str, Any]) -> Any:

@@ -3,7 +3,10 @@
 Generated from :class:`paragonsr.train.options.Options`, then adjusted to what the loader accepts beyond the
 models' field lists: ``type`` names in any capitalisation, ``<name>_opt`` loss keys in ``train``,
 ``grad_clip: true``, the aliases of the Real-ESRGAN keys. Sections chosen by ``type`` stay ``oneOf`` (each member
-names the ``type`` values it takes), so an editor reports a typo inside the section that was meant.
+names the ``type`` values it takes), so an editor reports a typo inside the section that was meant: optimizers,
+schedulers, and one member per registered architecture, loss, metric and dataset with its constructor's keyword
+arguments (``$defs`` ``NetworkOpt``, ``LossOpt``, ``MetricOpt``, ``DatasetOpt``). ``model_type`` takes the names
+of ``MODEL_REGISTRY``.
 
 YAML files opt in with a first line ``# yaml-language-server: $schema=<path or URL of options.schema.json>``
 (VS Code's YAML extension, Neovim/Helix with yaml-language-server). traiNNer-redux files are translated on load and

@@ -58,6 +58,8 @@ def _loss_keys(train: dict[str, Any]) -> list[str]:
 
 # ---------------------------------------------------------------- train / val / path / logger
 class TrainOpt(Section):
+    """``train``: optimisation (optimizers, schedules, EMA, AMP, accumulation) and the losses."""
+
     total_iter: int = Field(gt=0, description="training iterations (optimizer steps of network_g)")
     warmup_iter: int = Field(-1, description="linear LR warm-up iterations; -1 = none")
     optim_g: OptimOpt = Field(description="optimizer of network_g")
@@ -109,6 +111,8 @@ class TrainOpt(Section):
 
 
 class ValOpt(Section):
+    """``val``: how often and how validation runs, and the metrics it records."""
+
     val_freq: int = Field(5000, gt=0, description="validate every this many iterations")
     save_img: bool = Field(False, description="write SR images to visualization/<image>/<image>_<iter>.png")
     suffix: str | None = Field(None, description="added to saved image names: <image>_<iter>_<suffix>.png")
@@ -132,6 +136,8 @@ class ValOpt(Section):
 
 
 class PathOpt(Section):
+    """``path``: pretrained weights, the state to resume, the output root."""
+
     pretrain_network_g: str | None = Field(
         None, description="weights to start network_g from (.safetensors/.pth)"
     )
@@ -148,12 +154,16 @@ class PathOpt(Section):
 
 
 class WandbOpt(Section):
+    """``logger.wandb``: Weights & Biases logging (on when ``project`` is set)."""
+
     project: str | None = Field(None, description="W&B project; logging to W&B is on when set")
     resume_id: str | None = Field(None, description="W&B run id to continue")
     entity: str | None = Field(None, description="W&B user or team")
 
 
 class LoggerOpt(Section):
+    """``logger``: console/TensorBoard logging and checkpoint frequency."""
+
     print_freq: int = Field(100, gt=0, description="log losses every this many iterations")
     save_checkpoint_freq: int = Field(5000, gt=0, description="save networks + training state this often")
     use_tb_logger: bool = Field(True, description="TensorBoard logs in tb_logger/")
@@ -161,12 +171,16 @@ class LoggerOpt(Section):
 
 
 class DistOpt(Section):
+    """``dist_params``: the distributed process group (multi-GPU runs)."""
+
     backend: str = Field("nccl", description="nccl on CUDA; gloo is always used on CPU")
     port: int = Field(29500, description="master port of the distributed process group")
 
 
 # ---------------------------------------------------------------- root
 class Options(Section, RealESRGANTopKeys):  # type: ignore[misc, valid-type]
+    """A whole training option file (validated; see :func:`paragonsr.train.option_io.load_options`)."""
+
     name: str = Field(description="experiment name: experiments/<name>/")
     model_type: str = Field(
         "SRModel",
