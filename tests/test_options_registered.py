@@ -194,3 +194,15 @@ def test_every_generated_key_has_a_description() -> None:
         if not field.description or field.description.startswith("unset")
     ]
     assert missing == []
+
+
+def test_options_with_generated_sections_pickle() -> None:
+    """Spawned loader workers and DDP processes receive the options pickled: the generated classes must be found."""
+    import pickle
+
+    data = minimal(val={"metrics": {"psnr": {"type": "psnr", "crop_border": 2}}})
+    data["datasets"]["val"] = {"type": "otf", "dataroot_gt": "g", "degradation": "bicubic"}
+    opt = parse_options(data)
+    back = pickle.loads(pickle.dumps(opt))
+    assert back == opt and back.network_g.kwargs() == {"num_feat": 8, "num_conv": 2}
+    assert back.val.metrics["psnr"].crop_border == 2 and back.datasets["val"].on_the_fly

@@ -203,12 +203,15 @@ def registered_models(
     base: type[BaseModel],
     *,
     prefix: str,
+    module: str,
     skip: Collection[str] = (),
     optional: Mapping[str, str] | None = None,
     default: str | None = None,
 ) -> dict[str, type[BaseModel]]:
     """``{canonical name: model}`` for every entry of ``registry``: the entry's ``option_base`` (or ``base``) plus
-    its constructor fields; ``type`` takes the entry's spellings in any case (required unless it is ``default``)."""
+    its constructor fields; ``type`` takes the entry's spellings in any case (required unless it is ``default``).
+    The models are named ``<prefix>_<name as registered>`` in ``module``, which must hold them under those names
+    (pickling finds a class by module and name)."""
     out: dict[str, type[BaseModel]] = {}
     default_key = registry.canonical(default) if default else None
     for key in registry.names():
@@ -233,7 +236,7 @@ def registered_models(
             f"{prefix}_{spelled}",
             __base__=own,
             __doc__=doc or None,
-            __module__=own.__module__,
+            __module__=module,
             type=(str, type_field),
             **fields,
         )

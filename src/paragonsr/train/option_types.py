@@ -70,12 +70,27 @@ class MetricOpt(RegisteredOpt):
 
 _SCALE = "the top-level `scale`"
 ARCH_OPTS = registered_models(
-    ARCH_REGISTRY, NetworkOpt, prefix="Network", optional={"scale": _SCALE, "upscale": _SCALE}
+    ARCH_REGISTRY,
+    NetworkOpt,
+    prefix="Network",
+    module=__name__,
+    optional={"scale": _SCALE, "upscale": _SCALE},
 )
-LOSS_OPTS = registered_models(LOSS_REGISTRY, LossOpt, prefix="Loss")
-METRIC_OPTS = registered_models(METRIC_REGISTRY, MetricOpt, prefix="Metric", skip=("img", "img2"))
+LOSS_OPTS = registered_models(LOSS_REGISTRY, LossOpt, prefix="Loss", module=__name__)
+METRIC_OPTS = registered_models(
+    METRIC_REGISTRY, MetricOpt, prefix="Metric", module=__name__, skip=("img", "img2")
+)
 DATASET_OPTS = registered_models(
-    DATASET_REGISTRY, PairedDatasetOpt, prefix="Dataset", skip=INJECTED, default="PairedImageDataset"
+    DATASET_REGISTRY,
+    PairedDatasetOpt,
+    prefix="Dataset",
+    module=__name__,
+    skip=INJECTED,
+    default="PairedImageDataset",
+)
+# the generated classes live here by name, so options pickle (spawned workers, torch.save of a state)
+globals().update(
+    {m.__name__: m for opts in (ARCH_OPTS, LOSS_OPTS, METRIC_OPTS, DATASET_OPTS) for m in opts.values()}
 )
 
 if TYPE_CHECKING:  # the generated members are subclasses of these bases
