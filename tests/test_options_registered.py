@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,12 @@ def test_kwargs_are_the_keys_the_file_sets() -> None:
     opt = parse_options(minimal(network_g={"type": "paragonsr2_nano", "num_feat": 16}))
     assert isinstance(opt.network_g, NetworkOpt) and opt.network_g.kwargs() == {"num_feat": 16}
     # factory overrides left out keep the variant's values: nothing else reaches the constructor
-    assert type(opt.network_g).model_fields["num_groups"].default is None
+    fields = type(opt.network_g).model_fields
+    assert (fields["num_groups"].default, fields["hr_blocks"].default, fields["image_residual"].default) == (
+        2,
+        1,
+        True,
+    )
     opt = parse_options(minimal())
     assert opt.network_g.kwargs() == {"num_feat": 8, "num_conv": 2}  # upscale comes from `scale`
     assert opt.train.losses[0].kwargs() == {} and opt.train.losses[0].loss_weight == 1.0
@@ -206,3 +212,20 @@ def test_options_with_generated_sections_pickle() -> None:
     back = pickle.loads(pickle.dumps(opt))
     assert back == opt and back.network_g.kwargs() == {"num_feat": 8, "num_conv": 2}
     assert back.val.metrics["psnr"].crop_border == 2 and back.datasets["val"].on_the_fly
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in ARCH_REGISTRY.names() if hasattr(ARCH_REGISTRY.get(n), "variant_kwargs")]
+)
+def test_variant_defaults_build_what_the_factory_builds(name: str) -> None:
+    """The defaults the docs show for a factory's class arguments are the ones it really uses: the class built with
+    them has the factory's layout."""
+    import torch
+
+    model = ARCH_OPTS[name]
+    cls = typing.get_type_hints(ARCH_REGISTRY.get(name))["return"]
+    defaults = {n: f.default for n, f in model.model_fields.items() if n not in ("type", "scale")}
+    with torch.device("meta"):
+        a = ARCH_REGISTRY.get(name)(scale=2).state_dict()
+        b = cls(scale=2, **defaults).state_dict()
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}

@@ -3,9 +3,11 @@ that picks one by an option section's ``type``.
 
 A constructor's signature gives the fields (type hints become field types, defaults stay defaults) and its
 docstring's ``Args:`` section the descriptions (``name: text``; ``a, b: text`` documents both; indented lines
-continue). A timm-style factory ``f(scale, **overrides) -> Class`` also takes the arguments of ``Class``; those
-default to the factory's own value (shown as unset). Hints pydantic cannot check (``nn.Module``, callables) become
-``Any``. The section's hand-written base model comes first: a field it declares is not generated again.
+continue). A timm-style factory ``f(scale, **overrides) -> Class`` also takes the arguments of ``Class``: with
+defaults when the factory lists the class arguments it fixes in a ``variant_kwargs`` attribute (those values, the
+class's for the rest), else left unset (the factory's own value). Hints pydantic cannot check (``nn.Module``,
+callables) become ``Any``. The section's hand-written base model comes first: a field it declares is
+not generated again.
 
 The union's discriminator resolves ``type`` through the registry (any capitalisation, aliases), so a typo is a
 ``union_tag_invalid`` error that :func:`paragonsr.train.option_io.format_validation_error` turns into one line with
@@ -130,12 +132,19 @@ def constructor_fields(
         else:
             fields[name] = (ann, Field(p.default, description=desc))
     if var_kw and not inspect.isclass(obj) and inspect.isclass(ret):  # factory(**overrides) -> Class
+        # a factory that names what it fixes (``variant_kwargs``) has known defaults: those, else the class's
+        fixed = getattr(obj, "variant_kwargs", None)
         for name, (ann, info) in constructor_fields(ret, skip, optional).items():
-            if name not in fields:
-                desc = _sentence(info.description or "")
-                note = "unset: this variant's value" if name not in optional else ""
-                text = "; ".join(t for t in (desc, note) if t)
-                fields[name] = (ann, Field(None, description=text))
+            if name in fields:
+                continue
+            desc = _sentence(info.description or "")
+            if fixed is not None and name not in optional:
+                default = fixed.get(name, info.default)
+                fields[name] = (ann, Field(default, description=desc))
+                continue
+            note = "unset: this variant's value" if name not in optional else ""
+            text = "; ".join(t for t in (desc, note) if t)
+            fields[name] = (ann, Field(None, description=text))
     return fields
 
 

@@ -225,6 +225,11 @@ def paragonsr2_xl(scale: int = 4, **overrides: Any) -> ParagonSR2:
     return _variant("paragonsr2_xl", scale, overrides)
 
 
+# what each factory fixes (generated option models and docs show these as the variant's defaults)
+for _name, _fixed in VARIANTS.items():
+    ARCH_REGISTRY.get(_name).variant_kwargs = dict(_fixed)
+
+
 def _batch_tensor(batch: Any) -> Tensor:
     if isinstance(batch, Tensor):
         return batch

@@ -334,6 +334,12 @@ def paragonsr_xl(scale: int = 4, **overrides: Any) -> ParagonSR:
     return _variant("xl", scale, overrides)
 
 
+# what each factory fixes (generated option models and docs show these as the variant's defaults)
+for _name, (_feat, _groups, _blocks, _ffn) in VARIANTS.items():
+    ARCH_REGISTRY.get(f"paragonsr_{_name}").variant_kwargs = dict(
+        num_feat=_feat, num_groups=_groups, num_blocks=_blocks, ffn_expansion=_ffn
+    )
+
 __all__ = [
     "VARIANTS",
     "GatedFFN",
