@@ -111,6 +111,44 @@ def _clone_conv(conv: nn.Conv2d) -> nn.Conv2d:
     return new
 
 
+def _is_channels_last(t: Tensor) -> bool:
+    """True for a 4-D tensor laid out NHWC in memory (and not also NCHW-contiguous, as 1×1 or C=1 maps are)."""
+    return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+class GlobalAvgPool2d(nn.Module):
+    """``AdaptiveAvgPool2d(1)``: (B, C, H, W) → (B, C, 1, 1) spatial means, same values.
+
+    A channels_last input is reduced as its NHWC view, so the backward hands back a channels_last gradient (the
+    plain reduction's backward comes out NCHW, and adding it to the channels_last gradient of the other branch
+    costs more than the reduction itself)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if _is_channels_last(x):
+            return x.permute(0, 2, 3, 1).mean(dim=(1, 2))[:, :, None, None]
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
+def per_sample_depthwise(h: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+    """Depthwise k×k conv (same padding) with each sample's own kernels: ``h`` (B, C, H, W), ``w`` (B, C, 1, k, k),
+    ``bias`` (C,) shared. Returns (B, C, H, W) in ``h``'s memory format.
+
+    Two exact forms of the same sums: a channels_last CPU tensor runs B depthwise convs on its batch slices (each
+    slice is already channels_last, so nothing is permuted in the forward or the backward, and the following
+    LeakyReLU / 1×1 conv keep their fast layout); anything else runs one grouped conv over (1, B·C) channels,
+    which needs (B, C) adjacent in memory, i.e. NCHW.
+    """
+    b, c, hh, ww = h.shape
+    pad = w.shape[-1] // 2
+    if h.device.type == "cpu" and b > 1 and _is_channels_last(h):
+        # split (not unbind): its backward is one cat along the batch, which stays channels_last
+        return torch.cat([F.conv2d(hs, w[i], bias, padding=pad, groups=c) for i, hs in enumerate(h.split(1))])
+    bias_bc = None if bias is None else bias.expand(b, c).reshape(b * c)
+    out = F.conv2d(h.reshape(1, b * c, hh, ww), w.reshape(b * c, 1, *w.shape[-2:]), bias_bc, padding=pad,
+                   groups=b * c)  # fmt: skip
+    return out.view(b, c, hh, ww)
+
+
 class DynamicTransformer(nn.Module):
     """Gated-free conv FFN with a content-adaptive depthwise kernel.
 
@@ -141,7 +179,7 @@ class DynamicTransformer(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1)
         gen_hidden = max(8, channels // gen_reduction)
         self.kernel_gen = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
+            GlobalAvgPool2d(),
             nn.Conv2d(hidden, gen_hidden, 1),
             nn.ReLU(),
             nn.Conv2d(gen_hidden, hidden * kernel_size * kernel_size, 1),
@@ -164,17 +202,11 @@ class DynamicTransformer(nn.Module):
         if self.fused:
             h = self.dwconv(h)
         elif self.training:
-            b, c, hh, ww = h.shape
             dyn = self.dynamic_kernels(h)
             with torch.no_grad():
                 batch_mean = dyn.detach().mean(0).to(self.tracked_kernel.dtype)
                 self.tracked_kernel.lerp_(batch_mean, self.momentum)
-            # One grouped conv over (1, B·h) channels applies each sample's own kernel.
-            w = (self.dwconv.weight.unsqueeze(0) + dyn).reshape(b * c, 1, self.kernel_size, self.kernel_size)
-            assert self.dwconv.bias is not None
-            bias = self.dwconv.bias.repeat(b)
-            h = F.conv2d(h.reshape(1, b * c, hh, ww), w, bias, padding=self.kernel_size // 2, groups=b * c)
-            h = h.view(b, c, hh, ww)
+            h = per_sample_depthwise(h, self.dwconv.weight.unsqueeze(0) + dyn, self.dwconv.bias)
         else:
             w = self.dwconv.weight + self.tracked_kernel.to(self.dwconv.weight.dtype)
             h = F.conv2d(h, w, self.dwconv.bias, padding=self.kernel_size // 2, groups=self.hidden)
