@@ -9,6 +9,7 @@ a shared machine hits every path alike; the median of the rounds is reported. Ti
 * ``trainer``: :class:`paragonsr.train.sr_model.SRModel.optimize_parameters` with the shipped fidelity recipe
   (bf16 autocast + channels_last, L1 + 0.1 MS-SSIM, EMA 0.999, grad_clip 1.0, AdamW), i.e. what
   ``paragonsr train`` runs per iteration once the batch is loaded.
+* ``trainer L1``: the same with L1 only (the ``classic`` recipe): the step without MS-SSIM.
 * ``+data cache off/on`` (when ``--data`` is a folder of HR photos, default ``$PARAGONSR_PHOTOS`` or
   ``../shared/data/photos``): the trainer step plus making its batch with the OTF dataset (crop, flips, bicubic
   ×2 LR) in this process, without and with the decoded-image cache: the CPU cost of a whole iteration.
@@ -17,7 +18,16 @@ Effective GFLOP/s = the network's forward + backward FLOPs (``torch.utils.flop_c
 are not counted) / CPU seconds per iteration, against this CPU's measured conv peak: a large 3×3 conv (64→64 on
 16×64×128×128), forward + backward, fp32 NCHW and bf16 channels_last.
 
+What bounds the speed-up: the network's own Conv2d layers, each timed alone forward + backward at its training
+shape (bf16 + channels_last, oneDNN), split into HR-resolution layers and the rest. The HR head's dense 3×3 convs
+run close to the conv peak already, so ``bare fp32 / HR conv time`` is the most any exact reformulation of the
+rest of the step can reach.
+
+The allocator is tuned as ``paragonsr train`` tunes it (``paragonsr.utils.malloc``; process-wide, so every row
+gets it; ``--no-malloc-tuning`` leaves glibc's defaults).
+
     python bench/train.py [--net paragonsr2_nano] [--batch 16] [--gt 128] [--iters 3] [--rounds 3] [--threads 1]
+                          [--data PHOTOS] [--no-malloc-tuning]
 """
 
 from __future__ import annotations
@@ -28,20 +38,23 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from paragonsr.archs import build_arch
 from paragonsr.train.option_io import parse_options
 from paragonsr.train.sr_model import SRModel
+from paragonsr.utils.malloc import tune_malloc
 
 CL = torch.channels_last
 
 
-def trainer_options(net: str, batch: int, gt: int) -> dict:
-    return {
+def trainer_options(net: str, batch: int, gt: int, mssim: bool = True) -> dict:
+    opt: dict[str, Any] = {
         "name": "bench", "scale": 2,
         "datasets": {"train": {"type": "PairedImageDataset", "dataroot_gt": "-", "dataroot_lq": "-",
                                "gt_size": gt, "batch_size_per_gpu": batch}},
@@ -53,6 +66,9 @@ def trainer_options(net: str, batch: int, gt: int) -> dict:
                   "mssim_opt": {"type": "MSSSIMLoss", "loss_weight": 0.1}},
         "logger": {"use_tb_logger": False},
     }  # fmt: skip
+    if not mssim:
+        del opt["train"]["mssim_opt"]
+    return opt
 
 
 def bare_step(net_name: str, batch: dict, bf16: bool) -> Callable[[], None]:
@@ -72,9 +88,11 @@ def bare_step(net_name: str, batch: dict, bf16: bool) -> Callable[[], None]:
     return step
 
 
-def trainer_step(net_name: str, batch: dict, batch_size: int, gt: int) -> Callable[[], None]:
+def trainer_step(
+    net_name: str, batch: dict, batch_size: int, gt: int, mssim: bool = True
+) -> Callable[[], None]:
     torch.manual_seed(0)
-    model = SRModel(parse_options(trainer_options(net_name, batch_size, gt)), torch.device("cpu"))
+    model = SRModel(parse_options(trainer_options(net_name, batch_size, gt, mssim)), torch.device("cpu"))
     b = model.to_device(batch)
     it = [0]
 
@@ -144,6 +162,44 @@ def conv_peak(dtype: torch.dtype, fmt: torch.memory_format, reps: int = 3) -> fl
     return flops / best / 1e9
 
 
+def conv_layer_seconds(net_name: str, lq: torch.Tensor, hr_side: int, reps: int = 2) -> tuple[float, float]:
+    """CPU seconds per iteration of the network's Conv2d layers alone, each forward + backward at its training
+    input shape (bf16 autocast, channels_last): (layers at HR resolution, all other Conv2d layers)."""
+    net = build_arch(net_name, scale=2).to(memory_format=CL).train()  # type: ignore[call-overload]
+    calls: list[tuple[nn.Conv2d, torch.Size]] = []
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: calls.append((m, i[0].shape)))
+        for m in net.modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        net(lq.contiguous(memory_format=CL))
+    for h in hooks:
+        h.remove()
+    hr = rest = 0.0
+    for conv, shape in calls:
+        x = torch.randn(shape).to(torch.bfloat16).contiguous(memory_format=CL).requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            gy = torch.randn(conv(x).shape).to(torch.bfloat16).contiguous(memory_format=CL)
+
+        def run(conv: nn.Conv2d = conv, x: torch.Tensor = x, gy: torch.Tensor = gy) -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = conv(x)
+            y.backward(gy)
+
+        run()
+        best = float("inf")
+        for _ in range(reps):
+            c0 = time.process_time()
+            run()
+            best = min(best, time.process_time() - c0)
+        if shape[-1] >= hr_side:
+            hr += best
+        else:
+            rest += best
+    return hr, rest
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--net", default="paragonsr2_nano")
@@ -157,7 +213,10 @@ def main() -> None:
     )
     ap.add_argument("--data", type=Path, default=Path(default_data),
                     help="HR photo folder for the data-included rows (skipped when missing)")  # fmt: skip
+    ap.add_argument("--no-malloc-tuning", action="store_true",
+                    help="leave glibc's allocator at its defaults (paragonsr train tunes it)")  # fmt: skip
     args = ap.parse_args()
+    malloc = "off (--no-malloc-tuning)" if args.no_malloc_tuning else tune_malloc()
     if args.threads:
         torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -167,6 +226,7 @@ def main() -> None:
         "bare fp32": bare_step(args.net, batch, bf16=False),
         "bare bf16+CL": bare_step(args.net, batch, bf16=True),
         "trainer": trainer_step(args.net, batch, args.batch, args.gt),
+        "trainer L1": trainer_step(args.net, batch, args.batch, args.gt, mssim=False),
     }
     if args.data.is_dir():
         for cache in (False, True):
@@ -189,8 +249,10 @@ def main() -> None:
         "fp32": conv_peak(torch.float32, torch.contiguous_format),
         "bf16+CL": conv_peak(torch.bfloat16, CL),
     }
+    hr_conv, other_conv = conv_layer_seconds(args.net, batch["lq"], args.gt)
     print(f"{args.net} x2, batch {args.batch}, GT {args.gt} (LQ {args.gt // 2}), {torch.get_num_threads()} "
-          f"thread(s), {args.iters} iters x {args.rounds} rounds, CPU time per iteration (median)")  # fmt: skip
+          f"thread(s), {args.iters} iters x {args.rounds} rounds, CPU time per iteration (median), "
+          f"malloc tuning: {malloc}")  # fmt: skip
     print(f"network forward+backward: {gflop:.1f} GFLOP per iteration")
     print(
         f"conv peak (64->64 3x3, fwd+bwd): fp32 {peak['fp32']:.0f} GFLOP/s, bf16+CL {peak['bf16+CL']:.0f} GFLOP/s"
@@ -205,9 +267,13 @@ def main() -> None:
     if "+data cache on" in sec:
         print(f"+data rows: trainer step plus loading its batch from {args.data} (OTF, bicubic x2, in-process); "
               f"image cache: {sec['+data cache off'] / sec['+data cache on']:.2f}x per iteration")  # fmt: skip
-    print(f"trainer vs bare fp32 eager: {base / sec['trainer']:.2f}x (goal >= 4x); trainer overhead over the bare "
-          f"bf16+CL loop (MS-SSIM, EMA, clipping, logging): "
-          f"{100 * (sec['trainer'] - sec['bare bf16+CL']) / sec['bare bf16+CL']:+.0f} %")  # fmt: skip
+    print(f"trainer vs bare fp32 eager: {base / sec['trainer']:.2f}x, L1 only {base / sec['trainer L1']:.2f}x "
+          f"(goal >= 4x); trainer overhead over the bare bf16+CL loop (MS-SSIM, EMA, clipping, logging): "
+          f"{100 * (sec['trainer'] - sec['bare bf16+CL']) / sec['bare bf16+CL']:+.0f} %, L1 only "
+          f"{100 * (sec['trainer L1'] - sec['bare bf16+CL']) / sec['bare bf16+CL']:+.0f} %")  # fmt: skip
+    print(f"bound: the network's Conv2d layers alone (each fwd+bwd, bf16+CL): HR {hr_conv:.3f} CPU-s/it, others "
+          f"{other_conv:.3f}; with everything else free: x{base / hr_conv:.2f} (HR convs only), "
+          f"x{base / (hr_conv + other_conv):.2f} (all Conv2d layers) vs bare fp32")  # fmt: skip
 
 
 if __name__ == "__main__":
