@@ -261,7 +261,7 @@ def main() -> None:
     for name, s in sec.items():
         ref = peak["fp32"] if name == "bare fp32" else peak["bf16+CL"]
         print(
-            f"{name:>13}: {s:6.3f} CPU-s/it  {1 / s:6.2f} it/CPU-s  {args.batch / s:6.1f} img/CPU-s  "
+            f"{name:>15}: {s:6.3f} CPU-s/it  {1 / s:6.2f} it/CPU-s  {args.batch / s:6.1f} img/CPU-s  "
             f"x{base / s:4.2f} vs bare fp32  {gflop / s:6.1f} GFLOP/s = {100 * gflop / s / ref:4.1f} % of peak"
         )
     if "+data cache on" in sec:

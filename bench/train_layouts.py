@@ -1,6 +1,6 @@
 """The exact channels_last training forms of ParagonSR2 against the forms they replaced, forward + backward.
 
-Side by side in one process, interleaved round by round, CPU time of this thread (``time.thread_time``), the min
+Side by side in one process, interleaved round by round, CPU time of this process (``time.process_time``), the min
 over rounds (the machine is shared; the min is the least-disturbed run). Same maths in every pair (parity:
 ``tests/test_train_layouts.py``); only the memory layout of the work differs.
 
@@ -123,9 +123,9 @@ def main() -> None:
     for r in range(args.rounds + 1):  # round 0 warms up (oneDNN primitives, allocator)
         for key, (run, ctx) in cases.items():
             with ctx():
-                t0 = time.thread_time()
+                t0 = time.process_time()
                 run()
-                dt = time.thread_time() - t0
+                dt = time.process_time() - t0
             if r:
                 best[key] = min(best[key], dt)
     print(f"forward + backward, CPU ms (min of {args.rounds} rounds), {torch.get_num_threads()} thread(s)")
