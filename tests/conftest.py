@@ -44,12 +44,28 @@ def shared_photos_dir() -> Path:
     return SHARED_PHOTOS
 
 
-def load_photo_crop(path: Path, size: int = 128, top: int = 0, left: int = 0) -> np.ndarray:
-    """RGB float32 HWC crop in [0, 1] (decoded with OpenCV, no project code involved)."""
+def imread(path: str | os.PathLike[str], flags: int | None = None) -> np.ndarray:
+    """``cv2.imread`` (the reference decoder, no project code involved) that fails the test naming the file when
+    OpenCV cannot read it, instead of returning None. ``flags`` default: ``cv2.IMREAD_COLOR`` (BGR uint8)."""
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    assert img is not None, path
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR if flags is None else flags)
+    assert img is not None, f"OpenCV cannot read {path}"
+    return img
+
+
+def imdecode(buf: np.ndarray, flags: int) -> np.ndarray:
+    """``cv2.imdecode`` of an encoded uint8 buffer that fails the test when OpenCV cannot decode it."""
+    import cv2
+
+    img = cv2.imdecode(buf, flags)
+    assert img is not None, "OpenCV cannot decode the buffer"
+    return img
+
+
+def load_photo_crop(path: Path, size: int = 128, top: int = 0, left: int = 0) -> np.ndarray:
+    """RGB float32 HWC crop in [0, 1] (decoded with OpenCV, no project code involved)."""
+    img = imread(path)
     assert top + size <= img.shape[0] and left + size <= img.shape[1], (path, img.shape, size, top, left)
     img = img[top : top + size, left : left + size, ::-1]
     return np.ascontiguousarray(img, dtype=np.float32) / 255.0
@@ -58,8 +74,5 @@ def load_photo_crop(path: Path, size: int = 128, top: int = 0, left: int = 0) ->
 @pytest.fixture(scope="session")
 def photo_crop(photo_paths: list[Path]) -> np.ndarray:
     """A 128x128 RGB crop with texture (centre of the first photo)."""
-    import cv2
-
-    img = cv2.imread(str(photo_paths[0]), cv2.IMREAD_COLOR)
-    h, w = img.shape[:2]
+    h, w = imread(photo_paths[0]).shape[:2]
     return load_photo_crop(photo_paths[0], 128, h // 2 - 64, w // 2 - 64)

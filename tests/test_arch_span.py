@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import imread
 from paragonsr.archs import ARCH_REGISTRY, build_arch
 from paragonsr.archs.detect import detect_arch
 from paragonsr.archs.span import SPAN, Conv3XC, span_kwargs_from_state_dict
@@ -167,7 +168,7 @@ def test_cli_upscale_third_party_file(tmp_path: Path, capsys: pytest.CaptureFixt
         ["upscale", "-m", str(tmp_path / "2x_span.pth"), str(tmp_path / "in.png"), "-o", str(tmp_path / "o")]
     )
     assert rc in (0, None)
-    out = cv2.imread(str(tmp_path / "o" / "in.png"))
+    out = imread(str(tmp_path / "o" / "in.png"))
     assert out is not None and out.shape == (24, 20, 3)
     assert "span, x2" in capsys.readouterr().out
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import load_photo_crop
+from conftest import imread, load_photo_crop
 from paragonsr.cli import main
 from paragonsr.train.option_io import parse_options
 from paragonsr.train.trainer import Trainer
@@ -29,7 +29,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory, photo_paths: list[Path])
     for sub in ("gt", "lq"):
         (root / sub).mkdir()
     for p in photo_paths[4:8]:
-        h, w = cv2.imread(str(p)).shape[:2]
+        h, w = imread(str(p)).shape[:2]
         gt = (load_photo_crop(p, 32, h // 2, w // 2) * 255).round().astype(np.uint8)
         cv2.imwrite(str(root / "gt" / f"{p.stem}.png"), gt[:, :, ::-1])
         cv2.imwrite(
@@ -76,7 +76,7 @@ def test_train_upscale_export(name: str, data_root: Path, tmp_path: Path) -> Non
         )
         == 0
     )
-    assert cv2.imread(str(out_img)).shape == (32, 32, 3)
+    assert imread(str(out_img)).shape == (32, 32, 3)
 
     rel = tmp_path / "release"
     assert (

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import imdecode
 from paragonsr.data.filter import load_config, run_filter, score_tile
 from paragonsr.data.filter.gates import (
     DEFAULT_GATES,
@@ -42,7 +43,7 @@ def clean_tile(photo_paths: list[Path]) -> np.ndarray:
 def _jpeg(img: np.ndarray, q: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
     assert ok
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+    return imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
 
 
 def test_known_values() -> None:

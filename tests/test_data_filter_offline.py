@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import imdecode
 from paragonsr.cli import main
 from paragonsr.data.filter import load_config, run_filter, score_tile
 from paragonsr.data.filter.gates import DEFAULT_GATES, PACKAGED_NIQE
@@ -30,7 +31,7 @@ TILE = 96  # the samples are 192 px: four tiles each
 def _jpeg(img: np.ndarray, q: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
     assert ok
-    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    return np.ascontiguousarray(imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
 
 
 def degrade(img: np.ndarray, kind: str) -> np.ndarray:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import imread
 from paragonsr.data.filter import load_config, run_filter
 
 
@@ -71,5 +72,5 @@ def test_filter_keep_dir_same_stem_tiles_do_not_overwrite(tmp_path: Path) -> Non
     # both used to be saved as k/x_y0_x0.png, the second overwriting the first
     kept = sorted(p.name for p in (tmp_path / "k").iterdir())
     assert kept == ["x_bmp_y0_x0.png", "x_png_y0_x0.png"]
-    assert np.array_equal(cv2.imread(str(tmp_path / "k" / "x_png_y0_x0.png")), a)
-    assert np.array_equal(cv2.imread(str(tmp_path / "k" / "x_bmp_y0_x0.png")), b)
+    assert np.array_equal(imread(str(tmp_path / "k" / "x_png_y0_x0.png")), a)
+    assert np.array_equal(imread(str(tmp_path / "k" / "x_bmp_y0_x0.png")), b)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import imread
 from paragonsr.cli import main
 from paragonsr.data.multiscale import copy_name, downscale, make_multiscale
 from paragonsr.ops.imresize import imresize_matlab
@@ -37,9 +38,9 @@ def test_copies_are_matlab_bicubic_of_the_source(tmp_path: Path) -> None:
         "a_scale050.png",
         "a_scale033.png",
     ]
-    full = cv2.imread(str(tmp_path / "out" / "a_scale100.png"))[..., ::-1]
+    full = imread(str(tmp_path / "out" / "a_scale100.png"))[..., ::-1]
     np.testing.assert_array_equal(full, rgb)  # lossless re-encode
-    half = cv2.imread(str(tmp_path / "out" / "a_scale050.png"))[..., ::-1]
+    half = imread(str(tmp_path / "out" / "a_scale050.png"))[..., ::-1]
     assert half.shape == (151, 129, 3)  # ceil(0.5 * size), as MATLAB
     np.testing.assert_array_equal(half, imresize_matlab(rgb, scale=0.5))
 
@@ -47,7 +48,7 @@ def test_copies_are_matlab_bicubic_of_the_source(tmp_path: Path) -> None:
 def test_sixteen_bit_source_keeps_its_depth(tmp_path: Path) -> None:
     _png(tmp_path / "in" / "b.png", 64, 80, dtype=np.uint16)
     make_multiscale([tmp_path / "in" / "b.png"], tmp_path / "out", (0.5,), min_size=8)
-    out = cv2.imread(str(tmp_path / "out" / "b_scale050.png"), cv2.IMREAD_UNCHANGED)
+    out = imread(str(tmp_path / "out" / "b_scale050.png"), cv2.IMREAD_UNCHANGED)
     assert out.dtype == np.uint16 and out.shape == (32, 40, 3)
 
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import imread
 from paragonsr.cli import main
 from paragonsr.data.meta_info import build_meta_info, read_meta_info, write_meta_info
 from paragonsr.data.subset import choose, make_subset
@@ -48,9 +49,9 @@ def test_extract_tiles_content_names_resume_and_bad_file(tmp_path: Path) -> None
     names = sorted(p.name for p in out.iterdir())
     assert names == [f"a_s{i:03d}.png" for i in range(1, 7)] + ["g_s001.png"]
     # row-major numbering, pixels exact (BGR file == BGR source)
-    assert np.array_equal(cv2.imread(str(out / "a_s003.png")), a[0:64, 66:130])
-    assert np.array_equal(cv2.imread(str(out / "a_s004.png")), a[36:100, 0:64])
-    assert cv2.imread(str(out / "g_s001.png"), cv2.IMREAD_UNCHANGED).ndim == 2
+    assert np.array_equal(imread(str(out / "a_s003.png")), a[0:64, 66:130])
+    assert np.array_equal(imread(str(out / "a_s004.png")), a[36:100, 0:64])
+    assert imread(str(out / "g_s001.png"), cv2.IMREAD_UNCHANGED).ndim == 2
     mtime = (out / "a_s001.png").stat().st_mtime_ns
     n2, _ = extract_tiles(list_images(src), out, crop=64, step=48, workers=2, progress=False)
     assert n2 == 0 and (out / "a_s001.png").stat().st_mtime_ns == mtime  # resumed, nothing rewritten
@@ -129,8 +130,8 @@ def test_extract_tiles_same_names_are_not_lost(tmp_path: Path) -> None:
     out = tmp_path / "out"
     n, errors = extract_tiles(list_images(src), out, crop=64, step=64, progress=False, root=src)
     assert n == 2
-    assert np.array_equal(cv2.imread(str(out / "a" / "x_s001.png")), a)
-    assert np.array_equal(cv2.imread(str(out / "b" / "x_s001.png")), b)
+    assert np.array_equal(imread(str(out / "a" / "x_s001.png")), a)
+    assert np.array_equal(imread(str(out / "b" / "x_s001.png")), b)
     assert len(errors) == 1 and "x.tif" in errors[0] and "overwrite" in errors[0]
     # without root (a flat list from two folders) the clash is reported too, not silently "resumed"
     n, errors = extract_tiles(list_images(src), tmp_path / "flat", crop=64, step=64, progress=False)

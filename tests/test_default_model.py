@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conftest import load_photo_crop
+from conftest import imread, load_photo_crop
 from paragonsr.checkpoint import load_model
 from paragonsr.cli import main
 from paragonsr.infer import default_model_path, sample_images
@@ -61,10 +61,9 @@ def test_upscale_cli_uses_the_default_model_offline(tmp_path: Path, capsys) -> N
     sample = sample_images()[0]
     out = tmp_path / "out.png"
     assert main(["upscale", str(sample), "-o", str(out), "-q"]) == 0
-    import cv2
 
-    h, w = cv2.imread(str(sample)).shape[:2]
-    assert cv2.imread(str(out)).shape == (2 * h, 2 * w, 3)
+    h, w = imread(str(sample)).shape[:2]
+    assert imread(str(out)).shape == (2 * h, 2 * w, 3)
 
 
 def test_demo_adds_the_default_model_column(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import imread
 from paragonsr.cli import main
 
 
@@ -17,18 +18,16 @@ def hr_dir(tmp_path: Path, photo_paths: list[Path]) -> Path:
     d = tmp_path / "hr"
     (d / "sub").mkdir(parents=True)
     for i, p in enumerate(photo_paths[4:6]):
-        img = cv2.imread(str(p))[150:217, 150:200]  # odd sizes
+        img = imread(str(p))[150:217, 150:200]  # odd sizes
         cv2.imwrite(str(d / f"img{i}.png"), img)
-    img16 = (cv2.imread(str(photo_paths[7]))[200:264, 200:264].astype(np.uint16) * 257)[
-        :, :, 0
-    ]  # 16-bit gray
+    img16 = (imread(str(photo_paths[7]))[200:264, 200:264].astype(np.uint16) * 257)[:, :, 0]  # 16-bit gray
     cv2.imwrite(str(d / "sub" / "gray16.png"), img16)
     (d / "broken.jpg").write_bytes(b"not an image")
     return d
 
 
 def _read(p: Path) -> np.ndarray:
-    return cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    return imread(str(p), cv2.IMREAD_UNCHANGED)
 
 
 def test_offline_builder_manifest_resume_and_workers(
@@ -156,4 +155,4 @@ def test_degrade_no_gt_refuses_pipelines_that_change_the_gt(
         main(["degrade", "--pipeline", "lrgen", "-i", str(hr), "-o", str(out2), "--scale", "2", "--no-gt"])
         == 0
     )
-    assert cv2.imread(str(out2 / "lq" / "a.png")).shape == (16, 17, 3)
+    assert imread(str(out2 / "lq" / "a.png")).shape == (16, 17, 3)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import imread
 from paragonsr.archs import build_arch
 from paragonsr.checkpoint import save_model
 from paragonsr.cli import main
@@ -28,7 +29,7 @@ def checkpoint(tmp_path_factory):
 def calib_dir(tmp_path_factory, photo_paths):
     folder = tmp_path_factory.mktemp("calib")
     for p in photo_paths[:2]:
-        cv2.imwrite(str(folder / f"{p.stem}.png"), cv2.imread(str(p))[:96, :96])
+        cv2.imwrite(str(folder / f"{p.stem}.png"), imread(str(p))[:96, :96])
     (folder / "notes.txt").write_text("not an image")  # ignored by extension
     return folder
 
@@ -89,7 +90,7 @@ def test_upscale_with_onnx_backend_matches_torch(tmp_path, checkpoint, calib_dir
     rc_t = main(["upscale", str(src), "-o", str(tmp_path / "t.png"), *torch_args, *common])
     rc_o = main(["upscale", str(src), "-o", str(tmp_path / "o.png"), *onnx_args, *common])
     assert rc_t == 0 and rc_o == 0
-    t = cv2.imread(str(tmp_path / "t.png"), cv2.IMREAD_UNCHANGED)
-    o = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)
+    t = imread(str(tmp_path / "t.png"), cv2.IMREAD_UNCHANGED)
+    o = imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)
     assert o.dtype == np.uint16 and o.shape == (144, 134, 4) == t.shape
     assert np.abs(o.astype(np.int64) - t.astype(np.int64)).max() <= 2  # 16-bit rounding of ~1e-6 differences

@@ -6,11 +6,11 @@ import hashlib
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
+from conftest import imread
 from paragonsr.archs import build_arch
 from paragonsr.deploy.fuse import macs_per_output_mp, prepare_for_release
 from paragonsr.deploy.onnx_export import convert_fp16, export_onnx
@@ -110,7 +110,7 @@ def test_model_card_fields_are_true(compact_export):
     assert [g["name"] for g in card["verification"]] == ["fp32_parity", "fp16_vs_fp32", "int8"]
     assert card["quality"]["images"] == 2 and card["quality"]["psnr_bicubic_db"] > 20
     assert "psnr_dynamic_db" not in card["quality"]  # Compact has no dynamic layers
-    img = cv2.imread(str(res.out_dir / card["comparison_image"]))
+    img = imread(str(res.out_dir / card["comparison_image"]))
     # three labelled panels (bicubic, model, ground truth) of 48 px enlarged 2x, 4 px gaps
     assert img.shape == (96, 3 * 96 + 2 * 4, 3)
 

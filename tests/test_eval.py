@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import load_photo_crop
+from conftest import imread, load_photo_crop
 from paragonsr.archs import build_arch
 from paragonsr.checkpoint import save_model
 from paragonsr.cli import main
@@ -74,7 +74,7 @@ def test_eval_bicubic_matches_independent_pillow_pipeline(
     assert "lpips skipped" in printed and "dists skipped" in printed and "LPIPS" not in md
     assert (out / "quality_vs_speed.png").stat().st_size > 1000
     crops = sorted((out / "crops").glob("*.png"))
-    assert len(crops) == 2 and cv2.imread(str(crops[0])).shape[1] > 3 * 160
+    assert len(crops) == 2 and imread(str(crops[0])).shape[1] > 3 * 160
 
 
 def test_eval_models_side_by_side(tmp_path: Path, photo_paths: list[Path]) -> None:

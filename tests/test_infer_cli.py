@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import imread
 from paragonsr.cli import main
 
 
@@ -49,9 +50,9 @@ def test_batch_with_bad_files_continues(batch: Path, tmp_path: Path, capsys) -> 
     rc = main(["upscale", str(batch), "-o", str(out), "--resampler", "bicubic", "-s", "2", "-q"])
     captured = capsys.readouterr()
     assert rc == 1
-    good = cv2.imread(str(out / "good.png"), cv2.IMREAD_UNCHANGED)
+    good = imread(str(out / "good.png"), cv2.IMREAD_UNCHANGED)
     assert good.shape == (48, 40, 3)
-    deep = cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)
+    deep = imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED)
     assert deep.dtype == np.uint16 and deep.shape == (20, 24)  # 16-bit gray stays 16-bit gray
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 4  # one line per bad file
@@ -72,7 +73,7 @@ def test_never_overwrites_inputs(tmp_path: Path, capsys) -> None:
     rc = main(["upscale", str(src), "-o", str(src), "--resampler", "mks2021", "-q", "--overwrite"])
     assert rc == 1 and src.read_bytes() == before
     rc = main(["upscale", str(src), "-o", str(tmp_path), "--resampler", "mks2021", "--suffix", "_x2", "-q"])
-    assert rc == 0 and cv2.imread(str(tmp_path / "a_x2.png")).shape == (16, 16, 3)
+    assert rc == 0 and imread(str(tmp_path / "a_x2.png")).shape == (16, 16, 3)
 
 
 def test_existing_output_skipped_unless_overwrite(tmp_path: Path, capsys) -> None:
@@ -82,7 +83,7 @@ def test_existing_output_skipped_unless_overwrite(tmp_path: Path, capsys) -> Non
     assert main(["upscale", str(src), "-o", str(dst), "--resampler", "bicubic", "-q"]) == 0
     assert dst.read_bytes() == b"keep me" and "exists (use --overwrite)" in capsys.readouterr().err
     assert main(["upscale", str(src), "-o", str(dst), "--resampler", "bicubic", "-q", "--overwrite"]) == 0
-    assert cv2.imread(str(dst)).shape == (16, 16, 3)
+    assert imread(str(dst)).shape == (16, 16, 3)
 
 
 def test_model_file_glob_and_ext(tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_model_file_glob_and_ext(tmp_path: Path) -> None:
     args = ["upscale", str(tmp_path / "p*.jpg"), "-o", str(out), "-m", str(model), "--ext", "png", "-q"]
     assert main([*args, "--tile", "0", "--precision", "fp32"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png"]
-    assert cv2.imread(str(out / "p0.png")).shape == (24, 18, 3)
+    assert imread(str(out / "p0.png")).shape == (24, 18, 3)
 
 
 def test_model_problems_are_one_line(tmp_path: Path, capsys) -> None:
@@ -108,7 +109,7 @@ def test_model_problems_are_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert rc == 2 and "upscales x2 but --scale 4" in err and "--outscale 4" in err
     rc = main(["upscale", str(src), "-o", str(tmp_path / "o.png"), "-m", str(model), "--outscale", "3", "-q"])
-    assert rc == 0 and cv2.imread(str(tmp_path / "o.png")).shape == (24, 24, 3)
+    assert rc == 0 and imread(str(tmp_path / "o.png")).shape == (24, 24, 3)
 
 
 def test_missing_input_reported(tmp_path: Path, capsys) -> None:
@@ -123,12 +124,12 @@ def test_demo_writes_comparison(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--model", str(model), "--precision", "fp32"]) == 0
     printed = capsys.readouterr().out
-    grid = cv2.imread(str(out / "comparison.png"))
+    grid = imread(str(out / "comparison.png"))
     # 4 samples x (nearest | bicubic | MKS2021 | model) cells of 256 px + label strips and 4 px gaps
     assert grid.shape == (4 * (256 + 34) + 3 * 4, 4 * 256 + 3 * 4, 3)
     for folder in ("bicubic", "mks2021", "model_tiny_x2"):
         files = sorted((out / folder).glob("*.png"))
-        assert len(files) == 4 and cv2.imread(str(files[0])).shape == (384, 384, 3)
+        assert len(files) == 4 and imread(str(files[0])).shape == (384, 384, 3)
         assert str(out / folder) in printed
     assert str(out / "comparison.png") in printed
     # The labels are drawn: the header strip holds white text pixels, the image below it does not start grey.
@@ -160,7 +161,7 @@ def test_bundled_samples() -> None:
     assert len(paths) == 4 and sum(p.stat().st_size for p in paths) < 400_000
     credits = (paths[0].parent / "CREDITS.md").read_text()
     for p in paths:
-        assert cv2.imread(str(p)).shape == (192, 192, 3)
+        assert imread(str(p)).shape == (192, 192, 3)
         assert p.name in credits
     assert "CC0-1.0" in credits and "CC-BY-4.0" in credits
 
@@ -189,8 +190,8 @@ def test_onnx_backend_through_cli_matches_torch(tmp_path: Path) -> None:
     common = ["upscale", str(src), "--tile", "32", "--tile-overlap", "16", "-q"]
     assert main([*common, "-o", str(tmp_path / "t.png"), "-m", str(model_path), "--precision", "fp32"]) == 0
     assert main([*common, "-o", str(tmp_path / "o.png"), "-m", str(onnx_path), "--backend", "onnx"]) == 0
-    a = cv2.imread(str(tmp_path / "t.png")).astype(int)
-    b = cv2.imread(str(tmp_path / "o.png")).astype(int)
+    a = imread(str(tmp_path / "t.png")).astype(int)
+    b = imread(str(tmp_path / "o.png")).astype(int)
     assert a.shape == (80, 60, 3) and np.abs(a - b).max() <= 1
 
 
@@ -234,7 +235,7 @@ def test_v1_file_without_metadata_takes_scale_from_cli(tmp_path: Path, capsys) -
     rc = main(
         ["upscale", str(src), "-o", str(tmp_path / "o"), "-m", str(tmp_path / "v1.pth"), "-s", "3", "-q"]
     )
-    assert rc == 0 and cv2.imread(str(tmp_path / "o" / "a.png")).shape == (30, 21, 3)
+    assert rc == 0 and imread(str(tmp_path / "o" / "a.png")).shape == (30, 21, 3)
 
 
 def _tiny_image(tmp_path: Path) -> Path:
@@ -282,5 +283,5 @@ def test_two_inputs_with_one_output_name(tmp_path: Path, capsys, overwrite: bool
     err = capsys.readouterr().err
     assert rc == 1
     assert "is already the result of" in err and str(tmp_path / "b" / "x.png") in err
-    result = cv2.imread(str(out / "x.png"), cv2.IMREAD_UNCHANGED)
+    result = imread(str(out / "x.png"), cv2.IMREAD_UNCHANGED)
     assert result.shape == (12, 16) and (result == 40).all()  # the first input's result survives

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from conftest import imread
 from icc_helpers import expected_srgb, gray_profile, png_with_iccp, rgb_profile, rgb_to_xyz
 from paragonsr.io.color import srgb_profile_bytes, to_srgb
 from paragonsr.io.image_io import ImageReadError, decode_image, read_image
@@ -62,7 +63,7 @@ def test_profile_read_from_every_format(tmp_path: Path, fmt: str):
     extra = {"quality": 100} if fmt in ("JPEG", "WEBP") else {}
     Image.fromarray(patch).save(path, fmt, icc_profile=rgb_profile("p3"), **extra)
     img, info = read_image(path)
-    plain = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1] / 255.0  # decoded without the profile
+    plain = imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1] / 255.0  # decoded without the profile
     assert info.color_profile == "test p3"
     np.testing.assert_allclose(img, expected_srgb(plain, "p3"), atol=5e-4)
 

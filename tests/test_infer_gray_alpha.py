@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from conftest import imdecode
 from paragonsr.archs import build_arch
 from paragonsr.cli import main
 from paragonsr.infer.backends import TorchBackend
@@ -48,16 +49,16 @@ def test_gray_alpha_png_written_at_8_and_16_bits_round_trips_exactly(tmp_path: P
     back, info = decode_image(raw)
     assert info.bit_depth == 16 and back.shape == (9, 13, 2)
     assert np.array_equal(np.round(back * 65535).astype(np.uint16), la16)
-    bgra = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)  # and so does OpenCV
+    bgra = imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)  # and so does OpenCV
     assert np.array_equal(bgra[..., 0], la16[..., 0]) and np.array_equal(bgra[..., 3], la16[..., 1])
 
 
 def test_other_formats_get_rgba_or_composited_gray() -> None:
     la = np.dstack([np.full((8, 8), 0.2, np.float32), np.full((8, 8), 0.5, np.float32)])
-    jpg = cv2.imdecode(np.frombuffer(encode_image(la, "jpeg"), np.uint8), cv2.IMREAD_UNCHANGED)
+    jpg = imdecode(np.frombuffer(encode_image(la, "jpeg"), np.uint8), cv2.IMREAD_UNCHANGED)
     assert jpg.shape == (8, 8)  # a gray JPEG, composited over white
     assert abs(int(jpg[4, 4]) - round(255 * (0.2 * 0.5 + 0.5))) <= 1
-    tif = cv2.imdecode(np.frombuffer(encode_image(la, "tiff"), np.uint8), cv2.IMREAD_UNCHANGED)
+    tif = imdecode(np.frombuffer(encode_image(la, "tiff"), np.uint8), cv2.IMREAD_UNCHANGED)
     assert tif.shape == (8, 8, 4) and tif[0, 0, 3] == round(0.5 * 255)
     assert to_rgb(la).shape == (8, 8, 3) and np.allclose(to_rgb(la), 0.2)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from conftest import imread
 from paragonsr.io.image_io import ImageReadError, read_image, write_image
 
 
@@ -34,7 +35,7 @@ def test_round_trip_exact(tmp_path: Path, ext: str, dtype: type, channels: int) 
     np.testing.assert_array_equal(np.rint(img * peak).astype(dtype), expected)
     dst = tmp_path / f"out{ext}"
     write_image(dst, img, info)
-    back = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
+    back = imread(str(dst), cv2.IMREAD_UNCHANGED)
     assert back.dtype == dtype
     np.testing.assert_array_equal(back, raw)
 
@@ -47,7 +48,7 @@ def test_dark_16bit_stays_16bit(tmp_path: Path) -> None:
     assert info.bit_depth == 16
     np.testing.assert_allclose(img, 200 / 65535, rtol=0, atol=1e-9)
     write_image(tmp_path / "out.png", img, info)
-    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED), raw)
+    np.testing.assert_array_equal(imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED), raw)
 
 
 def test_rgb_order(tmp_path: Path) -> None:

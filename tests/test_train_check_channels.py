@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import imread
 from paragonsr.cli import main
 from paragonsr.train.option_check import check_run
 from paragonsr.train.option_io import OptionError, parse_options
@@ -128,7 +129,7 @@ def test_one_and_four_channel_networks_train(data: Path, tmp_path: Path, channel
     assert check_run(opt) == []
     item = build_dataset(opt, "val", 0)[0]
     assert item["lq"].shape == (channels, 16, 16) and item["gt"].shape == (channels, 32, 32)
-    gt = cv2.imread(str(data / "gt" / "0.png"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 255  # BGRA
+    gt = imread(str(data / "gt" / "0.png"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 255  # BGRA
     if channels == 1:  # BT.601 luma, the one `upscale --gray-mode y` feeds a 1-channel model
         want = gt[..., 2] * 0.299 + gt[..., 1] * 0.587 + gt[..., 0] * 0.114
         np.testing.assert_allclose(item["gt"][0].numpy(), want, atol=1e-6)
@@ -137,5 +138,5 @@ def test_one_and_four_channel_networks_train(data: Path, tmp_path: Path, channel
     Trainer(opt).train()
     state, _ = load_state_dict(tmp_path / "models" / "net_g_1.safetensors")
     assert state["body.0.weight"].shape[1] == channels
-    saved = cv2.imread(str(next((tmp_path / "visualization").rglob("*.png"))), cv2.IMREAD_UNCHANGED)
+    saved = imread(str(next((tmp_path / "visualization").rglob("*.png"))), cv2.IMREAD_UNCHANGED)
     assert saved.shape[:2] == (32, 32) and (saved.ndim == 2 if channels == 1 else saved.shape[2] == 4)

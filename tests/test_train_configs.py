@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_photo_crop
+from conftest import imread, load_photo_crop
 from paragonsr.checkpoint import load_state_dict
 from paragonsr.train.option_io import load_options
 from paragonsr.train.trainer import Trainer
@@ -26,7 +26,7 @@ def test_two_stage_nano_recipe(
     hr = tmp_path / "hr"
     hr.mkdir()
     for p in photo_paths[:3]:
-        h, w = cv2.imread(str(p)).shape[:2]
+        h, w = imread(str(p)).shape[:2]
         img = (load_photo_crop(p, 48, h // 2 - 24, w // 2 - 24) * 255).round().astype(np.uint8)
         cv2.imwrite(str(hr / f"{p.stem}.png"), img[:, :, ::-1])
     monkeypatch.chdir(tmp_path)  # the configs' paths are relative to the working directory

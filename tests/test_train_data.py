@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_photo_crop
+from conftest import imread, load_photo_crop
 from paragonsr.data.datasets import OTFDataset, PairedImageDataset, ResumableSampler, gt_paths
 from paragonsr.data.transforms import augment, imread_rgb, paired_random_crop
 
@@ -24,7 +24,7 @@ def _write(path: Path, img01: np.ndarray) -> None:
 def pair_root(tmp_path_factory: pytest.TempPathFactory, photo_paths: list[Path]) -> Path:
     root = tmp_path_factory.mktemp("pairs")
     for i, p in enumerate(photo_paths[4:]):  # waterfall, grass, dandelion, sunlit grass
-        h, w = cv2.imread(str(p)).shape[:2]
+        h, w = imread(str(p)).shape[:2]
         gt = load_photo_crop(p, 64, h // 2 - 32, w // 2 - 32)  # textured centre
         lq = cv2.resize(gt, (32, 32), interpolation=cv2.INTER_AREA)
         sub = "a" if i < 2 else "b"

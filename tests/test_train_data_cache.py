@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from conftest import imread
 from paragonsr.data.cache import ImageCache, imread_raw, to_float
 from paragonsr.data.channels import imread_channels
 from paragonsr.data.datasets import OTFDataset, PairedImageDataset, ResumableSampler, sample_rng
@@ -42,7 +43,7 @@ def _reference_otf(path: Path, key: tuple[int, int], seed: int, size: int) -> di
 def image_root(tmp_path_factory: pytest.TempPathFactory, photo_paths: list[Path]) -> Path:
     """8-bit JPEG (a real photo), EXIF-rotated JPEG, 16-bit PNG, gray PNG, RGBA PNG and a too-small image."""
     root = tmp_path_factory.mktemp("cache")
-    photo = cv2.imread(str(photo_paths[0]))[:300, :400]
+    photo = imread(str(photo_paths[0]))[:300, :400]
     cv2.imwrite(str(root / "a_photo.jpg"), photo, [cv2.IMWRITE_JPEG_QUALITY, 90])
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise on display

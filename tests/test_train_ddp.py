@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from conftest import load_photo_crop
+from conftest import imread, load_photo_crop
 
 SCRIPT = """
 import json, os, sys, torch
@@ -39,7 +39,7 @@ def test_ddp_two_cpu_ranks_stay_identical(tmp_path: Path, photo_paths: list[Path
     for sub in ("gt", "lq"):
         (tmp_path / sub).mkdir()
     for p in photo_paths[:4]:
-        h, w = cv2.imread(str(p)).shape[:2]
+        h, w = imread(str(p)).shape[:2]
         gt = (load_photo_crop(p, 32, h // 2, w // 2) * 255).round().astype(np.uint8)[:, :, ::-1]
         cv2.imwrite(str(tmp_path / "gt" / f"{p.stem}.png"), gt)
         cv2.imwrite(

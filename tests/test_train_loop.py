@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_photo_crop
+from conftest import imread, load_photo_crop
 from paragonsr.checkpoint import load_state_dict
 from paragonsr.tiling import plan_axis
 from paragonsr.train.optim import lr_at
@@ -30,7 +30,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory, photo_paths: list[Path])
     for sub in ("gt", "lq"):
         (root / sub).mkdir()
     for p in photo_paths[:6]:
-        h, w = cv2.imread(str(p)).shape[:2]
+        h, w = imread(str(p)).shape[:2]
         gt = (load_photo_crop(p, 48, h // 2 - 24, w // 2 - 24) * 255).round().astype(np.uint8)
         lq = cv2.resize(gt, (24, 24), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(root / "gt" / f"{p.stem}.png"), gt[:, :, ::-1])
@@ -79,7 +79,7 @@ def test_sr_training_layout_ema_and_validation(data_root: Path, tmp_path: Path) 
     for sub in ("models", "training_states", "visualization", "tb_logger"):
         assert (root / sub).is_dir(), sub
     assert list(root.glob("train_t_*.log")) and (root / "options.yml").is_file()
-    assert cv2.imread(str(root / "training_curves.png")) is not None
+    assert imread(str(root / "training_curves.png")) is not None
     assert sorted(p.name for p in (root / "training_states").iterdir()) == ["3.state", "6.state"]
     g, meta = load_state_dict(root / "models" / "net_g_6.safetensors")
     ema, meta_e = load_state_dict(root / "models" / "net_g_ema_6.safetensors")
@@ -89,10 +89,8 @@ def test_sr_training_layout_ema_and_validation(data_root: Path, tmp_path: Path) 
     # the logged PSNR is the mean of BasicSR PSNRs of the saved images (independent numpy recomputation)
     psnrs = []
     for gt_path in sorted((data_root / "gt").iterdir()):
-        sr = cv2.imread(str(root / "visualization" / gt_path.stem / f"{gt_path.stem}_6.png")).astype(
-            np.float64
-        )
-        gt = cv2.imread(str(gt_path)).astype(np.float64)
+        sr = imread(str(root / "visualization" / gt_path.stem / f"{gt_path.stem}_6.png")).astype(np.float64)
+        gt = imread(str(gt_path)).astype(np.float64)
         mse = np.mean((sr[2:-2, 2:-2] - gt[2:-2, 2:-2]) ** 2)
         psnrs.append(10 * np.log10(255.0**2 / mse))
     assert res.metrics["v"]["psnr"] == pytest.approx(np.mean(psnrs), abs=1e-6)

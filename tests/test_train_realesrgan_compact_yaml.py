@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from conftest import load_photo_crop
+from conftest import imread, load_photo_crop
 from paragonsr.archs import build_arch
 from paragonsr.checkpoint import load_state_dict
 from paragonsr.train.option_io import load_options
@@ -26,12 +26,12 @@ def test_realesrgan_compact_yaml_trains(tmp_path: Path, photo_paths: list[Path])
         (tmp_path / sub).mkdir(parents=True)
     names = []
     for p in photo_paths[:4]:
-        h, w = cv2.imread(str(p)).shape[:2]
+        h, w = imread(str(p)).shape[:2]
         img = (load_photo_crop(p, 64, h // 2 - 32, w // 2 - 32) * 255).round().astype(np.uint8)[:, :, ::-1]
         cv2.imwrite(str(tmp_path / "DF2K" / f"{p.stem}.png"), img)
         names.append(f"{p.stem}.png (64,64,3)")
     (tmp_path / "meta_info.txt").write_text("\n".join(names))
-    gt = cv2.imread(str(tmp_path / "DF2K" / names[0].split()[0]))[:48, :48]
+    gt = imread(str(tmp_path / "DF2K" / names[0].split()[0]))[:48, :48]
     cv2.imwrite(str(tmp_path / "Set5/GTmod12/a.png"), gt)
     cv2.imwrite(str(tmp_path / "Set5/LRbicx2/a.png"), cv2.resize(gt, (24, 24), interpolation=cv2.INTER_CUBIC))
     # the YAML's pretrained weights (a transferred Compact): a BasicSR-layout .pth with params_ema

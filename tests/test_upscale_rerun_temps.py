@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from conftest import imread
 from paragonsr.cli import main
 from paragonsr.utils.atomic import atomic_output, clean_stale_temps
 
@@ -32,7 +33,7 @@ def test_second_run_into_the_same_folder_skips_its_own_outputs(tmp_path: Path, c
     assert main([*args, "--overwrite"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x2.png", "b_x2.png", "b_x2_x2.png"]
     assert "skip: 2 input(s) are outputs of this naming scheme (--suffix _x2)" in capsys.readouterr().err
-    assert cv2.imread(str(tmp_path / "a_x2.png")).shape[:2] == (32, 32)
+    assert imread(str(tmp_path / "a_x2.png")).shape[:2] == (32, 32)
 
 
 def _dead_pid() -> int:
