@@ -4,8 +4,10 @@ photo set (``$PARAGONSR_PHOTOS`` or ``../shared/data/photos``): they skip when i
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -42,6 +44,15 @@ def shared_photos_dir() -> Path:
             f"full-size photo set not found at {SHARED_PHOTOS} (set PARAGONSR_PHOTOS to run this test)"
         )
     return SHARED_PHOTOS
+
+
+def load_script(path: Path) -> ModuleType:
+    """Import a repository script (``scripts/*.py``, not a package module) by path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None, f"cannot import {path}"
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def imread(path: str | os.PathLike[str], flags: int | None = None) -> np.ndarray:

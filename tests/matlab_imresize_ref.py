@@ -38,7 +38,7 @@ def weight_matrix(n_in: int, n_out: int, scale: float, antialias: bool = True) -
     for i in range(1, n_out + 1):
         u = i / scale + 0.5 * (1 - 1 / scale)
         left = math.floor(u - width / 2)
-        row = {}
+        row: dict[int, float] = {}
         total = 0.0
         for j in range(left, left + math.ceil(width) + 2):
             w = scale * cubic(scale * (u - j)) if shrink else cubic(u - j)

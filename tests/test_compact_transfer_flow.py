@@ -29,7 +29,7 @@ def _images(folder: Path, n: int, size: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     names = []
     for i in range(n):
-        img = cv2.resize(rng.random((size // 8, size // 8, 3)).astype(np.float32), (size, size))
+        img: np.ndarray = cv2.resize(rng.random((size // 8, size // 8, 3)).astype(np.float32), (size, size))
         img[size // 3 :, size // 2 :] *= 0.4
         names.append(f"img{seed}_{i}.png")
         cv2.imwrite(str(folder / names[-1]), (img * 255).round().astype(np.uint8))

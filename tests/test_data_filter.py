@@ -156,7 +156,8 @@ def test_niqe_fallback_separates_clean_from_degraded(
     # an arniqa gate falls back to niqe with max = the pristine tiles' p95; the tile is not skipped
     gates = [{"metric": "arniqa", "min": 0.6, "fallback": {"metric": "niqe", "max": "auto"}}]
     cfg = load_config(_gates_yaml(tmp_path, gates), niqe_model=str(tmp_path / "niqe.npz"), tile={"size": 128})
-    assert cfg.gates[0].fallback.max == pytest.approx(model.tile_p95)
+    fallback = cfg.gates[0].fallback
+    assert fallback is not None and fallback.max == pytest.approx(model.tile_p95)
     row = score_tile(clean_tile, cfg, ScorerSet(cfg))
     assert row["gate_arniqa"] in (PASS, FAIL) and "via fallback" in row["reason"]
     assert float(row["niqe"]) == pytest.approx(model.score(clean_tile), rel=1e-5)

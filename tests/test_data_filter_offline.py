@@ -57,6 +57,7 @@ def test_default_config_is_offline_with_the_packaged_niqe_model() -> None:
     assert ScorerSet(cfg).unavailable == {}  # every default gate runs: no tile is left 'unverified'
     # between two calibrated sizes the threshold is interpolated; outside them 'auto' is refused with the reason
     t = load_config(None, tile={"size": 160}).gates[-1].max
+    assert t is not None
     assert (
         min(model.thresholds[128], model.thresholds[192])
         <= t

@@ -207,7 +207,7 @@ def test_warps_are_identity_at_zero_and_move_pixels_otherwise(photo_crop: np.nda
     assert np.array_equal(geometry.rolling_shutter(img, 0.0), img)
     assert np.array_equal(geometry.chromatic_aberration(img, 0.0), img)
     # barrel k1: on the centre row, column x shows the source column cx + dx·(1 + k1·dx²/r_max²)
-    ramp = np.tile(np.arange(80, dtype=np.float32) / 79, (65, 1))[:, :, None]
+    ramp: np.ndarray = np.tile(np.arange(80, dtype=np.float32) / 79, (65, 1))[:, :, None]
     barrel = geometry.lens_distortion(ramp, 0.1)
     cx, rmax2 = 39.5, 39.5**2 + 32**2
     for x in (10, 39, 70):

@@ -10,6 +10,7 @@ import yaml
 
 from paragonsr.commands.degrade import load_options
 from paragonsr.degrade import build_degradation
+from paragonsr.degrade.realesrgan import RealESRGANDegradation
 from paragonsr.degrade.realesrgan_opts import (
     DATASET_KEYS,
     DEFAULTS,
@@ -53,7 +54,9 @@ def test_defaults_are_real_esrgan_released_values_and_every_key_is_described() -
     assert DEFAULTS["resize_prob2"] == [0.3, 0.4, 0.3] and DEFAULTS["queue_size"] == 0
     assert len(KEYS) == 38 and len(STAGE_KEYS) == 14 and ("kernel_prob", "kernel_prob2") in STAGE_KEYS
     assert all(k.description for k in KEYS.values())
-    assert RealESRGANOpt().model_dump() == DEFAULTS == build_degradation("realesrgan", {}, 2).opt
+    deg = build_degradation("realesrgan", {}, 2)
+    assert isinstance(deg, RealESRGANDegradation)
+    assert RealESRGANOpt().model_dump() == DEFAULTS == deg.opt
     # the training schema holds every top-level / datasets key, nowhere else declared
     assert set(TOP_KEYS) <= set(Options.model_fields) and set(DATASET_KEYS) <= set(OTFDatasetOpt.model_fields)
     assert set(TOP) | set(DATASET) | {"gt_size", "queue_size"} == set(TOP_KEYS) | set(DATASET_KEYS)
@@ -69,7 +72,9 @@ def test_training_and_degrade_cli_hand_the_pipeline_the_same_options(tmp_path: P
     cfg = tmp_path / "train.yml"
     cfg.write_text(yaml.safe_dump(d), encoding="utf-8")
     name, cli_opt, scale = load_options(None, cfg)
-    cli = build_degradation(name, cli_opt, scale).opt
+    cli_deg = build_degradation(name, cli_opt, scale)
+    assert isinstance(cli_deg, RealESRGANDegradation)
+    cli = cli_deg.opt
     assert {**cli, "gt_size": None, "queue_size": 0} == trained
     assert trained == {**DEFAULTS, **TOP, **DATASET}
     assert cli["gt_size"] == 256 and cli["queue_size"] == 180
@@ -109,6 +114,7 @@ def test_unset_training_keys_keep_the_pipeline_defaults_and_aliases_work() -> No
     assert opt.degradation_opt() == {} and opt.resize_prob is None and opt.datasets["train"].sinc_prob is None
     assert opt.queue_size == 180 and opt.l1_gt_usm is True and opt.gan_gt_usm is False
     deg = build_degradation("realesrgan", {"blur_prob2": 0.25}, 2)  # traiNNer-redux's name
+    assert isinstance(deg, RealESRGANDegradation)
     assert deg.opt["second_blur_prob"] == 0.25 and "blur_prob2" not in deg.opt
     with pytest.raises(KeyError, match=r"unknown option 'sinc_prb'\. Did you mean 'sinc_prob'"):
         build_degradation("realesrgan", {"sinc_prb": 0.1}, 2)

@@ -13,7 +13,9 @@ import yaml
 from conftest import load_photo_crop
 from paragonsr.degrade import PairPool, apply_manifest, build_degradation, collect_realesrgan_opt, ops
 from paragonsr.degrade.presets import PRESETS
+from paragonsr.degrade.realesrgan import RealESRGANDegradation
 from paragonsr.degrade.realesrgan_torch import filter2d_batch, usm_sharpen_t
+from paragonsr.degrade.workflows import WorkflowDegradation
 from paragonsr.ops import filters
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "degradations"
@@ -111,6 +113,7 @@ def test_realesrgan_option_keys_all_accepted_and_used(photo_paths: list[Path]) -
     full = yaml.safe_load(REALESRGAN_OPT)
     opt = collect_realesrgan_opt(full)
     deg = build_degradation("realesrgan", opt, full["scale"])
+    assert isinstance(deg, RealESRGANDegradation)
     train = full["datasets"]["train"]
     for key, value in [*full.items(), *train.items()]:
         if key in deg.opt:
@@ -122,7 +125,8 @@ def test_realesrgan_option_keys_all_accepted_and_used(photo_paths: list[Path]) -
         build_degradation("realesrgan", {"jpeg_rang": [30, 95]}, 2)
     # the shipped config is the same settings
     cfg = yaml.safe_load((CONFIGS / "realesrgan_x2_compact.yml").read_text())
-    assert build_degradation("realesrgan", cfg, 2).opt == deg.opt
+    same = build_degradation("realesrgan", cfg, 2)
+    assert isinstance(same, RealESRGANDegradation) and same.opt == deg.opt
     # gt_size crop, the USM'd GT, and the record in Real-ESRGAN's order
     gt = load_photo_crop(photo_paths[4], 300, 42, 42)
     out, rec = apply_manifest(deg, gt, np.random.default_rng(3))
@@ -185,6 +189,7 @@ def test_workflow_probability_and_op_validation() -> None:
             },
             2,
         )
+    assert isinstance(deg, WorkflowDegradation)
     assert deg.sequences["a"]["probability"] == pytest.approx(0.75)
     with warnings.catch_warnings():  # the presets sum to 1 exactly: no warning
         warnings.simplefilter("error")
@@ -280,6 +285,7 @@ def test_torch_batch_path_matches_numpy_filters_and_is_deterministic(odd_img: np
         np.testing.assert_allclose(y[i].permute(1, 2, 0).numpy(), filters.filter2d(x[i], ks[i]), atol=1e-5)
         np.testing.assert_allclose(u[i].permute(1, 2, 0).numpy(), filters.usm_sharpen(x[i]), atol=1e-5)
     deg = build_degradation("realesrgan", {"gt_size": 32}, 2)
+    assert isinstance(deg, RealESRGANDegradation)
     a, b = deg.degrade_batch(t, 5), deg.degrade_batch(t, np.random.default_rng(5))
     assert a["lq"].shape == (2, 3, 16, 16) and a["gt"].shape == a["gt_usm"].shape == (2, 3, 32, 32)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from paragonsr.deploy.verify import check_parity, load_image, onnx_runner, psnr,
 from paragonsr.infer.onnx_backend import OnnxBackend
 
 SIZES = ((24, 20), (33, 17))
-OPTS = dict(lr_crop=24, sizes=SIZES, latency_size=32, latency_runs=1, calib_per_image=2)
+OPTS = ExportOptions(lr_crop=24, sizes=SIZES, latency_size=32, latency_runs=1, calib_per_image=2)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def _compact() -> torch.nn.Module:
 def compact_export(tmp_path_factory, images):
     model = _compact()
     out = tmp_path_factory.mktemp("compact")
-    opts = ExportOptions(fp16=True, int8=True, **OPTS)
+    opts = replace(OPTS, fp16=True, int8=True)
     res = export_release(model, out, "2xCompactNano", images, options=opts, log=lambda s: None)
     return model, res
 
@@ -128,7 +129,7 @@ def test_fused_checkpoint_round_trip(compact_export):
 def test_paragonsr2_nano_fused_export_matches_unfused(tmp_path, images):
     torch.manual_seed(1)
     model = build_arch("paragonsr2_nano", scale=2)
-    res = export_release(model, tmp_path, "2xNano", images, options=ExportOptions(**OPTS), log=lambda s: None)
+    res = export_release(model, tmp_path, "2xNano", images, options=OPTS, log=lambda s: None)
     gates = {g.name: g for g in res.gates}
     assert gates["fused_vs_unfused"].passed and gates["fp32_parity"].passed
     card = json.loads((tmp_path / "model_card.json").read_text())
@@ -152,7 +153,7 @@ def test_calibration_changes_tracked_kernels_on_a_copy(images):
     calib = make_calib_inputs([im for _, im in images], 2, 3, lr_size=16, per_image=1)
     plain, _ = prepare_for_release(model, sizes=SIZES)
     calibrated, rep = prepare_for_release(model, calib_inputs=calib, calibrate_steps=3, sizes=SIZES)
-    assert rep.calibrated_steps == 3 and rep.parity.passed
+    assert rep.calibrated_steps == 3 and rep.parity is not None and rep.parity.passed
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # input model untouched
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
@@ -223,7 +224,7 @@ def test_export_models_with_different_in_and_out_channels(tmp_path: Path, in_ch:
     model = build_arch("paragonsr2", scale=2, **kw)
     img = np.random.default_rng(0).random((48, 48, 3), dtype=np.float32)
     opts = ExportOptions(int8=True, lr_crop=16, sizes=((16, 12),), latency_size=0, calib_per_image=1)
-    res = export_release(model, tmp_path, "m", [("img", img)], options=opts, log=str)
+    res = export_release(model, tmp_path, "m", [("img", img)], options=opts, log=lambda s: None)
     assert (
         "fp32" in res.artifacts
         and next(g for g in res.gates if g.name == "int8").extra["psnr_vs_fp32_db"] > 0

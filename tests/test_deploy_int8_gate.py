@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from paragonsr.archs import build_arch
 from paragonsr.deploy.release import ExportOptions, export_release
 from paragonsr.deploy.verify import check_fp16, check_int8, load_image, psnr
 
-OPTS = dict(lr_crop=24, sizes=((24, 20),), latency_size=0, calib_per_image=2)
+OPTS = ExportOptions(lr_crop=24, sizes=((24, 20),), latency_size=0, calib_per_image=2)
 
 
 def test_psnr_known_values():
@@ -99,7 +100,7 @@ def test_broken_calibration_is_refused_then_forced(tmp_path, images):
         "m",
         images,
         calib_images=black,
-        options=ExportOptions(int8=True, **OPTS),
+        options=replace(OPTS, int8=True),
         log=lambda s: None,
     )
     assert not (out / "m_int8.onnx").exists() and "int8" not in res.artifacts
@@ -117,7 +118,7 @@ def test_broken_calibration_is_refused_then_forced(tmp_path, images):
         "m",
         images,
         calib_images=black,
-        options=ExportOptions(int8=True, force_int8=True, **OPTS),
+        options=replace(OPTS, int8=True, force_int8=True),
         log=lambda s: None,
     )
     assert (tmp_path / "forced" / "m_int8.onnx").exists() and forced.ok
@@ -126,7 +127,7 @@ def test_broken_calibration_is_refused_then_forced(tmp_path, images):
 
 def test_int8_without_images_is_refused_and_fp16_uses_the_test_card(tmp_path):
     res = export_release(
-        _model(), tmp_path, "m", (), options=ExportOptions(fp16=True, int8=True, **OPTS), log=lambda s: None
+        _model(), tmp_path, "m", (), options=replace(OPTS, fp16=True, int8=True), log=lambda s: None
     )
     assert "fp16" in res.artifacts and "int8" not in res.artifacts
     assert "needs calibration images" in res.refused[0]
@@ -151,6 +152,8 @@ def test_refused_int8_removes_a_stale_file_from_an_earlier_export(tmp_path: Path
     rng = np.random.default_rng(0)
     smooth = np.repeat(np.repeat(rng.random((12, 12, 3), dtype=np.float32), 8, 0), 8, 1)
     opts = ExportOptions(int8=True, lr_crop=24, sizes=((24, 20),), latency_size=0, calib_per_image=1)
-    res = export_release(model, tmp_path, "m", [("img", smooth)], calib_images=black, options=opts, log=str)
+    res = export_release(
+        model, tmp_path, "m", [("img", smooth)], calib_images=black, options=opts, log=lambda s: None
+    )
     assert res.refused and "int8" not in res.artifacts
     assert not stale.exists()

@@ -106,12 +106,14 @@ def test_onnx_backend_honours_device_and_rejects_torch_precision(tmp_path: Path)
     from paragonsr.infer.backends import load_backend
 
     path = _onnx_model(tmp_path)
-    assert load_backend(path, device="cpu").providers == ["CPUExecutionProvider"]
+    cpu = load_backend(path, device="cpu")
+    assert isinstance(cpu, OnnxBackend) and cpu.providers == ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(ValueError, match="CUDAExecutionProvider"):
             load_backend(path, device="cuda")
     else:
-        assert load_backend(path, device="cuda").providers[0] == "CUDAExecutionProvider"
+        cuda = load_backend(path, device="cuda")
+        assert isinstance(cuda, OnnxBackend) and cuda.providers[0] == "CUDAExecutionProvider"
     with pytest.raises(ValueError, match="--precision bf16 applies to torch models only"):
         load_backend(path, precision="bf16")
     with pytest.raises(ValueError, match="--device mps has no ONNX Runtime equivalent"):

@@ -56,7 +56,7 @@ def _make_set(folder: Path, sizes: list[tuple[int, int]], seed: int) -> list[np.
     images = []
     for i, (h, w) in enumerate(sizes):
         small = rng.random((h // 4 + 2, w // 4 + 2, 3)).astype(np.float32)
-        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        img: np.ndarray = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
         img[h // 3 :, w // 2 :] *= 0.4  # a hard edge
         rgb = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
         cv2.imwrite(str(folder / f"im{i}.png"), rgb[..., ::-1])

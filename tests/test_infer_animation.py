@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +33,8 @@ def _frames(alpha: bool) -> list[np.ndarray]:
 
 def _save(path: Path, frames: list[np.ndarray], loop: int = 3) -> None:
     images = [Image.fromarray(f) for f in frames]
-    opts = {"gif": {"disposal": 2}, "png": {}, "webp": {"lossless": True}}[path.suffix[1:]]
+    per_format: dict[str, dict[str, Any]] = {"gif": {"disposal": 2}, "png": {}, "webp": {"lossless": True}}
+    opts = per_format[path.suffix[1:]]
     images[0].save(path, save_all=True, append_images=images[1:], duration=DURATIONS, loop=loop, **opts)
 
 

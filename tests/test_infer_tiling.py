@@ -57,9 +57,12 @@ def test_too_little_overlap_shows_seams() -> None:
 
 def test_tiled_equals_untiled_fused_paragonsr2_nano() -> None:
     from paragonsr.archs import build_arch
+    from paragonsr.archs.paragonsr2 import ParagonSR2
 
     torch.manual_seed(0)
-    model = build_arch("paragonsr2_nano", scale=2).eval().fuse_for_release()
+    model = build_arch("paragonsr2_nano", scale=2)
+    assert isinstance(model, ParagonSR2)
+    model = model.eval().fuse_for_release()
     x = torch.rand(1, 3, 90, 123, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref = model(x)
@@ -113,7 +116,7 @@ def test_auto_tiler_halves_on_oom() -> None:
     seen: list[tuple[int, int]] = []
 
     def limited(t: torch.Tensor) -> torch.Tensor:
-        seen.append(tuple(t.shape[-2:]))
+        seen.append((t.shape[-2], t.shape[-1]))
         if t.shape[-1] * t.shape[-2] > 80 * 80:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return model(t)

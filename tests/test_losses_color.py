@@ -45,7 +45,7 @@ def test_hsluv_loss_terms(photo_crop: np.ndarray):
     assert float(light_only(gt * 0.8, gt)) > float(light_only(gt * 0.95, gt)) > 0
     pred = grey.clone().requires_grad_()  # gradients stay finite at grey (no atan2)
     build_loss({"type": "HSLuvLoss"})(pred, gt).backward()
-    assert torch.isfinite(pred.grad).all()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all()
     with pytest.raises(ValueError, match="3-channel"):
         hue_only(gt[:, :1], gt[:, :1])
 

@@ -12,7 +12,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from paragonsr.losses import build_loss
-from paragonsr.losses.gan import R3GANLoss
+from paragonsr.losses.gan import GANLoss, R3GANLoss, RaHingeGANLoss
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 
@@ -62,6 +62,7 @@ class ConstD(nn.Module):
 def test_classic_gan_losses_known_values():
     real, fake = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     v = build_loss({"type": "GANLoss", "gan_type": "vanilla", "loss_weight": 0.1})
+    assert isinstance(v, GANLoss)
     loss, logs = v.d_loss(ConstD(0.0), real, fake)
     assert float(loss.detach()) == pytest.approx(2 * math.log(2), abs=1e-6)  # BCE at logit 0, real + fake
     assert float(v.g_loss(ConstD(0.0), real, fake)) == pytest.approx(0.1 * math.log(2), abs=1e-6)
@@ -69,6 +70,7 @@ def test_classic_gan_losses_known_values():
     ls = build_loss({"type": "GANLoss", "gan_type": "lsgan"})
     assert float(ls(torch.full((3,), 0.5), True, is_disc=True)) == pytest.approx(0.25)
     hinge = build_loss({"type": "GANLoss", "gan_type": "hinge", "loss_weight": 2.0})
+    assert isinstance(hinge, GANLoss)
     assert float(hinge.d_loss(ConstD(0.5), real, fake)[0]) == pytest.approx(
         0.5 + 1.5
     )  # relu(1-.5) + relu(1+.5)
@@ -81,7 +83,7 @@ def test_classic_gan_losses_known_values():
 
 def _reference_penalty(net_d: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """E_n ||∇_x mean(D(x_n))||², one sample at a time (a different path from the batched implementation)."""
-    total = 0.0
+    total = torch.zeros(())
     for n in range(x.shape[0]):
         xn = x[n : n + 1].detach().clone().requires_grad_()
         (g,) = torch.autograd.grad(net_d(xn).mean(), xn, create_graph=True)
@@ -148,6 +150,7 @@ def test_rahinge_variant():
     d = TinyD()
     real, fake = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     g = build_loss({"type": "RaHingeGANLoss", "r1_gamma": 1.0})
+    assert isinstance(g, RaHingeGANLoss)
     loss, logs = g.d_loss(d, real, fake)
     dr, df = d(real), d(fake)
     ref = F.relu(1 - (dr - df.mean())).mean() + F.relu(1 + (df - dr.mean())).mean()

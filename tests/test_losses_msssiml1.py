@@ -33,6 +33,7 @@ def test_alpha_limits_and_gradient() -> None:
     p = y.clone().requires_grad_(True)
     val = ms_only(p, x)
     val.backward()
+    assert p.grad is not None
     assert 0 < val.item() < 1 and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 

@@ -73,7 +73,9 @@ def test_one_bt601_definition_and_matlab_y_row_unchanged() -> None:
     assert _Y_WEIGHTS_RGB == (65.481, 128.553, 24.966)  # bit-exact: the metric's values are unchanged
     assert upscale_luma is BT601_LUMA
     for arr in (data_luma, degrade_luma):
-        assert arr.dtype == np.float32 and arr.tolist() == np.float32([0.299, 0.587, 0.114]).tolist()
+        assert (
+            arr.dtype == np.float32 and arr.tolist() == np.array([0.299, 0.587, 0.114], np.float32).tolist()
+        )
 
 
 def test_ssim_metric_matches_its_former_2d_window_implementation() -> None:
@@ -98,7 +100,7 @@ def test_ssim_metric_matches_its_former_2d_window_implementation() -> None:
     ssim_map = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
     old = ssim_map.mean(dim=(2, 3)).mean(dim=1)
     torch.testing.assert_close(calculate_ssim_pt(out, gt), old, rtol=0, atol=1e-12)
-    hwc = [x[0].permute(1, 2, 0).numpy() * 255.0 for x in (out, gt)]
-    assert calculate_ssim(*hwc) == pytest.approx(float(old[0]), abs=1e-12)
+    out_hwc, gt_hwc = (x[0].permute(1, 2, 0).numpy() * 255.0 for x in (out, gt))
+    assert calculate_ssim(out_hwc, gt_hwc) == pytest.approx(float(old[0]), abs=1e-12)
     with pytest.raises(ValueError, match="at least 11x11"):
         calculate_ssim_pt(out[..., :10], gt[..., :10])

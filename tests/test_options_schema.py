@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conftest import load_script
 from paragonsr.train.option_io import OptionError, parse_options, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,10 +21,7 @@ CONFIGS = [
 
 
 def _gen():
-    spec = importlib.util.spec_from_file_location("gen_options_doc", ROOT / "scripts" / "gen_options_doc.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "scripts" / "gen_options_doc.py")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +61,7 @@ def test_shipped_option_files_pass_the_schema(validator, path: Path) -> None:
 
 def test_schema_refuses_what_the_loader_refuses(validator) -> None:
     base = read_yaml(CONFIGS[-1])
-    bad = [
+    bad: list[tuple[dict[str, Any], str, str]] = [
         ({"jpeg_range": [30, 195]}, "jpeg_range.1", "195 is greater than the maximum of 100"),
         ({"gray_noise_prob": 1.5}, "gray_noise_prob", "1.5 is greater than the maximum of 1"),
         ({"resize_prb": [0.2, 0.7, 0.1]}, "", "'resize_prb' was unexpected"),

@@ -23,7 +23,7 @@ from paragonsr.data.transforms import augment, ensure_size, imread_rgb, paired_r
 
 def _down(gt: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     # a degradation that also draws from the sample generator (noise), so the RNG stream must line up too
-    lq = cv2.resize(gt, (gt.shape[1] // 2, gt.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    lq: np.ndarray = cv2.resize(gt, (gt.shape[1] // 2, gt.shape[0] // 2), interpolation=cv2.INTER_AREA)
     return {"lq": lq + rng.normal(0, 0.01, lq.shape).astype(np.float32)}
 
 
@@ -31,6 +31,7 @@ def _reference_otf(path: Path, key: tuple[int, int], seed: int, size: int) -> di
     """The sample as computed without a cache: whole image to float32, then crop, flips, degradation."""
     rng, _ = sample_rng(seed, key)
     gt = ensure_size(imread_rgb(path), size, "pad", str(path))
+    assert gt is not None  # "pad" never skips
     gt = augment([random_crop(gt, size, rng)], rng)[0]
     lq = np.clip(_down(gt, rng)["lq"], 0, 1).astype(np.float32)
     return {

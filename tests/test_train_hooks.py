@@ -22,7 +22,7 @@ def _opt(net: dict[str, Any], losses: list[dict[str, Any]], **top: Any) -> Any:
 
 
 def test_loss_targets_come_from_the_loss_class_and_the_gt_usm_switches() -> None:
-    losses = [
+    losses: list[dict[str, Any]] = [
         {"type": "L1Loss", "name": "a"},
         {"type": "CharbonnierLoss", "name": "b"},
         {"type": "PerceptualLoss", "name": "c", "pretrained": False, "layer_weights": {"conv1_2": 1.0}},

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from conftest import load_script
 from paragonsr.train.option_io import OptionError, apply_force, parse_options, read_yaml
-from paragonsr.train.options import AdamWOpt, CosineAnnealingLROpt, OTFDatasetOpt, PairedDatasetOpt
+from paragonsr.train.options import AdamOpt, AdamWOpt, CosineAnnealingLROpt, OTFDatasetOpt, PairedDatasetOpt
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COMPACT_YML = FIXTURES / "realesrgan_compact_x2_finetune.yml"
@@ -28,7 +30,7 @@ def minimal(**over: object) -> dict:
     return d
 
 
-def error_of(data: dict, **kw: object) -> str:
+def error_of(data: dict, **kw: Any) -> str:
     with pytest.raises(OptionError) as exc:
         parse_options(data, **kw)
     return str(exc.value)
@@ -41,6 +43,7 @@ def test_realesrgan_compact_yaml_loads_unchanged() -> None:
         isinstance(opt.datasets["train"], OTFDatasetOpt) and opt.datasets["train"].degradation == "realesrgan"
     )
     assert isinstance(opt.datasets["val"], PairedDatasetOpt)
+    assert isinstance(opt.train.optim_g, AdamOpt) and opt.val is not None
     assert opt.train.optim_g.lr == 1e-4 and opt.train.optim_g.betas == (0.9, 0.99)
     assert opt.val.val_freq == 5000 and opt.logger.save_checkpoint_freq == 5000  # `!!float 5e3` -> int
     assert [lo.name for lo in opt.train.losses] == ["pixel", "perceptual", "gan"]
@@ -124,7 +127,7 @@ def test_force_overrides_and_yaml_floats(tmp_path: Path) -> None:
                        "logger.print_freq=5"])  # fmt: skip
     opt = parse_options(data)
     assert opt.train.total_iter == 20 and opt.train.optim_g.lr == 2e-4 and opt.logger.print_freq == 5
-    assert opt.train.optim_g.betas == (0.5, 0.9)
+    assert isinstance(opt.train.optim_g, AdamOpt) and opt.train.optim_g.betas == (0.5, 0.9)
     p = tmp_path / "o.yml"
     p.write_text("name: x\nlr: 1e-4\nother: !!float 5e3\nstr: abc\n")
     got = read_yaml(p)
@@ -141,6 +144,7 @@ def test_debug_mode_and_variants() -> None:
     data["train"]["scheduler"] = {"type": "CosineAnnealingLR", "eta_min": 1e-6}
     data["train"]["losses"] = [{"type": "MSELoss", "loss_weight": 0.5}]
     opt = parse_options(data, debug=True)
+    assert opt.val is not None
     assert opt.name == "debug_t" and opt.train.total_iter == 10 and opt.val.val_freq == 8
     assert opt.logger.print_freq == 1 and not opt.logger.use_tb_logger and opt.logger.wandb is None
     assert isinstance(opt.train.optim_g, AdamWOpt) and opt.train.optim_g.weight_decay == 0.01
@@ -158,12 +162,8 @@ def test_shipped_configs_validate() -> None:
 
 
 def test_generated_options_doc_is_current() -> None:
-    import importlib.util
-
     script = Path(__file__).resolve().parents[1] / "scripts" / "gen_options_doc.py"
-    spec = importlib.util.spec_from_file_location("gen_options_doc", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script(script)
     text = mod.render()
     assert (
         "| `accum_iter` | int | `1` |" in text
@@ -205,7 +205,7 @@ def test_gt_usm_defaults_are_realesrgans() -> None:
 def test_dataset_color_y_is_rejected_not_ignored() -> None:
     from paragonsr.train.option_io import OptionError, parse_options
 
-    opt = {
+    opt: dict[str, Any] = {
         "name": "t",
         "scale": 2,
         "datasets": {

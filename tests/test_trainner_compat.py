@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from pydantic import BaseModel
 
+from conftest import load_script
 from paragonsr.cli import main
 from paragonsr.train.option_io import OptionError, parse_options, read_yaml
 from paragonsr.train.options import (
@@ -185,7 +187,7 @@ def test_old_style_template_losses_and_discriminator() -> None:
     ]
     d["train"]["gan_opt"]["loss_weight"] = 0.1
     opt = parse_options(d)
-    assert opt.kind == "gan" and opt.network_d.type == "UNetDiscriminatorSN"
+    assert opt.kind == "gan" and opt.network_d is not None and opt.network_d.type == "UNetDiscriminatorSN"
 
 
 def test_loss_arguments_and_defaults(caplog: pytest.LogCaptureFixture) -> None:
@@ -248,7 +250,13 @@ def test_tables_agree_with_the_schema() -> None:
     """'same' keys exist in our schema; mapped/ignored/refused keys do not (they would shadow ours)."""
     from paragonsr.train.option_types import DATASET_OPTS
 
-    models = {"": Options, "path": PathOpt, "train": TrainOpt, "val": ValOpt, "logger": LoggerOpt}
+    models: dict[str, type[BaseModel]] = {
+        "": Options,
+        "path": PathOpt,
+        "train": TrainOpt,
+        "val": ValOpt,
+        "logger": LoggerOpt,
+    }
     for _, where, table in SECTIONS:
         fields = (
             {f for m in DATASET_OPTS.values() for f in m.model_fields}  # every registered dataset type
@@ -262,12 +270,7 @@ def test_tables_agree_with_the_schema() -> None:
 
 
 def test_generated_trainner_doc_is_current() -> None:
-    import importlib.util
-
-    script = ROOT / "scripts" / "gen_trainner_doc.py"
-    spec = importlib.util.spec_from_file_location("gen_trainner_doc", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script(ROOT / "scripts" / "gen_trainner_doc.py")
     text = mod.render()
     assert "| `use_amp` | -> `train.use_amp` |" in text and "| `msssiml1loss` | `MSSSIML1Loss` |" in text
     doc = ROOT / "docs" / "trainner_compat.md"
@@ -296,6 +299,7 @@ def test_fork_keys_defaults_and_plain_lanczos(caplog: pytest.LogCaptureFixture) 
     keys = [r.getMessage().split(" option ")[1].split(":")[0] for r in caplog.records]
     assert keys == ["auto_vram_management", "train.ema_power", "train.training_automations"]
     assert opt.path.param_key_g == "auto" and opt.path.pretrain_network_g is None
+    assert opt.val is not None
     assert (
         opt.val.val_freq == 10 and opt.val.metrics == {}
     )  # metrics_enabled defaults to false in traiNNer-redux

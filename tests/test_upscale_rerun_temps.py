@@ -65,6 +65,7 @@ def test_temp_of_a_killed_writer_is_removed_by_the_next_run(tmp_path: Path, caps
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
     name = proc.stdout.readline().strip()
     proc.kill()
     proc.wait()

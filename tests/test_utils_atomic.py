@@ -51,7 +51,12 @@ def test_reading_the_umask_does_not_change_it(monkeypatch: pytest.MonkeyPatch) -
         pytest.skip("no /proc on this platform")
     calls: list[int] = []
     real = os.umask
-    monkeypatch.setattr(os, "umask", lambda m: calls.append(m) or real(m))
+
+    def umask(m: int) -> int:
+        calls.append(m)
+        return real(m)
+
+    monkeypatch.setattr(os, "umask", umask)
     old = real(0o022)
     try:
         assert file_mode() == 0o644

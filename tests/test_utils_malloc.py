@@ -87,7 +87,12 @@ def test_cli_tunes_before_running_a_command(monkeypatch: pytest.MonkeyPatch) -> 
     from paragonsr.utils import malloc
 
     calls: list[str] = []
-    monkeypatch.setattr(cli, "tune_malloc", lambda: calls.append("tuned") or "tuned")
+
+    def tune() -> str:
+        calls.append("tuned")
+        return "tuned"
+
+    monkeypatch.setattr(cli, "tune_malloc", tune)
     assert cli.main(["archs"]) == 0
     assert calls == ["tuned"]
     assert callable(malloc.tune_malloc)
