@@ -8,10 +8,13 @@ import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 import torch
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "tests" / "data" / "photos"
@@ -44,6 +47,21 @@ def shared_photos_dir() -> Path:
             f"full-size photo set not found at {SHARED_PHOTOS} (set PARAGONSR_PHOTOS to run this test)"
         )
     return SHARED_PHOTOS
+
+
+def narrow(cls: type[T], obj: object) -> T:
+    """``obj`` checked to be a ``cls``: the typed handle a test needs for one class's API on what a registry or
+    loader returns as a plain ``nn.Module`` (``narrow(ParagonSR2, build_arch("paragonsr2_nano"))``)."""
+    assert isinstance(obj, cls), f"expected a {cls.__name__}, got {type(obj).__name__}"
+    return obj
+
+
+def attr_dict(obj: object, name: str) -> dict[str, Any]:
+    """A dict attribute recorded on a model at run time (``checkpoint_meta`` by ``load_model``, ``arch_kwargs``
+    by the architecture registry), checked to be one."""
+    value = getattr(obj, name)
+    assert isinstance(value, dict), f"{type(obj).__name__}.{name} is a {type(value).__name__}, not a dict"
+    return value
 
 
 def load_script(path: Path) -> ModuleType:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import imread
+from conftest import attr_dict, imread
 from paragonsr.archs import ARCH_REGISTRY, build_arch
 from paragonsr.archs.detect import detect_arch
 from paragonsr.archs.span import SPAN, Conv3XC, span_kwargs_from_state_dict
@@ -112,7 +112,11 @@ def test_save_load_round_trip(tmp_path: Path, ext: str, fused: bool) -> None:
         ref = m(x)
     path = save_model(tmp_path / f"m{ext}", m)
     back = load_model(path)
-    assert back.arch_name == "span" and back.fused is fused and back.checkpoint_meta["fused"] is fused
+    assert (
+        back.arch_name == "span"
+        and back.fused is fused
+        and attr_dict(back, "checkpoint_meta")["fused"] is fused
+    )
     with torch.no_grad():
         torch.testing.assert_close(back(x), ref, atol=0, rtol=0)
 
@@ -131,7 +135,7 @@ def test_detection_from_plain_state_dicts(tmp_path: Path, scale: int, layout: st
     path = tmp_path / "third_party.pth"
     torch.save({"params": {k: v.clone() for k, v in state.items()}}, path)
     back = load_model(path)
-    assert back.checkpoint_meta["detected"] and back.fused is (layout == "eval_conv_only")
+    assert attr_dict(back, "checkpoint_meta")["detected"] and back.fused is (layout == "eval_conv_only")
     x = _image()
     with torch.no_grad():
         torch.testing.assert_close(back(x), m(x), atol=1e-5, rtol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import attr_dict
 from paragonsr.archs import ARCH_REGISTRY, build_arch
 from paragonsr.archs.compact import SRVGGNetCompact, compact_kwargs_from_state_dict
 from paragonsr.cli import main
@@ -29,7 +30,7 @@ def test_shapes_and_act_types(act: str, scale: int) -> None:
     y = m(torch.rand(2, 3, 7, 9))
     assert y.shape == (2, 3, 7 * scale, 9 * scale)
     assert m.scale == scale and m.in_ch == 3 and m.out_ch == 3
-    assert m.arch_name == "srvggnetcompact" and m.arch_kwargs["upscale"] == scale
+    assert m.arch_name == "srvggnetcompact" and attr_dict(m, "arch_kwargs")["upscale"] == scale
 
 
 def test_gray_to_rgb_and_infer_kwargs_roundtrip() -> None:

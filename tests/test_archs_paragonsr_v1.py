@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from arch_helpers import TINY_RRDB, onnx_parity, photo_batch
+from conftest import attr_dict
 from paragonsr.archs import ARCH_REGISTRY, build_arch
 from paragonsr.archs.paragonsr_v1 import (
     VARIANTS,
@@ -204,7 +205,7 @@ def test_v1_public_fused_pth_loads_through_load_model(tmp_path: Path):
     path = tmp_path / "4x_paragonsr_nano_fused.pth"
     torch.save({"params_ema": state}, path)
     model = load_model(path, arch="paragon_sr_nano", scale=2)
-    assert model.fused and model.checkpoint_meta["fused"]
+    assert model.fused and attr_dict(model, "checkpoint_meta")["fused"]
     x = torch.rand(1, 3, 10, 10)
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x), atol=0, rtol=0)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import attr_dict
 from paragonsr.archs import ARCH_REGISTRY, build_arch
 from paragonsr.archs.paragonsr2 import ParagonSR2, paragonsr2_nano
 from paragonsr.archs.paragonsr_v1 import ParagonSR
@@ -101,7 +102,7 @@ def test_registered_arch_round_trips_with_its_hyperparameters(name: str, tmp_pat
     if hasattr(model, "fuse_for_release"):
         fused = model.fuse_for_release()
         loaded = _round_trip(fused, tmp_path / "fused.safetensors")
-        assert loaded.checkpoint_meta["fused"] is True
+        assert attr_dict(loaded, "checkpoint_meta")["fused"] is True
 
 
 def test_paragonsr2_built_directly_keeps_alpha_and_residual(tmp_path: Path) -> None:
@@ -140,7 +141,7 @@ def test_classes_built_by_factories_record_the_factory(
 
 def test_paragonsr_v1_class_built_directly_round_trips(tmp_path: Path) -> None:
     model = _perturb(ParagonSR(scale=2, num_feat=8, num_groups=1, num_blocks=2, band_kernel_size=5))
-    assert model.arch_name == "paragonsr_s" and model.arch_kwargs["num_blocks"] == 2
+    assert model.arch_name == "paragonsr_s" and attr_dict(model, "arch_kwargs")["num_blocks"] == 2
     _round_trip(model, tmp_path / "v1.safetensors")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import attr_dict
 from paragonsr.archs import build_arch
 from paragonsr.checkpoint import (
     CheckpointError,
@@ -39,7 +40,7 @@ def test_round_trip_rebuilds_from_metadata(tmp_path: Path, ext: str) -> None:
     assert type(loaded) is type(model)
     assert loaded.act_type == "leakyrelu" and loaded.in_ch == 1 and loaded.scale == 2
     assert _same_output(model, loaded, in_ch=1) == 0.0
-    meta = loaded.checkpoint_meta
+    meta = attr_dict(loaded, "checkpoint_meta")
     assert meta["arch"] == "srvggnetcompact"
     assert meta["arch_kwargs"]["act_type"] == "leakyrelu"
     assert (meta["scale"], meta["in_ch"], meta["out_ch"]) == (2, 1, 1)
@@ -102,7 +103,7 @@ def test_realesrgan_pth_without_metadata_is_detected(tmp_path: Path) -> None:
         {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 12, "num_conv": 3, "upscale": 3, "act_type": "prelu"},
     )
     model = load_model(tmp_path / "realesr.pth")
-    assert model.scale == 3 and model.checkpoint_meta["detected"] is True
+    assert model.scale == 3 and attr_dict(model, "checkpoint_meta")["detected"] is True
     assert _same_output(ref, model) == 0.0
 
 
@@ -148,7 +149,7 @@ def test_fused_flag_round_trip(tmp_path: Path) -> None:
     model.fuse_for_release()
     path = save_model(tmp_path / "fused.safetensors", model)
     loaded = load_model(path)
-    assert loaded.checkpoint_meta["fused"] is True and loaded.fused
+    assert attr_dict(loaded, "checkpoint_meta")["fused"] is True and loaded.fused
     with torch.no_grad():
         assert float((loaded(x) - ref).abs().max()) <= 1e-4
     with pytest.raises(CheckpointError, match=r"fused: call model\.fuse_for_release"):
@@ -236,7 +237,11 @@ def test_realesrgan_rrdbnet_pth_is_detected(tmp_path: Path) -> None:
     ref = build_arch("rrdbnet", scale=4, **kwargs).eval()
     torch.save({"params_ema": ref.state_dict()}, tmp_path / "RealESRGAN_x4plus.pth")
     model = load_model(tmp_path / "RealESRGAN_x4plus.pth")
-    assert model.checkpoint_meta["detected"] and model.scale == 4 and model.arch_kwargs["num_block"] == 2
+    assert (
+        attr_dict(model, "checkpoint_meta")["detected"]
+        and model.scale == 4
+        and attr_dict(model, "arch_kwargs")["num_block"] == 2
+    )
     assert _same_output(ref, model) == 0.0
 
 
@@ -257,7 +262,9 @@ def test_paragonsr_v1_pth_needs_and_uses_the_callers_scale(tmp_path: Path, fused
     with pytest.raises(CheckpointError, match=r"v1\.pth: ParagonSR v1 weights \(paragonsr_nano\).*scale"):
         load_model(tmp_path / "v1.pth")
     model = load_model(tmp_path / "v1.pth", scale=3)
-    assert model.scale == 3 and model.fused is fused and model.checkpoint_meta["detected"] is True
+    assert (
+        model.scale == 3 and model.fused is fused and attr_dict(model, "checkpoint_meta")["detected"] is True
+    )
     assert _same_output(ref, model, in_ch=1) == 0.0
     save_model(tmp_path / "v1_meta.safetensors", ref.state_dict(), metadata={"scale": 3})  # scale, no arch
     assert load_model(tmp_path / "v1_meta.safetensors").scale == 3

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import attr_dict
 from paragonsr.archs import build_arch
 from paragonsr.checkpoint import CheckpointError, load_model, save_model
 
@@ -35,7 +36,7 @@ def _tampered(tmp_path: Path, **changes: object) -> tuple[Path, int]:
 def test_untouched_metadata_loads(tmp_path: Path) -> None:
     path, _ = _tampered(tmp_path)
     model = load_model(path)
-    assert model.scale == 2 and model.checkpoint_meta["arch_kwargs"]["num_feat"] == 16
+    assert model.scale == 2 and attr_dict(model, "checkpoint_meta")["arch_kwargs"]["num_feat"] == 16
 
 
 @pytest.mark.parametrize(
@@ -139,7 +140,7 @@ def test_torch_file_under_safetensors_name_still_loads(tmp_path: Path) -> None:
     path = tmp_path / "compact.safetensors"
     torch.save(model.state_dict(), path)  # torch.load(path) would hand *.safetensors to safetensors
     loaded = load_model(path)
-    assert loaded.scale == 2 and loaded.checkpoint_meta["format"] == "pth"
+    assert loaded.scale == 2 and attr_dict(loaded, "checkpoint_meta")["format"] == "pth"
 
 
 def test_weight_mismatch_error_names_the_file(tmp_path: Path) -> None:

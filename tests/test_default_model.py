@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conftest import imread, load_photo_crop
+from conftest import attr_dict, imread, load_photo_crop
 from paragonsr.checkpoint import load_model
 from paragonsr.cli import main
 from paragonsr.infer import default_model_path, sample_images
@@ -37,7 +37,7 @@ def test_packaged_models_are_listed_with_checksums() -> None:
 def test_default_model_loads_fused_and_matches_unfused() -> None:
     fused = load_model(default_model_path())
     unfused = load_model(default_model_path("default_unfused.safetensors"))
-    assert fused.checkpoint_meta["fused"] and not unfused.checkpoint_meta["fused"]
+    assert attr_dict(fused, "checkpoint_meta")["fused"] and not attr_dict(unfused, "checkpoint_meta")["fused"]
     assert fused.arch_name == "paragonsr2_nano" and fused.scale == 2
     x = torch.rand(1, 3, 21, 17)
     with torch.no_grad():

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import attr_dict
 from paragonsr.checkpoint import load_model
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "realweights"
@@ -63,7 +64,10 @@ def test_loads_with_no_flags_and_matches_reference(stem: str) -> None:
     arch, scale, kwargs = CASES[stem]
     model = load_model(path)  # no arch, no scale, no param key: everything from the file
     assert model.arch_name == arch and model.scale == scale and model.arch_kwargs == kwargs
-    assert model.checkpoint_meta["detected"] and model.checkpoint_meta["param_key"] == "params"
+    assert (
+        attr_dict(model, "checkpoint_meta")["detected"]
+        and attr_dict(model, "checkpoint_meta")["param_key"] == "params"
+    )
     assert all(p.device.type == "cpu" for p in model.parameters())  # the Compact file was saved on CUDA
     x, ref = _reference(stem)
     with torch.inference_mode():
