@@ -6,8 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import narrow
 from paragonsr.archs import build_arch
 from paragonsr.archs.mks_upsample import MagicKernelSharpUpsample
+from paragonsr.archs.munet import MUNet
+from paragonsr.archs.unet_sn import UNetDiscriminatorSN
 from paragonsr.losses.gan import R3GANLoss, gradient_penalty
 
 
@@ -22,7 +25,7 @@ def test_any_size_gives_per_pixel_logits(name):
 
 
 def test_munet_layout():
-    d = build_arch("munet", num_feat=8)
+    d = narrow(MUNet, build_arch("munet", num_feat=8))
     ups = [m for m in d.modules() if isinstance(m, MagicKernelSharpUpsample)]
     assert len(ups) == 4 and all(u.scale == 2 for u in ups)
     convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -43,7 +46,7 @@ def test_munet_layout():
 
 
 def test_unet_sn_realesrgan_keys_and_reference_forward():
-    d = build_arch("UNetDiscriminatorSN", num_feat=8)
+    d = narrow(UNetDiscriminatorSN, build_arch("UNetDiscriminatorSN", num_feat=8))
     expected = {"conv0.weight", "conv0.bias", "conv9.weight", "conv9.bias"}
     for i in range(1, 9):
         expected |= {f"conv{i}.weight_orig", f"conv{i}.weight_u", f"conv{i}.weight_v"}

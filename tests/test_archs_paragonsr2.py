@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
-import io
+from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from conftest import narrow
 from paragonsr.archs import ARCH_REGISTRY, build_arch
 from paragonsr.archs.paragonsr2 import VARIANTS, ParagonSR2, calibrate, count_params, paragonsr2_nano
 from paragonsr.archs.paragonsr2_blocks import DynamicTransformer, LayerScale
@@ -19,7 +21,10 @@ SMALL = ("paragonsr2_nano", "paragonsr2_anime", "paragonsr2_tiny")
 BIG = ("paragonsr2_s", "paragonsr2_m", "paragonsr2_l", "paragonsr2_xl")
 
 
-def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def _randomise(model: M, seed: int = 0) -> M:
     """Make LayerScale γ and tracked kernels far from their init so folding errors cannot hide."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -71,14 +76,14 @@ def test_variant_table_and_overrides() -> None:
         v = VARIANTS[name]
         assert (v["num_feat"], v["num_groups"], v["num_blocks"], v["hr_blocks"]) == (c, g, b, hr)
         assert v["ffn_expansion"] == (1.5 if name in ("paragonsr2_nano", "paragonsr2_anime") else 2.0)
-    m = build_arch("paragonsr2_nano", scale=3, upsampler_alpha=0.25, hr_blocks=3)
+    m = narrow(ParagonSR2, build_arch("paragonsr2_nano", scale=3, upsampler_alpha=0.25, hr_blocks=3))
     assert m.upsampler.alpha == 0.25 and len(m.hr_head) == 3 and m.scale == 3
     assert m.arch_name == "paragonsr2_nano" and m.arch_kwargs == {
         "scale": 3,
         "upsampler_alpha": 0.25,
         "hr_blocks": 3,
     }
-    assert build_arch("paragonsr2_tiny").upsampler.alpha == 0.5  # the published default
+    assert narrow(ParagonSR2, build_arch("paragonsr2_tiny")).upsampler.alpha == 0.5  # the published default
 
 
 def _expected_nano_params(scale_independent_ch: int = 3) -> int:
@@ -106,7 +111,7 @@ def test_param_counts_known_values() -> None:
 @pytest.mark.parametrize("name", ["paragonsr2_nano", "paragonsr2_tiny"])
 def test_fused_matches_unfused_eval(name: str, photo_crop: np.ndarray) -> None:
     torch.manual_seed(0)
-    model = _randomise(build_arch(name, scale=2)).eval()
+    model = _randomise(narrow(ParagonSR2, build_arch(name, scale=2))).eval()
     x = torch.cat([_img(photo_crop, 24), torch.rand(1, 3, 24, 24)])
     with torch.no_grad():
         ref = model(x)
@@ -192,7 +197,7 @@ def test_dynamic_kernels_are_per_sample() -> None:
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_training_step_gradients_finite(name: str) -> None:
     torch.manual_seed(4)
-    model = build_arch(name, scale=2).train()
+    model = narrow(ParagonSR2, build_arch(name, scale=2)).train()
     lq, gt = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
     loss = (model(lq) - gt).abs().mean()
     loss.backward()
@@ -200,19 +205,21 @@ def test_training_step_gradients_finite(name: str) -> None:
     for n, p in model.named_parameters():
         assert p.grad is not None, n
         assert torch.isfinite(p.grad).all(), n
-    assert model.conv_in.weight.grad.abs().sum() > 0
-    assert model.body[0].blocks[0].transformer.kernel_gen[1].weight.grad.abs().sum() > 0
+    first = narrow(DynamicTransformer, model.get_submodule("body.0.blocks.0.transformer"))
+    grads = [model.conv_in.weight.grad, narrow(nn.Conv2d, first.kernel_gen[1]).weight.grad]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
 def test_calibrate_settles_kernels_and_restores_mode(photo_crop: np.ndarray) -> None:
     torch.manual_seed(5)
     model = paragonsr2_nano(scale=2).eval()
     batches = [_img(photo_crop, 32), {"lq": torch.rand(2, 3, 16, 16)}, (torch.rand(1, 3, 16, 16), None)]
-    k0 = model.body[0].blocks[0].transformer.tracked_kernel.clone()
+    first = narrow(DynamicTransformer, model.get_submodule("body.0.blocks.0.transformer"))
+    k0 = first.tracked_kernel.clone()
     params0 = {n: p.clone() for n, p in model.named_parameters()}
     assert calibrate(model, batches) is model
     assert not model.training
-    assert not torch.equal(k0, model.body[0].blocks[0].transformer.tracked_kernel)
+    assert not torch.equal(k0, first.tracked_kernel)
     assert all(torch.equal(p, params0[n]) for n, p in model.named_parameters())  # no weight update
     model.train()
     calibrate(model, batches[:1])
@@ -255,22 +262,22 @@ def test_bad_hyperparameters_and_inputs() -> None:
         paragonsr2_nano(not_a_param=1)
 
 
-def test_fused_nano_exports_to_onnx_with_dynamic_size() -> None:
+def test_fused_nano_exports_to_onnx_with_dynamic_size(tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(7)
     model = _randomise(paragonsr2_nano(scale=2)).fuse_for_release()
-    buf = io.BytesIO()
+    path = tmp_path / "nano.onnx"
     torch.onnx.export(
         model,
         (torch.rand(1, 3, 16, 16),),
-        buf,
+        path,
         input_names=["input"],
         output_names=["output"],
         dynamic_axes={"input": {0: "b", 2: "h", 3: "w"}, "output": {0: "b", 2: "h2", 3: "w2"}},
         opset_version=17,
         dynamo=False,
     )
-    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.rand(2, 3, 13, 21)
     (y,) = sess.run(None, {"input": x.numpy()})
     with torch.no_grad():
