@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-TINY_RRDB = dict(num_feat=8, num_block=2, num_grow_ch=4)
+TINY_RRDB: dict[str, Any] = dict(num_feat=8, num_block=2, num_grow_ch=4)
 
 
 def photo_batch(photo_crop: np.ndarray, size: int) -> torch.Tensor:

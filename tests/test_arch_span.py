@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import attr_dict, imread
+from conftest import attr_dict, imread, narrow
 from paragonsr.archs import ARCH_REGISTRY, build_arch
 from paragonsr.archs.detect import detect_arch
 from paragonsr.archs.span import SPAN, Conv3XC, span_kwargs_from_state_dict
@@ -24,7 +24,7 @@ from paragonsr.deploy.verify import parity_inputs
 def _model(scale: int = 2, feat: int = 8, norm: bool = True, in_ch: int = 3, seed: int = 0) -> SPAN:
     torch.manual_seed(seed)
     m = build_arch("span", feature_channels=feat, scale=scale, norm=norm, num_in_ch=in_ch, num_out_ch=in_ch)
-    return m.eval()
+    return narrow(SPAN, m).eval()
 
 
 def _image(h: int = 14, w: int = 11, c: int = 3, seed: int = 1) -> torch.Tensor:
@@ -95,7 +95,7 @@ def test_saved_eval_conv_follows_the_trained_branches() -> None:
     m(_image()).mean().backward()
     opt.step()
     sd = m.state_dict()
-    w, b = m.block_3.c2_r.folded()
+    w, b = narrow(Conv3XC, m.get_submodule("block_3.c2_r")).folded()
     torch.testing.assert_close(sd["block_3.c2_r.eval_conv.weight"], w.detach())
     torch.testing.assert_close(sd["block_3.c2_r.eval_conv.bias"], b.detach())
     assert not m.conv_1.eval_conv.weight.requires_grad  # derived, never an optimiser parameter
@@ -151,7 +151,8 @@ def test_detection_of_no_norm_gray_and_foreign_layouts() -> None:
         "norm": False,
     }
     compact = build_arch("compact", num_feat=4, num_conv=1, upscale=2).state_dict()
-    assert detect_arch(compact)[0] == "srvggnetcompact"  # not mistaken for SPAN
+    found = detect_arch(compact)
+    assert found is not None and found[0] == "srvggnetcompact"  # not mistaken for SPAN
     broken = dict(_model().state_dict())
     broken["upsampler.0.weight"] = torch.zeros(13, 8, 3, 3)
     assert detect_arch(broken) is None  # 13 outputs: no channels x scale^2 split
@@ -211,7 +212,7 @@ def test_trains_from_an_option_file(tmp_path: Path) -> None:
     assert meta["arch"] == "span" and meta["scale"] == 2 and meta["arch_kwargs"]["feature_channels"] == 8
     assert "no_norm" in state  # traiNNer-redux's training default
     back = load_model(path)
-    w, _ = back.block_6.c3_r.folded()
+    w, _ = narrow(Conv3XC, back.get_submodule("block_6.c3_r")).folded()
     torch.testing.assert_close(state["block_6.c3_r.eval_conv.weight"], w.detach())
     with pytest.raises(Exception, match=r"feature_channel.*did you mean 'feature_channels'"):
         parse_options({**opt, "network_g": {"type": "span", "feature_channel": 8}})

@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from arch_helpers import TINY_RRDB, onnx_parity, photo_batch
-from conftest import attr_dict
+from conftest import attr_dict, narrow
 from paragonsr.archs import ARCH_REGISTRY, build_arch
 from paragonsr.archs.paragonsr_v1 import (
     VARIANTS,
     ParagonSR,
     ReparamDWConv,
+    ResidualGroup,
     paragonsr_v1_kwargs_from_state_dict,
 )
 from paragonsr.archs.rrdbnet import RRDBNet
@@ -40,8 +41,10 @@ def test_v1_variants_registered_with_aliases_and_table():
         model = build_arch(f"paragonsr_{variant}", scale=2)
         assert isinstance(model, ParagonSR)
         assert model.conv_in.out_channels == feat
-        assert len(model.body) == groups and all(len(g.blocks) == blocks for g in model.body)
-        assert model.body[0].blocks[0].transformer.project_in_g.out_channels == int(feat * ffn)
+        assert len(model.body) == groups
+        assert all(len(narrow(ResidualGroup, g).blocks) == blocks for g in model.body)
+        project_in_g = model.get_submodule("body.0.blocks.0.transformer.project_in_g")
+        assert narrow(torch.nn.Conv2d, project_in_g).out_channels == int(feat * ffn)
         assert (model.scale, model.in_ch, model.out_ch) == (2, 3, 3)
         with torch.no_grad():  # every variant (xs..xl included) runs, at one scale
             assert model.eval()(torch.rand(1, 3, 6, 5)).shape == (1, 3, 12, 10)
@@ -78,14 +81,17 @@ def test_v1_small_variants_all_scales(variant: str):
 
 
 def test_v1_other_channel_counts():
-    gray = build_arch("paragonsr_nano", scale=2, in_ch=1, out_ch=1).eval()
+    gray = narrow(ParagonSR, build_arch("paragonsr_nano", scale=2, in_ch=1, out_ch=1)).eval()
     assert gray(torch.rand(1, 1, 8, 8)).shape == (1, 1, 16, 16)
 
 
 def test_v1_upsampler_is_magic_kernel_sharp_with_v1_alpha():
-    model = build_arch("paragonsr_nano", scale=2)
+    model = narrow(ParagonSR, build_arch("paragonsr_nano", scale=2))
     assert model.magic_upsampler.alpha == 1.0 and model.magic_upsampler.scale == 2
-    assert build_arch("paragonsr_nano", scale=2, upsampler_alpha=0.5).magic_upsampler.alpha == 0.5
+    assert (
+        narrow(ParagonSR, build_arch("paragonsr_nano", scale=2, upsampler_alpha=0.5)).magic_upsampler.alpha
+        == 0.5
+    )
     # the upsampler holds no state: checkpoints carry no filter taps
     assert not any(k.startswith("magic_upsampler") for k in model.state_dict())
 
@@ -106,7 +112,7 @@ def test_reparam_mixer_fuses_into_one_depthwise_conv():
 
 def test_v1_fusion_parity_and_layout(photo_crop: np.ndarray):
     torch.manual_seed(0)
-    model = build_arch("paragonsr_nano", scale=2)
+    model = narrow(ParagonSR, build_arch("paragonsr_nano", scale=2))
     _randomise_layerscale(model)
     model.eval()
     x = photo_batch(photo_crop, 32)
@@ -120,7 +126,7 @@ def test_v1_fusion_parity_and_layout(photo_crop: np.ndarray):
     keys = model.state_dict()
     assert not any(".spatial_mixer.conv" in k for k in keys)
     assert keys["body.0.blocks.0.transformer.spatial_mixer.weight"].shape == (36, 1, 3, 3)
-    fresh = build_arch("paragonsr_nano", scale=2).fuse_for_release().state_dict()
+    fresh = narrow(ParagonSR, build_arch("paragonsr_nano", scale=2)).fuse_for_release().state_dict()
     assert {k: tuple(v.shape) for k, v in fresh.items()} == {k: tuple(v.shape) for k, v in keys.items()}
     model.fuse_for_release()  # idempotent
     torch.testing.assert_close(model(x), out)
@@ -129,7 +135,7 @@ def test_v1_fusion_parity_and_layout(photo_crop: np.ndarray):
 def test_v1_loads_public_layout_exactly():
     """Public ParagonSR mixers are conv3x3 + conv1x1 + dw_conv3x3 and its upsampler stored frozen taps."""
     torch.manual_seed(0)
-    ours = build_arch("paragonsr_nano", scale=2)
+    ours = narrow(ParagonSR, build_arch("paragonsr_nano", scale=2))
     _randomise_layerscale(ours)
     public = {}
     for k, v in ours.state_dict().items():
@@ -150,9 +156,9 @@ def test_v1_loads_public_layout_exactly():
     x = torch.rand(1, 3, 12, 12)
     with torch.no_grad():
         ref = ours.eval()(x)
-    loaded = build_arch("paragonsr_nano", scale=2)
+    loaded = narrow(ParagonSR, build_arch("paragonsr_nano", scale=2))
     loaded.load_state_dict(public, strict=True)  # plain torch loading (pre-hooks)
-    via_project = build_arch("paragonsr_nano", scale=2)
+    via_project = narrow(ParagonSR, build_arch("paragonsr_nano", scale=2))
     load_weights(via_project, public, strict=True)  # the project's loader (convert_state_dict)
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval()(x), ref, atol=1e-5, rtol=0)
@@ -161,7 +167,7 @@ def test_v1_loads_public_layout_exactly():
 
 
 def test_v1_hyperparameters_inferred_from_weights():
-    fused = build_arch("paragonsr_tiny", scale=3).fuse_for_release().state_dict()
+    fused = narrow(ParagonSR, build_arch("paragonsr_tiny", scale=3)).fuse_for_release().state_dict()
     assert paragonsr_v1_kwargs_from_state_dict(fused) == ("paragonsr_tiny", {}, True)
     custom = dict(num_feat=16, num_groups=1, num_blocks=2, ffn_expansion=1.25, in_ch=1, out_ch=1)
     name, kwargs, is_fused = paragonsr_v1_kwargs_from_state_dict(
@@ -178,7 +184,7 @@ def test_v1_checkpoint_round_trip(tmp_path: Path, photo_crop: np.ndarray, fuse: 
     from paragonsr.checkpoint import load_model, save_model
 
     torch.manual_seed(0)
-    model = build_arch("paragonsr_nano", scale=2)
+    model = narrow(ParagonSR, build_arch("paragonsr_nano", scale=2))
     _randomise_layerscale(model)
     model.eval()
     if fuse:
@@ -197,7 +203,7 @@ def test_v1_public_fused_pth_loads_through_load_model(tmp_path: Path):
     from paragonsr.checkpoint import load_model
 
     torch.manual_seed(0)
-    ref = build_arch("paragonsr_nano", scale=2)
+    ref = narrow(ParagonSR, build_arch("paragonsr_nano", scale=2))
     _randomise_layerscale(ref)
     ref.eval().fuse_for_release()
     state = dict(ref.state_dict())
@@ -216,7 +222,7 @@ def test_v1_public_fused_pth_loads_through_load_model(tmp_path: Path):
 
 def test_onnx_parity_fused_paragonsr_nano(tmp_path: Path):
     torch.manual_seed(0)
-    model = build_arch("paragonsr_nano", scale=2)
+    model = narrow(ParagonSR, build_arch("paragonsr_nano", scale=2))
     _randomise_layerscale(model)
     model.fuse_for_release()
     assert onnx_parity(model, tmp_path / "nano.onnx", [(16, 16), (12, 20)]) <= 1e-4

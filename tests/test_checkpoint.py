@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import attr_dict
+from conftest import attr_dict, narrow
 from paragonsr.archs import build_arch
+from paragonsr.archs.paragonsr2 import ParagonSR2
+from paragonsr.archs.paragonsr_v1 import ParagonSR
 from paragonsr.checkpoint import (
     CheckpointError,
     detect_arch,
@@ -142,7 +144,7 @@ def test_unexpected_keys_reported(tmp_path: Path) -> None:
 
 def test_fused_flag_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = build_arch("paragonsr2_nano", scale=2).eval()
+    model = narrow(ParagonSR2, build_arch("paragonsr2_nano", scale=2)).eval()
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         ref = model(x)
@@ -158,7 +160,7 @@ def test_fused_flag_round_trip(tmp_path: Path) -> None:
 
 def test_fused_layout_detected_without_flag(tmp_path: Path) -> None:
     """A fused file whose metadata lacks the flag (e.g. written by another tool) still loads."""
-    model = build_arch("paragonsr2_nano", scale=2).fuse_for_release()
+    model = narrow(ParagonSR2, build_arch("paragonsr2_nano", scale=2)).fuse_for_release()
     path = save_model(
         tmp_path / "f.safetensors", model.state_dict(), arch="paragonsr2_nano", arch_kwargs={"scale": 2}
     )
@@ -252,7 +254,7 @@ def test_paragonsr_v1_pth_needs_and_uses_the_callers_scale(tmp_path: Path, fused
 
     assert detect_arch is detect_in_archs  # the checkpoint module re-exports it
     torch.manual_seed(0)
-    ref = build_arch("paragonsr_nano", scale=3, in_ch=1, out_ch=1).eval()
+    ref = narrow(ParagonSR, build_arch("paragonsr_nano", scale=3, in_ch=1, out_ch=1)).eval()
     for p in ref.parameters():  # LayerScale starts at 1e-5: make the blocks matter for the comparison
         p.data.normal_(0, 0.2)
     if fused:

@@ -34,9 +34,15 @@ def test_packaged_models_are_listed_with_checksums() -> None:
     assert default_model_path("default_unfused.safetensors") is not None
 
 
+def _packaged(name: str = "default.safetensors") -> Path:
+    path = default_model_path(name)
+    assert path is not None, f"the package must ship assets/models/{name}"
+    return path
+
+
 def test_default_model_loads_fused_and_matches_unfused() -> None:
-    fused = load_model(default_model_path())
-    unfused = load_model(default_model_path("default_unfused.safetensors"))
+    fused = load_model(_packaged())
+    unfused = load_model(_packaged("default_unfused.safetensors"))
     assert attr_dict(fused, "checkpoint_meta")["fused"] and not attr_dict(unfused, "checkpoint_meta")["fused"]
     assert fused.arch_name == "paragonsr2_nano" and fused.scale == 2
     x = torch.rand(1, 3, 21, 17)
@@ -50,7 +56,7 @@ def test_default_model_beats_bicubic_on_a_held_out_photo(photos_dir: Path) -> No
     gt = load_photo_crop(path, 192, 96, 96)
     t = torch.from_numpy(gt).permute(2, 0, 1)[None]
     lq = (resize(t, scale=0.5, kernel="bicubic").clamp(0, 1) * 255).round() / 255
-    model = load_model(default_model_path())
+    model = load_model(_packaged())
     with torch.no_grad():
         sr = model(lq)[0].permute(1, 2, 0).numpy()
     bic = resize(lq, scale=2, kernel="bicubic")[0].permute(1, 2, 0).numpy()

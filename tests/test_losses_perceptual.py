@@ -14,8 +14,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from conftest import narrow
 from paragonsr.losses import build_loss
 from paragonsr.losses.backbones import ConvNeXtFeatureExtractor, VGGFeatureExtractor, vgg_layer_names
+from paragonsr.losses.lpips import LPIPSLoss, LPIPSNet
+from paragonsr.losses.perceptual import ConvNeXtPerceptualLoss, DISTSLoss, DISTSNet, PerceptualLoss
 from paragonsr.ops.resample import resize
 from paragonsr.weights import MANIFEST_PATH, WeightsError, default_weights_dir, load_manifest, resolve_weights
 
@@ -142,8 +145,9 @@ def test_perceptual_loss_loads_tiny_file_through_manifest(tmp_path, img):
     manifest = {"vgg19": {"file": "vgg19-test.pth", "url": "u", "sha256": _sha(tmp_path / "vgg19-test.pth")}}
     loss = build_loss({"type": "PerceptualLoss", "layer_weights": {"conv1_1": 0.5, "relu1_2": 1.0},
                        "weights_dir": str(tmp_path), "manifest": manifest, "loss_weight": 2.0})  # fmt: skip
-    assert len(loss.extractor.features) == 4  # truncated after relu1_2: conv4/5 weights are never needed
-    assert torch.equal(loss.extractor.features[2].weight, state["features.2.weight"])
+    features = narrow(VGGFeatureExtractor, narrow(PerceptualLoss, loss).extractor).features
+    assert len(features) == 4  # truncated after relu1_2: conv4/5 weights are never needed
+    assert torch.equal(narrow(torch.nn.Conv2d, features[2]).weight, state["features.2.weight"])
     assert not any(p.requires_grad for p in loss.parameters())
     # reference features, written directly: ImageNet norm then the saved convs
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -193,7 +197,7 @@ def test_convnext_loss_loads_safetensors_file(tmp_path, img, quiet):
     loss = build_loss({"type": "ConvNeXtPerceptualLoss", "layer_weights": {"stage1": 1.0},
                        "weights_dir": str(tmp_path), "manifest": manifest})  # fmt: skip
     for k, v in donor.state_dict().items():
-        assert torch.equal(loss.extractor.state_dict()[k], v), k
+        assert torch.equal(narrow(ConvNeXtPerceptualLoss, loss).extractor.state_dict()[k], v), k
     noisy = (img + 0.1 * torch.randn(img.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     assert float(loss(img, img)) == 0.0
     assert float(loss(noisy, img)) > float(loss((img + noisy) / 2, img)) > 0
@@ -208,7 +212,8 @@ def test_dists_alpha_beta_via_manifest(tmp_path, img, quiet):
     manifest = {"dists": {"file": "d.pt", "url": "u", "sha256": _sha(tmp_path / "d.pt")}}
     loss = build_loss({"type": "DISTSLoss", "pretrained_backbone": False, "weights_dir": str(tmp_path),
                        "manifest": manifest})  # fmt: skip
-    assert torch.all(loss.net.alpha == 0.1) and torch.all(loss.net.beta == 0.2)
+    dists = narrow(DISTSNet, narrow(DISTSLoss, loss).net)
+    assert torch.all(dists.alpha == 0.1) and torch.all(dists.beta == 0.2)
     noisy = (img + 0.2 * torch.randn(img.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     assert float(loss(img, img)) == pytest.approx(0.0, abs=1e-5)
     d_small, d_big = float(loss((img + noisy) / 2, img)), float(loss(noisy, img))
@@ -258,10 +263,11 @@ def test_lpips_lin_weights_via_manifest(tmp_path, img, quiet):
     manifest = {"lpips_vgg": {"file": "lp.pth", "url": "u", "sha256": _sha(tmp_path / "lp.pth")}}
     loss = build_loss({"type": "LPIPSLoss", "pretrained_backbone": False, "weights_dir": str(tmp_path),
                        "manifest": manifest, "loss_weight": 3.0})  # fmt: skip
-    assert set(lins) <= set(loss.net.state_dict())  # the reference's key layout
+    net = narrow(LPIPSNet, narrow(LPIPSLoss, loss).net)
+    assert set(lins) <= set(net.state_dict())  # the reference's key layout
     noisy = (img + 0.1 * torch.randn(img.shape, generator=g)).clamp(0, 1)
     # reference written out: scaling layer, VGG16 slices (torchvision indices), unit-normalise, lin, mean, sum
-    feats = loss.net.features
+    feats = net.features
     shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
     scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
     bounds = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
@@ -290,8 +296,6 @@ def test_lpips_lin_weights_via_manifest(tmp_path, img, quiet):
 
 def test_loss_networks_stay_frozen_and_warn_when_random(img):
     """Every pretrained measuring net ignores .train() and takes no gradient; random init is announced."""
-    from paragonsr.losses.lpips import LPIPSNet
-    from paragonsr.losses.perceptual import DISTSNet
 
     with pytest.warns(UserWarning, match="RANDOM") as record:
         nets = [
@@ -310,6 +314,6 @@ def test_loss_networks_stay_frozen_and_warn_when_random(img):
     with pytest.warns(UserWarning, match="LPIPS: .*RANDOM vgg16"):
         loss = build_loss({"type": "LPIPSLoss", "pretrained": False, "loss_weight": 2.0})
     with torch.no_grad():
-        expected = 2.0 * loss.net(img.flip(-1), img).mean()
+        expected = 2.0 * narrow(LPIPSLoss, loss).net(img.flip(-1), img).mean()
     assert float(loss(img.flip(-1), img)) == pytest.approx(float(expected))
     _assert_grad_reaches_pred(loss, img.flip(-1), img)

@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import imread
+from conftest import imread, narrow
+from paragonsr.archs.compact import SRVGGNetCompact
 from paragonsr.checkpoint import CheckpointError, load_model, load_state_dict, save_model
 from paragonsr.cli import main
 from paragonsr.train.option_io import parse_options
@@ -66,6 +67,7 @@ def _finite_files(models: Path) -> list[str]:
 
 
 def _snapshot(model: SRModel) -> dict[str, Any]:
+    assert model.ema is not None
     return copy.deepcopy(
         {
             "net": model.net_g.state_dict(),
@@ -188,10 +190,10 @@ def test_resume_refuses_a_nan_checkpoint_naming_file_and_tensor(
 def test_save_and_load_refuse_non_finite_weights(tmp_path: Path, ext: str) -> None:
     from paragonsr.archs import build_arch
 
-    net = build_arch("srvggnetcompact", num_feat=4, num_conv=1, upscale=2)
+    net = narrow(SRVGGNetCompact, build_arch("srvggnetcompact", num_feat=4, num_conv=1, upscale=2))
     good = save_model(tmp_path / f"good{ext}", net)
     with torch.no_grad():
-        net.body[2].weight[0, 0, 1, 1] = float("nan")
+        narrow(torch.nn.Conv2d, net.body[2]).weight[0, 0, 1, 1] = float("nan")
     with pytest.raises(CheckpointError, match=r"tensor 'body\.2\.weight' holds NaN values; refusing to save"):
         save_model(tmp_path / f"bad{ext}", net)
     assert sorted(p.name for p in tmp_path.iterdir()) == [good.name]  # nothing written, no temp file left
@@ -217,17 +219,18 @@ def _overflowing_model(path: Path) -> Path:
     +inf wherever a 3x3 neighbourhood averages above 0.5: a ReLU gate, then layers of 1e30 weights."""
     from paragonsr.archs import build_arch
 
-    net = build_arch("srvggnetcompact", num_feat=4, num_conv=2, upscale=2)
+    net = narrow(SRVGGNetCompact, build_arch("srvggnetcompact", num_feat=4, num_conv=2, upscale=2))
     convs = [m for m in net.body if isinstance(m, torch.nn.Conv2d)]
     with torch.no_grad():
         for m in net.body:
             if isinstance(m, torch.nn.PReLU):
                 m.weight.zero_()  # ReLU
+        biases = [narrow(torch.Tensor, conv.bias) for conv in convs]  # Compact's convs have biases
         convs[0].weight.fill_(1.0)
-        convs[0].bias.fill_(-13.5)  # 27 inputs: positive only where their mean exceeds 0.5
-        for conv in convs[1:]:
+        biases[0].fill_(-13.5)  # 27 inputs: positive only where their mean exceeds 0.5
+        for conv, bias in zip(convs[1:], biases[1:]):
             conv.weight.fill_(1e30)
-            conv.bias.zero_()
+            bias.zero_()
     return save_model(path, net)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sized
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +228,8 @@ def test_workflows_template_otf_with_accumulation(data_root: Path, tmp_path: Pat
     }  # fmt: skip
     opt["val"] = None
     trainer = Trainer(parse_options(opt))
-    assert len(trainer.loader.dataset) == 12
+    dataset = trainer.loader.dataset
+    assert isinstance(dataset, Sized) and len(dataset) == 12
     res = trainer.train()
     assert res.iters == 2 and (trainer.pos.epoch, trainer.pos.batch) == (0, 4)  # 2 iters x 2 micro-batches
 
@@ -267,6 +269,7 @@ def test_model_ema_maths_and_buffers() -> None:
     net.weight.data.fill_(1.0)
     ema = ModelEMA(net, decay=0.9)
     net.weight.data.fill_(3.0)
+    assert net.running_mean is not None
     net.running_mean.fill_(5.0)
     ema.update(net)
     torch.testing.assert_close(ema.module.weight, torch.full((2,), 1.2))  # 0.9 * 1 + 0.1 * 3
