@@ -29,7 +29,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
-	$(BIN)/mypy
+	$(BIN)/mypy  # src, bench, scripts and tests ([tool.mypy] files)
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench

@@ -48,11 +48,11 @@ def test_per_sample_depthwise_channels_last_equals_grouped_conv(bf16: bool) -> N
         y.float().backward(gy)
         assert h.grad is not None and _is_cl(h.grad) == (fmt == CL)
         results[fmt] = (y.float(), h.grad, w.grad, b.grad)
-    tol = {"rtol": 2e-2, "atol": 2e-2} if bf16 else {"rtol": 1e-5, "atol": 1e-5}
-    for a, b in zip(results[torch.contiguous_format], results[CL], strict=True):
-        torch.testing.assert_close(a, b, **tol)
+    tol = 2e-2 if bf16 else 1e-5
+    for nchw, cl in zip(results[torch.contiguous_format], results[CL], strict=True):
+        torch.testing.assert_close(nchw, cl, rtol=tol, atol=tol)
     ref = _grouped_reference(h0, w0, b0)
-    torch.testing.assert_close(results[CL][0], ref, **tol)
+    torch.testing.assert_close(results[CL][0], ref, rtol=tol, atol=tol)
 
 
 def test_global_avg_pool_equals_adaptive_pool_and_keeps_the_layout() -> None:
@@ -135,8 +135,8 @@ def test_nano_training_step_channels_last_equals_nchw(bf16: bool) -> None:
         assert _is_cl(y) == (fmt == CL)
         F.l1_loss(y.float(), gt.contiguous(memory_format=fmt)).backward()
         outs.append(y.float())
-    tol = {"rtol": 3e-2, "atol": 3e-2} if bf16 else {"rtol": 1e-4, "atol": 1e-5}
-    torch.testing.assert_close(outs[1], outs[0], **tol)
+    rtol, atol = (3e-2, 3e-2) if bf16 else (1e-4, 1e-5)
+    torch.testing.assert_close(outs[1], outs[0], rtol=rtol, atol=atol)
     for (name, pa), pb in zip(ref.named_parameters(), new.parameters(), strict=True):
         assert pa.grad is not None and pb.grad is not None, name
         # gradients are compared relative to their own scale: bf16 rounds every conv input
