@@ -166,7 +166,7 @@ def test_paired_dataset_rejects_wrong_scale_pairs(tmp_path: Path, phase: str) ->
     cv2.imwrite(str(tmp_path / "gt" / "a.png"), (rng.random((40, 40, 3)) * 255).astype(np.uint8))
     cv2.imwrite(str(tmp_path / "lq" / "a.png"), (rng.random((10, 10, 3)) * 255).astype(np.uint8))  # a x4 LQ
     gt_size = 16 if phase == "train" else None
-    ds = PairedImageDataset(tmp_path / "gt", tmp_path / "lq", 2, gt_size=gt_size, phase=phase)
+    ds = PairedImageDataset(str(tmp_path / "gt"), str(tmp_path / "lq"), 2, gt_size=gt_size, phase=phase)
     with pytest.raises(ValueError, match=r"a\.png: GT 40x40 is not x2 of LQ 10x10 \(expected 20x20\)"):
         ds[0]
     # an odd GT whose LQ was floor-downscaled (41 -> 20) is still a valid pair

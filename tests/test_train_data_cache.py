@@ -100,7 +100,7 @@ def test_paired_samples_are_bit_identical_to_the_float_path(image_root: Path, tm
     cv2.imwrite(str(tmp_path / "gt" / "x.png"), (gt[:, :, ::-1] * 255).round().astype(np.uint8))
     lq = cv2.resize(gt, (gt.shape[1] // 2, gt.shape[0] // 2), interpolation=cv2.INTER_AREA)
     cv2.imwrite(str(tmp_path / "lq" / "x.png"), (lq[:, :, ::-1] * 255).round().astype(np.uint8))
-    ds = PairedImageDataset(tmp_path / "gt", tmp_path / "lq", 2, gt_size=48, seed=3)
+    ds = PairedImageDataset(str(tmp_path / "gt"), str(tmp_path / "lq"), 2, gt_size=48, seed=3)
     g, q = imread_rgb(tmp_path / "gt" / "x.png"), imread_rgb(tmp_path / "lq" / "x.png")
     for key in [(0, 0), (1, 0), (5, 0)]:
         rng, _ = sample_rng(3, key)
@@ -108,7 +108,7 @@ def test_paired_samples_are_bit_identical_to_the_float_path(image_root: Path, tm
         item = ds[key]
         assert np.array_equal(item["gt"].numpy().transpose(1, 2, 0), rg)
         assert np.array_equal(item["lq"].numpy().transpose(1, 2, 0), rq)
-    val = PairedImageDataset(tmp_path / "gt", tmp_path / "lq", 2, phase="val")[0]
+    val = PairedImageDataset(str(tmp_path / "gt"), str(tmp_path / "lq"), 2, phase="val")[0]
     assert np.array_equal(val["gt"].numpy().transpose(1, 2, 0), g) and len(ds.cache) == 2
 
 
