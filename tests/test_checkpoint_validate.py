@@ -187,3 +187,64 @@ def test_float_sequence_hyperparameters_checked(tmp_path: Path) -> None:
         CheckpointError, match=r"'rgb_mean' must be a list of finite numbers, got \[0.4, 'grey', 0.4\]"
     ):
         load_model(path)
+
+
+def test_unknown_metadata_key_is_named_with_the_generated_model_fields(tmp_path: Path) -> None:
+    from paragonsr.archs.options import ARCH_OPTS
+
+    path, _ = _tampered(tmp_path, num_feats=16)
+    accepted = ", ".join(sorted(k for k in ARCH_OPTS["paragonsr2"].model_fields if k != "type"))
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    assert str(err.value) == (
+        f"{path}: metadata arch_kwargs 'num_feats' is not a hyperparameter of arch 'paragonsr2'; "
+        f"did you mean 'num_feat'? (it has: {accepted})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("arch", "kwargs", "key", "value", "expected"),
+    [
+        ("compact", dict(num_feat=8, num_conv=2, upscale=2), "act_type", 3, "a string"),
+        (
+            "rrdbnet",
+            dict(scale=2, num_feat=8, num_block=1, num_grow_ch=4),
+            "num_upconv",
+            "2",
+            "an integer or null",
+        ),
+        ("paragonsr2", SMALL, "ffn_expansion", float("nan"), "a finite number"),
+    ],
+)
+def test_bad_metadata_type_is_one_line_from_the_generated_model(
+    tmp_path: Path, arch: str, kwargs: dict, key: str, value: object, expected: str
+) -> None:
+    from safetensors import safe_open
+
+    path = save_model(tmp_path / "m.safetensors", build_arch(arch, **kwargs))
+    with safe_open(str(path), "pt") as f:
+        meta = dict(f.metadata())
+    meta["arch_kwargs"] = json.dumps({**json.loads(meta["arch_kwargs"]), key: value})
+    save_file(load_file(str(path)), str(path), metadata=meta)
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    assert str(err.value) == f"{path}: metadata arch_kwargs '{key}' must be {expected}, got {value!r}"
+
+
+def test_metadata_check_reads_the_arch_option_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The checkpoint check has no type table of its own: narrowing the generated model narrows what loads.
+    from typing import Literal
+
+    from pydantic import create_model
+
+    from paragonsr.archs import options
+
+    path, _ = _tampered(tmp_path)
+    assert load_model(path).scale == 2
+    narrowed = create_model(
+        "Network_paragonsr2", __base__=options.ARCH_OPTS["paragonsr2"], num_feat=(Literal[8, 24], 8)
+    )
+    monkeypatch.setitem(options.ARCH_OPTS, "paragonsr2", narrowed)
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    assert str(err.value) == f"{path}: metadata arch_kwargs 'num_feat' must be one of 8, 24, got 16"

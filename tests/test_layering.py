@@ -1,6 +1,7 @@
 """Package layering, read from the source with ``ast`` (every import: module level, inside functions and under
-``TYPE_CHECKING``): ``ops`` and ``io`` sit below everything else, ``utils`` and ``errors`` below them, and the
-top-level subpackages import each other without cycles at run time."""
+``TYPE_CHECKING``): ``ops`` and ``io`` sit below everything else, ``utils`` and ``errors`` below them, the training
+layer sits above the checkpoint, registry-option, architecture and data code, and the top-level subpackages
+import each other without cycles at run time."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ ALLOWED = {
     "ops": {"ops", "io", "utils", "errors"},
     "io": {"ops", "io", "utils", "errors"},
     "utils": {"utils", "errors"},
+}
+
+# what code outside the low layers must never import, even lazily or for typing: loading a checkpoint, generating
+# option models and building datasets work without the training layer
+FORBIDDEN = {
+    "checkpoint*.py": {"train"},
+    "registry_options.py": {"train"},
+    "archs/**/*.py": {"train"},
+    "data/**/*.py": {"train"},
 }
 
 
@@ -89,6 +99,25 @@ def test_low_layers_import_only_what_is_below_them(area: str) -> None:
         if _area(name) not in ALLOWED[area]
     ]
     assert not bad, f"paragonsr.{area} may only import {sorted(ALLOWED[area])}:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("pattern", sorted(FORBIDDEN))
+def test_modules_below_training_never_import_it(pattern: str) -> None:
+    paths = sorted(PKG.glob(pattern))
+    assert paths, f"no module matches {pattern}"
+    bad = [
+        f"{path.relative_to(PKG.parent)}:{line}: imports {name}"
+        for path in paths
+        for line, name in _imports(path)
+        if _area(name) in FORBIDDEN[pattern]
+    ]
+    assert not bad, f"{pattern} may not import paragonsr.{sorted(FORBIDDEN[pattern])}:\n" + "\n".join(bad)
+
+
+def test_the_forbidden_import_rule_sees_a_type_only_import() -> None:
+    src = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from paragonsr.train.options import Options\n"
+    found = {_area(name) for _, name in _imports(PKG / "data" / "probe.py", src)}
+    assert found & FORBIDDEN["data/**/*.py"] == {"train"}
 
 
 def test_the_layering_check_sees_lazy_relative_and_type_checking_imports() -> None:

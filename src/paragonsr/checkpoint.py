@@ -21,7 +21,6 @@ Metadata dict (``meta``) keys: ``arch`` (str|None), ``arch_kwargs`` (dict), ``sc
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import pickle
 import re
@@ -347,8 +346,10 @@ def load_model(
     if meta["scale"] and "scale" not in kwargs and "upscale" not in kwargs:
         # The recorded scale must not fall back to the arch default: ParagonSR2's weights are the same at every
         # scale, so a x2 file without arch kwargs (model built directly, not via build_arch) would load as x4.
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            if "scale" in inspect.signature(ARCH_REGISTRY.get(name)).parameters:
+        from paragonsr.archs.options import arch_options
+
+        with contextlib.suppress(KeyError):
+            if "scale" in arch_options(name).model_fields:
                 kwargs["scale"] = meta["scale"]
     if from_meta and strict and not arch_kwargs:  # names/shapes from a build on the meta device (no memory)
         check_layout(path, name, kwargs, state, meta["fused"])

@@ -4,8 +4,9 @@ Metadata is text anyone can edit, and a model built from absurd hyperparameters 
 the weights are ever compared (``num_feat: 1e9`` asks for ~100 GB, ``num_blocks: 1e9`` builds modules for
 minutes). So, in order, each step cheap and bounded by the file's own size:
 
-1. types: every hyperparameter has the type the arch's signature declares (an int is an int, not ``1e9`` or
-   ``"64"``; floats are finite; unknown names are refused);
+1. types: every hyperparameter has the type the arch's option model declares (:mod:`paragonsr.archs.options`,
+   generated from the constructor, the same model that checks ``network_g`` in a training option file), strictly:
+   an int is an int, not ``1e9``, ``"64"`` or ``true``; floats are finite; unknown names are refused;
 2. bounds: an integer hyperparameter is a width or a count, and the file's tensors bound both: a width appears as
    some tensor dimension, every block/group/conv counted holds at least one tensor. So every int is at most
    ``max(number of tensors, largest tensor dimension)``, counts (``num_block``, ``num_groups``, ``hr_blocks``,
@@ -18,15 +19,19 @@ Every refusal is a :class:`~paragonsr.checkpoint_meta.CheckpointError` naming th
 
 from __future__ import annotations
 
-import inspect
+import difflib
+import json
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
+from pydantic import ValidationError
 from torch import Tensor, nn
 
 from paragonsr.checkpoint_meta import CheckpointError
@@ -34,58 +39,85 @@ from paragonsr.checkpoint_meta import CheckpointError
 MAX_SCALE = 16
 _COUNT = re.compile(r"(num_|hr_)?(block|blocks|group|groups|conv|convs|layer|layers|depth|upconv)")
 _SCALE_NAMES = ("scale", "upscale")
+_ONE = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+_MANY = {bool: "true/false values", int: "integers", float: "finite numbers", str: "strings"}
 
 
-def _declared(fn: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool]:
-    """Parameters an arch factory accepts, following ``**overrides`` into the class it returns."""
-    params = dict(inspect.signature(fn).parameters)
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    params = {k: p for k, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    if var_kw:
-        ret = inspect.signature(fn).return_annotation
-        target = inspect.unwrap(fn).__globals__.get(ret) if isinstance(ret, str) else ret
-        if inspect.isclass(target):
-            inner, inner_var = _declared(target)
-            params = {**inner, **params}
-            var_kw = inner_var
-        else:
-            return params, True
-    return params, var_kw
+def _expected(ann: Any) -> str:
+    """What a value of the option-model annotation ``ann`` must be, in words (``an integer``, ``a list of
+    finite numbers``, ``an integer or null``, ``one of 'a', 'b'``)."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if ann in _ONE:
+        return _ONE[ann]
+    if origin is typing.Annotated:
+        return _expected(args[0])
+    if origin in (typing.Union, types.UnionType):
+        words = " or ".join(_expected(a) for a in args if a is not type(None))
+        return f"{words} or null" if type(None) in args else words
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if isinstance(origin, type) and issubclass(origin, Sequence) and not issubclass(origin, str):
+        item = args[0] if args else Any
+        fixed = origin is tuple and args and args[-1] is not Ellipsis and len(args) > 1
+        count = f"{len(args)} " if fixed else ""
+        return f"a list of {count}{_MANY[item]}" if item in _MANY else "a list"
+    return f"of type {getattr(ann, '__name__', ann)}"
 
 
-def _kind(param: inspect.Parameter) -> str | None:
-    """'bool' | 'int' | 'float' | 'str' | 'ints'/'floats' (sequences) | None (unknown: not checked)."""
-    default, ann = param.default, str(param.annotation)
-    for typ, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
-        if type(default) is typ:
-            return name
-    if isinstance(default, (tuple, list)) and default and all(type(v) is int for v in default):
+def _int_kind(ann: Any) -> str | None:
+    """'int' for an integer argument (optionally nullable), 'ints' for a sequence of integers, else None."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if ann is int:
+        return "int"
+    if origin in (typing.Union, types.UnionType):
+        kinds = {_int_kind(a) for a in args if a is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    if isinstance(origin, type) and issubclass(origin, Sequence) and args and args[0] is int:
         return "ints"
-    if isinstance(default, (tuple, list)) and default and all(type(v) in (int, float) for v in default):
-        return "floats"
-    for word in ("bool", "int", "float", "str"):
-        if re.search(rf"(^|[^\w\[]){word}($|[^\w])", ann):
-            return word
     return None
 
 
-def _type_error(value: Any, kind: str) -> str | None:
-    if kind == "bool":
-        return None if isinstance(value, bool) else "true or false"
-    if kind == "int":
-        return None if type(value) is int else "an integer"
-    if kind == "float":
-        ok = type(value) in (int, float) and math.isfinite(value)
-        return None if ok else "a finite number"
-    if kind == "str":
-        return None if isinstance(value, str) else "a string"
-    if kind == "ints":
-        ok = isinstance(value, (list, tuple)) and all(type(v) is int for v in value)
-        return None if ok else "a list of integers"
-    if kind == "floats":
-        ok = isinstance(value, (list, tuple)) and all(_type_error(v, "float") is None for v in value)
-        return None if ok else "a list of finite numbers"
-    return None
+def _finite(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def check_types(
+    path: str | os.PathLike[str], arch: str, kwargs: Mapping[str, Any], source: str = "arch_kwargs"
+) -> dict[str, Any]:
+    """Step 1 of the module doc: ``kwargs`` (read from the metadata of ``path``) against the arch's option model
+    (:func:`paragonsr.archs.options.arch_options`, the one generated for ``network_g`` too), strictly: no
+    string-to-number or float-to-int conversion, booleans are not integers, numbers must be finite.
+
+    Returns the annotation of each given key. Raises ``CheckpointError`` ("<file>: metadata <source> '<key>' must
+    be <expectation>, got <value>" or "... is not a hyperparameter of arch '<arch>' ...") on the first bad key;
+    KeyError for an unknown arch."""
+    from paragonsr.archs.options import arch_options
+
+    model = arch_options(arch)
+    fields = {k: f for k, f in model.model_fields.items() if k != "type"}
+    for key in kwargs:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise CheckpointError(
+                f"{path}: metadata {source} '{key}' is not a hyperparameter of arch '{arch}'{hint} "
+                f"(it has: {', '.join(sorted(fields))})"
+            )
+    # JSON text is what the metadata is; strict JSON validation takes lists for tuples and nothing else loosely
+    text = json.dumps({**kwargs, "type": arch}, default=lambda o: f"<{type(o).__name__}>")
+    try:
+        model.model_validate_json(text, strict=True)
+        errors = []
+    except ValidationError as exc:  # a required argument the file leaves out is for the build to report
+        errors = [e for e in exc.errors() if e["type"] != "missing" and e["loc"] and e["loc"][0] in kwargs]
+    bad = str(errors[0]["loc"][0]) if errors else next((k for k, v in kwargs.items() if not _finite(v)), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: metadata {source} '{bad}' must be {_expected(fields[bad].annotation)}, got {kwargs[bad]!r}"
+        )
+    return {k: fields[k].annotation for k in kwargs}
 
 
 def check_hyperparameters(
@@ -98,26 +130,14 @@ def check_hyperparameters(
     """Steps 1-2 of the module doc for ``kwargs`` read from the metadata of ``path`` (``state``: its tensors).
 
     Raises ``CheckpointError`` ("<file>: metadata <source> '<key>' ...") on the first bad value."""
-    from paragonsr.archs import ARCH_REGISTRY
-
-    params, open_kwargs = _declared(ARCH_REGISTRY.get(arch))
+    annotations = check_types(path, arch, kwargs, source)
     n_tensors = len(state)
     max_dim = max((max(t.shape, default=1) for t in state.values()), default=1)
     limit = max(n_tensors, max_dim, MAX_SCALE)
     counts: list[tuple[str, int]] = []
     for key, value in kwargs.items():
         where = f"{path}: metadata {source} '{key}'"
-        if key not in params:
-            if open_kwargs:
-                continue
-            known = ", ".join(sorted(params))
-            raise CheckpointError(f"{where} is not a hyperparameter of arch '{arch}' (it has: {known})")
-        kind = _kind(params[key])
-        if value is None and params[key].default is None:
-            continue
-        want = _type_error(value, kind) if kind else None
-        if want:
-            raise CheckpointError(f"{where} must be {want}, got {value!r}")
+        kind = _int_kind(annotations[key]) if value is not None else None
         ints = [value] if kind == "int" else list(value) if kind == "ints" else []
         for v in ints:
             if key in _SCALE_NAMES and not 1 <= v <= MAX_SCALE:
@@ -215,5 +235,6 @@ __all__ = [
     "check_hyperparameters",
     "check_layout",
     "check_top_level",
+    "check_types",
     "not_checkpoint_message",
 ]

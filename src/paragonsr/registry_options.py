@@ -23,17 +23,31 @@ import typing
 from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, Discriminator, Field, Tag, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, create_model
 
 from paragonsr.registry import Registry
 
 __all__ = [
-    "TypeTag", "any_case", "constructor_fields", "param_docs", "registered_models", "registered_union",
+    "RegisteredOpt", "TypeTag", "any_case", "constructor_fields", "param_docs", "registered_models", "registered_union",
     "unknown_name", "unknown_registered",
 ]  # fmt: skip
 
 _SECTION = re.compile(r"^(Args|Arguments|Parameters|Keyword Args|Keyword Arguments)\s*:\s*$")
 _ENTRY = re.compile(r"^(\w+(?:\s*,\s*\w+)*)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+
+
+class RegisteredOpt(BaseModel):
+    """Base of a section built from a registered constructor: ``type`` + the constructor's keyword arguments."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    type: str = Field(description="registered name (any capitalisation)")
+
+    def kwargs(self) -> dict[str, Any]:
+        """The constructor arguments the option file sets (the base's own keys excluded; unset ones left to the
+        constructor's defaults)."""
+        cls = type(self)
+        own = cls.__bases__[0] if cls.__bases__ and issubclass(cls.__bases__[0], RegisteredOpt) else cls
+        return self.model_dump(exclude_unset=True, exclude=set(own.model_fields))
 
 
 def param_docs(obj: Any) -> dict[str, str]:

@@ -9,21 +9,59 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
 import torch
 from torch.utils.data import DataLoader
 
 from paragonsr.data.datasets import OTFDataset, PairedImageDataset, ResumableSampler, seed_worker
+from paragonsr.data.options import OTFDatasetOpt
 from paragonsr.registry import DATASET_REGISTRY
 
-if TYPE_CHECKING:
-    from paragonsr.train.options import Options, OTFDatasetOpt
+__all__ = [
+    "DataOptions", "build_dataset", "build_degradation_for", "build_pair_pool", "build_train_loader",
+    "build_val_loaders", "network_channels",
+]  # fmt: skip
 
 log = logging.getLogger("paragonsr.train")
 
 
-def build_degradation_for(opt: Options, ds: OTFDatasetOpt) -> Any:
+class _Network(Protocol):
+    def kwargs(self) -> dict[str, Any]: ...
+
+
+class DataOptions(Protocol):
+    """What the builders here read of the validated training options; the training layer's ``Options`` has all
+    of it (``datasets.<phase>`` sections, the top-level ``scale``/``gt_size``/``queue_size``/``*_gt_usm`` and
+    Real-ESRGAN keys, ``network_g``'s channel arguments)."""
+
+    @property
+    def scale(self) -> int: ...
+    @property
+    def gt_size(self) -> int | None: ...
+    @property
+    def queue_size(self) -> int: ...
+    @property
+    def l1_gt_usm(self) -> bool: ...
+    @property
+    def percep_gt_usm(self) -> bool: ...
+    @property
+    def gan_gt_usm(self) -> bool: ...
+    @property
+    def datasets(self) -> Mapping[str, Any]: ...
+    @property
+    def network_g(self) -> _Network: ...
+    def degradation_opt(self) -> dict[str, Any]:
+        """The top-level Real-ESRGAN keys that were set."""
+        ...
+
+    def val_datasets(self) -> Mapping[str, Any]:
+        """The ``datasets`` sections other than ``train``."""
+        ...
+
+
+def build_degradation_for(opt: DataOptions, ds: OTFDatasetOpt) -> Any:
     """The degradation pipeline of an OTF dataset section: ``realesrgan`` takes the top-level and dataset
     Real-ESRGAN keys plus ``l1/percep/gan_gt_usm``; ``workflows`` takes ``p_clean``/``predefined_sequences``;
     ``degradation_opt`` overrides last. Raises what ``build_degradation`` raises on bad keys/values."""
@@ -49,14 +87,14 @@ def build_degradation_for(opt: Options, ds: OTFDatasetOpt) -> Any:
     return build_degradation(ds.degradation, dopt, opt.scale)
 
 
-def network_channels(opt: Options) -> tuple[int, int]:
+def network_channels(opt: DataOptions) -> tuple[int, int]:
     """(LQ, GT) channels of ``network_g``: ``num_in_ch``/``in_ch`` and ``num_out_ch``/``out_ch`` (every arch
     defaults to 3)."""
     kw = opt.network_g.kwargs()
     return int(kw.get("num_in_ch", kw.get("in_ch", 3))), int(kw.get("num_out_ch", kw.get("out_ch", 3)))
 
 
-def build_dataset(opt: Options, phase: str, seed: int) -> PairedImageDataset | OTFDataset:
+def build_dataset(opt: DataOptions, phase: str, seed: int) -> PairedImageDataset | OTFDataset:
     """The dataset of ``datasets.<phase>``: training crops/augments (``gt_size``, or ``lq_size * scale``, or the
     top-level ``gt_size``); validation phases read whole images without augmentation."""
     ds = opt.datasets[phase]
@@ -70,13 +108,13 @@ def build_dataset(opt: Options, phase: str, seed: int) -> PairedImageDataset | O
                   cache_max_mb=ds.cache_max_mb)  # fmt: skip
     cls = DATASET_REGISTRY.get(ds.type)
     if cls is OTFDataset:
-        otf = cast("OTFDatasetOpt", ds)  # the registry resolved its type to the OTF dataset
+        otf = cast(OTFDatasetOpt, ds)  # the registry resolved its type to the OTF dataset
         return OTFDataset(otf.dataroot_gt, degrade=build_degradation_for(opt, otf), **common)
     return cls(ds.dataroot_gt, ds.dataroot_lq, filename_tmpl=ds.filename_tmpl, **common)
 
 
 def build_train_loader(
-    opt: Options, dataset: Any, seed: int, rank: int = 0, world: int = 1
+    opt: DataOptions, dataset: Any, seed: int, rank: int = 0, world: int = 1
 ) -> tuple[DataLoader, ResumableSampler]:
     """The training loader of ``datasets.train`` for process ``rank`` of ``world``, with its resumable sampler.
 
@@ -105,7 +143,7 @@ def build_train_loader(
     return loader, sampler
 
 
-def build_val_loaders(opt: Options, seed: int) -> dict[str, DataLoader]:
+def build_val_loaders(opt: DataOptions, seed: int) -> dict[str, DataLoader]:
     """One batch-1 loader per validation section, keyed by its ``name`` (or the section key when unnamed)."""
     return {
         v.name if v.name != "dataset" else k: DataLoader(
@@ -115,7 +153,7 @@ def build_val_loaders(opt: Options, seed: int) -> dict[str, DataLoader]:
     }
 
 
-def build_pair_pool(opt: Options) -> Any:
+def build_pair_pool(opt: DataOptions) -> Any:
     """Real-ESRGAN's training-pair queue (``queue_size``, mixes batches) for on-the-fly training data; None when
     ``queue_size`` is 0 or the training set is paired (its pairs are fixed)."""
     if not opt.queue_size or DATASET_REGISTRY.get(opt.datasets["train"].type) is not OTFDataset:

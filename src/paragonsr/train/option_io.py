@@ -16,8 +16,7 @@ import yaml
 from pydantic import BaseModel, Discriminator, Tag, ValidationError
 
 from paragonsr.errors import ParagonSRError
-from paragonsr.registry_options import TypeTag
-from paragonsr.train.option_types import RegisteredOpt
+from paragonsr.registry_options import RegisteredOpt, TypeTag
 from paragonsr.train.options import Options
 from paragonsr.train.trainner_compat import known_keys
 

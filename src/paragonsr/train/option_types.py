@@ -5,46 +5,29 @@ and datasets (``datasets.<phase>``).
 Each is a discriminated union of option models generated from the registered constructors
 (:mod:`paragonsr.registry_options`): the keys a ``type`` takes are its constructor's arguments, with their types,
 defaults and docstring descriptions, on top of the hand-written base below (keys of ours, such as a loss's
-``loss_weight`` or a metric's ``better``). Importing this module imports the architectures, losses, metrics and
-datasets, which registers them.
+``loss_weight`` or a metric's ``better``). The network models live with the architectures
+(:mod:`paragonsr.archs.options`), where checkpoint loading reads them too. Importing this module imports the
+architectures, losses, metrics and datasets, which registers them.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-import paragonsr.archs
 import paragonsr.data.datasets
 import paragonsr.losses
 import paragonsr.metrics  # noqa: F401  (the imports above register every entry)
+from paragonsr.archs.options import ARCH_OPTS, NetworkOpt, NetworkUnion
 from paragonsr.data.options import INJECTED, PairedDatasetOpt
-from paragonsr.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
-from paragonsr.registry_options import registered_models, registered_union
+from paragonsr.registry import DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
+from paragonsr.registry_options import RegisteredOpt, registered_models, registered_union
 
 __all__ = [
     "ARCH_OPTS", "DATASET_OPTS", "LOSS_OPTS", "METRIC_OPTS", "DatasetUnion", "LossOpt", "LossUnion", "MetricOpt",
     "MetricUnion", "NetworkOpt", "NetworkUnion", "RegisteredOpt",
 ]  # fmt: skip
-
-
-class RegisteredOpt(BaseModel):
-    """Base of a section built from a registered constructor: ``type`` + the constructor's keyword arguments."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-    type: str = Field(description="registered name (any capitalisation)")
-
-    def kwargs(self) -> dict[str, Any]:
-        """The constructor arguments the option file sets (the base's own keys excluded; unset ones left to the
-        constructor's defaults)."""
-        cls = type(self)
-        own = cls.__bases__[0] if cls.__bases__ and issubclass(cls.__bases__[0], RegisteredOpt) else cls
-        return self.model_dump(exclude_unset=True, exclude=set(own.model_fields))
-
-
-class NetworkOpt(RegisteredOpt):
-    """``type`` = a registered architecture; other keys are its constructor arguments."""
 
 
 class LossOpt(RegisteredOpt):
@@ -68,14 +51,6 @@ class MetricOpt(RegisteredOpt):
     )
 
 
-_SCALE = "the top-level `scale`"
-ARCH_OPTS = registered_models(
-    ARCH_REGISTRY,
-    NetworkOpt,
-    prefix="Network",
-    module=__name__,
-    optional={"scale": _SCALE, "upscale": _SCALE},
-)
 LOSS_OPTS = registered_models(LOSS_REGISTRY, LossOpt, prefix="Loss", module=__name__)
 METRIC_OPTS = registered_models(
     METRIC_REGISTRY, MetricOpt, prefix="Metric", module=__name__, skip=("img", "img2")
@@ -89,17 +64,13 @@ DATASET_OPTS = registered_models(
     default="PairedImageDataset",
 )
 # the generated classes live here by name, so options pickle (spawned workers, torch.save of a state)
-globals().update(
-    {m.__name__: m for opts in (ARCH_OPTS, LOSS_OPTS, METRIC_OPTS, DATASET_OPTS) for m in opts.values()}
-)
+globals().update({m.__name__: m for opts in (LOSS_OPTS, METRIC_OPTS, DATASET_OPTS) for m in opts.values()})
 
 if TYPE_CHECKING:  # the generated members are subclasses of these bases
-    NetworkUnion = NetworkOpt
     LossUnion = LossOpt
     MetricUnion = MetricOpt
     DatasetUnion = Any
 else:
-    NetworkUnion = registered_union(ARCH_REGISTRY, ARCH_OPTS)
     LossUnion = registered_union(LOSS_REGISTRY, LOSS_OPTS)
     MetricUnion = registered_union(METRIC_REGISTRY, METRIC_OPTS)
     DatasetUnion = registered_union(DATASET_REGISTRY, DATASET_OPTS, default="PairedImageDataset")
