@@ -314,3 +314,36 @@ def test_fork_keys_defaults_and_plain_lanczos(caplog: pytest.LogCaptureFixture) 
         OptionError, match=r"datasets.train.accum_itr: unknown key; did you mean 'accum_iter'\?"
     ):
         parse_options(s)
+
+
+@pytest.mark.parametrize(
+    ("size", "overlap", "ours"),
+    [(128, 32, (96, 16)), (128, 33, (96, 16)), (64, 0, (64, 0)), (0, 32, (0, 16))],
+)
+def test_val_tile_overlap_keeps_the_trainner_tile_windows(size: int, overlap: int, ours: tuple) -> None:
+    # traiNNer-redux: windows of tile_size LR px, stepped by tile_size - tile_overlap (neighbours share the
+    # overlap). Here: tile_size px + tile_pad context per side; the shared tiler sees window and overlap directly.
+    from paragonsr.train.validation import val_tiler
+
+    tr = translate(
+        {"val": {"val_enabled": True, "save_img": False, "tile_size": size, "tile_overlap": overlap}}
+    )
+    assert tr.errors == [] and tr.warnings == []
+    assert tr.data["val"] == {"save_img": False, "tile_size": ours[0], "tile_pad": ours[1]}
+    tiler = val_tiler(ValOpt(**tr.data["val"]))
+    assert (tiler.request, tiler.overlap) == (size, 2 * (overlap // 2))
+
+
+@pytest.mark.parametrize(
+    ("val", "error"),
+    [
+        ({"tile_size": 128, "tile_overlap": 128}, "val.tile_overlap: 128 must be a number of pixels >= 0 below "
+         "val.tile_size 128 (it is the overlap of adjacent tiles: traiNNer-redux steps them by tile_size - "
+         "tile_overlap)"),
+        ({"tile_overlap": -2}, "val.tile_overlap: -2 must be a number of pixels >= 0 (it is the overlap"),
+        ({"tile_overlap": 16, "tile_pad": 4}, "val.tile_overlap: 16 means tile_pad 8, not 4; give one"),
+    ],
+)  # fmt: skip
+def test_val_tile_overlap_refusals(val: dict, error: str) -> None:
+    tr = translate({"val": {"val_enabled": True, "save_img": False, **val}})
+    assert len(tr.errors) == 1 and tr.errors[0].startswith(error), tr.errors

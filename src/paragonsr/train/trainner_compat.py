@@ -192,7 +192,8 @@ VAL: dict[str, Rule] = {
     "metrics_enabled": Rule(
         "special", "false (traiNNer-redux's default when val_enabled is given): no metrics"
     ),
-    "tile_overlap": _map(".tile_pad", "overlap of validation tiles -> tile_pad"),
+    "tile_size": Rule("special", "LR px per tile; with tile_overlap O: tile_size - 2*(O // 2) (same input)"),
+    "tile_overlap": Rule("special", "O = LR px adjacent tiles share -> tile_pad = O // 2 (context per side)"),
     "val_freq": Rule("drop_none", "same meaning; ~ = default"),
     "metrics": Rule("drop_none", "same meaning"),
     "suffix": Rule("drop_none", "same meaning"),
@@ -225,7 +226,7 @@ SAME: dict[str, tuple[str, ...]] = {
     "path": ("experiments_root", "pretrain_network_g", "param_key_g", "strict_load_g", "resume_state",
              "pretrain_network_d", "param_key_d", "strict_load_d"),
     "train": ("total_iter", "optim_g", "optim_d", "ema_decay", "grad_clip", "warmup_iter", "scheduler", "losses"),
-    "val": ("save_img", "tile_size", "val_freq", "suffix", "metrics", "pbar"),
+    "val": ("save_img", "val_freq", "suffix", "metrics", "pbar"),
     "logger": ("print_freq", "save_checkpoint_freq", "use_tb_logger", "wandb"),
 }  # fmt: skip
 
@@ -332,34 +333,27 @@ def _val(tr: Translation) -> None:
     # traiNNer-redux's metrics_enabled defaults to false; a file without val_enabled is one of ours: metrics on
     if val.pop("metrics_enabled", "val_enabled" not in given) is False:
         val.pop("metrics", None)
+    _val_tiles(tr, val)
     _apply(tr, val, "val", VAL)
 
 
-_GAN_LOSSES = (
-    "ganloss",
-    "gan",
-    "vanillagan",
-    "r3ganloss",
-    "r3gan",
-    "rahingeganloss",
-    "rahinge",
-    "relativistic_hinge",
-)
-
-
-def _model_type(d: dict[str, Any]) -> None:
-    # traiNNer-redux has no model_type: a network_d with an active GAN loss makes a GAN run; a network_d whose GAN
-    # loss weighs 0 (the SPAN/Compact templates) trains nothing that reaches the generator, so it is dropped.
-    if "model_type" in d or not isinstance(d.get("network_d"), dict) or not isinstance(d.get("train"), dict):
+def _val_tiles(tr: Translation, val: dict[str, Any]) -> None:
+    """traiNNer-redux steps ``tile_size`` px windows by ``tile_size - O`` (neighbours share O px); here tiles get
+    ``tile_pad`` px of context per side (neighbours share 2*tile_pad): pad O // 2, tile_size - 2*pad, same window."""
+    overlap, size = val.pop("tile_overlap", None), val.get("tile_size")
+    if overlap is None:
         return
-    losses = d["train"].get("losses") or []
-    gan = [lo for lo in losses if isinstance(lo, dict) and str(lo.get("type", "")).lower() in _GAN_LOSSES]
-    if any(float(lo.get("loss_weight", 1.0)) != 0 for lo in gan):
-        d["model_type"] = "GANModel"
-    else:
-        del d["network_d"]
-        d["train"]["losses"] = [lo for lo in losses if not any(lo is g for g in gan)]
-        d["train"].pop("optim_d", None)
+    if type(overlap) is not int or overlap < 0 or (type(size) is int and 0 < size <= overlap):
+        why = f"below val.tile_size {size} " if type(size) is int and size > 0 else ""
+        tr.errors.append(f"val.tile_overlap: {overlap!r} must be a number of pixels >= 0 {why}(it is the overlap "
+                         "of adjacent tiles: traiNNer-redux steps them by tile_size - tile_overlap)")  # fmt: skip
+        return
+    if val.setdefault("tile_pad", overlap // 2) != overlap // 2:
+        tr.errors.append(
+            f"val.tile_overlap: {overlap} means tile_pad {overlap // 2}, not {val['tile_pad']!r}; give one"
+        )
+    elif type(size) is int and size > 0:
+        val["tile_size"] = size - 2 * (overlap // 2)
 
 
 def translate(data: dict[str, Any]) -> Translation:
@@ -368,7 +362,7 @@ def translate(data: dict[str, Any]) -> Translation:
     Returns the rewritten copy with one warning per ignored key that would have had an effect, and the errors
     (keys whose value cannot be honoured here). The input dict is not modified.
     """
-    from paragonsr.train.trainner_losses import translate_losses, translate_network
+    from paragonsr.train.trainner_losses import model_type, translate_losses, translate_network
     from paragonsr.train.trainner_otf import translate_otf
 
     tr = Translation(copy.deepcopy(data))
@@ -387,7 +381,7 @@ def translate(data: dict[str, Any]) -> Translation:
     if isinstance(d.get("train"), dict):
         _apply(tr, d["train"], "train", TRAIN)
         translate_losses(tr, d["train"])
-    _model_type(d)
+    model_type(d)
     for key in ("network_g", "network_d"):
         if isinstance(d.get(key), dict):
             translate_network(tr, d[key], key)

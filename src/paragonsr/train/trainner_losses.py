@@ -17,7 +17,7 @@ from paragonsr.train.trainner_compat import _ANY, is_inert
 if TYPE_CHECKING:
     from paragonsr.train.trainner_compat import Translation
 
-__all__ = ["ARCHS", "LOSSES", "UNSUPPORTED_LOSSES", "translate_losses", "translate_network"]
+__all__ = ["ARCHS", "LOSSES", "UNSUPPORTED_LOSSES", "model_type", "translate_losses", "translate_network"]
 
 
 @dataclass(frozen=True)
@@ -183,3 +183,31 @@ def translate_network(tr: Translation, net: dict[str, Any], where: str) -> None:
     given = {rename.get(k, k): v for k, v in net.items() if k != "type"}
     net.clear()
     net.update({"type": ours, **fixed, **given})
+
+
+_GAN_LOSSES = (
+    "ganloss",
+    "gan",
+    "vanillagan",
+    "r3ganloss",
+    "r3gan",
+    "rahingeganloss",
+    "rahinge",
+    "relativistic_hinge",
+)
+
+
+def model_type(d: dict[str, Any]) -> None:
+    """``model_type`` from ``network_d`` and the GAN losses (traiNNer-redux has none); rewrites ``d`` in place."""
+    # traiNNer-redux has no model_type: a network_d with an active GAN loss makes a GAN run; a network_d whose GAN
+    # loss weighs 0 (the SPAN/Compact templates) trains nothing that reaches the generator, so it is dropped.
+    if "model_type" in d or not isinstance(d.get("network_d"), dict) or not isinstance(d.get("train"), dict):
+        return
+    losses = d["train"].get("losses") or []
+    gan = [lo for lo in losses if isinstance(lo, dict) and str(lo.get("type", "")).lower() in _GAN_LOSSES]
+    if any(float(lo.get("loss_weight", 1.0)) != 0 for lo in gan):
+        d["model_type"] = "GANModel"
+    else:
+        del d["network_d"]
+        d["train"]["losses"] = [lo for lo in losses if not any(lo is g for g in gan)]
+        d["train"].pop("optim_d", None)
