@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import logging
 import math
 import warnings
@@ -39,7 +38,7 @@ def build_network(net_opt: NetworkOpt, scale: int | None, where: str) -> nn.Modu
 
     kwargs = net_opt.kwargs()
     if scale is not None:
-        params = inspect.signature(archs.ARCH_REGISTRY.get(net_opt.type)).parameters
+        params = type(net_opt).model_fields  # the arch's generated option model: its keyword arguments
         for key in ("scale", "upscale"):
             if key in params and key not in kwargs:
                 kwargs[key] = scale
