@@ -11,6 +11,8 @@ import pytest
 from conftest import imread
 from paragonsr.cli import main
 from paragonsr.data.multiscale import copy_name, downscale, make_multiscale
+from paragonsr.io.image_format import encode_png_gray_alpha
+from paragonsr.io.image_io import read_image
 from paragonsr.ops.imresize import imresize_matlab
 
 
@@ -69,6 +71,8 @@ def test_bad_scales_and_colliding_names(tmp_path: Path) -> None:
         make_multiscale([tmp_path / "a.png"], tmp_path / "out", (1.5,))
     with pytest.raises(ValueError, match="share a name"):
         make_multiscale([tmp_path / "x" / "a.png", tmp_path / "y" / "a.jpg"], tmp_path / "out")
+    with pytest.raises(ValueError, match=r"0\.5 and 0\.501 share the copy name <stem>_scale050\.png"):
+        make_multiscale([tmp_path / "a.png"], tmp_path / "out", (0.5, 0.501))  # one file, listed twice
     with pytest.raises(ValueError, match=r"in \(0, 1\]"):
         downscale(np.zeros((4, 4, 3), np.float32), 0.0, 8)
 
@@ -98,3 +102,19 @@ def test_cli_meta_info_subset_and_exit_codes(tmp_path: Path, capsys: pytest.Capt
         == 2
     )
     assert "must not be the input folder" in capsys.readouterr().err
+
+
+def test_gray_alpha_source_gives_opaque_gray_copies_as_rgba_gives_rgb(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    gray = np.random.default_rng(3).integers(0, 255, (40, 48), dtype=np.uint8)
+    alpha = np.full_like(gray, 128)
+    cv2.imwrite(str(src / "ga.png"), np.dstack([gray, gray, gray, alpha]))  # OpenCV writes BGRA
+    assert read_image(src / "ga.png")[0].shape[2] == 4  # (an RGBA file: its alpha is dropped too)
+    (src / "g2.png").write_bytes(encode_png_gray_alpha(np.dstack([gray, alpha])))
+    assert read_image(src / "g2.png")[0].shape[2] == 2
+    make_multiscale([src / "ga.png", src / "g2.png"], tmp_path / "out", (1.0,), min_size=8)
+    for name in ("ga_scale100.png", "g2_scale100.png"):
+        out = imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED)
+        assert out.ndim == 2 or out.shape[2] in (1, 3), (name, out.shape)  # no alpha channel
+        np.testing.assert_array_equal(out if out.ndim == 2 else out[..., 0], gray)

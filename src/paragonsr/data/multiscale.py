@@ -10,12 +10,13 @@ The downscale is MATLAB's antialiased bicubic :func:`paragonsr.ops.imresize.imre
 rounded per axis exactly as MATLAB does; 16-bit ones go through float and keep their depth). Copies are written
 as PNG named ``<stem>_scale<scale*100:03d>.png`` (``photo_scale050.png`` is the half-size copy; ``_scale100`` is
 the original re-encoded losslessly, so a folder of copies is a complete training set), plus a ``meta_info.txt``
-listing them.
+listing them. Copies are opaque: an alpha channel (RGBA or gray + alpha) is dropped.
 An existing copy is kept (the tool resumes); every write is atomic.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,13 +72,19 @@ def make_multiscale(
     ``min_size``: a copy whose shorter side would be below this many pixels is skipped (a GT crop of that size must
     fit; listed in ``skipped``). Input stems must be unique. A bad input is reported in ``errors`` and the others go
     on.
-    ``progress(i, n, name)`` is called after each input. Raises ``ValueError`` for a scale outside (0, 1] or
-    duplicate stems.
+    ``progress(i, n, name)`` is called after each input. Raises ``ValueError`` for a scale outside (0, 1],
+    two scales that share a copy name (e.g. 0.5 and 0.501: both ``_scale050``) or duplicate stems.
     """
     scales = sorted({float(s) for s in scales}, reverse=True)
     for s in scales:
         if not 0 < s <= 1:
             raise ValueError(f"multi-scale factors must be in (0, 1], got {s}")
+    for a, b in itertools.pairwise(scales):
+        if copy_name("", a) == copy_name("", b):  # one file would hold both copies, listed twice
+            raise ValueError(
+                f"multi-scale factors {b:g} and {a:g} share the copy name {copy_name('<stem>', a)}; "
+                "use factors that differ by at least 0.01"
+            )
     stems = [Path(p).stem for p in paths]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
@@ -98,7 +105,7 @@ def make_multiscale(
                 if progress:
                     progress(i + 1, len(paths), Path(path).name)
                 continue
-            img = img[..., :3] if img.shape[2] >= 3 else img
+            img = img[..., :3] if img.shape[2] >= 3 else img[..., :1]  # alpha dropped (gray + alpha too)
         for s in scales:
             target = dst / copy_name(stem, s)
             if s in done:
