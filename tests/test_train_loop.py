@@ -317,3 +317,20 @@ def test_plot_failure_is_a_warning_not_a_crash(
         assert not plot_curves(history, val, tmp_path / "again.png")
     assert not (tmp_path / "again.png").exists()
     assert "training curves not plotted" in caplog.text and "ModuleNotFoundError" in caplog.text
+
+
+def test_failed_plot_write_closes_its_figure(tmp_path: Path) -> None:
+    """A plot that fails while writing (here: its folder is a file) leaves no open pyplot figure behind: one
+    leaked figure per validation would grow the process for the whole run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from paragonsr.train.logger import plot_curves
+
+    plt.close("all")
+    (tmp_path / "file").write_text("")
+    history = [{"iter": 1.0, "l_pixel": 0.1}]
+    assert not plot_curves(history, [{"iter": 1.0, "val/psnr": 30.0}], tmp_path / "file" / "curves.png")
+    assert plt.get_fignums() == []

@@ -148,7 +148,9 @@ def _plot_curves(history: list[dict[str, float]], metrics: list[dict[str, float]
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_output(path, suffix=".tmp.png") as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    try:  # closed also when the write fails: pyplot keeps every open figure alive (one per validation)
+        fig.tight_layout()
+        with atomic_output(path, suffix=".tmp.png") as tmp:
+            fig.savefig(tmp, dpi=90)
+    finally:
+        plt.close(fig)
