@@ -91,6 +91,28 @@ def test_type_error_names_expected_type() -> None:
     assert "train.total_iter: required key is missing (expected int)" in error_of(data)
 
 
+def test_union_keys_give_one_line_in_option_file_terms() -> None:
+    """A key whose type is a union is one line naming the key (not one per union member, with pydantic's member
+    names such as ``json-or-python[...]`` appended to the path), and the expected type reads as written in YAML
+    (no ``Annotated[..., FieldInfo(...)]`` or ``Literal[...]``)."""
+    data = minimal()
+    data["datasets"]["train"]["dataroot_gt"] = 5
+    msg = error_of(data)
+    assert msg.splitlines()[1:] == ["  datasets.train.dataroot_gt: expected str | list[str], got 5 (int)"]
+    data = minimal(num_gpu="many")
+    assert error_of(data).splitlines()[1:] == ["  num_gpu: expected int | 'auto', got 'many' (str)"]
+    data = minimal(val={"tile_size": -1})
+    msg = error_of(data)
+    assert "val.tile_size: Value error, val.tile_size must be >= 0 pixels" in msg
+    assert msg.endswith("expected int | 'auto', got -1 (int)") and "FieldInfo" not in msg
+    data = minimal()
+    data["datasets"]["train"]["dataroot_gt"] = ["a", 5]
+    assert (
+        "datasets.train.dataroot_gt.1: Input should be a valid string; expected str, got 5 (int)"
+        in error_of(data)
+    )
+
+
 def test_unknown_discriminated_types() -> None:
     data = minimal()
     data["train"]["optim_g"]["type"] = "AdamX"

@@ -4,6 +4,7 @@ did-you-mean for unknown keys."""
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import logging
 import re
@@ -139,11 +140,13 @@ def _walk(loc: tuple[Any, ...]) -> tuple[list[Any], Any]:
         if isinstance(part, str) and part in tags:  # the member a discriminated union picked: not a key
             ann = tags[part]
             continue
+        if isinstance(part, str) and _is_member_tag(part, models, others):
+            continue  # the union member pydantic tried (``str``, ``list[str]``, ``int``...): not a key
         path.append(part)
         field = next(
             (m.model_fields[part] for m in models if isinstance(part, str) and part in m.model_fields), None
         )
-        containers = [c for c in others if typing.get_origin(c) in (dict, list)]
+        containers = [c for c in others if typing.get_origin(c) in (dict, list, collections.abc.Sequence)]
         if field is not None:  # pydantic keeps a top-level Annotated's metadata (the discriminator) apart
             disc = [m for m in field.metadata if isinstance(m, Discriminator)]
             ann = typing.Annotated[(field.annotation, disc[0])] if disc else field.annotation
@@ -154,6 +157,13 @@ def _walk(loc: tuple[Any, ...]) -> tuple[list[Any], Any]:
     return path, ann
 
 
+def _is_member_tag(part: str, models: list[type[BaseModel]], others: list[Any]) -> bool:
+    """True when ``part`` names the member of a plain union (no models, no mapping member) that pydantic tried,
+    e.g. ``str`` / ``list[str]`` of ``str | list[str]``: such a location entry is not a key of the option file."""
+    mapping = any(typing.get_origin(o) in (dict, collections.abc.Mapping) or o is dict for o in others)
+    return not models and not mapping and len(others) > 1
+
+
 def _type_name(ann: Any) -> str:
     if ann is None:
         return "?"
@@ -162,8 +172,27 @@ def _type_name(ann: Any) -> str:
         return f"a mapping with `type` one of {', '.join(tag.choices)}"
     if len(models) == 1 and not others:
         return models[0].__name__
-    s = str(ann) if not isinstance(ann, type) else ann.__name__
-    return s.replace("typing.", "").replace("NoneType", "null")
+    return _plain(ann)
+
+
+def _plain(ann: Any) -> str:
+    """An annotation as an option file's author reads it: ``int | 'auto'``, ``str | list[str]``, ``null`` (no
+    ``Annotated[..., FieldInfo(...)]``, ``Literal[...]`` or ``collections.abc`` prefixes)."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:
+        return _plain(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(dict.fromkeys(_plain(a) for a in args))
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if ann is type(None):
+        return "null"
+    if isinstance(ann, type) and not args:
+        return ann.__name__
+    if origin is not None and args:
+        name = {"Sequence": "list", "Mapping": "dict"}.get(origin.__name__, origin.__name__)
+        return f"{name}[{', '.join('...' if a is Ellipsis else _plain(a) for a in args)}]"
+    return str(ann).replace("typing.", "").replace("NoneType", "null")
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
@@ -211,6 +240,9 @@ def _one_line(err: Any, data: dict[str, Any] | None) -> str:
     if kind == "missing":
         return f"{path}: required key is missing (expected {_type_name(ann)})"
     got_s = f"{got!r} ({type(got).__name__})" if not isinstance(got, dict) else "a mapping"
+    if len(clean) < len(raw_loc) and not _members(ann)[0] and len(_members(ann)[3]) > 1:
+        # one error per union member tried: one line for the key (format_validation_error drops repeats)
+        return f"{path}: expected {_type_name(ann)}, got {got_s}"
     return f"{path}: {err['msg']}; expected {_type_name(ann)}, got {got_s}"
 
 
