@@ -267,3 +267,18 @@ def test_conflicting_gt_size_and_lq_size_is_an_error() -> None:
     ):
         parse_options(opt(gt_size=48, lq_size=32))
     assert parse_options(opt(gt_size=64, lq_size=32)).datasets["train"].lq_size == 32
+
+
+def test_a_loss_weight_that_is_not_a_number_is_reported_by_key() -> None:
+    """The loss list translation reads weights to drop switched-off losses; a weight that is not a number reaches
+    the schema, which names the key (was a bare "could not convert string to float: 'x'")."""
+    data = minimal()
+    data["train"]["pixel_opt"]["loss_weight"] = "x"
+    assert "train.pixel_opt.loss_weight: Input should be a valid number" in error_of(data)
+    data = minimal()
+    data["train"]["perceptual_opt"] = {
+        "type": "PerceptualLoss",
+        "perceptual_weight": "high",
+        "style_weight": 0,
+    }
+    assert "train.perceptual_opt.perceptual_weight: Input should be a valid number" in error_of(data)

@@ -113,10 +113,19 @@ ARCHS: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {
 _ARCH_IGNORE = {"learn_residual": (True,)}  # spandrel's Compact option; ours always adds the upsampled input
 
 
-def _weight(item: dict[str, Any]) -> float:
-    w = float(item.get("loss_weight", 1.0) or 0.0)
+def _number(value: Any) -> float | None:
+    """``value`` as a float; None when it is not a number (the schema then reports the key by name)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _weight(item: dict[str, Any]) -> float | None:
+    """The loss's effective weight: 0 for a loss that is switched off, None when a weight is not a number."""
+    w = _number(item.get("loss_weight", 1.0) or 0.0)
     if str(item.get("type", "")).lower() in ("perceptualloss", "perceptual", "vggperceptualloss"):
-        pw, sw = float(item.get("perceptual_weight", 1.0)), float(item.get("style_weight", 0.0))
+        pw, sw = _number(item.get("perceptual_weight", 1.0)), _number(item.get("style_weight", 0.0))
         if pw == 0 and sw == 0:
             return 0.0
     return w
