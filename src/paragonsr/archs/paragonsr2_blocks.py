@@ -131,7 +131,7 @@ class GlobalAvgPool2d(nn.Module):
 
 def per_sample_depthwise(h: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
     """Depthwise k×k conv (same padding) with each sample's own kernels: ``h`` (B, C, H, W), ``w`` (B, C, 1, k, k),
-    ``bias`` (C,) shared. Returns (B, C, H, W) in ``h``'s memory format.
+    ``bias`` (C,) shared. Returns (B, C, H, W): on the CPU in ``h``'s memory format, elsewhere NCHW.
 
     Two exact forms of the same sums: a channels_last CPU tensor runs B depthwise convs on its batch slices (each
     slice is already channels_last, so nothing is permuted in the forward or the backward, and the following

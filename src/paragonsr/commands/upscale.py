@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     def on_tile(done_tiles: int, total: int) -> None:
         if args.quiet or total <= 1:
             return
-        if not tiles or tiles[0].total != total:  # new image, or AutoTiler restarted with smaller tiles
+        if not tiles or tiles[0].total != total:  # new image, or auto tiling restarted with smaller tiles
             for t in tiles:
                 t.close()
             tiles[:] = [tqdm(total=total, unit="tile", leave=False, position=1, dynamic_ncols=True)]
