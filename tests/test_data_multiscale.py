@@ -118,3 +118,16 @@ def test_gray_alpha_source_gives_opaque_gray_copies_as_rgba_gives_rgb(tmp_path: 
         out = imread(str(tmp_path / "out" / name), cv2.IMREAD_UNCHANGED)
         assert out.ndim == 2 or out.shape[2] in (1, 3), (name, out.shape)  # no alpha channel
         np.testing.assert_array_equal(out if out.ndim == 2 else out[..., 0], gray)
+
+
+def test_float_source_with_nan_is_an_error_not_a_copy(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    img = np.random.default_rng(4).random((40, 40, 3), dtype=np.float32)
+    img[5, 5, 1] = np.nan
+    cv2.imwrite(str(src / "f.tif"), img)  # a float32 TIFF
+    _png(src / "ok.png", 40, 40)
+    res = make_multiscale([src / "f.tif", src / "ok.png"], tmp_path / "out", (1.0, 0.5), min_size=8)
+    assert res.errors == [f"{src / 'f.tif'}: holds NaN values; no copies written"]
+    assert [p.name for p in res.written] == ["ok_scale100.png", "ok_scale050.png"]  # the batch goes on
+    assert not list((tmp_path / "out").glob("f_*"))

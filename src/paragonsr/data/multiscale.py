@@ -27,6 +27,7 @@ import numpy as np
 from paragonsr.io.image_io import read_image, write_image
 from paragonsr.ops.imresize import imresize_matlab
 from paragonsr.utils.atomic import atomic_write_text
+from paragonsr.utils.finite import array_non_finite
 
 DEFAULT_SCALES = (1.0, 0.75, 0.5, 1 / 3)
 
@@ -70,8 +71,8 @@ def make_multiscale(
     """Write the ``scales`` copies of every image in ``paths`` to folder ``out`` and ``out/meta_info.txt``.
 
     ``min_size``: a copy whose shorter side would be below this many pixels is skipped (a GT crop of that size must
-    fit; listed in ``skipped``). Input stems must be unique. A bad input is reported in ``errors`` and the others go
-    on.
+    fit; listed in ``skipped``). Input stems must be unique. A bad input (unreadable, or a float file holding
+    NaN/inf) is reported in ``errors`` and the others go on.
     ``progress(i, n, name)`` is called after each input. Raises ``ValueError`` for a scale outside (0, 1],
     two scales that share a copy name (e.g. 0.5 and 0.501: both ``_scale050``) or duplicate stems.
     """
@@ -106,6 +107,13 @@ def make_multiscale(
                     progress(i + 1, len(paths), Path(path).name)
                 continue
             img = img[..., :3] if img.shape[2] >= 3 else img[..., :1]  # alpha dropped (gray + alpha too)
+            if (
+                bad := array_non_finite(img)
+            ) is not None:  # a float file: NaN/inf would become arbitrary pixels
+                res.errors.append(f"{path}: holds {bad} values; no copies written")
+                if progress:
+                    progress(i + 1, len(paths), Path(path).name)
+                continue
         for s in scales:
             target = dst / copy_name(stem, s)
             if s in done:
