@@ -191,3 +191,18 @@ def test_short_training_run_channels_last_equals_nchw() -> None:
             step_f, step_p = fast_sd[k] - v0, plain_sd[k] - v0
             err = (step_f - step_p).abs().max().item() / (step_p.abs().max().item() + 1e-12)
             assert err < 0.05, f"{name}.{k}: update differs by {err:.1%} of its size"
+
+
+def test_matrix_upsampler_trains_after_a_forward_under_inference_mode() -> None:
+    """The per-size matrices are cached for the process: one first built by a training-mode forward under
+    ``torch.inference_mode()`` (e.g. a calibration pass) must still serve later training steps (an inference
+    tensor cannot be saved for backward)."""
+    from paragonsr.archs.mks_upsample import axis_matrix
+
+    axis_matrix.cache_clear()
+    up = MagicKernelSharpUpsample(4, 2, 0.5).train()
+    with torch.inference_mode():
+        up(torch.rand(2, 4, 11, 9))
+    x = torch.rand(2, 4, 11, 9, requires_grad=True)
+    up(x).square().sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())

@@ -119,8 +119,9 @@ MATRIX_PATH_MAX = (
 def axis_matrix(n: int, scale: int, alpha: float, version: str) -> Tensor:
     """(n, scale·n) float32 matrix of :class:`MagicKernelSharpUpsample` along one axis, replicate edges included:
     the filter path applied in float64 to the rows of the identity (a 1-row image, so the other axis is a no-op:
-    its taps sum to 1)."""
-    m = MagicKernelSharpUpsample(1, scale, alpha, version).double().eval()
-    with torch.no_grad():
+    its taps sum to 1). Built outside inference mode whoever asks first: the cached matrix is saved for backward
+    by later training steps, which an inference tensor cannot be."""
+    with torch.inference_mode(False), torch.no_grad():
+        m = MagicKernelSharpUpsample(1, scale, alpha, version).double().eval()
         rows = m._upsample(torch.eye(n, dtype=torch.float64).view(n, 1, 1, n))  # (n, 1, scale, scale·n)
-    return rows[:, 0, 0, :].float().contiguous()
+        return rows[:, 0, 0, :].float().contiguous()
