@@ -14,6 +14,16 @@ def test_table_is_current_for_the_arch_sources() -> None:
     assert pt.table_is_fresh(), "arch sources changed: run python scripts/gen_arch_params.py"
 
 
+def test_an_added_or_removed_arch_file_makes_the_table_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded = pt.source_hashes()
+    assert pt.sources_match(recorded)
+    real = pt.source_hashes
+    monkeypatch.setattr(pt, "source_hashes", lambda: {**real(), "new_arch.py": "0" * 64})
+    assert not pt.sources_match(recorded)  # a new arch file (new layers) is not covered by the table
+    monkeypatch.setattr(pt, "source_hashes", lambda: {k: v for k, v in real().items() if k != "compact.py"})
+    assert not pt.sources_match(recorded)
+
+
 @pytest.mark.parametrize(("name", "kw"), [("paragonsr2_nano", "scale"), ("srvggnetcompact", "upscale")])
 @pytest.mark.parametrize("scale", [2, 3])
 def test_table_counts_equal_real_builds(name: str, kw: str, scale: int) -> None:

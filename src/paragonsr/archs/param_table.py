@@ -23,7 +23,7 @@ TABLE = ARCHS_DIR.parent / "assets" / "arch_params.json"
 
 
 # Files that define no layers: editing them cannot change a count.
-_NOT_LAYERS = ("__init__.py", "detect.py", "hparams.py", "param_table.py")
+_NOT_LAYERS = ("__init__.py", "detect.py", "hparams.py", "options.py", "param_table.py")
 
 
 def _code_digest(source: str) -> str:
@@ -100,9 +100,13 @@ def _load() -> tuple[dict[str, Any], bool]:
         data = json.loads(TABLE.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}, False
-    now = source_hashes()
-    fresh = all(now.get(f) == h for f, h in data.get("sources", {}).items())
-    return data.get("archs", {}), fresh
+    return data.get("archs", {}), sources_match(data.get("sources", {}))
+
+
+def sources_match(recorded: dict[str, str]) -> bool:
+    """True when ``recorded`` (file -> code digest) is exactly the current set of arch sources: an edited, added
+    or removed arch file makes the table stale."""
+    return recorded == source_hashes()
 
 
 def lookup(name: str, scale: int) -> dict[str, Any]:
