@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import imread, load_photo_crop
 from paragonsr.checkpoint import load_state_dict
@@ -54,13 +55,22 @@ def test_two_stage_nano_recipe(
     assert all(math.isfinite(v) for v in last.values())
 
 
-@pytest.mark.parametrize("name", ["scratch", "default", "classic"])
+# config -> the weights it starts from (classic_multiscale starts from stage 1's EMA, packaged as classic_unfused)
+PACKAGED_CONFIGS = {
+    "scratch": None,
+    "default": "default_unfused",
+    "classic": "default_unfused",
+    "classic_multiscale": "classic_unfused",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGED_CONFIGS))
 def test_packaged_model_configs_run_as_written(
     name: str, tmp_path: Path, photo_paths: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The configs that train the packaged models run two iterations on the bundled photos (sizes forced to CPU
-    test scale; data, degradation, losses, optimizer and schedule as shipped); the fine-tunes start from the
-    packaged unfused weights."""
+    test scale; data, degradation, losses, optimizer and schedule as shipped), starting from the weights their
+    ``path.pretrain_network_g`` names; every validation set is scored."""
     repo = CONFIGS.parent
     hr = tmp_path / "hr"
     hr.mkdir()
@@ -70,22 +80,29 @@ def test_packaged_model_configs_run_as_written(
             (load_photo_crop(p, 64, 0, 0)[..., ::-1] * 255).round().astype(np.uint8),
         )
     cfg = CONFIGS / f"2x_ParagonSR2_Nano_{name}.yml"
+    raw = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    vals = [k for k in raw["datasets"] if k != "train"]
     monkeypatch.chdir(tmp_path)
     force = [
-        f"datasets.train.dataroot_gt={hr}", f"datasets.val.dataroot_gt={hr}", "datasets.train.meta_info=~",
-        "datasets.val.meta_info=~", "train.total_iter=2", "datasets.train.gt_size=32",
-        "datasets.train.batch_size_per_gpu=2", "datasets.train.num_worker_per_gpu=0",
+        f"datasets.train.dataroot_gt={hr}", "datasets.train.meta_info=~", "train.total_iter=2",
+        "datasets.train.gt_size=32", "datasets.train.batch_size_per_gpu=2", "datasets.train.num_worker_per_gpu=0",
         "datasets.train.dataset_enlarge_ratio=1", "val.val_freq=2", "val.tile_size=0", "logger.save_checkpoint_freq=2",
         "logger.use_tb_logger=false", "train.warmup_iter=1", "train.calibrate_iters=2",
+        *(f"datasets.{k}.dataroot_gt={hr}" for k in vals), *(f"datasets.{k}.meta_info=~" for k in vals),
     ]  # fmt: skip
-    opt = load_options(cfg, force=force)
-    if opt.path.pretrain_network_g:
-        force.append(f"path.pretrain_network_g={repo / opt.path.pretrain_network_g}")
+    start = PACKAGED_CONFIGS[name]
+    if start is None:
+        assert raw["path"]["pretrain_network_g"] is None
+    else:
+        weights = repo / "src/paragonsr/assets/models" / f"{start}.safetensors"
+        if name != "classic_multiscale":  # the others name the packaged file themselves
+            assert repo / raw["path"]["pretrain_network_g"] == weights
+        force.append(f"path.pretrain_network_g={weights}")
     trainer = Trainer(load_options(cfg, force=force))
-    if name != "scratch":
-        packaged, _ = load_state_dict(repo / "src/paragonsr/assets/models/default_unfused.safetensors")
+    if start is not None:
+        packaged, _ = load_state_dict(weights)
         for k, v in trainer.model.net_g.state_dict().items():
             assert torch.equal(v, packaged[k]), k
     res = trainer.train()
     assert res.iters == 2 and all(math.isfinite(v) for v in res.losses[-1].values())
-    assert res.metrics["photos_val"]["psnr"] > 20
+    assert len(res.metrics) == len(vals) and all(m["psnr"] > 20 for m in res.metrics.values())
