@@ -157,3 +157,45 @@ def test_outermost_registered_call_and_canonical_name_are_recorded() -> None:
         pass
 
     assert not hasattr(Wider(num_feat=8), "arch_name")
+
+
+PLUGIN = """
+import sys
+from torch import nn
+import paragonsr.archs.options  # the option models already exist (an option file or checkpoint was read)
+from paragonsr.checkpoint import load_model, save_model
+from paragonsr.registry import ARCH_REGISTRY
+
+
+@ARCH_REGISTRY.register("plugin_up")
+class PluginUp(nn.Module):
+    def __init__(self, scale: int = 4, num_feat: int = 4) -> None:
+        super().__init__()
+        self.scale = scale
+        self.conv = nn.Conv2d(3, 3 * scale * scale, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x):
+        return self.shuffle(self.conv(x))
+
+
+save_model(sys.argv[1], PluginUp(scale=2, num_feat=4))
+back = load_model(sys.argv[1])
+print(type(back).__name__, back.scale)
+"""
+
+
+def test_an_arch_registered_later_loads_from_its_file(tmp_path: Path) -> None:
+    """A plugin architecture registered after the arch option models were generated still loads (at its recorded
+    scale). In a subprocess: the registry of this test process must not gain an entry."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", PLUGIN, str(tmp_path / "plugin.safetensors")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["PluginUp", "2"]

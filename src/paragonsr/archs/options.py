@@ -10,7 +10,10 @@ imports every architecture (which registers them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
 
 import paragonsr.archs  # noqa: F401  (registers every architecture)
 from paragonsr.registry import ARCH_REGISTRY
@@ -24,15 +27,24 @@ class NetworkOpt(RegisteredOpt):
 
 
 _SCALE = "the top-level `scale`"
-ARCH_OPTS = registered_models(
-    ARCH_REGISTRY,
-    NetworkOpt,
-    prefix="Network",
-    module=__name__,
-    optional={"scale": _SCALE, "upscale": _SCALE},
-)
-# the generated classes live here by name, so options pickle (spawned workers)
-globals().update({m.__name__: m for m in ARCH_OPTS.values()})
+
+
+def _generate(known: Mapping[str, type[BaseModel]]) -> dict[str, type[BaseModel]]:
+    """Option models of the registered architectures not in ``known``, published in this module by name (so
+    options pickle, e.g. for spawned workers; classes already published stay the same objects)."""
+    models = registered_models(
+        ARCH_REGISTRY,
+        NetworkOpt,
+        prefix="Network",
+        module=__name__,
+        optional={"scale": _SCALE, "upscale": _SCALE},
+    )
+    new = {k: m for k, m in models.items() if k not in known}
+    globals().update({m.__name__: m for m in new.values()})
+    return new
+
+
+ARCH_OPTS = _generate({})
 
 if TYPE_CHECKING:  # the generated members are subclasses of NetworkOpt
     NetworkUnion = NetworkOpt
@@ -43,5 +55,9 @@ else:
 def arch_options(name: str) -> type[NetworkOpt]:
     """The option model of the architecture registered as ``name`` (any capitalisation, aliases). Its fields
     other than ``type`` are the arch's keyword arguments. Raises KeyError (with a did-you-mean) for an unknown
-    name."""
-    return ARCH_OPTS[ARCH_REGISTRY.canonical(name)]  # type: ignore[return-value]
+    name. An architecture registered after this module was imported (a plugin) gets its model on first use.
+    """
+    key = ARCH_REGISTRY.canonical(name)
+    if key not in ARCH_OPTS:
+        ARCH_OPTS.update(_generate(ARCH_OPTS))
+    return ARCH_OPTS[key]  # type: ignore[return-value]
