@@ -72,3 +72,51 @@ def test_download_checks_the_hash_while_streaming_and_names_the_url(tmp_path: Pa
     with pytest.raises(WeightsError, match=r"weights 'w': cannot download file:.*missing\.bin"):
         resolve_weights("w", tmp_path / "gone", allow_download=True, manifest=gone)
     assert list((tmp_path / "gone").iterdir()) == []
+
+
+def test_weight_source_resolves_like_resolve_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import paragonsr.weights as w
+
+    monkeypatch.delenv(w.ALLOW_DOWNLOAD_ENV, raising=False)
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"weights")
+    url = src.resolve().as_uri()
+    manifest = {"w": {"file": "w.bin", "url": url, "sha256": None, "license": "MIT"}}
+    wdir = tmp_path / "weights"
+    source = w.WeightSource(wdir, manifest=manifest)
+    with pytest.raises(w.WeightsError) as err:
+        source.resolve("w")
+    msg = str(err.value)
+    for part in ("'w' not found", "w.bin", str(wdir), url, "--allow-download", "License: MIT."):
+        assert part in msg
+    with pytest.raises(w.WeightsError) as direct:
+        w.resolve_weights("w", wdir, manifest=manifest)
+    assert str(direct.value) == msg
+    assert not wdir.exists()  # nothing fetched without allow_download
+    fetched = w.WeightSource(wdir, True, manifest).resolve("w")
+    assert fetched == wdir / "w.bin" and fetched.read_bytes() == b"weights"
+    assert source.resolve("w") == w.resolve_weights("w", wdir, manifest=manifest) == fetched
+
+    calls: list[tuple] = []
+
+    def record(*a: object, **k: object) -> Path:
+        calls.append((a, k))
+        return Path("x")
+
+    monkeypatch.setattr(w, "resolve_weights", record)
+    assert w.WeightSource("d", True, "m.json").resolve("vgg19") == Path("x")
+    assert calls == [(("vgg19",), {"weights_dir": "d", "allow_download": True, "manifest": "m.json"})]
+    assert w.WeightSource() == w.WeightSource(None, False, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        source.allow_download = True  # type: ignore[misc]
+
+
+def test_default_weight_source_uses_the_env_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paragonsr.weights import ALLOW_DOWNLOAD_ENV, ENV_VAR, WeightsError, WeightSource
+
+    monkeypatch.delenv(ALLOW_DOWNLOAD_ENV, raising=False)
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
+    with pytest.raises(WeightsError, match=r"vgg16-397923af\.pth in .*env"):
+        WeightSource().resolve("vgg16")

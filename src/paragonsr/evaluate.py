@@ -56,13 +56,13 @@ DEEP_METRICS: dict[str, tuple[str, ...]] = {"lpips": ("vgg16", "lpips_vgg"), "di
 
 def available_deep_metrics(weights_dir: str | Path | None = None) -> tuple[list[str], list[str]]:
     """(usable metric names, one 'why not' line per unusable one). Nothing is downloaded."""
-    from paragonsr.weights import WeightsError, resolve_weights
+    from paragonsr.weights import WeightsError, WeightSource
 
-    usable, skipped = [], []
+    source, usable, skipped = WeightSource(weights_dir), [], []
     for metric, files in DEEP_METRICS.items():
         try:
             for name in files:
-                resolve_weights(name, weights_dir)
+                source.resolve(name)
             usable.append(metric)
         except WeightsError as exc:
             skipped.append(f"{metric} skipped: {exc}")

@@ -17,6 +17,9 @@ Manifest (``weights_manifest.json`` beside this module, or any JSON given as ``m
 record that ``sha256_prefix`` and check it when the full hash is not in the manifest yet; the full hash of such a
 file is logged (and printed by ``python -m paragonsr.weights NAME``) so it can be pinned.
 
+Code that loads several files from the same place passes one :class:`WeightSource` (folder, download permission,
+manifest) instead of the three values.
+
 Fetch or check files from a shell::
 
     python -m paragonsr.weights vgg19 dists [--weights-dir DIR] [--allow-download]
@@ -30,6 +33,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +157,31 @@ def resolve_weights(
     return path
 
 
+@dataclass(frozen=True)
+class WeightSource:
+    """Where pretrained weight files come from: the folder, whether a missing file may be fetched, the manifest.
+
+    ``WeightSource()`` is the default everywhere: ``$PARAGONSR_WEIGHTS`` or the user cache, no download (unless
+    ``$PARAGONSR_ALLOW_DOWNLOAD=1``), the bundled manifest. Losses and metrics keep ``weights_dir``,
+    ``allow_download`` and ``manifest`` as their option keys and build one of these from them.
+
+    Attributes:
+        weights_dir: folder of the weight files (None: ``$PARAGONSR_WEIGHTS`` or ``~/.cache/paragonsr/weights``).
+        allow_download: fetch a missing file from its manifest URL (checked against its SHA-256).
+        manifest: a manifest JSON path or an already-loaded mapping (None: the bundled one).
+    """
+
+    weights_dir: str | Path | None = None
+    allow_download: bool = False
+    manifest: str | Path | dict[str, Any] | None = None
+
+    def resolve(self, name: str) -> Path:
+        """:func:`resolve_weights` of ``name`` from this source; raises :class:`WeightsError` as it does."""
+        return resolve_weights(
+            name, weights_dir=self.weights_dir, allow_download=self.allow_download, manifest=self.manifest
+        )
+
+
 def load_weight_file(path: str | Path) -> dict[str, Any]:
     """Load a state dict from .safetensors or .pth/.pt (``weights_only=True``, never arbitrary pickle)."""
     path = Path(path)
@@ -187,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, e in sorted(entries.items()):
             print(f"{name:<16}{e['file']:<32}{e.get('license', '')}")
         return 0
+    source = WeightSource(args.weights_dir, args.allow_download, args.manifest)
     failed = 0
     for name in args.names:
         try:
-            path = resolve_weights(name, args.weights_dir, args.allow_download, args.manifest)
+            path = source.resolve(name)
             print(f"{name}: {path} sha256={sha256_file(path)}")
         except WeightsError as exc:
             print(f"{name}: {exc}", file=sys.stderr)

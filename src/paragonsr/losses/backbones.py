@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paragonsr.losses.pixel import check_pair
-from paragonsr.weights import load_weight_file, resolve_weights
+from paragonsr.weights import WeightSource, load_weight_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -78,16 +78,12 @@ class FrozenNet(nn.Module):
 
 
 def load_backbone_weights(
-    module: nn.Module,
-    name: str,
-    weights_dir: str | Path | None,
-    allow_download: bool,
-    manifest: Any = None,
-    prefix: str = "features.",
+    module: nn.Module, name: str, weights: WeightSource | None = None, prefix: str = "features."
 ) -> None:
-    """Resolve ``name`` through the manifest and load the ``prefix`` keys this (possibly truncated) module has;
-    extra keys in the file (classifier, deeper layers) are ignored, missing or mis-shaped ones are errors."""
-    path = resolve_weights(name, weights_dir=weights_dir, allow_download=allow_download, manifest=manifest)
+    """Resolve ``name`` from ``weights`` (default :class:`WeightSource`) and load the ``prefix`` keys this (possibly
+    truncated) module has; extra keys in the file (classifier, deeper layers) are ignored, missing or mis-shaped
+    ones are errors (``KeyError`` / ``ValueError`` naming the file; ``WeightsError`` when the file is missing)."""
+    path = (weights or WeightSource()).resolve(name)
     state = load_weight_file(path)
     own = {k: v for k, v in module.state_dict().items() if k.startswith(prefix)}
     missing = [k for k in own if k not in state]
@@ -103,17 +99,11 @@ def load_backbone_weights(
 
 
 def load_or_warn_random(
-    module: nn.Module,
-    name: str,
-    pretrained: bool,
-    weights_dir: str | Path | None,
-    allow_download: bool,
-    manifest: Any,
-    what: str,
+    module: nn.Module, name: str, pretrained: bool, weights: WeightSource | None, what: str
 ) -> None:
     """:func:`load_backbone_weights` when ``pretrained``, else keep the random init and say so loudly."""
     if pretrained:
-        load_backbone_weights(module, name, weights_dir, allow_download, manifest)
+        load_backbone_weights(module, name, weights)
     else:
         warnings.warn(
             f"{what}: no pretrained weights, RANDOM {name} backbone (tests/debug only)", stacklevel=3
@@ -139,7 +129,8 @@ class _InputNorm(nn.Module):
 
 
 class VGGFeatureExtractor(FrozenNet):
-    """VGG16/19 features by BasicSR layer name: ``forward(x) -> {name: feature}``."""
+    """VGG16/19 features by BasicSR layer name: ``forward(x) -> {name: feature}``; ``weights`` says where the
+    ``vgg_type`` file is resolved from (default :class:`~paragonsr.weights.WeightSource`)."""
 
     def __init__(
         self,
@@ -148,9 +139,7 @@ class VGGFeatureExtractor(FrozenNet):
         use_input_norm: bool = True,
         range_norm: bool = False,
         pretrained: bool = True,
-        weights_dir: str | Path | None = None,
-        allow_download: bool = False,
-        manifest: Any = None,
+        weights: WeightSource | None = None,
     ) -> None:
         super().__init__()
         names = vgg_layer_names(vgg_type)
@@ -164,9 +153,7 @@ class VGGFeatureExtractor(FrozenNet):
         self.names = names[: last + 1]
         self.features = nn.Sequential(*make_vgg_layers(self.names))
         self.norm = _InputNorm(use_input_norm, range_norm)
-        load_or_warn_random(
-            self, vgg_type, pretrained, weights_dir, allow_download, manifest, "VGGFeatureExtractor"
-        )
+        load_or_warn_random(self, vgg_type, pretrained, weights, "VGGFeatureExtractor")
         self.freeze()
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -222,7 +209,7 @@ _CONVNEXT_T = ((96, 3), (192, 3), (384, 9), (768, 3))
 
 class ConvNeXtFeatureExtractor(FrozenNet):
     """ConvNeXt-Tiny features ``stage1``..``stage4``: ``forward(x) -> {name: feature}``; built up to the deepest
-    requested stage."""
+    requested stage; ``weights`` says where ``convnext_tiny`` is resolved from."""
 
     STAGES = ("stage1", "stage2", "stage3", "stage4")
 
@@ -232,9 +219,7 @@ class ConvNeXtFeatureExtractor(FrozenNet):
         use_input_norm: bool = True,
         range_norm: bool = False,
         pretrained: bool = True,
-        weights_dir: str | Path | None = None,
-        allow_download: bool = False,
-        manifest: Any = None,
+        weights: WeightSource | None = None,
     ) -> None:
         super().__init__()
         unknown = [n for n in layer_name_list if n not in self.STAGES]
@@ -251,15 +236,7 @@ class ConvNeXtFeatureExtractor(FrozenNet):
             mods.append(nn.Sequential(*[CNBlock(dim) for _ in range(n)]))
         self.features = nn.Sequential(*mods)
         self.norm = _InputNorm(use_input_norm, range_norm)
-        load_or_warn_random(
-            self,
-            "convnext_tiny",
-            pretrained,
-            weights_dir,
-            allow_download,
-            manifest,
-            "ConvNeXtFeatureExtractor",
-        )
+        load_or_warn_random(self, "convnext_tiny", pretrained, weights, "ConvNeXtFeatureExtractor")
         self.freeze()
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -276,7 +253,8 @@ class ConvNeXtFeatureExtractor(FrozenNet):
 
 class DistanceNetLoss(nn.Module):
     """``loss_weight * mean net(pred, target)`` for a full-reference distance network (LPIPS, DISTS) whose
-    constructor takes ``(pretrained, pretrained_backbone, weights_dir, allow_download, manifest)``.
+    constructor takes ``(pretrained, pretrained_backbone, weights)`` (``weights``: a
+    :class:`~paragonsr.weights.WeightSource` built from this loss's ``weights_dir``, ``allow_download``, ``manifest``).
 
     Args:
         loss_weight: factor of this loss in the total.
@@ -301,7 +279,8 @@ class DistanceNetLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.loss_weight = float(loss_weight)
-        self.net = self.net_cls(pretrained, pretrained_backbone, weights_dir, allow_download, manifest)
+        weights = WeightSource(weights_dir, allow_download, manifest)
+        self.net = self.net_cls(pretrained, pretrained_backbone, weights)
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
         check_pair(pred, target, type(self).__name__)

@@ -7,9 +7,6 @@ entries (see :mod:`paragonsr.weights`).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -21,7 +18,7 @@ from paragonsr.losses.backbones import (
     vgg_layer_names,
 )
 from paragonsr.registry import LOSS_REGISTRY
-from paragonsr.weights import load_weight_file, resolve_weights
+from paragonsr.weights import WeightSource, load_weight_file
 
 _TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 _CHANNELS = (64, 128, 256, 512, 512)
@@ -39,7 +36,8 @@ class _Lin(nn.Module):
 
 
 class LPIPSNet(FrozenNet):
-    """``forward(x, y) -> (N,)`` LPIPS distances for RGB inputs in [0, 1] (0 = identical)."""
+    """``forward(x, y) -> (N,)`` LPIPS distances for RGB inputs in [0, 1] (0 = identical); the ``vgg16`` and
+    ``lpips_vgg`` files are resolved from ``weights`` (default :class:`~paragonsr.weights.WeightSource`)."""
 
     shift: Tensor
     scale: Tensor
@@ -48,9 +46,7 @@ class LPIPSNet(FrozenNet):
         self,
         pretrained: bool = True,
         pretrained_backbone: bool | None = None,
-        weights_dir: str | Path | None = None,
-        allow_download: bool = False,
-        manifest: Any = None,
+        weights: WeightSource | None = None,
     ) -> None:
         super().__init__()
         names = vgg_layer_names("vgg16")
@@ -63,13 +59,10 @@ class LPIPSNet(FrozenNet):
         for k, ch in enumerate(_CHANNELS):
             self.add_module(f"lin{k}", _Lin(ch))
         pretrained_backbone = pretrained if pretrained_backbone is None else pretrained_backbone
-        load_or_warn_random(
-            self, "vgg16", pretrained_backbone, weights_dir, allow_download, manifest, "LPIPS"
-        )
+        weights = weights or WeightSource()
+        load_or_warn_random(self, "vgg16", pretrained_backbone, weights, "LPIPS")
         if pretrained:
-            path = resolve_weights(
-                "lpips_vgg", weights_dir=weights_dir, allow_download=allow_download, manifest=manifest
-            )
+            path = weights.resolve("lpips_vgg")
             state = load_weight_file(path)
             for k, ch in enumerate(_CHANNELS):
                 key = f"lin{k}.model.1.weight"

@@ -27,7 +27,7 @@ from paragonsr.losses.backbones import (
 )
 from paragonsr.losses.pixel import check_pair
 from paragonsr.registry import LOSS_REGISTRY
-from paragonsr.weights import load_weight_file, resolve_weights
+from paragonsr.weights import WeightSource, load_weight_file
 
 
 def feature_distance(a: Tensor, b: Tensor, criterion: str) -> Tensor:
@@ -113,9 +113,7 @@ class PerceptualLoss(_FeatureLoss):
             use_input_norm,
             range_norm,
             pretrained,
-            weights_dir,
-            allow_download,
-            manifest,
+            WeightSource(weights_dir, allow_download, manifest),
         )
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
@@ -166,8 +164,9 @@ class ConvNeXtPerceptualLoss(_FeatureLoss):
         layer_weights = layer_weights or {"stage1": 1.0, "stage2": 1.0}
         super().__init__(layer_weights, criterion)
         self.loss_weight = float(loss_weight)
+        weights = WeightSource(weights_dir, allow_download, manifest)
         self.extractor = ConvNeXtFeatureExtractor(
-            list(layer_weights), use_input_norm, range_norm, pretrained, weights_dir, allow_download, manifest
+            list(layer_weights), use_input_norm, range_norm, pretrained, weights
         )
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
@@ -197,7 +196,8 @@ class DISTSNet(FrozenNet):
     """DISTS (Ding et al. 2020) on a VGG16 with L2 pooling; ``forward(x, y) -> (N,)`` distances (0 = identical).
 
     ``features.N`` conv keys match torchvision VGG16 (the L2 pools replacing max pools have no parameters), so the
-    official ``vgg16-397923af.pth`` loads; ``alpha``/``beta`` come from the DISTS ``weights.pt``."""
+    official ``vgg16-397923af.pth`` loads; ``alpha``/``beta`` come from the DISTS ``weights.pt``. Both files
+    are resolved from ``weights`` (default :class:`~paragonsr.weights.WeightSource`)."""
 
     mean: Tensor
     std: Tensor
@@ -208,9 +208,7 @@ class DISTSNet(FrozenNet):
         self,
         pretrained: bool = True,
         pretrained_backbone: bool | None = None,
-        weights_dir: str | Path | None = None,
-        allow_download: bool = False,
-        manifest: Any = None,
+        weights: WeightSource | None = None,
     ) -> None:
         super().__init__()
         names = vgg_layer_names("vgg16")
@@ -226,13 +224,10 @@ class DISTSNet(FrozenNet):
         self.alpha = nn.Parameter(torch.empty(1, n, 1, 1).normal_(0.1, 0.01))
         self.beta = nn.Parameter(torch.empty(1, n, 1, 1).normal_(0.1, 0.01))
         pretrained_backbone = pretrained if pretrained_backbone is None else pretrained_backbone
-        load_or_warn_random(
-            self, "vgg16", pretrained_backbone, weights_dir, allow_download, manifest, "DISTS"
-        )
+        weights = weights or WeightSource()
+        load_or_warn_random(self, "vgg16", pretrained_backbone, weights, "DISTS")
         if pretrained:
-            path = resolve_weights(
-                "dists", weights_dir=weights_dir, allow_download=allow_download, manifest=manifest
-            )
+            path = weights.resolve("dists")
             state = load_weight_file(path)
             for key in ("alpha", "beta"):
                 if key not in state or state[key].numel() != n:
@@ -313,21 +308,15 @@ class ContrastiveLoss(nn.Module):
         if temperature <= 0:
             raise ValueError(f"ContrastiveLoss: temperature must be > 0, got {temperature}")
         self.loss_weight, self.temperature = float(loss_weight), float(temperature)
+        weights = WeightSource(weights_dir, allow_download, manifest)
         if backbone == "convnext_tiny":
             layers = layers or ["stage2", "stage3"]
             self.extractor: nn.Module = ConvNeXtFeatureExtractor(
-                layers,
-                pretrained=pretrained,
-                weights_dir=weights_dir,
-                allow_download=allow_download,
-                manifest=manifest,
+                layers, pretrained=pretrained, weights=weights
             )
         elif backbone in ("vgg19", "vgg16"):
             layers = layers or ["relu3_1", "relu4_1"]
-            self.extractor = VGGFeatureExtractor(
-                layers, backbone, pretrained=pretrained, weights_dir=weights_dir,
-                allow_download=allow_download, manifest=manifest,
-            )  # fmt: skip
+            self.extractor = VGGFeatureExtractor(layers, backbone, pretrained=pretrained, weights=weights)
         else:
             raise ValueError(
                 f"ContrastiveLoss: backbone must be convnext_tiny, vgg19 or vgg16; got {backbone!r}"

@@ -22,13 +22,16 @@ from paragonsr.registry import METRIC_REGISTRY
 
 @lru_cache(maxsize=4)
 def _net(kind: str, weights_dir: str | None, device: str) -> torch.nn.Module:
+    from paragonsr.weights import WeightSource
+
+    weights = WeightSource(weights_dir)
     if kind == "dists":
         from paragonsr.losses.perceptual import DISTSNet
 
-        return DISTSNet(pretrained=True, weights_dir=weights_dir).to(device)
+        return DISTSNet(pretrained=True, weights=weights).to(device)
     from paragonsr.losses.lpips import LPIPSNet
 
-    return LPIPSNet(pretrained=True, weights_dir=weights_dir).to(device)
+    return LPIPSNet(pretrained=True, weights=weights).to(device)
 
 
 def _distance(

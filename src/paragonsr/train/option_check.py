@@ -151,7 +151,7 @@ def _pretrain_problems(opt: Options) -> list[str]:
 def _backbone_weight_problems(opt: Options, allow_download: bool) -> list[str]:
     """A VGG ``PerceptualLoss`` with pretrained weights whose file is not in the weights folder: the loss would
     stop the run at start. Nothing is fetched here; with ``allow_download`` the run may fetch it, so no problem."""
-    from paragonsr.weights import ALLOW_DOWNLOAD_ENV, WeightsError, resolve_weights
+    from paragonsr.weights import ALLOW_DOWNLOAD_ENV, WeightsError, WeightSource
 
     if allow_download or os.environ.get(ALLOW_DOWNLOAD_ENV) == "1":
         return []
@@ -165,8 +165,8 @@ def _backbone_weight_problems(opt: Options, allow_download: bool) -> list[str]:
             continue
         where = f"train.{loss.name}_opt" if loss.name else f"train.losses.{i}"
         try:
-            resolve_weights(str(kw.get("vgg_type", "vgg19")), weights_dir=kw.get("weights_dir"),
-                            manifest=kw.get("manifest"))  # fmt: skip
+            source = WeightSource(kw.get("weights_dir"), manifest=kw.get("manifest"))
+            source.resolve(str(kw.get("vgg_type", "vgg19")))
         except WeightsError as exc:
             problems.append(f"{where}: {exc} Or turn the term off with --force {where}=null.")
     return problems
