@@ -55,7 +55,7 @@ def test_two_stage_nano_recipe(
     assert all(math.isfinite(v) for v in last.values())
 
 
-# config -> the weights it starts from (classic_multiscale starts from stage 1's EMA, packaged as classic_unfused)
+# config -> packaged weights the test starts it from (classic_multiscale names a stage-1 run folder instead)
 PACKAGED_CONFIGS = {
     "scratch": None,
     "default": "default_unfused",
