@@ -95,41 +95,47 @@ def make_multiscale(
     res = MultiscaleResult()
     listed: list[str] = []
     for i, (path, stem) in enumerate(zip(paths, stems, strict=True)):
-        todo = [s for s in scales if not (dst / copy_name(stem, s)).exists()]
-        done = [s for s in scales if s not in todo]
-        img = info = None
-        if todo:
-            try:
-                img, info = read_image(path)
-            except (OSError, ValueError) as exc:
-                res.errors.append(str(exc))
-                if progress:
-                    progress(i + 1, len(paths), Path(path).name)
-                continue
-            img = img[..., :3] if img.shape[2] >= 3 else img[..., :1]  # alpha dropped (gray + alpha too)
-            if (
-                bad := array_non_finite(img)
-            ) is not None:  # a float file: NaN/inf would become arbitrary pixels
-                res.errors.append(f"{path}: holds {bad} values; no copies written")
-                if progress:
-                    progress(i + 1, len(paths), Path(path).name)
-                continue
-        for s in scales:
-            target = dst / copy_name(stem, s)
-            if s in done:
-                res.kept.append(target)
-                listed.append(target.name)
-                continue
-            assert img is not None and info is not None
-            h, w = img.shape[:2]
-            if min(int(np.ceil(s * h)), int(np.ceil(s * w))) < min_size:
-                res.skipped.append(f"{path}: the x{s:.2f} copy would be below {min_size} px")
-                continue
-            small = downscale(img, s, info.bit_depth)
-            write_image(target, small, bit_depth=16 if info.bit_depth == 16 else 8)
-            res.written.append(target)
-            listed.append(target.name)
+        listed += _copies_of(path, dst, stem, scales, min_size, res)
         if progress:
             progress(i + 1, len(paths), Path(path).name)
     atomic_write_text(dst / "meta_info.txt", "".join(f"{name}\n" for name in listed))
     return res
+
+
+def _copies_of(
+    path: str | os.PathLike[str],
+    dst: Path,
+    stem: str,
+    scales: Sequence[float],
+    min_size: int,
+    res: MultiscaleResult,
+) -> list[str]:
+    """Write the missing copies of one image (recording them in ``res``); the names of its copies in ``dst``."""
+    todo = [s for s in scales if not (dst / copy_name(stem, s)).exists()]
+    res.kept += [dst / copy_name(stem, s) for s in scales if s not in todo]
+    names = [copy_name(stem, s) for s in scales if s not in todo]
+    if not todo:
+        return names
+    try:
+        img, info = read_image(path)
+    except (OSError, ValueError) as exc:
+        res.errors.append(str(exc))
+        return names
+    img = img[..., :3] if img.shape[2] >= 3 else img[..., :1]  # alpha dropped (gray + alpha too)
+    if (bad := array_non_finite(img)) is not None:  # a float file: NaN/inf would become arbitrary pixels
+        res.errors.append(f"{path}: holds {bad} values; no copies written")
+        return names
+    h, w = img.shape[:2]
+    for s in todo:
+        if min(int(np.ceil(s * h)), int(np.ceil(s * w))) < min_size:
+            res.skipped.append(f"{path}: the x{s:.2f} copy would be below {min_size} px")
+            continue
+        target = write_image(
+            dst / copy_name(stem, s),
+            downscale(img, s, info.bit_depth),
+            bit_depth=16 if info.bit_depth == 16 else 8,
+        )
+        res.written.append(target)
+        names.append(target.name)
+    order = {copy_name(stem, s): k for k, s in enumerate(scales)}
+    return sorted(names, key=order.__getitem__)  # largest copy first, kept and new alike
