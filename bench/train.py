@@ -143,6 +143,17 @@ def network_flops(net_name: str, lq: torch.Tensor) -> int:
     return fc.get_total_flops()
 
 
+def best_cpu_seconds(fn: Callable[[], None], reps: int) -> float:
+    """Fastest of ``reps`` timed calls of ``fn`` in process CPU seconds, after one untimed warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        c0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - c0)
+    return best
+
+
 def conv_peak(dtype: torch.dtype, fmt: torch.memory_format, reps: int = 3) -> float:
     """GFLOP/s of a 64→64 3×3 conv on 16×64×128×128, forward + backward (input and weight gradients)."""
     x = torch.randn(16, 64, 128, 128, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(True)
@@ -153,13 +164,7 @@ def conv_peak(dtype: torch.dtype, fmt: torch.memory_format, reps: int = 3) -> fl
         y = F.conv2d(x, w, padding=1)
         y.backward(torch.ones_like(y))
 
-    run()
-    best = float("inf")
-    for _ in range(reps):
-        c0 = time.process_time()
-        run()
-        best = min(best, time.process_time() - c0)
-    return flops / best / 1e9
+    return flops / best_cpu_seconds(run, reps) / 1e9
 
 
 def conv_layer_seconds(net_name: str, lq: torch.Tensor, hr_side: int, reps: int = 2) -> tuple[float, float]:
@@ -187,12 +192,7 @@ def conv_layer_seconds(net_name: str, lq: torch.Tensor, hr_side: int, reps: int 
                 y = conv(x)
             y.backward(gy)
 
-        run()
-        best = float("inf")
-        for _ in range(reps):
-            c0 = time.process_time()
-            run()
-            best = min(best, time.process_time() - c0)
+        best = best_cpu_seconds(run, reps)
         if shape[-1] >= hr_side:
             hr += best
         else:

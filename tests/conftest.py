@@ -105,3 +105,18 @@ def photo_crop(photo_paths: list[Path]) -> np.ndarray:
     """A 128x128 RGB crop with texture (centre of the first photo)."""
     h, w = imread(photo_paths[0]).shape[:2]
     return load_photo_crop(photo_paths[0], 128, h // 2 - 64, w // 2 - 64)
+
+
+def conv_stack(seed: int = 0, scale: int = 2) -> torch.nn.Module:
+    """Three 3×3 convs (receptive-field radius 3 LR px) + pixel shuffle; zero padding like real models."""
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 3 * scale * scale, 3, padding=1),
+        nn.PixelShuffle(scale),
+    ).eval()

@@ -6,22 +6,9 @@ import itertools
 
 import pytest
 import torch
-from torch import nn
 
+from conftest import conv_stack
 from paragonsr.tiling import Tiler, auto_tile_size, axis_weights, plan_axis, tiled_forward
-
-
-def _conv_stack(seed: int = 0) -> nn.Module:
-    """Three 3×3 convs (receptive-field radius 3 LR px) + pixel shuffle ×2; zero padding like real models."""
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 12, 3, padding=1),
-        nn.PixelShuffle(2),
-    ).eval()
 
 
 @pytest.mark.parametrize(
@@ -33,8 +20,8 @@ def _conv_stack(seed: int = 0) -> nn.Module:
         (33, 33, 32, 12, 0.5),  # one extra pixel row/column: last tile nearly on top of the first
     ],
 )
-def test_tiled_equals_untiled_conv_stack(h: int, w: int, tile: int, overlap: int, blend: float) -> None:
-    model = _conv_stack()
+def test_tiled_equals_untiledconv_stack(h: int, w: int, tile: int, overlap: int, blend: float) -> None:
+    model = conv_stack()
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(2))
     calls: list[tuple[int, int]] = []
     with torch.no_grad():
@@ -48,7 +35,7 @@ def test_tiled_equals_untiled_conv_stack(h: int, w: int, tile: int, overlap: int
 
 def test_too_little_overlap_shows_seams() -> None:
     """Negative control: a margin below the receptive field must make a visible difference."""
-    model = _conv_stack()
+    model = conv_stack()
     x = torch.rand(1, 3, 71, 53, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         diff = (tiled_forward(model, x, 2, 32, 4, 0.5) - model(x)).abs().max()
@@ -101,7 +88,7 @@ def test_axis_weights_partition_of_unity(blend: float) -> None:
 
 
 def test_single_tile_and_validation() -> None:
-    model = _conv_stack()
+    model = conv_stack()
     x = torch.rand(1, 3, 20, 20)
     with torch.no_grad():
         assert torch.equal(tiled_forward(model, x, 2, 64), model(x))
@@ -112,7 +99,7 @@ def test_single_tile_and_validation() -> None:
 
 
 def test_auto_tiler_halves_on_oom() -> None:
-    model = _conv_stack()
+    model = conv_stack()
     seen: list[tuple[int, int]] = []
 
     def limited(t: torch.Tensor) -> torch.Tensor:

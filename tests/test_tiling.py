@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import conv_stack
 from paragonsr.errors import InputError
 from paragonsr.tiling import (
     TILE_HELP,
@@ -21,19 +22,6 @@ from paragonsr.tiling import (
     run_padded,
     tiled_forward,
 )
-
-
-def _conv_stack(seed: int = 0, scale: int = 2) -> nn.Module:
-    """Three 3×3 convs (receptive-field radius 3 LR px) + pixel shuffle; zero padding like real models."""
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 3 * scale * scale, 3, padding=1),
-        nn.PixelShuffle(scale),
-    ).eval()
 
 
 class _Unshuffled(nn.Module):
@@ -177,7 +165,7 @@ def test_static_size_onnx_tiled_equals_the_whole_image_model(
     from paragonsr.infer.onnx_backend import OnnxBackend
     from paragonsr.infer.upscale import Upscaler
 
-    model = _conv_stack()
+    model = conv_stack()
     path = tmp_path / "static.onnx"
     torch.onnx.export(model, (torch.rand(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17)
     backend = OnnxBackend(path, provider="cpu")
@@ -249,7 +237,7 @@ def test_validation_metric_through_the_tiler_equals_the_whole_image(tmp_path: Pa
     from paragonsr.train.options import ValOpt
     from paragonsr.train.validation import BestTracker, val_tiler, validate
 
-    model = _conv_stack(seed=3)
+    model = conv_stack(seed=3)
     rng = np.random.default_rng(4)
     loader = [
         {
