@@ -5,7 +5,8 @@ Writes ``<name>_unfused.safetensors`` (trainable: use it as ``pretrain_network_g
 classic`` picks the other) and updates ``manifest.json`` with each file's sha256 and the training record, after
 the release gate (fused vs unfused parity) passes. Other models' entries in the manifest are kept.
 
-    python scripts/package_default_model.py EXP/models/net_g_ema_3000.safetensors --name default --run EXP
+    python scripts/package_default_model.py EXP/models/net_g_ema_3000.safetensors --name default --run EXP \
+        --config configs/2x_ParagonSR2_Nano_default.yml
 """
 
 from __future__ import annotations
@@ -28,26 +29,50 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def run_record(run: Path, name: str, checkpoint: Path) -> dict[str, Any]:
-    """A ``paragonsr train`` experiment folder -> its options (as run) and the last validation figures."""
+def checkpoint_iter(checkpoint: Path) -> int | None:
+    """``net_g_ema_4000.safetensors`` -> 4000 (``None`` for ``..._latest`` or other names)."""
+    tail = checkpoint.stem.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def run_record(run: Path, name: str, checkpoint: Path, config: Path | None = None) -> dict[str, Any]:
+    """A ``paragonsr train`` experiment folder -> its options and the validation of ``checkpoint``.
+
+    The options are the run's ``options.yml``, or, with ``config``, the committed option file that reproduces the
+    run (resolved the same way, so its relative data paths are recorded rather than where this machine kept
+    them). ``final`` holds every validation set's figures at the checkpoint's iteration (the last state's when
+    the name carries no iteration)."""
     import torch
     import yaml
 
-    opt = yaml.safe_load((run / "options.yml").read_text(encoding="utf-8"))
+    if config is not None:
+        from paragonsr.train.option_io import load_options
+
+        opt = load_options(config).model_dump(mode="json", exclude_none=True)
+    else:
+        opt = yaml.safe_load((run / "options.yml").read_text(encoding="utf-8"))
     states = sorted((run / "training_states").glob("*.state"), key=lambda p: int(p.stem))
-    last: dict[str, Any] = {}
+    final: dict[str, Any] = {}
     if states:
         state = torch.load(states[-1], map_location="cpu", weights_only=True)
-        last = {"iter": state.get("iter"), "val": (state.get("val_history") or [None])[-1]}
+        it = checkpoint_iter(checkpoint) or state.get("iter")
+        val: dict[str, Any] = {}
+        for entry in state.get("val_history") or []:
+            if entry.get("iter") == it:
+                val.update(entry)
+        final = {"iter": it, "val": val or None}
     keep = ("name", "scale", "datasets", "network_g", "path", "train")
     for machine_specific in ("root", "experiments_root"):  # where the run folder happened to be
         opt.get("path", {}).pop(machine_specific, None)
-    return {
+    record = {
         "model": name,
         "checkpoint": checkpoint.name,
         "options": {k: opt[k] for k in keep if k in opt},
-        "final": last,
+        "final": final,
     }
+    if config is not None:
+        record["config"] = config.as_posix()
+    return record
 
 
 def main() -> int:
@@ -58,6 +83,13 @@ def main() -> int:
     )
     ap.add_argument(
         "--run", type=Path, action="append", default=[], help="paragonsr train experiment folder (per phase)"
+    )
+    ap.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        default=[],
+        help="committed option file that reproduces each --run (same order); recorded instead of the run's paths",
     )
     ap.add_argument("--name", default="default", choices=("default", "classic"), help="packaged model name")
     ap.add_argument("--out", type=Path, default=ASSETS)
@@ -82,7 +114,13 @@ def main() -> int:
         data = json.loads(log.read_text())
         cfg = {k: v for k, v in data["config"].items() if k not in ("train_photos", "photos", "out")}
         phases.append({"model": args.name, "config": cfg, "final": data["log"][-1]})
-    phases += [run_record(run, args.name, args.checkpoint) for run in args.run]
+    if args.config and len(args.config) != len(args.run):
+        print(
+            f"error: {len(args.config)} --config for {len(args.run)} --run; give one per run", file=sys.stderr
+        )
+        return 2
+    configs: list[Path | None] = [*args.config] or [None] * len(args.run)
+    phases += [run_record(run, args.name, args.checkpoint, cfg) for run, cfg in zip(args.run, configs)]
     common = {"arch": model.arch_name, "arch_kwargs": model.arch_kwargs, "scale": model.scale}
     old = args.out / "manifest.json"
     manifest = json.loads(old.read_text()) if old.is_file() else {}

@@ -2,7 +2,7 @@
 
 Methods named ``<anything>_<iteration>`` (e.g. ``net_g_ema_2500``) become points at that iteration; other rows are
 ignored except ``bicubic``, drawn as a line. One panel per set; published reference rows can be drawn with
-``--ref NAME=SET:PSNR`` (repeatable).
+``--ref NAME=SET:PSNR`` (repeatable), and the start of each training stage with ``--stage ITER=LABEL``.
 
     paragonsr eval --benchmark Set5 --benchmark Set14 --model run/models/net_g_ema_500.safetensors ... -o curve/
     python scripts/plot_learning_curve.py curve/benchmark.csv -o curve.png --ref FSRCNN=Set5:37.00
@@ -33,6 +33,10 @@ def main() -> None:
     ap.add_argument("csv", type=Path)
     ap.add_argument("-o", "--out", type=Path, required=True, help="PNG to write")
     ap.add_argument("--ref", action="append", default=[], help="NAME=SET:PSNR horizontal reference line")
+    ap.add_argument(
+        "--stage", action="append", default=[], help="ITER=LABEL vertical line where a stage starts"
+    )
+    ap.add_argument("--linear", action="store_true", help="linear iteration axis (default: log)")
     ap.add_argument("--title", default="PSNR-Y by training iteration")
     args = ap.parse_args()
 
@@ -47,6 +51,7 @@ def main() -> None:
     if not curve:
         raise SystemExit(f"error: {args.csv}: no method ends in _<iteration>")
     refs = [r.replace("=", ":").split(":") for r in args.ref]
+    stages = [(int(it), label) for it, label in (s.split("=", 1) for s in args.stage)]
     fig, axes = plt.subplots(1, len(curve), figsize=(4.5 * len(curve), 3.6), squeeze=False)
     for ax, (name, pts) in zip(axes[0], curve.items()):  # sets in the order of the CSV
         ax.plot(*zip(*pts), marker="o", label="checkpoint (EMA)")
@@ -54,7 +59,14 @@ def main() -> None:
             if ref_set == name:
                 ax.axhline(float(psnr), ls="--", color="gray")
                 ax.annotate(ref, (pts[0][0], float(psnr)), va="bottom", fontsize=8, color="gray")
-        ax.set(title=name, xlabel="iteration", ylabel="PSNR-Y (dB)", xscale="log")
+        for it, label in stages:
+            ax.axvline(it, ls=":", color="tab:red", alpha=0.6)
+            ax.annotate(
+                label, (it, pts[0][1]), rotation=90, va="bottom", ha="right", fontsize=8, color="tab:red"
+            )
+        ax.set(
+            title=name, xlabel="iteration", ylabel="PSNR-Y (dB)", xscale="linear" if args.linear else "log"
+        )
         ax.grid(alpha=0.3)
     fig.suptitle(args.title)
     fig.tight_layout()

@@ -23,7 +23,17 @@ def test_curve_points_from_benchmark_csv_and_png(tmp_path: Path, monkeypatch: py
     )
     assert mod.read_curve(csv_path) == {"Set5": [(500, 36.15), (1000, 36.20)], "Set14": [(500, 32.11)]}
     out = tmp_path / "curve.png"
-    argv = ["plot", str(csv_path), "-o", str(out), "--ref", "FSRCNN=Set5:37.00"]
+    argv = [
+        "plot",
+        str(csv_path),
+        "-o",
+        str(out),
+        "--ref",
+        "FSRCNN=Set5:37.00",
+        "--stage",
+        "700=stage 2",
+        "--linear",
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     mod.main()
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -55,22 +55,48 @@ def test_two_stage_nano_recipe(
     assert all(math.isfinite(v) for v in last.values())
 
 
-# config -> packaged weights the test starts it from (classic_multiscale names a stage-1 run folder instead)
-PACKAGED_CONFIGS = {
+# The packaged models' training chain: config -> the config whose run it starts from (its
+# ``path.pretrain_network_g`` is an EMA checkpoint that run writes); None = from scratch.
+CHAIN = {
     "scratch": None,
-    "default": "default_unfused",
-    "classic": "default_unfused",
-    "classic_multiscale": "classic_unfused",
+    "default": "scratch",
+    "classic": "scratch",
+    "classic_multiscale": "classic",
+    "default_multiscale": "classic_multiscale",
 }
+NOT_IN_CHAIN = {"fidelity", "perceptual"}  # the two-stage recipe above
 
 
-@pytest.mark.parametrize("name", sorted(PACKAGED_CONFIGS))
+def _raw(name: str) -> dict:
+    return yaml.safe_load((CONFIGS / f"2x_ParagonSR2_Nano_{name}.yml").read_text(encoding="utf-8"))
+
+
+def test_every_nano_config_is_in_the_chain_and_names_its_predecessor_run() -> None:
+    names = {p.stem.removeprefix("2x_ParagonSR2_Nano_") for p in CONFIGS.glob("2x_ParagonSR2_Nano_*.yml")}
+    assert names - NOT_IN_CHAIN == set(CHAIN)
+    for name, before in CHAIN.items():
+        raw = _raw(name)
+        assert raw["name"] == f"2x_ParagonSR2_Nano_{name}"  # its run folder is experiments/<file name>
+        if before is None:
+            assert raw["path"]["pretrain_network_g"] is None
+            continue
+        prev = _raw(before)
+        start = f"experiments/2x_ParagonSR2_Nano_{before}/models/net_g_ema_"
+        path = raw["path"]["pretrain_network_g"]
+        assert path.startswith(start) and path.endswith(".safetensors"), name
+        it = int(path[len(start) : -len(".safetensors")])  # a checkpoint that run writes
+        assert 0 < it <= prev["train"]["total_iter"] and it % prev["logger"]["save_checkpoint_freq"] == 0, (
+            name
+        )
+
+
+@pytest.mark.parametrize("name", sorted(CHAIN))
 def test_packaged_model_configs_run_as_written(
     name: str, tmp_path: Path, photo_paths: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The configs that train the packaged models run two iterations on the bundled photos (sizes forced to CPU
-    test scale; data, degradation, losses, optimizer and schedule as shipped), starting from the weights their
-    ``path.pretrain_network_g`` names; every validation set is scored."""
+    test scale; data, degradation, losses, optimizer and schedule as shipped), starting from packaged weights in
+    place of the predecessor run their ``path.pretrain_network_g`` names; every validation set is scored."""
     repo = CONFIGS.parent
     hr = tmp_path / "hr"
     hr.mkdir()
@@ -80,7 +106,7 @@ def test_packaged_model_configs_run_as_written(
             (load_photo_crop(p, 64, 0, 0)[..., ::-1] * 255).round().astype(np.uint8),
         )
     cfg = CONFIGS / f"2x_ParagonSR2_Nano_{name}.yml"
-    raw = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    raw = _raw(name)
     vals = [k for k in raw["datasets"] if k != "train"]
     monkeypatch.chdir(tmp_path)
     force = [
@@ -90,16 +116,11 @@ def test_packaged_model_configs_run_as_written(
         "logger.use_tb_logger=false", "train.warmup_iter=1", "train.calibrate_iters=2",
         *(f"datasets.{k}.dataroot_gt={hr}" for k in vals), *(f"datasets.{k}.meta_info=~" for k in vals),
     ]  # fmt: skip
-    start = PACKAGED_CONFIGS[name]
-    if start is None:
-        assert raw["path"]["pretrain_network_g"] is None
-    else:
-        weights = repo / "src/paragonsr/assets/models" / f"{start}.safetensors"
-        if name != "classic_multiscale":  # the others name the packaged file themselves
-            assert repo / raw["path"]["pretrain_network_g"] == weights
+    weights = repo / "src/paragonsr/assets/models/classic_unfused.safetensors"
+    if CHAIN[name] is not None:
         force.append(f"path.pretrain_network_g={weights}")
     trainer = Trainer(load_options(cfg, force=force))
-    if start is not None:
+    if CHAIN[name] is not None:
         packaged, _ = load_state_dict(weights)
         for k, v in trainer.model.net_g.state_dict().items():
             assert torch.equal(v, packaged[k]), k
