@@ -94,33 +94,34 @@ def main() -> int:
     ap.add_argument("--name", default="default", choices=("default", "classic"), help="packaged model name")
     ap.add_argument("--out", type=Path, default=ASSETS)
     args = ap.parse_args()
+    if args.config and len(args.config) != len(args.run):  # before anything is written
+        print(
+            f"error: {len(args.config)} --config for {len(args.run)} --run; give one per run", file=sys.stderr
+        )
+        return 2
 
     model = load_model(args.checkpoint)
     if cast(Any, model).checkpoint_meta.get("fused"):
         print(f"error: {args.checkpoint} is already fused; pass the trainable checkpoint", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    unfused_path = save_model(args.out / f"{args.name}_unfused.safetensors", model)
-    fused, report = prepare_for_release(model)
-    print(report.parity)
-    assert report.parity is not None  # set whenever the model is fusable (ParagonSR2 is)
-    if not report.parity.passed:
-        print("error: fused model failed its parity gate; nothing packaged", file=sys.stderr)
-        return 1
-    fused_path = save_model(args.out / f"{args.name}.safetensors", fused)
-
+    # the training record first: a bad --log/--run/--config fails before any packaged file is replaced
     phases = []
     for log in args.log:
         data = json.loads(log.read_text())
         cfg = {k: v for k, v in data["config"].items() if k not in ("train_photos", "photos", "out")}
         phases.append({"model": args.name, "config": cfg, "final": data["log"][-1]})
-    if args.config and len(args.config) != len(args.run):
-        print(
-            f"error: {len(args.config)} --config for {len(args.run)} --run; give one per run", file=sys.stderr
-        )
-        return 2
     configs: list[Path | None] = [*args.config] or [None] * len(args.run)
     phases += [run_record(run, args.name, args.checkpoint, cfg) for run, cfg in zip(args.run, configs)]
+    fused, report = prepare_for_release(model)  # works on a copy; the gate runs before any file is written
+    print(report.parity)
+    assert report.parity is not None  # set whenever the model is fusable (ParagonSR2 is)
+    if not report.parity.passed:
+        print("error: fused model failed its parity gate; nothing packaged", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    unfused_path = save_model(args.out / f"{args.name}_unfused.safetensors", model)
+    fused_path = save_model(args.out / f"{args.name}.safetensors", fused)
+
     common = {"arch": model.arch_name, "arch_kwargs": model.arch_kwargs, "scale": model.scale}
     old = args.out / "manifest.json"
     manifest = json.loads(old.read_text()) if old.is_file() else {}

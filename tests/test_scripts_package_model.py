@@ -3,8 +3,10 @@ packaged checkpoint's own iteration)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -57,3 +59,19 @@ def test_record_takes_the_options_from_the_committed_config(tmp_path: Path) -> N
     assert rec["options"]["path"]["pretrain_network_g"] == committed["path"]["pretrain_network_g"]
     assert rec["options"]["datasets"]["train"]["dataroot_gt"] == committed["datasets"]["train"]["dataroot_gt"]
     assert rec["final"]["val"]["val/psnr"] == 40.5
+
+
+def test_bad_record_arguments_write_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong --config count or a run folder without options fails before any packaged file is written."""
+    mod = load_script(REPO / "scripts" / "package_default_model.py")
+    ckpt = REPO / "src/paragonsr/assets/models/classic_unfused.safetensors"
+    out = tmp_path / "out"
+    run = _fake_run(tmp_path)
+    argv = ["pkg", str(ckpt), "--name", "classic", "--out", str(out), "--run", str(run)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--config", "a.yml", "--config", "b.yml"])
+    assert mod.main() == 2
+    (run / "options.yml").unlink()
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(FileNotFoundError, match=r"options\.yml"):
+        mod.main()
+    assert not out.exists()
