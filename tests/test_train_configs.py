@@ -4,6 +4,7 @@ the fidelity EMA through its relative ``pretrain_network_g`` + ``param_key_g: pa
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -127,3 +128,15 @@ def test_packaged_model_configs_run_as_written(
     res = trainer.train()
     assert res.iters == 2 and all(math.isfinite(v) for v in res.losses[-1].values())
     assert len(res.metrics) == len(vals) and all(m["psnr"] > 20 for m in res.metrics.values())
+
+
+def test_manifest_records_the_checkpoint_where_its_config_stops() -> None:
+    """A packaged model's training record names the committed config that reproduces it, and the packaged
+    checkpoint is the EMA at that config's ``total_iter``: one command rebuilds it."""
+    manifest = json.loads((CONFIGS.parent / "src/paragonsr/assets/models/manifest.json").read_text())
+    records = [r for r in manifest["training"] if isinstance(r.get("config"), str)]  # a committed config file
+    assert {r["model"] for r in records} == {"default", "classic"}
+    for r in records:
+        raw = yaml.safe_load((CONFIGS.parent / r["config"]).read_text(encoding="utf-8"))
+        assert r["checkpoint"] == f"net_g_ema_{raw['train']['total_iter']}.safetensors", r["config"]
+        assert r["final"]["iter"] == raw["train"]["total_iter"] and r["final"]["val"], r["config"]
