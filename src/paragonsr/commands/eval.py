@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from paragonsr.commands import clean_temps
 from paragonsr.tiling.option import add_tile_argument
+
+if TYPE_CHECKING:
+    from paragonsr.evaluate import Method
 
 HELP = (
     "evaluate models and classic resamplers (PSNR/SSIM-Y, speed) on a GT folder, or on standard benchmark sets "
@@ -134,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             kernels.append(name)
     methods = [resampler_method(k, scale) for k in kernels]
     try:
-        methods += _model_methods(args.model, scale, args.tile)
+        methods += model_methods(args.model, scale, args.tile)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -181,7 +185,11 @@ def model_labels(values: list[str]) -> list[str]:
     return labels
 
 
-def _model_methods(values: list[str], scale: int, tile: str) -> list:
+def model_methods(values: list[str], scale: int, tile: str) -> list[Method]:
+    """One evaluation :class:`~paragonsr.evaluate.Method` per ``--model`` value (a checkpoint or ONNX path, or a
+    packaged name such as ``default``), labelled by :func:`model_labels`; ``tile`` as ``--tile`` takes it.
+
+    Raises FileNotFoundError for a missing file, ValueError for a bad tile value or an unreadable checkpoint."""
     from paragonsr.evaluate import model_method
     from paragonsr.infer import packaged_model  # ``default`` / ``classic``: the packaged models
     from paragonsr.tiling import parse_tile
@@ -218,7 +226,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     try:
         kernels = [canonical_kernel(k) for k in args.resampler]
         methods += [resampler_method(k, scale) for k in dict.fromkeys(kernels) if k != "bicubic"]
-        methods += _model_methods(args.model, scale, args.tile)
+        methods += model_methods(args.model, scale, args.tile)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
