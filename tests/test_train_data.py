@@ -12,7 +12,14 @@ import torch
 
 from conftest import imread, load_photo_crop
 from paragonsr.data.datasets import OTFDataset, PairedImageDataset, ResumableSampler, gt_paths
-from paragonsr.data.transforms import augment, imread_rgb, paired_random_crop
+from paragonsr.data.transforms import (
+    augment,
+    imread_rgb,
+    paired_random_crop,
+    random_crop,
+    texture_score,
+    textured_crop,
+)
 
 
 def _write(path: Path, img01: np.ndarray) -> None:
@@ -83,6 +90,44 @@ def test_augment_and_crop_helpers() -> None:
         paired_random_crop(gt, gt[:20, :20], 15, 2, rng)
     with pytest.raises(ValueError, match="wrong scale or pair"):
         paired_random_crop(gt[:30, :30], gt[:20, :20], 16, 2, rng)
+
+
+def test_textured_crop_favours_texture_and_keeps_uniform_draws_at_one() -> None:
+    img = np.full((64, 128, 3), 0.5, np.float32)  # left half flat, right half noise
+    img[:, 64:] = np.random.default_rng(1).random((64, 64, 3))
+    for seed in range(5):  # candidates=1 is random_crop itself: same draws, same crop, same following draws
+        r1, r2 = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert np.array_equal(textured_crop(img, 32, r1, 1), random_crop(img, 32, r2))
+        assert r1.integers(1 << 30) == r2.integers(1 << 30)
+
+    def flat_share(candidates: int) -> float:
+        crops = [textured_crop(img, 32, np.random.default_rng(s), candidates) for s in range(200)]
+        return float(np.mean([texture_score(c) == 0.0 for c in crops]))
+
+    assert 0.2 < flat_share(1) < 0.5  # uniform: a crop starting at x <= 32 of 0..96 lies in the flat half
+    assert flat_share(8) == 0.0  # all 8 candidates flat: p = 0.34**8
+    assert texture_score(img[:, :64]) == 0.0 and texture_score(img[:, 64:]) > 0.1
+    with pytest.raises(ValueError, match="candidates must be >= 1"):
+        textured_crop(img, 32, np.random.default_rng(0), 0)
+
+
+def test_crop_candidates_option_reaches_the_dataset(tmp_path: Path, photo_crop: np.ndarray) -> None:
+    from paragonsr.data.build import build_dataset
+    from paragonsr.train.option_io import parse_options
+
+    _write(tmp_path / "gt" / "x.png", photo_crop)
+
+    def opt(n: int) -> object:
+        train = {"type": "OTFDataset", "degradation": "bicubic", "dataroot_gt": str(tmp_path / "gt"), "gt_size": 32,
+                 "batch_size_per_gpu": 1, "crop_candidates": n}  # fmt: skip
+        return parse_options({"name": "c", "scale": 2, "datasets": {"train": train},
+                              "network_g": {"type": "paragonsr2_nano"},
+                              "train": {"total_iter": 1, "optim_g": {"type": "Adam"}, "pixel_opt": {"type": "L1Loss"}}})  # fmt: skip
+
+    ds = build_dataset(opt(4), "train", 0)  # type: ignore[arg-type]
+    assert isinstance(ds, OTFDataset) and ds.crop_candidates == 4
+    with pytest.raises(ValueError, match="crop_candidates"):
+        opt(0)
 
 
 def test_small_images_pad_or_skip(tmp_path: Path, photo_crop: np.ndarray) -> None:

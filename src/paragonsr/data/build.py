@@ -109,7 +109,12 @@ def build_dataset(opt: DataOptions, phase: str, seed: int) -> PairedImageDataset
     cls = DATASET_REGISTRY.get(ds.type)
     if cls is OTFDataset:
         otf = cast(OTFDatasetOpt, ds)  # the registry resolved its type to the OTF dataset
-        return OTFDataset(otf.dataroot_gt, degrade=build_degradation_for(opt, otf), **common)
+        return OTFDataset(
+            otf.dataroot_gt,
+            degrade=build_degradation_for(opt, otf),
+            crop_candidates=otf.crop_candidates,
+            **common,
+        )
     return cls(ds.dataroot_gt, ds.dataroot_lq, filename_tmpl=ds.filename_tmpl, **common)
 
 

@@ -84,6 +84,9 @@ class OTFDatasetOpt(DatasetOptBase, RealESRGANDatasetKeys):  # type: ignore[misc
     degradation_opt: dict[str, Any] = Field(
         default_factory=dict, description="extra pipeline-specific options passed through to the pipeline"
     )
+    crop_candidates: int = Field(
+        1, ge=1, le=64, description="training crops favour texture: keep the most textured of N random crops"
+    )
     # the `workflows` pipeline
     p_clean: float | None = Field(None, ge=0, le=1, description="share of clean pairs (GT downscaled only)")
     predefined_sequences: dict[str, dict[str, Any]] | None = Field(

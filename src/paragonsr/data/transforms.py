@@ -74,6 +74,27 @@ def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
     return img[top : top + size, left : left + size]
 
 
+def texture_score(crop: np.ndarray) -> float:
+    """Mean absolute horizontal + vertical difference of the channel mean of an HWC crop (any sample type; units
+    of the crop's own values). Flat sky scores near 0, edges and texture high."""
+    g = crop[..., :3].astype(np.float32).mean(axis=-1)
+    return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
+
+
+def textured_crop(img: np.ndarray, size: int, rng: np.random.Generator, candidates: int = 1) -> np.ndarray:
+    """A ``size`` × ``size`` crop that favours edges and texture: ``candidates`` uniform random crops are drawn
+    and the one with the highest :func:`texture_score` is kept (ties: the first). ``candidates=1`` is
+    :func:`random_crop`, with the same random draws, so existing seeds give the same crops.
+
+    Raises ValueError for ``candidates < 1``."""
+    if candidates < 1:
+        raise ValueError(f"crop candidates must be >= 1, got {candidates}")
+    if candidates == 1:
+        return random_crop(img, size, rng)
+    crops = [random_crop(img, size, rng) for _ in range(candidates)]
+    return crops[int(np.argmax([texture_score(c) for c in crops]))]
+
+
 def check_pair_scale(gt: np.ndarray, lq: np.ndarray, scale: int, name: str = "image") -> None:
     """GT must be LQ × scale, up to the < scale remainder a floor-rounded downscale leaves (as BasicSR checks)."""
     h, w = lq.shape[:2]
