@@ -79,7 +79,11 @@ def run(
     return reports
 
 
-def write_outputs(reports: dict[str, Report], methods: list[str], out: Path) -> None:
+def write_outputs(
+    reports: dict[str, Report], methods: list[str], out: Path, diffs: list[tuple[str, str]] | None = None
+) -> None:
+    """Write the CSV, the markdown table and the plot. ``diffs``: ``(a, b)`` method pairs shown as ``a − b``
+    columns (default: every model against the first model)."""
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -91,19 +95,20 @@ def write_outputs(reports: dict[str, Report], methods: list[str], out: Path) -> 
     atomic_write_text(out / "lr_kernels.csv", buf.getvalue())
 
     models = [m for m in methods if m != "bicubic"]
-    diffs = [f"{m} − {models[0]}" for m in models[1:]]
+    pairs = diffs if diffs is not None else [(m, models[0]) for m in models[1:]]
+    heads = [f"{a} − {b}" for a, b in pairs]
     lines = [
         "# PSNR-Y by LR resampler",
         "",
         f"x{next(iter(reports.values())).scale}, {len(next(iter(reports.values())).results) // len(methods)} "
         "images; LR by the `lrgen` pipeline pinned to one condition; PSNR-Y (dB), border = scale.",
         "",
-        "| LR made by | " + " | ".join(methods + diffs) + " |",
-        "|---|" + "---:|" * (len(methods) + len(diffs)),
+        "| LR made by | " + " | ".join(methods + heads) + " |",
+        "|---|" + "---:|" * (len(methods) + len(heads)),
     ]
     for cond, rep in reports.items():
         vals = [f"{rep.mean(m, 'psnr_y'):.3f}" for m in methods]
-        vals += [f"{rep.mean(m, 'psnr_y') - rep.mean(models[0], 'psnr_y'):+.3f}" for m in models[1:]]
+        vals += [f"{rep.mean(a, 'psnr_y') - rep.mean(b, 'psnr_y'):+.3f}" for a, b in pairs]
         lines.append(f"| {cond} | " + " | ".join(vals) + " |")
     atomic_write_text(out / "lr_kernels.md", "\n".join(lines) + "\n")
     _plot(reports, models, out / "lr_kernels.png")
@@ -146,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         "--blur", action="append", type=float, default=None, help="σ of a blur-then-bicubic condition"
     )
     ap.add_argument("--no-chain", action="store_true", help="leave out the multi-step chain condition")
+    ap.add_argument(
+        "--diff",
+        action="append",
+        default=None,
+        metavar="A,B",
+        help="add an 'A − B' column of two method labels",
+    )
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tile", default="512", help="tile size in LR px (0 = whole image)")
@@ -155,16 +167,23 @@ def main(argv: list[str] | None = None) -> int:
     blurs = [0.6] if args.blur is None else args.blur
     conditions = list(args.kernel or KERNELS) + [f"blur{s:g}_bicubic" for s in blurs]
     conditions += [] if args.no_chain else ["chain"]
+    pairs = None if args.diff is None else [tuple(d.split(",", 1)) for d in args.diff]
     try:
         for c in conditions:
             build_degradation("lrgen", condition_options(c), args.scale)  # bad names fail before any work
         gt_paths = list_images(args.gt, recursive=False, what="GT", allow_empty=False)
         methods = [resampler_method("bicubic", args.scale), *model_methods(args.model, args.scale, args.tile)]
+        names = [m.name for m in methods]
+        for pair in pairs or []:
+            if len(pair) != 2 or any(x not in names for x in pair):
+                raise ValueError(
+                    f"--diff {','.join(pair)}: expected A,B of the method labels {', '.join(names)}"
+                )
         reports = run(gt_paths, methods, conditions, args.scale, args.seed)
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_outputs(reports, [m.name for m in methods], args.out)
+    write_outputs(reports, [m.name for m in methods], args.out, pairs)  # type: ignore[arg-type]
     print((args.out / "lr_kernels.md").read_text())
     return 0
 

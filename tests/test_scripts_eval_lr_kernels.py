@@ -62,6 +62,11 @@ def test_end_to_end_csv_matches_the_eval_path(tmp_path: Path) -> None:
     assert float(rows[1]["psnr_y"]) < float(rows[0]["psnr_y"])  # aliased nearest LR upscales worse
     assert (out / "lr_kernels.png").stat().st_size > 0
     assert "| blur0.8_bicubic |" in (out / "lr_kernels.md").read_text()
+    mod.write_outputs(mod.run(paths, [resampler_method("bicubic", 2), resampler_method("lanczos3", 2)],
+                              ["bicubic"], 2, 0), ["bicubic", "lanczos3"], out, [("lanczos3", "bicubic")])  # fmt: skip
+    row = next(r for r in (out / "lr_kernels.md").read_text().splitlines() if r.startswith("| bicubic |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[3]) == pytest.approx(float(cells[2]) - float(cells[1]), abs=2e-3)  # lanczos3 − bicubic
 
 
 def test_bad_kernel_is_one_line_and_nothing_is_written(
@@ -72,4 +77,10 @@ def test_bad_kernel_is_one_line_and_nothing_is_written(
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "bicubik" in err and "\n" not in err
+    assert not out.exists()
+    rc = mod.main(["--gt", str(tmp_path / "gt"), "--diff", "bicubic,nope", "-o", str(out)])
+    assert (
+        rc == 2
+        and "--diff bicubic,nope: expected A,B of the method labels bicubic" in capsys.readouterr().err
+    )
     assert not out.exists()
