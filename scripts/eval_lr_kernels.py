@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_outputs(reports, [m.name for m in methods], args.out, pairs)  # type: ignore[arg-type]
+    write_outputs(reports, [m.name for m in methods], args.out, pairs)
     print((args.out / "lr_kernels.md").read_text())
     return 0
 
