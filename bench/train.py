@@ -10,6 +10,8 @@ a shared machine hits every path alike; the median of the rounds is reported. Ti
   (bf16 autocast + channels_last, L1 + 0.1 MS-SSIM, EMA 0.999, grad_clip 1.0, AdamW), i.e. what
   ``paragonsr train`` runs per iteration once the batch is loaded.
 * ``trainer L1``: the same with L1 only (the ``classic`` recipe): the step without MS-SSIM.
+* ``bf16+CL compiled`` (``--compile``): the bare bf16 loop with the network through ``torch.compile`` (inductor),
+  timed after the compiling first call; whether inductor beats oneDNN's eager kernels on this CPU.
 * ``+data cache off/on`` (when ``--data`` is a folder of HR photos, default ``$PARAGONSR_PHOTOS`` or
   ``../shared/data/photos``): the trainer step plus making its batch with the OTF dataset (crop, flips, bicubic
   ×2 LR) in this process, without and with the decoded-image cache: the CPU cost of a whole iteration.
@@ -27,7 +29,7 @@ The allocator is tuned as ``paragonsr train`` tunes it (``paragonsr.utils.malloc
 gets it; ``--no-malloc-tuning`` leaves glibc's defaults).
 
     python bench/train.py [--net paragonsr2_nano] [--batch 16] [--gt 128] [--iters 3] [--rounds 3] [--threads 1]
-                          [--data PHOTOS] [--no-malloc-tuning]
+                          [--data PHOTOS] [--compile] [--no-malloc-tuning]
 """
 
 from __future__ import annotations
@@ -71,11 +73,14 @@ def trainer_options(net: str, batch: int, gt: int, mssim: bool = True) -> dict:
     return opt
 
 
-def bare_step(net_name: str, batch: dict, bf16: bool) -> Callable[[], None]:
+def bare_step(net_name: str, batch: dict, bf16: bool, compile_net: bool = False) -> Callable[[], None]:
+    """One bare training step; ``compile_net`` runs the network through ``torch.compile`` (inductor; the first
+    call compiles, so callers warm up before timing)."""
     torch.manual_seed(0)
     fmt = CL if bf16 else torch.contiguous_format
-    net = build_arch(net_name, scale=2).to(memory_format=fmt).train()  # type: ignore[call-overload]
-    opt = torch.optim.AdamW(net.parameters(), lr=5e-4, betas=(0.9, 0.99), weight_decay=0)
+    module = build_arch(net_name, scale=2).to(memory_format=fmt).train()  # type: ignore[call-overload]
+    opt = torch.optim.AdamW(module.parameters(), lr=5e-4, betas=(0.9, 0.99), weight_decay=0)
+    net = torch.compile(module, dynamic=False) if compile_net else module
     lq, gt = batch["lq"].contiguous(memory_format=fmt), batch["gt"].contiguous(memory_format=fmt)
 
     def step() -> None:
@@ -213,6 +218,8 @@ def main() -> None:
     )
     ap.add_argument("--data", type=Path, default=Path(default_data),
                     help="HR photo folder for the data-included rows (skipped when missing)")  # fmt: skip
+    ap.add_argument("--compile", action="store_true",
+                    help="add a 'bare bf16+CL compiled' row: the bare bf16 loop with torch.compile(network)")  # fmt: skip
     ap.add_argument("--no-malloc-tuning", action="store_true",
                     help="leave glibc's allocator at its defaults (paragonsr train tunes it)")  # fmt: skip
     args = ap.parse_args()
@@ -228,14 +235,17 @@ def main() -> None:
         "trainer": trainer_step(args.net, batch, args.batch, args.gt),
         "trainer L1": trainer_step(args.net, batch, args.batch, args.gt, mssim=False),
     }
+    if args.compile:
+        steps["bf16+CL compiled"] = bare_step(args.net, batch, bf16=True, compile_net=True)
     if args.data.is_dir():
         for cache in (False, True):
             name = f"+data cache {'on' if cache else 'off'}"
             steps[name] = loaded_trainer_step(args.net, args.data, args.batch, args.gt, cache)
-    for (
-        step
-    ) in steps.values():  # warm-up (allocator, oneDNN primitive caches, the image cache's first decodes)
+    warm: dict[str, float] = {}
+    for name, step in steps.items():  # warm-up (allocator, oneDNN caches, first decodes, torch.compile)
+        t0 = time.perf_counter()
         step()
+        warm[name] = time.perf_counter() - t0
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(args.rounds):
         for name, step in steps.items():
@@ -261,9 +271,12 @@ def main() -> None:
     for name, s in sec.items():
         ref = peak["fp32"] if name == "bare fp32" else peak["bf16+CL"]
         print(
-            f"{name:>15}: {s:6.3f} CPU-s/it  {1 / s:6.2f} it/CPU-s  {args.batch / s:6.1f} img/CPU-s  "
+            f"{name:>16}: {s:6.3f} CPU-s/it  {1 / s:6.2f} it/CPU-s  {args.batch / s:6.1f} img/CPU-s  "
             f"x{base / s:4.2f} vs bare fp32  {gflop / s:6.1f} GFLOP/s = {100 * gflop / s / ref:4.1f} % of peak"
         )
+    if "bf16+CL compiled" in sec:
+        print(f"torch.compile: first call (compiling) {warm['bf16+CL compiled']:.0f} s wall; compiled / eager "
+              f"bf16+CL loop: {sec['bf16+CL compiled'] / sec['bare bf16+CL']:.2f}x the CPU time per iteration")  # fmt: skip
     if "+data cache on" in sec:
         print(f"+data rows: trainer step plus loading its batch from {args.data} (OTF, bicubic x2, in-process); "
               f"image cache: {sec['+data cache off'] / sec['+data cache on']:.2f}x per iteration")  # fmt: skip
