@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -37,12 +38,20 @@ KERNELS = ("bicubic", "bilinear", "lanczos3", "box", "nearest", "magic_sharp_202
 def condition_options(condition: str) -> dict:
     """The ``lrgen`` options of one condition: ``<kernel>``, ``blur<σ>_bicubic`` or ``chain``.
 
-    Raises ValueError for a name of none of these forms."""
+    Raises ValueError for a name of none of these forms, or a σ that is not a finite number > 0."""
     base = {"clean_prob": 0.0, "blur_prob": 0.0, "chain_prob": 0.0}
     if condition == "chain":
         return {**base, "chain_prob": 1.0}
     if condition.startswith("blur") and condition.endswith("_bicubic"):
-        sigma = float(condition[len("blur") : -len("_bicubic")])
+        text = condition[len("blur") : -len("_bicubic")]
+        try:
+            sigma = float(text)
+        except ValueError:
+            sigma = float("nan")
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(
+                f"condition {condition!r}: the blur sigma must be a finite number > 0, got {text!r}"
+            )
         return {
             **base,
             "blur_prob": 1.0,
@@ -156,10 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=None,
         metavar="A,B",
-        help="add an 'A − B' column of two method labels",
+        help="an 'A − B' column of two method labels (repeatable; replaces the default columns, every model − the first)",
     )
     ap.add_argument("--scale", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="base seed (>= 0) of the per-image LR draws")
     ap.add_argument("--tile", default="512", help="tile size in LR px (0 = whole image)")
     ap.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     args = ap.parse_args(argv)
@@ -169,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     conditions += [] if args.no_chain else ["chain"]
     pairs = None if args.diff is None else [tuple(d.split(",", 1)) for d in args.diff]
     try:
+        if args.seed < 0:
+            raise ValueError(f"--seed {args.seed}: expected an integer >= 0")
         for c in conditions:
             build_degradation("lrgen", condition_options(c), args.scale)  # bad names fail before any work
         gt_paths = list_images(args.gt, recursive=False, what="GT", allow_empty=False)
@@ -180,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"--diff {','.join(pair)}: expected A,B of the method labels {', '.join(names)}"
                 )
         reports = run(gt_paths, methods, conditions, args.scale, args.seed)
+        write_outputs(reports, names, args.out, pairs)  # pairs were checked above
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_outputs(reports, [m.name for m in methods], args.out, pairs)
     print((args.out / "lr_kernels.md").read_text())
     return 0
 

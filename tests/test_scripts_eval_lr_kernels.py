@@ -34,6 +34,9 @@ def test_condition_options_and_bad_names() -> None:
     assert mod.condition_options("chain")["chain_prob"] == 1.0
     with pytest.raises(ValueError, match="blur<sigma>_bicubic"):
         mod.condition_options("blurry")
+    for bad in ("blur_bicubic", "blur-1_bicubic", "blur0_bicubic", "blurnan_bicubic"):
+        with pytest.raises(ValueError, match="blur sigma must be a finite number > 0"):
+            mod.condition_options(bad)
 
 
 def test_bicubic_condition_is_the_eval_commands_bicubic_lr(tmp_path: Path) -> None:
@@ -67,6 +70,12 @@ def test_end_to_end_csv_matches_the_eval_path(tmp_path: Path) -> None:
     row = next(r for r in (out / "lr_kernels.md").read_text().splitlines() if r.startswith("| bicubic |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[3]) == pytest.approx(float(cells[2]) - float(cells[1]), abs=2e-3)  # lanczos3 − bicubic
+    # without --diff: every model against the first model (here two resamplers standing in for models)
+    mod.write_outputs(mod.run(paths, [resampler_method("bicubic", 2), resampler_method("lanczos3", 2),
+                                      resampler_method("bilinear", 2)], ["bicubic"], 2, 0),
+                      ["bicubic", "lanczos3", "bilinear"], out)  # fmt: skip
+    head = next(r for r in (out / "lr_kernels.md").read_text().splitlines() if r.startswith("| LR made by"))
+    assert head.endswith("| bilinear − lanczos3 |")
 
 
 def test_bad_kernel_is_one_line_and_nothing_is_written(
@@ -78,6 +87,8 @@ def test_bad_kernel_is_one_line_and_nothing_is_written(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "bicubik" in err and "\n" not in err
     assert not out.exists()
+    assert mod.main(["--gt", str(tmp_path / "gt"), "--seed", "-1", "-o", str(out)]) == 2
+    assert "--seed -1: expected an integer >= 0" in capsys.readouterr().err
     rc = mod.main(["--gt", str(tmp_path / "gt"), "--diff", "bicubic,nope", "-o", str(out)])
     assert (
         rc == 2

@@ -85,7 +85,10 @@ class OTFDatasetOpt(DatasetOptBase, RealESRGANDatasetKeys):  # type: ignore[misc
         default_factory=dict, description="extra pipeline-specific options passed through to the pipeline"
     )
     crop_candidates: int = Field(
-        1, ge=1, le=64, description="training crops favour texture: keep the most textured of N random crops"
+        1,
+        ge=1,
+        le=64,
+        description="training crops favour texture: keep the most textured of N random crops (1 = uniform)",
     )
     # the `workflows` pipeline
     p_clean: float | None = Field(None, ge=0, le=1, description="share of clean pairs (GT downscaled only)")

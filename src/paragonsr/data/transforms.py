@@ -75,8 +75,9 @@ def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
 
 
 def texture_score(crop: np.ndarray) -> float:
-    """Mean absolute horizontal + vertical difference of the channel mean of an HWC crop (any sample type; units
-    of the crop's own values). Flat sky scores near 0, edges and texture high."""
+    """Mean absolute horizontal + vertical difference of the mean of the first three channels of an (H, W, C)
+    crop, C >= 1 (any sample type, in the crop's own units; an alpha channel is ignored). Flat sky scores near 0,
+    edges and texture high; a crop holding NaN scores NaN."""
     g = crop[..., :3].astype(np.float32).mean(axis=-1)
     return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
 
