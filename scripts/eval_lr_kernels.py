@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paragonsr.commands.eval import model_methods
+from paragonsr.commands.eval import model_methods, pipeline_lq
 from paragonsr.degrade import build_degradation
 from paragonsr.evaluate import Method, Report, evaluate, resampler_method
 from paragonsr.io.files import list_images
@@ -66,13 +66,7 @@ def condition_options(condition: str) -> dict:
 
 def lq_maker(condition: str, scale: int, seed: int) -> Callable[[Path, np.ndarray], np.ndarray]:
     """``(path, gt) -> lq``: float32 HWC RGB in [0, 1], 8-bit rounded; one seeded stream per image name."""
-    pipeline = build_degradation("lrgen", condition_options(condition), scale)
-
-    def lq_for(path: Path, gt: np.ndarray) -> np.ndarray:
-        out = pipeline(gt.astype(np.float32), np.random.default_rng([seed, *path.name.encode()]))
-        return np.round(np.clip(out["lq"], 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
-
-    return lq_for
+    return pipeline_lq(build_degradation("lrgen", condition_options(condition), scale), seed)
 
 
 def run(

@@ -95,3 +95,29 @@ def test_eval_models_side_by_side(tmp_path: Path, photo_paths: list[Path]) -> No
     assert "| nano |" in (out / "report.md").read_text()
     # a scale mismatch is a clear error, not a crash
     assert main(["eval", "--gt", str(gt_dir), "--scale", "3", "--model", str(ckpt), "-o", str(out)]) == 2
+
+
+def test_eval_degrade_draws_one_seeded_stream_per_image_name(tmp_path: Path, photo_paths: list[Path]) -> None:
+    """`--degrade PIPELINE --seed S`: each image's LQ comes from its own stream, seeded by S and its file name,
+    so the scores do not depend on the order images are visited in, and another seed draws another LQ."""
+    from paragonsr.commands.eval import pipeline_lq
+    from paragonsr.degrade import build_degradation
+    from paragonsr.evaluate import evaluate, resampler_method
+
+    gt_dir = _gt_folder(tmp_path, photo_paths)
+    out = tmp_path / "report"
+    args = ["eval", "--gt", str(gt_dir), "--degrade", "lrgen", "--seed", "3", "--no-crops", "-o", str(out)]
+    assert main(args) == 0
+    rows = {r["image"]: float(r["psnr_y"]) for r in csv.DictReader((out / "per_image.csv").open())}
+    pipe = build_degradation("lrgen", None, 2)
+
+    def lq_for(path: Path, gt: np.ndarray) -> np.ndarray:  # the seeding spelled out
+        o = pipe(gt.astype(np.float32), np.random.default_rng([3, *path.name.encode()]))
+        return np.round(np.clip(o["lq"], 0, 1) * 255).astype(np.float32) / 255
+
+    paths = sorted(gt_dir.iterdir(), reverse=True)  # the other order
+    ref = evaluate(paths, [resampler_method("bicubic", 2)], 2, lq_for, progress=False)
+    assert rows == pytest.approx({r.image: r.psnr_y for r in ref.results}, abs=1e-3)
+    gt = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    a, b = pipeline_lq(pipe, 3)(paths[0], gt), pipeline_lq(pipe, 4)(paths[0], gt)
+    assert np.array_equal(a, lq_for(paths[0], gt)) and not np.array_equal(a, b)

@@ -11,6 +11,10 @@ from paragonsr.commands import clean_temps
 from paragonsr.tiling.option import add_tile_argument
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
     from paragonsr.evaluate import Method
 
 HELP = (
@@ -67,7 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from paragonsr.evaluate import (
         available_deep_metrics,
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         gt_paths = gt_paths[: args.limit]
     scale = args.scale
 
+    lq_for: Callable[[Path, np.ndarray], np.ndarray]
     if args.lq is not None:
         lq_files = {p.stem: p for p in list_images(args.lq, recursive=False, what="LQ", allow_empty=False)}
         if not any(p.stem in lq_files for p in gt_paths):
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
 
-        def lq_for(path: Path, gt: np.ndarray) -> np.ndarray:
+        def lq_from_folder(path: Path, gt: np.ndarray) -> np.ndarray:
             if path.stem not in lq_files:
                 raise FileNotFoundError(f"no LQ image for {path.name} in {args.lq}")
             lq, _ = read_image(lq_files[path.stem])
@@ -113,21 +117,18 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"{lq_files[path.stem]}: LQ is {lq.shape[:2]}, expected {want} for x{scale}")
             return lq
 
+        lq_for = lq_from_folder
     elif args.degrade == "bicubic":
 
-        def lq_for(path: Path, gt: np.ndarray) -> np.ndarray:
+        def lq_bicubic(path: Path, gt: np.ndarray) -> np.ndarray:
             return bicubic_lq(gt, scale)
+
+        lq_for = lq_bicubic
 
     else:
         from paragonsr.degrade import build_degradation
 
-        pipeline = build_degradation(args.degrade, None, scale)
-
-        def lq_for(path: Path, gt: np.ndarray) -> np.ndarray:
-            # one deterministic stream per image name, independent of the order images are visited in
-            seed = [args.seed, *path.name.encode()]
-            out = pipeline(gt.astype(np.float32), np.random.default_rng(seed))
-            return np.round(np.clip(out["lq"], 0, 1) * 255).astype(np.float32) / 255
+        lq_for = pipeline_lq(build_degradation(args.degrade, None, scale), args.seed)
 
     from paragonsr.ops.resample import canonical_kernel
 
@@ -183,6 +184,20 @@ def model_labels(values: list[str]) -> list[str]:
         if seen[label] > 1:
             labels[i] = f"{label} ({seen[label]})"
     return labels
+
+
+def pipeline_lq(pipeline: Callable[..., dict], seed: int) -> Callable[[Path, np.ndarray], np.ndarray]:
+    """``(path, gt) -> lq`` for :func:`paragonsr.evaluate.evaluate`: ``pipeline`` (a ``paragonsr.degrade``
+    pipeline) applied to the GT (float32 HWC RGB in [0, 1]), the LQ rounded to 8 bit. Each image gets its own
+    random stream, seeded by ``seed`` (>= 0) and its file name, so the LQ does not depend on the order images are
+    visited in."""
+    import numpy as np
+
+    def lq_for(path: Path, gt: np.ndarray) -> np.ndarray:
+        out = pipeline(gt.astype(np.float32), np.random.default_rng([seed, *path.name.encode()]))
+        return np.round(np.clip(out["lq"], 0, 1) * 255).astype(np.float32) / 255
+
+    return lq_for
 
 
 def model_methods(values: list[str], scale: int, tile: str) -> list[Method]:
