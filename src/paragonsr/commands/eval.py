@@ -71,7 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from paragonsr.evaluate import (
         available_deep_metrics,
         bicubic_lq,
