@@ -28,7 +28,7 @@ rest of the step can reach.
 The allocator is tuned as ``paragonsr train`` tunes it (``paragonsr.utils.malloc``; process-wide, so every row
 gets it; ``--no-malloc-tuning`` leaves glibc's defaults).
 
-    python bench/train.py [--net paragonsr2_nano] [--batch 16] [--gt 128] [--iters 3] [--rounds 3] [--threads 1]
+    python bench/train.py [--net paragonsr2_nano] [--net-opt hr_blocks=0] [--batch 16] [--gt 128] [--iters 3] [--rounds 3] [--threads 1]
                           [--data PHOTOS] [--compile] [--no-malloc-tuning]
 """
 
@@ -44,6 +44,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -55,12 +56,18 @@ from paragonsr.utils.malloc import tune_malloc
 CL = torch.channels_last
 
 
-def trainer_options(net: str, batch: int, gt: int, mssim: bool = True) -> dict:
+def make_net(net: dict[str, Any]) -> nn.Module:
+    """The network of an option dict ``{"type": name, **arch kwargs}`` (``network_g`` of a config), built for ×2."""
+    kwargs = {k: v for k, v in net.items() if k != "type"}
+    return build_arch(net["type"], scale=2, **kwargs)
+
+
+def trainer_options(net: dict[str, Any], batch: int, gt: int, mssim: bool = True) -> dict:
     opt: dict[str, Any] = {
         "name": "bench", "scale": 2,
         "datasets": {"train": {"type": "PairedImageDataset", "dataroot_gt": "-", "dataroot_lq": "-",
                                "gt_size": gt, "batch_size_per_gpu": batch}},
-        "network_g": {"type": net},
+        "network_g": dict(net),
         "train": {"total_iter": 10**6, "warmup_iter": -1, "ema_decay": 0.999, "grad_clip": 1.0,
                   "optim_g": {"type": "AdamW", "lr": 5e-4, "betas": [0.9, 0.99], "weight_decay": 0},
                   "use_amp": True, "amp_bf16": True, "use_channels_last": True,
@@ -73,12 +80,14 @@ def trainer_options(net: str, batch: int, gt: int, mssim: bool = True) -> dict:
     return opt
 
 
-def bare_step(net_name: str, batch: dict, bf16: bool, compile_net: bool = False) -> Callable[[], None]:
+def bare_step(
+    net_spec: dict[str, Any], batch: dict, bf16: bool, compile_net: bool = False
+) -> Callable[[], None]:
     """One bare training step; ``compile_net`` runs the network through ``torch.compile`` (inductor; the first
     call compiles, so callers warm up before timing)."""
     torch.manual_seed(0)
     fmt = CL if bf16 else torch.contiguous_format
-    module = build_arch(net_name, scale=2).to(memory_format=fmt).train()  # type: ignore[call-overload]
+    module = make_net(net_spec).to(memory_format=fmt).train()  # type: ignore[call-overload]
     opt = torch.optim.AdamW(module.parameters(), lr=5e-4, betas=(0.9, 0.99), weight_decay=0)
     net = torch.compile(module, dynamic=False) if compile_net else module
     lq, gt = batch["lq"].contiguous(memory_format=fmt), batch["gt"].contiguous(memory_format=fmt)
@@ -94,10 +103,10 @@ def bare_step(net_name: str, batch: dict, bf16: bool, compile_net: bool = False)
 
 
 def trainer_step(
-    net_name: str, batch: dict, batch_size: int, gt: int, mssim: bool = True
+    net: dict[str, Any], batch: dict, batch_size: int, gt: int, mssim: bool = True
 ) -> Callable[[], None]:
     torch.manual_seed(0)
-    model = SRModel(parse_options(trainer_options(net_name, batch_size, gt, mssim)), torch.device("cpu"))
+    model = SRModel(parse_options(trainer_options(net, batch_size, gt, mssim)), torch.device("cpu"))
     b = model.to_device(batch)
     it = [0]
 
@@ -109,7 +118,7 @@ def trainer_step(
 
 
 def loaded_trainer_step(
-    net_name: str, data: Path, batch_size: int, gt: int, cache: bool
+    net: dict[str, Any], data: Path, batch_size: int, gt: int, cache: bool
 ) -> Callable[[], None]:
     """The trainer step fed by the OTF dataset (bicubic x2 LR, as the classic config), loading in this process:
     what one ``paragonsr train`` iteration costs in CPU time, data included."""
@@ -119,7 +128,7 @@ def loaded_trainer_step(
     ds = OTFDataset(str(data), 2, build_degradation("resize", {"kernel": "bicubic"}, 2), gt_size=gt,
                     cache_images=cache)  # fmt: skip
     torch.manual_seed(0)
-    model = SRModel(parse_options(trainer_options(net_name, batch_size, gt)), torch.device("cpu"))
+    model = SRModel(parse_options(trainer_options(net, batch_size, gt)), torch.device("cpu"))
     pos = [0]
 
     def run() -> None:
@@ -132,12 +141,12 @@ def loaded_trainer_step(
     return run
 
 
-def network_flops(net_name: str, lq: torch.Tensor) -> int:
+def network_flops(net_spec: dict[str, Any], lq: torch.Tensor) -> int:
     """Training-graph forward + backward FLOPs, counted on the upsampler's filter form (its matrix form on CPU
     spends more, mostly on zeros, and is not the network's work)."""
     import paragonsr.archs.mks_upsample as mks_upsample
 
-    net = build_arch(net_name, scale=2).train()
+    net = make_net(net_spec).train()
     side = getattr(mks_upsample, "MATRIX_PATH_MAX", 0)
     mks_upsample.MATRIX_PATH_MAX = 0
     try:
@@ -172,10 +181,12 @@ def conv_peak(dtype: torch.dtype, fmt: torch.memory_format, reps: int = 3) -> fl
     return flops / best_cpu_seconds(run, reps) / 1e9
 
 
-def conv_layer_seconds(net_name: str, lq: torch.Tensor, hr_side: int, reps: int = 2) -> tuple[float, float]:
+def conv_layer_seconds(
+    net_spec: dict[str, Any], lq: torch.Tensor, hr_side: int, reps: int = 2
+) -> tuple[float, float]:
     """CPU seconds per iteration of the network's Conv2d layers alone, each forward + backward at its training
     input shape (bf16 autocast, channels_last): (layers at HR resolution, all other Conv2d layers)."""
-    net = build_arch(net_name, scale=2).to(memory_format=CL).train()  # type: ignore[call-overload]
+    net = make_net(net_spec).to(memory_format=CL).train()  # type: ignore[call-overload]
     calls: list[tuple[nn.Conv2d, torch.Size]] = []
     hooks = [
         m.register_forward_hook(lambda m, i, o: calls.append((m, i[0].shape)))
@@ -208,6 +219,8 @@ def conv_layer_seconds(net_name: str, lq: torch.Tensor, hr_side: int, reps: int 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--net", default="paragonsr2_nano")
+    ap.add_argument("--net-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="architecture option (YAML value), e.g. hr_blocks=0; repeatable")  # fmt: skip
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--gt", type=int, default=128, help="GT crop size (LQ = gt / 2)")
     ap.add_argument("--iters", type=int, default=3, help="timed iterations per path per round")
@@ -223,6 +236,12 @@ def main() -> None:
     ap.add_argument("--no-malloc-tuning", action="store_true",
                     help="leave glibc's allocator at its defaults (paragonsr train tunes it)")  # fmt: skip
     args = ap.parse_args()
+    net: dict[str, Any] = {"type": args.net}
+    for item in args.net_opt:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--net-opt {item!r}: expected KEY=VALUE, e.g. hr_blocks=0")
+        net[key] = yaml.safe_load(value)
     malloc = "off (--no-malloc-tuning)" if args.no_malloc_tuning else tune_malloc()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -230,17 +249,17 @@ def main() -> None:
     gt = torch.rand(args.batch, 3, args.gt, args.gt, generator=g)
     batch = {"gt": gt, "lq": F.avg_pool2d(gt, 2)}
     steps = {
-        "bare fp32": bare_step(args.net, batch, bf16=False),
-        "bare bf16+CL": bare_step(args.net, batch, bf16=True),
-        "trainer": trainer_step(args.net, batch, args.batch, args.gt),
-        "trainer L1": trainer_step(args.net, batch, args.batch, args.gt, mssim=False),
+        "bare fp32": bare_step(net, batch, bf16=False),
+        "bare bf16+CL": bare_step(net, batch, bf16=True),
+        "trainer": trainer_step(net, batch, args.batch, args.gt),
+        "trainer L1": trainer_step(net, batch, args.batch, args.gt, mssim=False),
     }
     if args.compile:
-        steps["bf16+CL compiled"] = bare_step(args.net, batch, bf16=True, compile_net=True)
+        steps["bf16+CL compiled"] = bare_step(net, batch, bf16=True, compile_net=True)
     if args.data.is_dir():
         for cache in (False, True):
             name = f"+data cache {'on' if cache else 'off'}"
-            steps[name] = loaded_trainer_step(args.net, args.data, args.batch, args.gt, cache)
+            steps[name] = loaded_trainer_step(net, args.data, args.batch, args.gt, cache)
     warm: dict[str, float] = {}
     for name, step in steps.items():  # warm-up (allocator, oneDNN caches, first decodes, torch.compile)
         t0 = time.perf_counter()
@@ -254,13 +273,14 @@ def main() -> None:
                 step()
             times[name].append((time.process_time() - c0) / args.iters)
     sec = {k: statistics.median(v) for k, v in times.items()}
-    gflop = network_flops(args.net, batch["lq"][:1]) * args.batch / 1e9
+    gflop = network_flops(net, batch["lq"][:1]) * args.batch / 1e9
     peak = {
         "fp32": conv_peak(torch.float32, torch.contiguous_format),
         "bf16+CL": conv_peak(torch.bfloat16, CL),
     }
-    hr_conv, other_conv = conv_layer_seconds(args.net, batch["lq"], args.gt)
-    print(f"{args.net} x2, batch {args.batch}, GT {args.gt} (LQ {args.gt // 2}), {torch.get_num_threads()} "
+    hr_conv, other_conv = conv_layer_seconds(net, batch["lq"], args.gt)
+    label = args.net + "".join(f" {k}={v}" for k, v in net.items() if k != "type")
+    print(f"{label} x2, batch {args.batch}, GT {args.gt} (LQ {args.gt // 2}), {torch.get_num_threads()} "
           f"thread(s), {args.iters} iters x {args.rounds} rounds, CPU time per iteration (median), "
           f"malloc tuning: {malloc}")  # fmt: skip
     print(f"network forward+backward: {gflop:.1f} GFLOP per iteration")
