@@ -216,7 +216,7 @@ def conv_layer_seconds(
     return hr, rest
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--net", default="paragonsr2_nano")
     ap.add_argument("--net-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -235,13 +235,23 @@ def main() -> None:
                     help="add a 'bare bf16+CL compiled' row: the bare bf16 loop with torch.compile(network)")  # fmt: skip
     ap.add_argument("--no-malloc-tuning", action="store_true",
                     help="leave glibc's allocator at its defaults (paragonsr train tunes it)")  # fmt: skip
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     net: dict[str, Any] = {"type": args.net}
     for item in args.net_opt:
         key, sep, value = item.partition("=")
         if not sep or not key:
             ap.error(f"--net-opt {item!r}: expected KEY=VALUE, e.g. hr_blocks=0")
-        net[key] = yaml.safe_load(value)
+        if key in ("type", "scale"):
+            ap.error(f"--net-opt {item!r}: '{key}' is set by --net and the bench (x2), not here")
+        try:
+            net[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            ap.error(f"--net-opt {item!r}: the value is not valid YAML")
+    try:
+        make_net(net)
+    except (TypeError, ValueError, KeyError) as e:
+        opts = "".join(f" --net-opt {o}" for o in args.net_opt)
+        ap.error(f"--net {args.net}{opts}: cannot build this network ({e})")
     malloc = "off (--no-malloc-tuning)" if args.no_malloc_tuning else tune_malloc()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -6,18 +6,20 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 
 from conftest import REPO, load_script
 
 BENCH = REPO / "bench" / "train.py"
+ARGS = ["--batch", "2", "--gt", "32", "--iters", "1", "--rounds", "1"]
 
 
-def test_net_opt_changes_the_network_of_every_row(tmp_path: Path) -> None:
-    args = ["--batch", "2", "--gt", "32", "--iters", "1", "--rounds", "1", "--data", str(tmp_path / "none")]
+def test_bench_runs_with_net_opt(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, str(BENCH), *args, "--net-opt", "hr_blocks=0"],
+        [sys.executable, str(BENCH), *ARGS, "--data", str(tmp_path / "none"), "--net-opt", "hr_blocks=0"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -32,18 +34,41 @@ def test_net_opt_changes_the_network_of_every_row(tmp_path: Path) -> None:
     assert all(float(v) > 0 for v in rows.values())
     assert "bound: the network's Conv2d layers alone" in out
 
-    mod = load_script(BENCH)
-    nano = {"type": "paragonsr2_nano"}
-    hr0 = {**nano, "hr_blocks": 0}
-    assert len(mod.make_net(hr0).hr_head) == 0 and len(mod.make_net(nano).hr_head) == 1
-    assert mod.trainer_options(hr0, 2, 32)["network_g"] == hr0
-    lq = torch.rand(1, 3, 16, 16)
-    assert mod.network_flops(hr0, lq) < mod.network_flops(nano, lq)
 
-    bad = subprocess.run(
-        [sys.executable, str(BENCH), *args, "--net-opt", "hr_blocks"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert bad.returncode == 2 and "--net-opt 'hr_blocks': expected KEY=VALUE" in bad.stderr
+def test_every_network_of_the_bench_gets_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    mod = load_script(BENCH)
+    built: list[dict[str, Any]] = []
+    real = mod.build_arch
+
+    def recording(name: str, **kwargs: Any) -> torch.nn.Module:
+        built.append({"type": name, **kwargs})
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(mod, "build_arch", recording)
+    hr0 = {"type": "paragonsr2_nano", "hr_blocks": 0}
+    gt = torch.rand(2, 3, 32, 32)
+    batch = {"gt": gt, "lq": torch.nn.functional.avg_pool2d(gt, 2)}
+    mod.bare_step(hr0, batch, bf16=False)()
+    mod.bare_step(hr0, batch, bf16=True)()
+    mod.conv_layer_seconds(hr0, batch["lq"], 32, reps=1)
+    flops_hr0 = mod.network_flops(hr0, batch["lq"][:1])
+    assert built == [{**hr0, "scale": 2}] * 4
+    assert flops_hr0 < mod.network_flops({"type": "paragonsr2_nano"}, batch["lq"][:1])
+    # the trainer rows build their network from the options, as `paragonsr train` does
+    assert mod.trainer_options(hr0, 2, 32)["network_g"] == hr0
+    assert len(mod.make_net(hr0).hr_head) == 0 and len(mod.make_net({"type": "paragonsr2_nano"}).hr_head) == 1
+
+
+@pytest.mark.parametrize(
+    ("opt", "message"),
+    [
+        ("hr_blocks", "--net-opt 'hr_blocks': expected KEY=VALUE"),
+        ("scale=4", "'scale' is set by --net and the bench (x2), not here"),
+        ("hr_blocks=[", "the value is not valid YAML"),
+        ("no_such=1", "--net paragonsr2_nano --net-opt no_such=1: cannot build this network"),
+    ],
+)
+def test_bad_net_opt_is_one_line(opt: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        load_script(BENCH).main([*ARGS, "--net-opt", opt])
+    assert exc.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
