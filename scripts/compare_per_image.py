@@ -61,14 +61,15 @@ def find_csvs(inputs: list[Path]) -> list[Path]:
     return out
 
 
-def set_names(paths: list[Path]) -> list[str]:
-    """A name per CSV: its folder's name, or, when two folders share a name, its folder relative to the common one."""
-    leaves = [p.resolve().parent.name for p in paths]
-    if len(set(leaves)) == len(leaves):
-        return leaves
+def set_names(paths: list[Path]) -> tuple[list[str], bool]:
+    """A name per CSV, and whether the sets may be pooled: each folder's own name when those are unique (True),
+    else each folder relative to the common one (False: two runs' sets of the same name hold the same images)."""
     folders = [p.resolve().parent for p in paths]
+    leaves = [f.name for f in folders]
+    if len(set(leaves)) == len(leaves):
+        return leaves, True
     root = Path(os.path.commonpath(folders))
-    return [str(f.relative_to(root)) or f.name for f in folders]
+    return [str(f.relative_to(root)) or f.name for f in folders], False
 
 
 def read_pairs(path: Path, a: str, b: str, metric: str = "psnr_y") -> list[tuple[str, float, float]]:
@@ -214,15 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--tie {args.tie}: expected a finite number >= 0")
     try:
         paths = find_csvs(args.inputs)
-        names = set_names(paths)
+        names, pooled = set_names(paths)
         sets = {name: read_pairs(path, args.a, args.b, args.metric) for name, path in zip(names, paths)}
     except (CompareError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    leaves = [p.resolve().parent.name for p in paths]
-    text = report(
-        sets, args.a, args.b, args.metric, args.tie, args.seed, pooled=len(set(leaves)) == len(leaves)
-    )
+    text = report(sets, args.a, args.b, args.metric, args.tie, args.seed, pooled=pooled)
     print(text, end="")
     if args.out:
         from paragonsr.utils.atomic import atomic_output
