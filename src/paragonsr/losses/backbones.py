@@ -280,7 +280,7 @@ class DistanceNetLoss(nn.Module):
         super().__init__()
         self.loss_weight = float(loss_weight)
         weights = WeightSource(weights_dir, allow_download, manifest)
-        self.net = self.net_cls(pretrained, pretrained_backbone, weights)
+        self.net = self.net_cls(pretrained, pretrained_backbone, weights, **getattr(self, "net_kwargs", {}))
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
         check_pair(pred, target, type(self).__name__)
