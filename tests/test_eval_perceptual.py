@@ -109,3 +109,29 @@ def test_training_losses_are_read_from_run_options_or_the_checkpoint(tmp_path: P
     bare = tmp_path / "bare.safetensors"
     save_file({"w": torch.zeros(1)}, str(bare))
     assert training_loss_specs(bare) is None and training_weight_names(None) is None
+
+
+def test_benchmark_reports_perceptual_means_per_set(tmp_path: Path, monkeypatch) -> None:
+    import paragonsr.metrics.perceptual as pm
+    from paragonsr.benchmark import matlab_bicubic_method, run_benchmark, write_benchmark
+
+    monkeypatch.setattr(
+        pm, "perceptual_metrics", lambda: {"fake": (_mad, MetricInfo("fake", "FAKE", ("x",)))}
+    )
+    hr = tmp_path / "Set5"
+    hr.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(hr / name), rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    methods = [matlab_bicubic_method(2), resampler_method("nearest", 2)]
+    scores, failed = run_benchmark(
+        [("Set5", sorted(hr.iterdir()))], methods, 2, tmp_path / "out", False, ["fake"]
+    )
+    csv_path, md = write_benchmark(scores, tmp_path / "out", 2, failed)
+    rows = list(csv.DictReader(csv_path.read_text().splitlines()))
+    per_image = list(csv.DictReader((tmp_path / "out/per_set/Set5/per_image.csv").read_text().splitlines()))
+    for r in rows:
+        mean = np.mean([float(p["fake"]) for p in per_image if p["method"] == r["method"]])
+        assert float(r["fake"]) == pytest.approx(mean, abs=1e-4) and mean > 0
+    text = md.read_text()
+    assert "| method | Set5 FAKE ↓ |" in text and f"| nearest | {float(rows[1]['fake']):.4f} |" in text
