@@ -44,6 +44,7 @@ class MetricInfo:
         lower_is_better: direction (the report's arrow).
         full_reference: compares with the GT (False: no-reference, ``img2`` ignored).
         in_eval: scored by ``paragonsr eval`` by default when its weights are there.
+        rank: column order in reports (lower first; ties by key).
     """
 
     key: str
@@ -52,6 +53,7 @@ class MetricInfo:
     lower_is_better: bool = True
     full_reference: bool = True
     in_eval: bool = True
+    rank: int = 100
 
 
 MetricFn = Callable[..., float]
@@ -70,7 +72,7 @@ def register_perceptual_metric(
 
 
 def perceptual_metrics() -> dict[str, tuple[MetricFn, MetricInfo]]:
-    """``{info.key: (fn, info)}`` of every registered perceptual metric, in registration-name order."""
+    """``{info.key: (fn, info)}`` of every registered perceptual metric, in report order (``rank``, key)."""
     import paragonsr.metrics  # noqa: F401  registers the built-in metrics (and those imported there)
 
     out: dict[str, tuple[MetricFn, MetricInfo]] = {}
@@ -79,7 +81,7 @@ def perceptual_metrics() -> dict[str, tuple[MetricFn, MetricInfo]]:
         info = getattr(fn, "metric_info", None)
         if isinstance(info, MetricInfo):
             out[info.key] = (fn, info)
-    return out
+    return dict(sorted(out.items(), key=lambda kv: (kv[1][1].rank, kv[0])))
 
 
 @lru_cache(maxsize=6)
@@ -122,7 +124,7 @@ def _distance(
 
 @register_perceptual_metric(
     "calculate_lpips",
-    MetricInfo("lpips_alex", "LPIPS-alex", ("alexnet", "lpips_alex")),
+    MetricInfo("lpips_alex", "LPIPS-alex", ("alexnet", "lpips_alex"), rank=0),
     aliases=("lpips", "lpips_alex", "calculate_lpips_alex"),
 )
 def calculate_lpips(
@@ -152,7 +154,7 @@ def calculate_lpips(
 
 @register_perceptual_metric(
     "calculate_lpips_vgg",
-    MetricInfo("lpips_vgg", "LPIPS-vgg", ("vgg16", "lpips_vgg")),
+    MetricInfo("lpips_vgg", "LPIPS-vgg", ("vgg16", "lpips_vgg"), rank=1),
     aliases=("lpips_vgg",),
 )
 def calculate_lpips_vgg(
@@ -181,7 +183,7 @@ def calculate_lpips_vgg(
 
 
 @register_perceptual_metric(
-    "calculate_dists", MetricInfo("dists", "DISTS", ("vgg16", "dists")), aliases=("dists",)
+    "calculate_dists", MetricInfo("dists", "DISTS", ("vgg16", "dists"), rank=2), aliases=("dists",)
 )
 def calculate_dists(
     img: np.ndarray,
