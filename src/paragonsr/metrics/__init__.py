@@ -2,14 +2,17 @@
 
 ``val.metrics.<name>: {type: calculate_psnr, crop_border: 4, test_y_channel: true}`` resolves with
 :func:`calculate_metric`. Numpy versions take HWC images in [0, 255] (RGB by default, ``color_order="bgr"`` for
-BasicSR/cv2 arrays); ``*_pt`` versions take RGB (N, C, H, W) tensors in [0, 1] and return one value per image. ``calculate_dists`` / ``calculate_lpips`` (lower is better) need their weight files.
+BasicSR/cv2 arrays); ``*_pt`` versions take RGB (N, C, H, W) tensors in [0, 1] and return one value per image.
+Perceptual metrics (``calculate_lpips`` = LPIPS-alex, ``calculate_lpips_vgg``, ``calculate_dists``; lower is
+better) need their weight files (``paragonsr weights fetch``) and carry a ``metric_info`` that ``paragonsr eval``
+reads (see :mod:`paragonsr.metrics.perceptual`); register new ones there and import their module here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from paragonsr.metrics.perceptual import calculate_dists, calculate_lpips
+from paragonsr.metrics.perceptual import calculate_dists, calculate_lpips, calculate_lpips_vgg
 from paragonsr.metrics.psnr_ssim import (
     calculate_psnr,
     calculate_psnr_pt,
@@ -32,6 +35,7 @@ __all__ = [
     "METRIC_REGISTRY",
     "calculate_dists",
     "calculate_lpips",
+    "calculate_lpips_vgg",
     "calculate_metric",
     "calculate_psnr",
     "calculate_psnr_pt",
