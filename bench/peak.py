@@ -28,22 +28,30 @@ from torch.utils.flop_counter import FlopCounterMode
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-def best_cpu_seconds(fn: Callable[[], None], reps: int) -> float:
-    """Fastest of ``reps`` timed calls of ``fn`` in process CPU seconds, after one untimed warm-up call."""
+def best_cpu_seconds(
+    fn: Callable[[], None], reps: int, clock: Callable[[], float] = time.process_time
+) -> float:
+    """Fastest of ``reps`` timed calls of ``fn`` in process CPU seconds (or ``clock``), after one untimed
+    warm-up call."""
     fn()
     best = float("inf")
     for _ in range(reps):
-        c0 = time.process_time()
+        c0 = clock()
         fn()
-        best = min(best, time.process_time() - c0)
+        best = min(best, clock() - c0)
     return best
 
 
 def conv_peak(
-    dtype: torch.dtype, fmt: torch.memory_format, reps: int = 3, backward: bool = True, batch: int = 16
+    dtype: torch.dtype,
+    fmt: torch.memory_format,
+    reps: int = 3,
+    backward: bool = True,
+    batch: int = 16,
+    clock: Callable[[], float] = time.process_time,
 ) -> float:
     """GFLOP/s of a 64→64 3×3 conv on ``batch``×64×128×128, forward + backward (input and weight gradients) or
-    forward only (``backward=False``), in process CPU time (sums threads: compare at one thread)."""
+    forward only (``backward=False``), in process CPU time (sums threads: compare at one thread) or ``clock``."""
     x = torch.randn(batch, 64, 128, 128).to(dtype).contiguous(memory_format=fmt).requires_grad_(backward)
     w = torch.randn(64, 64, 3, 3).to(dtype).contiguous(memory_format=fmt).requires_grad_(backward)
     flops = (3 if backward else 1) * 2 * batch * 64 * 64 * 9 * 128 * 128
@@ -56,7 +64,7 @@ def conv_peak(
         y = F.conv2d(x, w, padding=1)
         y.backward(torch.ones_like(y))
 
-    return flops / best_cpu_seconds(run, reps) / 1e9
+    return flops / best_cpu_seconds(run, reps, clock) / 1e9
 
 
 def network_flops(net: nn.Module, x: torch.Tensor, backward: bool = True) -> int:

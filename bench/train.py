@@ -254,11 +254,11 @@ def measure(args: argparse.Namespace, net: dict[str, Any]) -> dict[str, Any]:
     sec = {k: statistics.median(v) for k, v in times.items()}
     gflop = network_flops(make_net(net), batch["lq"][:1]) * args.batch / 1e9
     peak = {
-        "fp32": conv_peak(torch.float32, torch.contiguous_format),
-        "fp32+CL": conv_peak(torch.float32, CL),
+        "fp32": conv_peak(torch.float32, torch.contiguous_format, batch=args.peak_batch),
+        "fp32+CL": conv_peak(torch.float32, CL, batch=args.peak_batch),
     }
     if bf16:
-        peak["bf16+CL"] = conv_peak(torch.bfloat16, CL)
+        peak["bf16+CL"] = conv_peak(torch.bfloat16, CL, batch=args.peak_batch)
     trainer_peak = (
         "bf16+CL" if resolved.dtype == "bf16" else ("fp32+CL" if resolved.channels_last else "fp32")
     )
@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="both: on a CPU with native bf16 also run as an AVX2 CPU without it (child process)")  # fmt: skip
     ap.add_argument("--emulated-bf16", action="store_true",
                     help="time the bare bf16 row even where bf16 is emulated (slow)")  # fmt: skip
+    ap.add_argument("--peak-batch", type=int, default=16, help="batch of the conv-peak measurement (16)")
     ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # the child's figures for the summary
     raw = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(raw)

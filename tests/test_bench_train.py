@@ -14,7 +14,7 @@ import torch
 from conftest import REPO, load_script
 
 BENCH = REPO / "bench" / "train.py"
-ARGS = ["--batch", "2", "--gt", "32", "--iters", "1", "--rounds", "1"]
+ARGS = ["--batch", "2", "--gt", "32", "--iters", "1", "--rounds", "1", "--peak-batch", "1"]
 
 
 def rows_of(section: str) -> dict[str, float]:
@@ -30,7 +30,7 @@ def test_bench_runs_with_net_opt_on_both_kinds_of_cpu(tmp_path: Path) -> None:
         [sys.executable, str(BENCH), *ARGS, "--data", str(tmp_path / "none"), "--net-opt", "hr_blocks=0"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert run.returncode == 0, run.stderr
     out = run.stdout
