@@ -273,3 +273,25 @@ def test_backend_uses_the_same_decision(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("PARAGONSR_CPU_BF16", "1")
     assert cpu_has_native_bf16() is True and TorchBackend(model, "cpu", "auto").precision == "bf16"
     assert TorchBackend(model, "cpu", "fp32", channels_last=False).channels_last is False
+
+
+@pytest.mark.parametrize(("probe", "want"), [(ZEN2, "asked bf16 autocast, running fp32: this CPU has no native bf16"),
+                                             (SPR, "precision: bf16 autocast channels_last")])  # fmt: skip
+def test_shipped_config_checks_on_both_kinds_of_cpu(
+    tiny_pairs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    probe: CpuProbe, want: str,
+) -> None:  # fmt: skip
+    from conftest import REPO
+    from paragonsr.cli import main
+
+    monkeypatch.delenv("PARAGONSR_CPU_BF16", raising=False)
+    monkeypatch.setattr(prec, "probe_cpu", lambda: probe)
+    cfg = REPO / "configs" / "2x_ParagonSR2_Nano_fidelity.yml"
+    force = [f"datasets.train.dataroot_gt={tiny_pairs / 'gt'}", f"datasets.val.dataroot_gt={tiny_pairs / 'gt'}",
+             "datasets.train.gt_size=16", f"path.experiments_root={tmp_path}", "num_gpu=0"]  # fmt: skip
+    assert main(["train", "-opt", str(cfg), "--check", "--force", *force]) == 0
+    ok, machine = capsys.readouterr().out.strip().splitlines()
+    assert ok.endswith("OK (SRModel, x2, paragonsr2_nano)") and machine.startswith(
+        "  on this machine: precision: "
+    )
+    assert want in machine
