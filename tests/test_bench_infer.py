@@ -64,7 +64,11 @@ def test_infer_bench_prints_rows_ratios_and_breakdown() -> None:
     out_mp = (32 * 2) ** 2 / 1e6
     for key, (gflop, gflops, pct) in gf.items():
         want = gflop * rows[key] / out_mp  # GFLOP per forward x forwards per second
-        assert abs(gflops - want) <= 0.02 * want + 0.06, (key, gflops, want)
+        # both printed rounded: the MP/s row to its decimals (a slow, loaded machine prints few digits)
+        rel = (
+            0.01 + 0.5 * 10.0 ** -len(printed[key].partition(".")[2]) / rows[key] + 5e-4
+        )  # GFLOP: 4 significant digits
+        assert abs(gflops - want) <= rel * want + 0.06, (key, gflops, want)
         assert abs(pct - 100 * gflops / float(peak.group(1))) <= 0.02 * pct + 0.06
     # Compact 32f/32c: 32 3x3 convs of 32 channels at 32x32 (+ in/out convs), ~2 x 9 x 32 x 32 FLOP per conv px
     assert (
