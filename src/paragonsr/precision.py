@@ -20,9 +20,9 @@ What counts as native:
 * **MPS**: fp16; bf16 is treated as not native (fp32 instead).
 
 Memory layout: channels_last wherever it is the faster layout measured here: bf16 on CPU (oneDNN's bf16 convs
-want NHWC), fp32 on CPU (ParagonSR2 nano, batch 16, LQ 64, one thread: training step 1.48x faster with AVX-512,
-forward 1.5x faster on AVX2; ``bench/train.py``, ``bench/infer.py``), reduced precision on CUDA (tensor cores);
-NCHW for fp32 on CUDA and MPS.
+want NHWC), fp32 on CPU (``bench/train.py``, ParagonSR2 nano, batch 16, GT 128, one thread: the bare fp32
+training step 1.47x faster with AVX-512 + AMX and 1.68x as AVX2; ``bench/infer.py``: the forward 1.5x on an AVX2
+EPYC, issue 22), reduced precision on CUDA (tensor cores); NCHW for fp32 on CUDA and MPS.
 """
 
 from __future__ import annotations
