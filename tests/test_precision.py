@@ -53,6 +53,25 @@ def test_native_bf16_for_every_cpu_and_override(cpu: str, override: str) -> None
         assert got is native and words in why
 
 
+@pytest.mark.parametrize("asked", prec.PRECISIONS)
+@pytest.mark.parametrize("override", ["", "0", "1"])
+@pytest.mark.parametrize("cpu", list(CPUS))
+def test_cpu_decision_end_to_end(cpu: str, override: str, asked: str) -> None:
+    """Mocked CPU x override x asked, through hardware() and resolve(): bf16 runs exactly where it is native (or
+    forced), fp16 never runs on a CPU, and the layout is channels_last."""
+    probe, native, _ = CPUS[cpu]
+    native = native if not override else override == "1"
+    hw = prec.hardware("cpu", probe=probe, env={"PARAGONSR_CPU_BF16": override} if override else {})
+    p = resolve(asked, "cpu", hw=hw)
+    reduced = "bf16" if native else "fp32"
+    assert p.dtype == {"auto": reduced, "fp32": "fp32", "bf16": reduced, "fp16": reduced}[asked]
+    assert p.channels_last and p.capability == probe.capability
+    assert p.downgraded is (asked == "fp16" or (asked == "bf16" and not native))
+    assert hw.label.startswith(f"CPU {probe.capability}") and ("PARAGONSR_CPU_BF16" in hw.label) is bool(
+        override
+    )
+
+
 def test_bad_override_is_one_clear_line() -> None:
     with pytest.raises(
         ValueError, match=r"^environment variable PARAGONSR_CPU_BF16='yes': expected 1 .* or 0"
