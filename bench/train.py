@@ -280,9 +280,9 @@ def measure(args: argparse.Namespace, net: dict[str, Any]) -> dict[str, Any]:
             f"x{base / s:4.2f} vs bare fp32  {gflop / s:6.1f} GFLOP/s = {100 * gflop / s / ref:4.1f} % of peak"
         )
     if "compiled" in sec:
+        eager = sec["bare fp32+CL" if resolved.dtype == "fp32" else "bare bf16+CL"]
         print(f"torch.compile: first call (compiling) {warm['compiled']:.0f} s wall; compiled / eager "
-              f"{resolved.dtype}+CL loop: {sec['compiled'] / sec['bare fp32+CL' if resolved.dtype == 'fp32' else 'bare bf16+CL']:.2f}x "
-              "the CPU time per iteration")  # fmt: skip
+              f"{resolved.dtype}+CL loop: {sec['compiled'] / eager:.2f}x the CPU time per iteration")  # fmt: skip
     if "+data cache on" in sec:
         print(f"+data rows: trainer step plus loading its batch from {args.data} (OTF, bicubic x2, in-process); "
               f"image cache: {sec['+data cache off'] / sec['+data cache on']:.2f}x per iteration")  # fmt: skip
@@ -365,7 +365,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.kinds == "both" and native_bf16():
         print(
-            f"\n--- the same CPU as an AVX2 CPU without native bf16 ({' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())})"
+            "\n--- the same CPU as an AVX2 CPU without native bf16 ("
+            + " ".join(f"{k}={v}" for k, v in AVX2_ENV.items())
+            + ")"
         )
         child = other_kind([a for a in raw if a not in ("--kinds", "both", "this")])
         if child is not None:

@@ -1,8 +1,9 @@
 """Fidelity SR model (BasicSR ``SRModel`` / ``RealESRNetModel``): generator, losses, optimizer + schedule,
 EMA, gradient accumulation, clipping, AMP (bf16 on CPU/CUDA, fp16 + GradScaler on CUDA), channels_last and a
 non-finite guard. Precision and layout follow :func:`paragonsr.precision.resolve`: what ``use_amp`` /
-``amp_bf16`` / ``use_channels_last`` ask, downgraded (with one log line) where the device only emulates it. Multi-process training averages gradients (and float buffers such as tracked
-kernels) over ranks explicitly, which also works with the double-backward R1/R2 penalties of the GAN model."""
+``amp_bf16`` / ``use_channels_last`` ask, downgraded (with one log line) where the device only emulates it.
+Multi-process training averages gradients (and float buffers such as tracked kernels) over ranks explicitly, which
+also works with the double-backward R1/R2 penalties of the GAN model."""
 
 from __future__ import annotations
 
