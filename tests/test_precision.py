@@ -184,7 +184,7 @@ def test_env_caps_reach_the_probe_of_a_fresh_process() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     cap, bf16 = out.stdout.split()
-    assert bf16 == "False" and cap in ("AVX2", "DEFAULT")
+    assert bf16 == "False" and cap != "AVX512"  # AVX2 on x86 (DEFAULT where the CPU has less; other ISAs)
 
 
 # ------------------------------------------------------------------------------------------- training + backend
