@@ -1,4 +1,5 @@
-"""ONNX Runtime (FP32, INT8) vs PyTorch eager (fp32, bf16 + channels_last) on the same fused model and input.
+"""ONNX Runtime (FP32, INT8) vs PyTorch eager (fp32, and what `--precision auto` runs here: bf16 + channels_last
+where bf16 is native, else fp32 + channels_last; `paragonsr.precision`) on the same fused model and input.
 
     .venv/bin/python bench/export.py --archs paragonsr2_nano,compact --scale 2 --size 256 --runs 5
 
@@ -29,6 +30,7 @@ from paragonsr.deploy.onnx_export import export_onnx
 from paragonsr.deploy.quantize import keep_float_scopes, quantize_int8
 from paragonsr.deploy.verify import make_calib_inputs, synthetic_image
 from paragonsr.infer.onnx_backend import make_session
+from paragonsr.precision import resolve
 
 ARCH_KWARGS = {"compact": lambda s: {"upscale": s}}
 
@@ -55,14 +57,17 @@ def bench_arch(arch: str, scale: int, size: int, runs: int, threads: int, workdi
 
     with torch.inference_mode():
         res["torch fp32 eager"] = median_ms(lambda: fused(x), runs)
-        cl = fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        xcl = x.contiguous(memory_format=torch.channels_last)
+        # what `upscale --precision auto` runs on this CPU (paragonsr.precision): bf16 + channels_last where bf16
+        # is native, fp32 + channels_last elsewhere
+        auto = resolve("auto", "cpu")
+        cl = fused.to(memory_format=auto.memory_format)  # type: ignore[call-overload]
+        xcl = x.contiguous(memory_format=auto.memory_format)
 
-        def bf16() -> torch.Tensor:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+        def best() -> torch.Tensor:
+            with auto.autocast():
                 return cl(xcl)
 
-        res["torch bf16 channels_last"] = median_ms(bf16, runs)
+        res[f"torch {auto.dtype}{' channels_last' if auto.channels_last else ''}"] = median_ms(best, runs)
     fused.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
 
     fp32 = export_onnx(fused, workdir / f"{arch}_fp32.onnx")

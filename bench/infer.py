@@ -12,6 +12,12 @@ channels_last). All configurations are timed round-robin (one forward each per r
 machine drift hits them alike. The process's glibc allocator is tuned as the CLI tunes it
 (``paragonsr.utils.malloc``); ``--no-malloc-tuning`` shows the untuned figures.
 
+Effective GFLOP/s (the physical limit on the page): each configuration's forward FLOPs (``bench/peak.py``,
+``torch.utils.flop_counter``: convolutions and matrix products) per second, against this CPU's measured conv peak
+(a 64→64 3×3 conv forward on ``--peak-batch``×64×128×128, same clock and threads) in fp32 NCHW, fp32 channels_last
+and, where bf16 is native (``paragonsr.precision``), bf16 channels_last; where it is not, bf16_cl is left out of
+the default precisions (emulated: slower than fp32). ``--no-gflops`` skips this table.
+
 Targets (reported, never asserted): fused nano >= 1.5x unfused nano; fused nano >= 2x Compact-32/32, each in its
 best precision. ``--breakdown`` prints where a fused ParagonSR2 forward spends its time, stage by stage.
 
@@ -37,9 +43,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/peak.py
+
 from paragonsr.archs import build_arch
 from paragonsr.archs.compact import SRVGGNetCompact
 from paragonsr.utils.malloc import tune_malloc
+from peak import conv_peak, cpu_kind, native_bf16, network_flops
 
 
 def _variant(name: str) -> Callable[[int], nn.Module]:
@@ -145,7 +154,9 @@ def run(args: argparse.Namespace) -> dict[tuple[str, str, str], float]:
     unknown = [p for p in patterns if not any(fnmatch.fnmatch(n, p) for n in MODELS)]
     if unknown:
         raise SystemExit(f"--archs: no model matches {unknown}; known: {', '.join(MODELS)}")
-    precisions = [p.strip() for p in args.precisions.split(",")]
+    bf16 = device.type != "cpu" or native_bf16()
+    asked = args.precisions or ",".join(p for p in PRECISIONS if bf16 or not p.startswith("bf16"))
+    precisions = [p.strip() for p in asked.split(",")]
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise SystemExit(f"--precisions: unknown {bad}; choose from {', '.join(PRECISIONS)}")
@@ -154,6 +165,9 @@ def run(args: argparse.Namespace) -> dict[tuple[str, str, str], float]:
         f"input={args.batch}x3x{args.size}x{args.size} scale={args.scale} repeats={args.repeats} "
         f"clock={'process-cpu' if args.cpu_time else 'wall'} malloc={malloc}"
     )
+    if device.type == "cpu":
+        note = "" if bf16 or args.precisions else " (bf16_cl left out: emulated here, slower than fp32)"
+        print(f"CPU kind: {cpu_kind()}{note}")
     configs: list[Config] = []
     for name in names:
         torch.manual_seed(0)
@@ -189,11 +203,43 @@ def run(args: argparse.Namespace) -> dict[tuple[str, str, str], float]:
             )
             print(f"{name:<22}{mode:<9}{cells}", flush=True)
     _print_ratios(mps)
+    if args.gflops and device.type == "cpu":
+        _print_gflops(configs, precisions, clock, args.peak_batch)
     if args.breakdown:
         for cfg in configs:
             if cfg.key[1] == "fused" and cfg.key[0].startswith("paragonsr2_"):
                 _print_breakdown(cfg, clock, args.repeats)
     return mps
+
+
+def _print_gflops(
+    configs: list[Config], precisions: list[str], clock: Callable[[], float], batch: int
+) -> None:
+    """Effective GFLOP/s of every timed forward against this CPU's conv peak in the same precision and layout."""
+    fmt = {"fp32": torch.contiguous_format, "fp32_cl": torch.channels_last, "bf16_cl": torch.channels_last}
+    dtype = {"fp32": torch.float32, "fp32_cl": torch.float32, "bf16_cl": torch.bfloat16}
+    peak = {p: conv_peak(dtype[p], fmt[p], backward=False, batch=batch, clock=clock) for p in precisions}
+    print("\nconv peak (64->64 3x3 forward): " + ", ".join(f"{p} {v:.1f} GFLOP/s" for p, v in peak.items()))
+    print(
+        f"{'model':<22}{'mode':<9}{'GFLOP':>8}"
+        + "".join(f"{p:>16}" for p in precisions)
+        + "   (GFLOP/s, % of peak)"
+    )
+    flops: dict[tuple[str, str], float] = {}
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for cfg in configs:
+        name, mode, prec = cfg.key
+        if mode == "training":
+            continue
+        if (name, mode) not in flops:
+            flops[(name, mode)] = network_flops(cfg.model, cfg.x.float(), backward=False) / 1e9
+        rows.setdefault((name, mode), {})[prec] = flops[(name, mode)] / statistics.median(cfg.times)
+    for (name, mode), by_prec in rows.items():
+        cells = "".join(
+            f"{by_prec[p]:>8.1f} ={100 * by_prec[p] / peak[p]:>5.1f}%" if p in by_prec else f"{'n/a':>16}"
+            for p in precisions
+        )
+        print(f"{name:<22}{mode:<9}{flops[(name, mode)]:>8.4g}{cells}")
 
 
 def _print_breakdown(cfg: Config, clock: Callable[[], float], repeats: int) -> None:
@@ -270,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (median reported)")
-    ap.add_argument("--precisions", default=",".join(PRECISIONS), help=f"subset of {','.join(PRECISIONS)}")
+    ap.add_argument(
+        "--precisions",
+        default="",
+        help=f"subset of {','.join(PRECISIONS)} (default: all; bf16_cl only where bf16 is native)",
+    )
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
     ap.add_argument(
@@ -290,6 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also time the training graph of fusable models (training-mode forward), the form fusion replaces",
     )
     ap.add_argument("--breakdown", action="store_true", help="per-stage time of each fused ParagonSR2")
+    ap.add_argument(
+        "--gflops",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="effective GFLOP/s of each forward against this CPU's measured conv peak (CPU only)",
+    )
+    ap.add_argument("--peak-batch", type=int, default=16, help="batch of the conv-peak measurement (16)")
     run(ap.parse_args(argv))
     return 0
 

@@ -1,42 +1,49 @@
-"""CPU training throughput: the trainer's step against a bare fp32 eager PyTorch loop of the same network.
+"""CPU training throughput: the trainer's step against a bare fp32 eager PyTorch loop of the same network, on
+both kinds of CPU side by side: this one and, on a CPU with native bf16, the same CPU run as an AVX2 CPU without it
+(``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` in a child process; ``--kinds this`` skips it).
 
-Side by side in one process, interleaved round by round (bare fp32, bare bf16, trainer, bare fp32, ...) so load on
-a shared machine hits every path alike; the median of the rounds is reported. Timing is CPU time of this process
-(``time.process_time``): on an oversubscribed machine wall time mostly measures the neighbours.
+Within one kind, side by side in one process, interleaved round by round (bare fp32, bare fp32+CL, trainer, ...)
+so load on a shared machine hits every path alike; the median of the rounds is reported. Timing is CPU time of
+this process (``time.process_time``): on an oversubscribed machine wall time mostly measures the neighbours.
 
 * ``bare fp32``: ``net(lq)`` → L1 → backward → AdamW, fp32, NCHW, eager. The reference of the speed-up.
-* ``bare bf16+CL``: the same loop under bf16 autocast with channels_last tensors and weights.
+* ``bare fp32+CL``: the same with channels_last tensors and weights (what fp32 training runs now).
+* ``bare bf16+CL``: the same loop under bf16 autocast with channels_last; only where bf16 is native (emulated bf16
+  is ~9x slower than fp32: ``--emulated-bf16`` times it anyway).
 * ``trainer``: :class:`paragonsr.train.sr_model.SRModel.optimize_parameters` with the shipped fidelity recipe
-  (bf16 autocast + channels_last, L1 + 0.1 MS-SSIM, EMA 0.999, grad_clip 1.0, AdamW), i.e. what
-  ``paragonsr train`` runs per iteration once the batch is loaded.
+  (``use_amp`` + ``amp_bf16`` + ``use_channels_last``, L1 + 0.1 MS-SSIM, EMA 0.999, grad_clip 1.0, AdamW), i.e.
+  what ``paragonsr train`` runs per iteration once the batch is loaded, in the precision
+  :mod:`paragonsr.precision` resolves on this kind of CPU (bf16 autocast where native, else fp32).
 * ``trainer L1``: the same with L1 only (the ``classic`` recipe): the step without MS-SSIM.
-* ``bf16+CL compiled`` (``--compile``): the bare bf16 loop with the network through ``torch.compile`` (inductor),
-  timed after the compiling first call; whether inductor beats oneDNN's eager kernels on this CPU.
+* ``bf16+CL compiled`` (``--compile``): the bare loop in the resolved precision with the network through
+  ``torch.compile`` (inductor), timed after the compiling first call.
 * ``+data cache off/on`` (when ``--data`` is a folder of HR photos, default ``$PARAGONSR_PHOTOS`` or
   ``../shared/data/photos``): the trainer step plus making its batch with the OTF dataset (crop, flips, bicubic
   ×2 LR) in this process, without and with the decoded-image cache: the CPU cost of a whole iteration.
 
-Effective GFLOP/s = the network's forward + backward FLOPs (``torch.utils.flop_counter``; the loss and optimizer
-are not counted) / CPU seconds per iteration, against this CPU's measured conv peak: a large 3×3 conv (64→64 on
-16×64×128×128), forward + backward, fp32 NCHW and bf16 channels_last.
+Effective GFLOP/s = the network's forward + backward FLOPs (``bench/peak.py``; the loss and optimizer are not
+counted) / CPU seconds per iteration, against this CPU's measured conv peak (``bench/peak.py``: a 64→64 3×3 conv on
+16×64×128×128, forward + backward) in fp32 NCHW, fp32 channels_last and, where native, bf16 channels_last.
 
 What bounds the speed-up: the network's own Conv2d layers, each timed alone forward + backward at its training
-shape (bf16 + channels_last, oneDNN), split into HR-resolution layers and the rest. The HR head's dense 3×3 convs
-run close to the conv peak already, so ``bare fp32 / HR conv time`` is the most any exact reformulation of the
-rest of the step can reach.
+shape in the trainer's precision, split into HR-resolution layers and the rest: ``bare fp32 / Conv2d time`` is
+the most any exact reformulation of the rest of the step can reach.
 
 The allocator is tuned as ``paragonsr train`` tunes it (``paragonsr.utils.malloc``; process-wide, so every row
 gets it; ``--no-malloc-tuning`` leaves glibc's defaults).
 
     python bench/train.py [--net paragonsr2_nano] [--net-opt hr_blocks=0] [--batch 16] [--gt 128] [--iters 3] [--rounds 3] [--threads 1]
-                          [--data PHOTOS] [--compile] [--no-malloc-tuning]
+                          [--data PHOTOS] [--compile] [--no-malloc-tuning] [--kinds both|this] [--emulated-bf16]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,14 +53,17 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/peak.py, also when imported by path
 
 from paragonsr.archs import build_arch
 from paragonsr.train.option_io import parse_options
 from paragonsr.train.sr_model import SRModel
 from paragonsr.utils.malloc import tune_malloc
+from peak import AVX2_ENV, best_cpu_seconds, conv_peak, cpu_kind, native_bf16, network_flops
 
 CL = torch.channels_last
+__all__ = ["best_cpu_seconds", "conv_peak", "network_flops"]  # re-exported from bench/peak.py
 
 
 def make_net(net: dict[str, Any]) -> nn.Module:
@@ -81,12 +91,12 @@ def trainer_options(net: dict[str, Any], batch: int, gt: int, mssim: bool = True
 
 
 def bare_step(
-    net_spec: dict[str, Any], batch: dict, bf16: bool, compile_net: bool = False
+    net_spec: dict[str, Any], batch: dict, bf16: bool, compile_net: bool = False, cl: bool | None = None
 ) -> Callable[[], None]:
-    """One bare training step; ``compile_net`` runs the network through ``torch.compile`` (inductor; the first
-    call compiles, so callers warm up before timing)."""
+    """One bare training step; ``cl`` channels_last (default: with bf16); ``compile_net`` runs the network
+    through ``torch.compile`` (inductor; the first call compiles, so callers warm up before timing)."""
     torch.manual_seed(0)
-    fmt = CL if bf16 else torch.contiguous_format
+    fmt = CL if (bf16 if cl is None else cl) else torch.contiguous_format
     module = make_net(net_spec).to(memory_format=fmt).train()  # type: ignore[call-overload]
     opt = torch.optim.AdamW(module.parameters(), lr=5e-4, betas=(0.9, 0.99), weight_decay=0)
     net = torch.compile(module, dynamic=False) if compile_net else module
@@ -102,11 +112,16 @@ def bare_step(
     return step
 
 
+def trainer_model(net: dict[str, Any], batch_size: int, gt: int, mssim: bool = True) -> SRModel:
+    """The trainer's model of the shipped recipe, precision resolved for this CPU (:mod:`paragonsr.precision`)."""
+    torch.manual_seed(0)
+    return SRModel(parse_options(trainer_options(net, batch_size, gt, mssim)), torch.device("cpu"))
+
+
 def trainer_step(
     net: dict[str, Any], batch: dict, batch_size: int, gt: int, mssim: bool = True
 ) -> Callable[[], None]:
-    torch.manual_seed(0)
-    model = SRModel(parse_options(trainer_options(net, batch_size, gt, mssim)), torch.device("cpu"))
+    model = trainer_model(net, batch_size, gt, mssim)
     b = model.to_device(batch)
     it = [0]
 
@@ -130,8 +145,7 @@ def loaded_trainer_step(
                     cache_images=cache)  # fmt: skip
     if cache:
         ds.fill_cache()  # as `paragonsr train` does before its loader workers start: timed rows then crop, not decode
-    torch.manual_seed(0)
-    model = SRModel(parse_options(trainer_options(net, batch_size, gt)), torch.device("cpu"))
+    model = trainer_model(net, batch_size, gt)
     pos = [0]
 
     def run() -> None:
@@ -144,51 +158,11 @@ def loaded_trainer_step(
     return run
 
 
-def network_flops(net_spec: dict[str, Any], lq: torch.Tensor) -> int:
-    """Training-graph forward + backward FLOPs, counted on the upsampler's filter form (its matrix form on CPU
-    spends more, mostly on zeros, and is not the network's work)."""
-    import paragonsr.archs.mks_upsample as mks_upsample
-
-    net = make_net(net_spec).train()
-    side = getattr(mks_upsample, "MATRIX_PATH_MAX", 0)
-    mks_upsample.MATRIX_PATH_MAX = 0
-    try:
-        with FlopCounterMode(display=False) as fc:
-            net(lq).float().abs().mean().backward()
-    finally:
-        mks_upsample.MATRIX_PATH_MAX = side
-    return fc.get_total_flops()
-
-
-def best_cpu_seconds(fn: Callable[[], None], reps: int) -> float:
-    """Fastest of ``reps`` timed calls of ``fn`` in process CPU seconds, after one untimed warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        c0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - c0)
-    return best
-
-
-def conv_peak(dtype: torch.dtype, fmt: torch.memory_format, reps: int = 3) -> float:
-    """GFLOP/s of a 64→64 3×3 conv on 16×64×128×128, forward + backward (input and weight gradients)."""
-    x = torch.randn(16, 64, 128, 128, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(True)
-    w = torch.randn(64, 64, 3, 3, dtype=dtype).contiguous(memory_format=fmt).requires_grad_(True)
-    flops = 3 * 2 * 16 * 64 * 64 * 9 * 128 * 128
-
-    def run() -> None:
-        y = F.conv2d(x, w, padding=1)
-        y.backward(torch.ones_like(y))
-
-    return flops / best_cpu_seconds(run, reps) / 1e9
-
-
 def conv_layer_seconds(
-    net_spec: dict[str, Any], lq: torch.Tensor, hr_side: int, reps: int = 2
+    net_spec: dict[str, Any], lq: torch.Tensor, hr_side: int, reps: int = 2, bf16: bool = True
 ) -> tuple[float, float]:
     """CPU seconds per iteration of the network's Conv2d layers alone, each forward + backward at its training
-    input shape (bf16 autocast, channels_last): (layers at HR resolution, all other Conv2d layers)."""
+    input shape (channels_last, bf16 autocast or fp32): (layers at HR resolution, all other Conv2d layers)."""
     net = make_net(net_spec).to(memory_format=CL).train()  # type: ignore[call-overload]
     calls: list[tuple[nn.Conv2d, torch.Size]] = []
     hooks = [
@@ -196,18 +170,19 @@ def conv_layer_seconds(
         for m in net.modules()
         if isinstance(m, nn.Conv2d)
     ]
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         net(lq.contiguous(memory_format=CL))
     for h in hooks:
         h.remove()
     hr = rest = 0.0
     for conv, shape in calls:
-        x = torch.randn(shape).to(torch.bfloat16).contiguous(memory_format=CL).requires_grad_(True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            gy = torch.randn(conv(x).shape).to(torch.bfloat16).contiguous(memory_format=CL)
+        x = torch.randn(shape).to(dtype).contiguous(memory_format=CL).requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            gy = torch.randn(conv(x).shape).to(dtype).contiguous(memory_format=CL)
 
         def run(conv: nn.Conv2d = conv, x: torch.Tensor = x, gy: torch.Tensor = gy) -> None:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 y = conv(x)
             y.backward(gy)
 
@@ -217,6 +192,143 @@ def conv_layer_seconds(
         else:
             rest += best
     return hr, rest
+
+
+def parse_net(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    net: dict[str, Any] = {"type": args.net}
+    for item in args.net_opt:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--net-opt {item!r}: expected KEY=VALUE, e.g. hr_blocks=0")
+        if key in ("type", "scale"):
+            ap.error(f"--net-opt {item!r}: '{key}' is set by --net and the bench (x2), not here")
+        try:
+            net[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            ap.error(f"--net-opt {item!r}: the value is not valid YAML")
+    try:
+        make_net(net)
+    except (TypeError, ValueError, KeyError) as e:
+        opts = "".join(f" --net-opt {o}" for o in args.net_opt)
+        ap.error(f"--net {args.net}{opts}: cannot build this network ({e})")
+    return net
+
+
+def measure(args: argparse.Namespace, net: dict[str, Any]) -> dict[str, Any]:
+    """Time every row on this process's CPU kind and print its section; returns the figures for the summary."""
+    malloc = "off (--no-malloc-tuning)" if args.no_malloc_tuning else tune_malloc()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bf16 = native_bf16()
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(args.batch, 3, args.gt, args.gt, generator=g)
+    batch = {"gt": gt, "lq": F.avg_pool2d(gt, 2)}
+    resolved = trainer_model(net, args.batch, args.gt).precision
+    steps = {
+        "bare fp32": bare_step(net, batch, bf16=False),
+        "bare fp32+CL": bare_step(net, batch, bf16=False, cl=True),
+    }
+    if bf16 or args.emulated_bf16:
+        steps["bare bf16+CL"] = bare_step(net, batch, bf16=True)
+    steps["trainer"] = trainer_step(net, batch, args.batch, args.gt)
+    steps["trainer L1"] = trainer_step(net, batch, args.batch, args.gt, mssim=False)
+    if args.compile:
+        steps["compiled"] = bare_step(net, batch, bf16=resolved.dtype == "bf16", compile_net=True, cl=True)
+    if args.data.is_dir():
+        for cache in (False, True):
+            steps[f"+data cache {'on' if cache else 'off'}"] = loaded_trainer_step(
+                net, args.data, args.batch, args.gt, cache
+            )
+    warm: dict[str, float] = {}
+    for name, step in steps.items():  # warm-up (allocator, oneDNN caches, first decodes, torch.compile)
+        t0 = time.perf_counter()
+        step()
+        warm[name] = time.perf_counter() - t0
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            c0 = time.process_time()
+            for _ in range(args.iters):
+                step()
+            times[name].append((time.process_time() - c0) / args.iters)
+    sec = {k: statistics.median(v) for k, v in times.items()}
+    gflop = network_flops(make_net(net), batch["lq"][:1]) * args.batch / 1e9
+    peak = {
+        "fp32": conv_peak(torch.float32, torch.contiguous_format, batch=args.peak_batch),
+        "fp32+CL": conv_peak(torch.float32, CL, batch=args.peak_batch),
+    }
+    if bf16:
+        peak["bf16+CL"] = conv_peak(torch.bfloat16, CL, batch=args.peak_batch)
+    trainer_peak = (
+        "bf16+CL" if resolved.dtype == "bf16" else ("fp32+CL" if resolved.channels_last else "fp32")
+    )
+    hr_conv, other_conv = conv_layer_seconds(net, batch["lq"], args.gt, bf16=resolved.dtype == "bf16")
+    label = args.net + "".join(f" {k}={v}" for k, v in net.items() if k != "type")
+    print(f"{label} x2, batch {args.batch}, GT {args.gt} (LQ {args.gt // 2}), {torch.get_num_threads()} "
+          f"thread(s), {args.iters} iters x {args.rounds} rounds, CPU time per iteration (median), "
+          f"malloc tuning: {malloc}")  # fmt: skip
+    print(f"CPU kind: {cpu_kind()}")
+    print(f"trainer runs: {resolved.summary()}")
+    print(f"network forward+backward: {gflop:.1f} GFLOP per iteration")
+    print("conv peak (64->64 3x3, fwd+bwd): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
+    base = sec["bare fp32"]
+    for name, s in sec.items():
+        ref = peak["fp32"] if name == "bare fp32" else peak["fp32+CL"] if name == "bare fp32+CL" else None
+        ref = ref or (peak["bf16+CL"] if name == "bare bf16+CL" and bf16 else peak[trainer_peak])
+        print(
+            f"{name:>16}: {s:6.3f} CPU-s/it  {1 / s:6.2f} it/CPU-s  {args.batch / s:6.1f} img/CPU-s  "
+            f"x{base / s:4.2f} vs bare fp32  {gflop / s:6.1f} GFLOP/s = {100 * gflop / s / ref:4.1f} % of peak"
+        )
+    if "compiled" in sec:
+        eager = sec["bare fp32+CL" if resolved.dtype == "fp32" else "bare bf16+CL"]
+        print(f"torch.compile: first call (compiling) {warm['compiled']:.0f} s wall; compiled / eager "
+              f"{resolved.dtype}+CL loop: {sec['compiled'] / eager:.2f}x the CPU time per iteration")  # fmt: skip
+    if "+data cache on" in sec:
+        print(f"+data rows: trainer step plus loading its batch from {args.data} (OTF, bicubic x2, in-process); "
+              f"image cache: {sec['+data cache off'] / sec['+data cache on']:.2f}x per iteration")  # fmt: skip
+    goal = 2.5 if bf16 else 1.5
+    print(f"trainer vs bare fp32 eager: {base / sec['trainer']:.2f}x, L1 only {base / sec['trainer L1']:.2f}x "
+          f"(issue 22 goal >= {goal}x on this kind of CPU)")  # fmt: skip
+    print(f"bound: the network's Conv2d layers alone (each fwd+bwd, {trainer_peak}): HR {hr_conv:.3f} CPU-s/it, "
+          f"others {other_conv:.3f}; with everything else free: x{base / hr_conv:.2f} (HR convs only), "
+          f"x{base / (hr_conv + other_conv):.2f} (all Conv2d layers) vs bare fp32")  # fmt: skip
+    short = cpu_kind().split(":")[0] + (" (emulated)" if "[emulated" in cpu_kind() else "")
+    return {"kind": short, "precision": resolved.summary(), "sec": sec, "gflop": gflop, "peak": peak,
+            "conv_bound": base / (hr_conv + other_conv)}  # fmt: skip
+
+
+def other_kind(argv: list[str]) -> dict[str, Any] | None:
+    """Run this bench again as an AVX2 CPU without native bf16 (child process; its section is printed)."""
+    env = {**os.environ, **AVX2_ENV}
+    env.pop("PARAGONSR_CPU_BF16", None)
+    fd_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_train_{os.getpid()}.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--kinds", "this", "--json", str(fd_path)]
+    run = subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=None)
+    print(run.stdout, end="")
+    if run.returncode != 0:
+        print(
+            f"the AVX2 run failed ({run.returncode}): {run.stderr.strip().splitlines()[-1:]}", file=sys.stderr
+        )
+        return None
+    try:
+        return dict(json.loads(fd_path.read_text()))
+    finally:
+        fd_path.unlink(missing_ok=True)
+
+
+def summary(rows: list[dict[str, Any]]) -> None:
+    """Both kinds of CPU side by side: each ratio measured within its own run."""
+    print(
+        "\nside by side (each kind's rows timed interleaved in its own run; ratios vs that run's bare fp32)"
+    )
+    print(
+        f"{'CPU kind':<58}{'bare fp32':>10}{'fp32+CL':>9}{'trainer':>9}{'ratio':>7}{'L1 ratio':>9}{'goal':>6}"
+    )
+    for r in rows:
+        sec = r["sec"]
+        goal = 2.5 if "bf16+CL" in r["peak"] else 1.5
+        print(f"{r['kind'][:57]:<58}{sec['bare fp32']:>10.3f}{sec['bare fp32+CL']:>9.3f}{sec['trainer']:>9.3f}"
+              f"{sec['bare fp32'] / sec['trainer']:>6.2f}x{sec['bare fp32'] / sec['trainer L1']:>8.2f}x{goal:>5}x")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -235,91 +347,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=Path(default_data),
                     help="HR photo folder for the data-included rows (skipped when missing)")  # fmt: skip
     ap.add_argument("--compile", action="store_true",
-                    help="add a 'bare bf16+CL compiled' row: the bare bf16 loop with torch.compile(network)")  # fmt: skip
+                    help="add a 'compiled' row: the bare loop in the trainer's precision, torch.compile(network)")  # fmt: skip
     ap.add_argument("--no-malloc-tuning", action="store_true",
                     help="leave glibc's allocator at its defaults (paragonsr train tunes it)")  # fmt: skip
-    args = ap.parse_args(argv)
-    net: dict[str, Any] = {"type": args.net}
-    for item in args.net_opt:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            ap.error(f"--net-opt {item!r}: expected KEY=VALUE, e.g. hr_blocks=0")
-        if key in ("type", "scale"):
-            ap.error(f"--net-opt {item!r}: '{key}' is set by --net and the bench (x2), not here")
-        try:
-            net[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            ap.error(f"--net-opt {item!r}: the value is not valid YAML")
-    try:
-        make_net(net)
-    except (TypeError, ValueError, KeyError) as e:
-        opts = "".join(f" --net-opt {o}" for o in args.net_opt)
-        ap.error(f"--net {args.net}{opts}: cannot build this network ({e})")
-    malloc = "off (--no-malloc-tuning)" if args.no_malloc_tuning else tune_malloc()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    g = torch.Generator().manual_seed(0)
-    gt = torch.rand(args.batch, 3, args.gt, args.gt, generator=g)
-    batch = {"gt": gt, "lq": F.avg_pool2d(gt, 2)}
-    steps = {
-        "bare fp32": bare_step(net, batch, bf16=False),
-        "bare bf16+CL": bare_step(net, batch, bf16=True),
-        "trainer": trainer_step(net, batch, args.batch, args.gt),
-        "trainer L1": trainer_step(net, batch, args.batch, args.gt, mssim=False),
-    }
-    if args.compile:
-        steps["bf16+CL compiled"] = bare_step(net, batch, bf16=True, compile_net=True)
-    if args.data.is_dir():
-        for cache in (False, True):
-            name = f"+data cache {'on' if cache else 'off'}"
-            steps[name] = loaded_trainer_step(net, args.data, args.batch, args.gt, cache)
-    warm: dict[str, float] = {}
-    for name, step in steps.items():  # warm-up (allocator, oneDNN caches, first decodes, torch.compile)
-        t0 = time.perf_counter()
-        step()
-        warm[name] = time.perf_counter() - t0
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            c0 = time.process_time()
-            for _ in range(args.iters):
-                step()
-            times[name].append((time.process_time() - c0) / args.iters)
-    sec = {k: statistics.median(v) for k, v in times.items()}
-    gflop = network_flops(net, batch["lq"][:1]) * args.batch / 1e9
-    peak = {
-        "fp32": conv_peak(torch.float32, torch.contiguous_format),
-        "bf16+CL": conv_peak(torch.bfloat16, CL),
-    }
-    hr_conv, other_conv = conv_layer_seconds(net, batch["lq"], args.gt)
-    label = args.net + "".join(f" {k}={v}" for k, v in net.items() if k != "type")
-    print(f"{label} x2, batch {args.batch}, GT {args.gt} (LQ {args.gt // 2}), {torch.get_num_threads()} "
-          f"thread(s), {args.iters} iters x {args.rounds} rounds, CPU time per iteration (median), "
-          f"malloc tuning: {malloc}")  # fmt: skip
-    print(f"network forward+backward: {gflop:.1f} GFLOP per iteration")
-    print(
-        f"conv peak (64->64 3x3, fwd+bwd): fp32 {peak['fp32']:.0f} GFLOP/s, bf16+CL {peak['bf16+CL']:.0f} GFLOP/s"
-    )
-    base = sec["bare fp32"]
-    for name, s in sec.items():
-        ref = peak["fp32"] if name == "bare fp32" else peak["bf16+CL"]
+    ap.add_argument("--kinds", choices=("both", "this"), default="both",
+                    help="both: on a CPU with native bf16 also run as an AVX2 CPU without it (child process)")  # fmt: skip
+    ap.add_argument("--emulated-bf16", action="store_true",
+                    help="time the bare bf16 row even where bf16 is emulated (slow)")  # fmt: skip
+    ap.add_argument("--peak-batch", type=int, default=16, help="batch of the conv-peak measurement (16)")
+    ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # the child's figures for the summary
+    raw = sys.argv[1:] if argv is None else list(argv)
+    args = ap.parse_args(raw)
+    net = parse_net(ap, args)
+    rows = [measure(args, net)]
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows[0]))
+        return
+    if args.kinds == "both" and native_bf16():
         print(
-            f"{name:>16}: {s:6.3f} CPU-s/it  {1 / s:6.2f} it/CPU-s  {args.batch / s:6.1f} img/CPU-s  "
-            f"x{base / s:4.2f} vs bare fp32  {gflop / s:6.1f} GFLOP/s = {100 * gflop / s / ref:4.1f} % of peak"
+            "\n--- the same CPU as an AVX2 CPU without native bf16 ("
+            + " ".join(f"{k}={v}" for k, v in AVX2_ENV.items())
+            + ")"
         )
-    if "bf16+CL compiled" in sec:
-        print(f"torch.compile: first call (compiling) {warm['bf16+CL compiled']:.0f} s wall; compiled / eager "
-              f"bf16+CL loop: {sec['bf16+CL compiled'] / sec['bare bf16+CL']:.2f}x the CPU time per iteration")  # fmt: skip
-    if "+data cache on" in sec:
-        print(f"+data rows: trainer step plus loading its batch from {args.data} (OTF, bicubic x2, in-process); "
-              f"image cache: {sec['+data cache off'] / sec['+data cache on']:.2f}x per iteration")  # fmt: skip
-    print(f"trainer vs bare fp32 eager: {base / sec['trainer']:.2f}x, L1 only {base / sec['trainer L1']:.2f}x "
-          f"(goal >= 4x); trainer overhead over the bare bf16+CL loop (MS-SSIM, EMA, clipping, logging): "
-          f"{100 * (sec['trainer'] - sec['bare bf16+CL']) / sec['bare bf16+CL']:+.0f} %, L1 only "
-          f"{100 * (sec['trainer L1'] - sec['bare bf16+CL']) / sec['bare bf16+CL']:+.0f} %")  # fmt: skip
-    print(f"bound: the network's Conv2d layers alone (each fwd+bwd, bf16+CL): HR {hr_conv:.3f} CPU-s/it, others "
-          f"{other_conv:.3f}; with everything else free: x{base / hr_conv:.2f} (HR convs only), "
-          f"x{base / (hr_conv + other_conv):.2f} (all Conv2d layers) vs bare fp32")  # fmt: skip
+        child = other_kind([a for a in raw if a not in ("--kinds", "both", "this")])
+        if child is not None:
+            rows.append(child)
+    if len(rows) > 1:
+        summary(rows)
 
 
 if __name__ == "__main__":

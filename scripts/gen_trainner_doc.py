@@ -63,7 +63,8 @@ def render() -> str:
         "traiNNer-redux files have no `model_type`: a `network_d` with a GAN loss of non-zero weight makes a GAN "
         "run (`GANModel`); a `network_d` whose GAN loss weighs 0 is dropped (SR run). `val.val_enabled: false` "
         "switches validation off and the val/test datasets are not opened. With `use_amp` at the top level and no "
-        "`amp_bf16`, fp16 is used (traiNNer-redux's default; on CPU it falls back to bf16 with a warning).",
+        "`amp_bf16`, fp16 is used (traiNNer-redux's default; on a CPU, which has no fast fp16 kernels, bf16 where the CPU has "
+        "native bf16, else fp32, with a log line).",
         "",
     ]
     for title, where, table in C.SECTIONS:

@@ -22,7 +22,7 @@ def test_infer_bench_prints_rows_ratios_and_breakdown() -> None:
         "fp32",
     ]
     out = subprocess.run(
-        [sys.executable, str(BENCH), *args, "--threads", "1", "--breakdown"],
+        [sys.executable, str(BENCH), *args, "--threads", "1", "--breakdown", "--peak-batch", "1"],
         capture_output=True,
         text=True,
         check=True,
@@ -49,3 +49,30 @@ def test_infer_bench_prints_rows_ratios_and_breakdown() -> None:
     assert "TARGET fused nano (fp32) / unfused nano (fp32)" in out
     stages = re.search(r"breakdown paragonsr2_nano fused fp32: total [\d.]+ ms = (.*)$", out, re.M)
     assert stages and all(s in stages.group(1) for s in ("body", "upsampler", "hr_head", "conv_out"))
+    # the physical limit: effective GFLOP/s of each forward = its FLOPs x forwards per second, against the peak
+    peak = re.search(r"^conv peak \(64->64 3x3 forward\): fp32 ([\d.]+) GFLOP/s$", out, re.M)
+    assert peak and float(peak.group(1)) > 0
+    gf = {
+        (m.group(1), m.group(2)): (float(m.group(3)), float(m.group(4)), float(m.group(5)))
+        for m in re.finditer(r"^(\S+)\s+(unfused|fused)\s+([\d.e-]+)\s+([\d.]+) =\s*([\d.]+)%$", out, re.M)
+    }
+    assert set(gf) == {
+        ("paragonsr2_nano", "unfused"),
+        ("paragonsr2_nano", "fused"),
+        ("compact_32f32c", "unfused"),
+    }
+    out_mp = (32 * 2) ** 2 / 1e6
+    for key, (gflop, gflops, pct) in gf.items():
+        want = gflop * rows[key] / out_mp  # GFLOP per forward x forwards per second
+        # both printed rounded: the MP/s row to its decimals (a slow, loaded machine prints few digits)
+        rel = (
+            0.01 + 0.5 * 10.0 ** -len(printed[key].partition(".")[2]) / rows[key] + 5e-4
+        )  # GFLOP: 4 significant digits
+        assert abs(gflops - want) <= rel * want + 0.06, (key, gflops, want)
+        assert abs(pct - 100 * gflops / float(peak.group(1))) <= 0.02 * pct + 0.06
+    # Compact 32f/32c: 32 3x3 convs of 32 channels at 32x32 (+ in/out convs), ~2 x 9 x 32 x 32 FLOP per conv px
+    assert (
+        0.9 * 2 * 9 * 32 * 32 * 33 * 32 * 32 / 1e9
+        < gf[("compact_32f32c", "unfused")][0]
+        < 1.2 * 2 * 9 * 32 * 32 * 34 * 32 * 32 / 1e9
+    )

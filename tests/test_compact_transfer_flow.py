@@ -80,7 +80,9 @@ def test_config_check_reports_missing_pretrained_and_vgg(flow: dict[str, Path], 
     # with the transferred file and the perceptual term off, the GAN recipe (UNet discriminator) checks fine
     force = [*_data_forces(flow), f"path.pretrain_network_g={flow['dst']}", "train.perceptual_opt=null"]
     assert main(["train", "-opt", str(CFG), "--check", "--force", *force]) == 0
-    assert capsys.readouterr().out.strip() == f"{CFG}: OK (RealESRGANModel, x4, SRVGGNetCompact)"
+    ok, machine = capsys.readouterr().out.strip().splitlines()
+    assert ok == f"{CFG}: OK (RealESRGANModel, x4, SRVGGNetCompact)"
+    assert machine.startswith("  on this machine: precision: ")  # what the trainer will run here
     # --allow-download lets the run fetch registry weights (VGG16), but VGG19 is a local file only: still a problem
     force = [*_data_forces(flow), f"path.pretrain_network_g={flow['dst']}"]
     assert main(["train", "-opt", str(CFG), "--check", "--allow-download", "--force", *force]) == 2

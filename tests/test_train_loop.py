@@ -243,11 +243,16 @@ def test_auto_resume_skips_incomplete_state(data_root: Path, tmp_path: Path) -> 
     assert find_latest_state(tmp_path / "nothing") is None
 
 
-def test_fp16_on_cpu_falls_back_to_bf16(data_root: Path, tmp_path: Path) -> None:
+def test_fp16_on_cpu_falls_back_to_bf16(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "PARAGONSR_CPU_BF16", "1"
+    )  # as on a CPU with native bf16 (tests/test_precision.py: without)
     opt = options(data_root, tmp_path / "amp", use_amp=True, amp_bf16=False)
-    with pytest.warns(UserWarning, match="fp16 autocast on CPU"):
-        trainer = Trainer(parse_options(opt))
+    trainer = Trainer(parse_options(opt))
     assert trainer.model.amp_dtype == torch.bfloat16 and not trainer.model.scaler.is_enabled()
+    assert trainer.model.precision.summary().startswith("precision: asked fp16 autocast, running bf16: fp16 ")
 
 
 def test_wandb_is_optional_and_lazy() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from paragonsr.commands import clean_temps
 
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.check:
         print(f"{args.opt}: OK ({opt.model_type}, x{opt.scale}, {opt.network_g.type})")
+        print(f"  on this machine: {_precision_line(opt)}")  # a downgrade is information, never an error
         return 0
     if args.allow_download:
         import os
@@ -67,3 +69,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _precision_line(opt: Any) -> str:
+    """What the trainer will run here (paragonsr.precision), on the device the trainer picks."""
+    import torch
+
+    from paragonsr.precision import asked_by_train_options, resolve
+
+    t = opt.train
+    device = "cuda" if torch.cuda.is_available() and opt.num_gpu != 0 else "cpu"
+    return resolve(asked_by_train_options(t.use_amp, t.amp_bf16), device, t.use_channels_last).summary()

@@ -8,7 +8,6 @@ A backend takes ``Tensor[B, in_ch, h, w]`` float32 on the CPU in [0, 1] and retu
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import warnings
 from typing import Any, Protocol, runtime_checkable
@@ -16,8 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from paragonsr.precision import DTYPES as _DTYPES
+from paragonsr.precision import PRECISIONS, hardware, resolve
 
 
 @runtime_checkable
@@ -35,18 +34,10 @@ class Backend(Protocol):
     def __call__(self, x: Tensor) -> Tensor: ...
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast + channels_last is ~4.5×
-    faster than fp32 for 3×3 convs. Elsewhere bf16 is emulated and slower, so auto stays fp32."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: no cheap reliable check, stay on the safe side
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """True on CPUs with native bf16 (AVX512-BF16 or AMX, not capped by ``ATEN_CPU_CAPABILITY`` /
+    ``ONEDNN_MAX_CPU_ISA``; ``PARAGONSR_CPU_BF16`` overrides): :func:`paragonsr.precision.hardware`."""
+    return hardware("cpu").bf16
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -63,21 +54,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 on CPUs with native bf16, bf16 on CUDA GPUs that support it (fp16 range overflows give
-    black/NaN images) else fp16, fp32 elsewhere. Never fp16 on the CPU unless asked (about 100× slower)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        if precision == "fp16" and device.type == "cpu":
-            warnings.warn(
-                "fp16 on the CPU is very slow (no native kernels); prefer bf16 or fp32", stacklevel=3
-            )
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return "bf16"
-    return "fp32"
+    """The autocast dtype that runs for ``precision`` on ``device`` (fp32 / bf16 / fp16):
+    :func:`paragonsr.precision.resolve`. ``auto``: bf16 where native, else fp16 on CUDA, else fp32; a
+    reduced precision the device only emulates (fp16 on a CPU, bf16 without AVX512-BF16/AMX) is downgraded with a
+    warning, never refused. Raises ValueError for an unknown name."""
+    decision = resolve(precision, device)
+    if decision.downgraded:
+        warnings.warn(decision.summary(), stacklevel=2)
+    return decision.dtype
 
 
 class TorchBackend:
@@ -96,8 +80,12 @@ class TorchBackend:
         channels_last: bool | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
-        self.channels_last = self.precision != "fp32" if channels_last is None else channels_last
+        # one decision for every command (paragonsr.precision): dtype and layout from what the device runs natively
+        self.decision = resolve(precision, self.device, channels_last, follow_layout=False)
+        if self.decision.downgraded:
+            warnings.warn(self.decision.summary(), stacklevel=2)
+        self.precision = self.decision.dtype
+        self.channels_last = self.decision.channels_last
         missing = [a for a in ("scale", "in_ch", "out_ch") if not hasattr(model, a)]
         if missing:
             raise ValueError(

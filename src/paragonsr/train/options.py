@@ -69,11 +69,19 @@ class TrainOpt(Section):
     ema_decay: float = Field(0.0, ge=0, lt=1, description="0 disables EMA; EMA weights saved as params_ema")
     accum_iter: int = Field(1, gt=0, description="gradient accumulation: micro-batches per optimizer step")
     grad_clip: float | None = Field(None, gt=0, description="max global grad norm (None = off)")
-    use_amp: bool = Field(False, description="automatic mixed precision (autocast)")
-    amp_bf16: bool = Field(
-        True, description="bf16 autocast (CPU/CUDA); false = fp16 + GradScaler (CUDA only)"
+    use_amp: bool = Field(
+        False,
+        description="automatic mixed precision (autocast) where the device runs it natively, else fp32 (logged)",
     )
-    use_channels_last: bool = Field(False, description="channels_last memory format (faster convs on CUDA)")
+    amp_bf16: bool = Field(
+        True,
+        description="bf16 autocast (CPU with AVX512-BF16/AMX, CUDA); false = fp16 + GradScaler on CUDA "
+        "(on a CPU: bf16 where native, else fp32)",
+    )
+    use_channels_last: bool = Field(
+        False,
+        description="channels_last memory format; the layout faster on the device is used (CPU: channels_last)",
+    )
     net_d_iters: int = Field(1, gt=0, description="update G only every net_d_iters iterations")
     net_d_init_iters: int = Field(0, ge=0, description="train only D for the first iterations")
     max_nonfinite_steps: int = Field(10, gt=0, description="stop after this many non-finite steps in a row")

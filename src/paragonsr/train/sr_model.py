@@ -1,7 +1,9 @@
 """Fidelity SR model (BasicSR ``SRModel`` / ``RealESRNetModel``): generator, losses, optimizer + schedule,
 EMA, gradient accumulation, clipping, AMP (bf16 on CPU/CUDA, fp16 + GradScaler on CUDA), channels_last and a
-non-finite guard. Multi-process training averages gradients (and float buffers such as tracked
-kernels) over ranks explicitly, which also works with the double-backward R1/R2 penalties of the GAN model."""
+non-finite guard. Precision and layout follow :func:`paragonsr.precision.resolve`: what ``use_amp`` /
+``amp_bf16`` / ``use_channels_last`` ask, downgraded (with one log line) where the device only emulates it.
+Multi-process training averages gradients (and float buffers such as tracked kernels) over ranks explicitly, which
+also works with the double-backward R1/R2 penalties of the GAN model."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import contextlib
 import copy
 import logging
 import math
-import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any, cast
@@ -19,6 +20,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from paragonsr.errors import ParagonSRError
+from paragonsr.precision import asked_by_train_options, log_decision, resolve
 from paragonsr.registry import MODEL_REGISTRY
 from paragonsr.train.distributed import any_rank, get_dist_info
 from paragonsr.train.ema import ModelEMA
@@ -83,7 +85,11 @@ class SRModel:
         if opt.path.pretrain_network_g:
             load_pretrained(self.net_g, opt.path.pretrain_network_g, opt.path.param_key_g, opt.path.strict_load_g,
                             "network_g")  # fmt: skip
-        self.memory_format = torch.channels_last if t.use_channels_last else torch.contiguous_format
+        # one decision for every command: bf16/fp16 autocast only where the device runs it natively, the layout
+        # that is faster on it (use_channels_last is a speed hint; the hardware decides)
+        self.precision = resolve(asked_by_train_options(t.use_amp, t.amp_bf16), device, t.use_channels_last)
+        log_decision(self.precision, "training", log)
+        self.memory_format = self.precision.memory_format
         self.net_g = self.net_g.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self._broadcast(self.net_g)
         self.net_g.train()
@@ -91,14 +97,7 @@ class SRModel:
         self.losses, self.gan_losses = self._build_losses()
         self.optimizer_g = build_optimizer(self.net_g.parameters(), t.optim_g)
         self.sched_g = IterScheduler(self.optimizer_g, t.scheduler, t.total_iter, t.warmup_iter)
-        self.amp_dtype: torch.dtype | None = None
-        if t.use_amp:
-            self.amp_dtype = torch.bfloat16 if t.amp_bf16 else torch.float16
-            if self.amp_dtype == torch.float16 and device.type != "cuda":
-                warnings.warn(
-                    "fp16 autocast on CPU is ~100x slower than fp32: using bf16 instead", stacklevel=2
-                )
-                self.amp_dtype = torch.bfloat16
+        self.amp_dtype: torch.dtype | None = self.precision.autocast_dtype
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.nonfinite_streak = 0
         self.nonfinite_streaks: dict[str, int] = {}

@@ -171,7 +171,8 @@ class Trainer:
         for name, net in self.model.networks().items():
             key = "params_ema" if name.endswith("_ema") else "params"
             fname = f"{name}_{it}.safetensors"
-            save_model(self.root / "models" / fname, net, metadata={"param_key": key, "iter": it})
+            meta = {"param_key": key, "iter": it, **self.model.precision.meta()}  # how it was trained
+            save_model(self.root / "models" / fname, net, metadata=meta)
             files[name] = fname
         state = {
             "iter": it,
@@ -185,6 +186,7 @@ class Trainer:
             "net_files": files,
             "history": self.history,
             "val_history": self.val_history,
+            "precision": self.model.precision.meta(),
         }
         if self.pool is not None:  # the queue is training state too: without it a resume is not exact
             state["pair_pool"] = {"count": self.pool.count, "pool": dict(self.pool.pool)}
@@ -224,9 +226,12 @@ class Trainer:
             return out
         if self.rank == 0:
             net = self.model.eval_model(calibrate=self.opt.val.calibrate)
+            fmt = (
+                self.model.precision.memory_format
+            )  # fp32 for the metrics, in the layout the hardware prefers
             for name, loader in self.val_loaders.items():
                 out[name] = validate(net, loader, name, self.opt.val, self.opt.scale, it, self.device,
-                                     self.root / "visualization", self.tracker, self.msg)  # fmt: skip
+                                     self.root / "visualization", self.tracker, self.msg, fmt)  # fmt: skip
         barrier()
         return out
 

@@ -61,7 +61,10 @@ def _map(target: str, note: str = "same meaning") -> Rule:
 
 
 _LAUNCH = "set by the launcher / command line here"
-_FP16 = "same meaning; with use_amp at the top level and no amp_bf16, fp16 (traiNNer-redux's default) is used"
+_FP16 = (
+    "same meaning; with use_amp at the top level and no amp_bf16, fp16 (traiNNer-redux's default) is used "
+    "(on a CPU: bf16 where native, else fp32)"
+)
 _FORK = "traiNNer-redux fork option (automatic tuning): not implemented here"
 TOP: dict[str, Rule] = {
     "use_amp": _map("train.use_amp"),

@@ -78,8 +78,12 @@ def validate(
     vis_dir: Path,
     tracker: BestTracker,
     msg_logger: Any | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict[str, float]:
-    """Average each metric over the dataset; log, track best, save images. Returns {metric: mean}."""
+    """Average each metric over the dataset; log, track best, save images. Returns {metric: mean}.
+
+    The forward runs in fp32 (metrics need it) in ``memory_format``: the layout
+    :func:`paragonsr.precision.resolve` chose for the model (channels_last on CPUs, where it is faster)."""
     import paragonsr.metrics  # noqa: F401  registers the metrics
     from paragonsr.registry import METRIC_REGISTRY
 
@@ -91,7 +95,7 @@ def validate(
         loader = tqdm(loader, desc=f"val {dataset_name}", unit="img", leave=False)
     tiler, needs = val_tiler(val_opt), needs_of(model, scale)
     for idx, batch in enumerate(loader):
-        lq = batch["lq"].to(device)
+        lq = batch["lq"].to(device).contiguous(memory_format=memory_format)
         stem = Path(batch["gt_path"][0]).stem
         try:
             sr = tiler(model, lq, needs).float()
