@@ -121,6 +121,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {g['detail']} |")
     if card.get("refused"):
         lines += ["", "## Not released", ""] + [f"- {r}" for r in card["refused"]]
+    from paragonsr.deploy.ncnn_release import card_lines  # NCNN files and how to load them in the apps
+
+    lines += card_lines(card.get("ncnn"))
     lines += ["", "## Quality", ""]
     q = card.get("quality", {})
     if q:
