@@ -240,11 +240,13 @@ def upscayl_scale(model_name: str) -> int:
 
 
 def app_model_name(name: str, scale: int, fp16: bool) -> str:
-    """``<name>-x<scale>`` (``-fp16`` appended for fp16 storage), with digits/x runs in ``name`` that upscayl
-    would misread as a scale replaced; ValueError when the result still reads as another scale."""
+    """``<name>-x<scale>`` (``-fp16`` appended for fp16 storage). When upscayl would read another scale from
+    that (a ``4x``/``x1`` inside ``name`` is found first), the ``x`` beside digits in ``name`` becomes ``_``."""
     base = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "model"
-    base = re.sub(r"(?i)x(?=\d)|(?<=\d)x", "_", base)  # 'v1x' / 'x16' inside the name would shadow the scale
-    out = f"{base}-x{scale}" + ("-fp16" if fp16 else "")
+    suffix = f"-x{scale}" + ("-fp16" if fp16 else "")
+    if upscayl_scale(base + suffix) != scale:
+        base = re.sub(r"(?i)x(?=\d)|(?<=\d)x", "_", base)
+    out = base + suffix
     if upscayl_scale(out) != scale:
         raise ValueError(
             f"NCNN model name {out!r} would read as x{upscayl_scale(out)} in upscayl, not x{scale}"

@@ -42,10 +42,10 @@ class NcnnResult:
     card: dict[str, Any] = field(default_factory=dict)
 
 
-def _ncnn_runner(param: Path) -> V.Runner:
+def _ncnn_runner(param: Path, bin_: Path) -> V.Runner:
     from paragonsr.infer.ncnn_backend import NcnnBackend
 
-    return NcnnBackend(param, threads=1).run_numpy
+    return NcnnBackend(param, threads=1, bin_path=bin_).run_numpy
 
 
 def _app_check(
@@ -90,18 +90,19 @@ def export_ncnn(
     for half in (False, True) if fp16 else (False,):
         stem = app_model_name(name, scale, half)
         param, bin_ = folder / f"{stem}.param", folder / f"{stem}.bin"
-        tmp_param, tmp_bin = folder / f".{stem}.param.verifying", folder / f".{stem}.bin.verifying"
+        # scratch pair beside models/, not in it: upscayl lists every .param/.bin of its folder
+        tmp_param, tmp_bin = out_dir / f".{stem}.param.verifying", out_dir / f".{stem}.bin.verifying"
         label = "ncnn_fp16" if half else "ncnn_fp32"
         try:
             convert_ncnn(model, tmp_param, tmp_bin, fp16=half)
             if half:
-                got = V.run_all(_ncnn_runner(tmp_param), verify_lr)
+                got = V.run_all(_ncnn_runner(tmp_param, tmp_bin), verify_lr)
                 gate = V.check_fp16(fp32_out, got)
                 gate.name = "ncnn_fp16_storage_vs_fp32"
             else:
                 gate = V.check_parity(
                     torch_run,
-                    _ncnn_runner(tmp_param),
+                    _ncnn_runner(tmp_param, tmp_bin),
                     in_ch,
                     scale,
                     sizes,
