@@ -24,14 +24,106 @@ from torch import nn
 # ones this project's exports can contain. The list names operators; data types and attributes per HTP op are in
 # Qualcomm's QNN HTP op definitions and are not checked here.
 QNN_EP_ONNX_OPS = frozenset(
-    "Abs Add And ArgMax ArgMin Asin Atan AveragePool BatchNormalization Cast Ceil Clip Concat Conv ConvTranspose "
-    "Cos CumSum DepthToSpace DequantizeLinear Div Einsum Elu Equal Exp Expand Flatten Floor Gather GatherElements "
-    "GatherND Gelu Gemm GlobalAveragePool GlobalMaxPool Greater GreaterOrEqual GridSample GroupNormalization "
-    "HardSigmoid HardSwish Identity InstanceNormalization LRN LSTM LayerNormalization LeakyRelu Less LessOrEqual "
-    "Log LogSoftmax LpNormalization MatMul Max MaxPool Mean Min Mod Mul Neg NonZero Not Or PRelu Pad Pow "
-    "QuantizeLinear Reciprocal ReduceL2 ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum Relu Reshape Resize "
-    "Round Sigmoid Sign Sin Slice Softmax Softplus SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh "
-    "ThresholdedRelu Tile TopK Transpose Unsqueeze Upsample Where".split()
+    [
+        "Abs",
+        "Add",
+        "And",
+        "ArgMax",
+        "ArgMin",
+        "Asin",
+        "Atan",
+        "AveragePool",
+        "BatchNormalization",
+        "Cast",
+        "Ceil",
+        "Clip",
+        "Concat",
+        "Conv",
+        "ConvTranspose",
+        "Cos",
+        "CumSum",
+        "DepthToSpace",
+        "DequantizeLinear",
+        "Div",
+        "Einsum",
+        "Elu",
+        "Equal",
+        "Exp",
+        "Expand",
+        "Flatten",
+        "Floor",
+        "Gather",
+        "GatherElements",
+        "GatherND",
+        "Gelu",
+        "Gemm",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "Greater",
+        "GreaterOrEqual",
+        "GridSample",
+        "GroupNormalization",
+        "HardSigmoid",
+        "HardSwish",
+        "Identity",
+        "InstanceNormalization",
+        "LRN",
+        "LSTM",
+        "LayerNormalization",
+        "LeakyRelu",
+        "Less",
+        "LessOrEqual",
+        "Log",
+        "LogSoftmax",
+        "LpNormalization",
+        "MatMul",
+        "Max",
+        "MaxPool",
+        "Mean",
+        "Min",
+        "Mod",
+        "Mul",
+        "Neg",
+        "NonZero",
+        "Not",
+        "Or",
+        "PRelu",
+        "Pad",
+        "Pow",
+        "QuantizeLinear",
+        "Reciprocal",
+        "ReduceL2",
+        "ReduceMax",
+        "ReduceMean",
+        "ReduceMin",
+        "ReduceProd",
+        "ReduceSum",
+        "Relu",
+        "Reshape",
+        "Resize",
+        "Round",
+        "Sigmoid",
+        "Sign",
+        "Sin",
+        "Slice",
+        "Softmax",
+        "Softplus",
+        "SpaceToDepth",
+        "Split",
+        "Sqrt",
+        "Squeeze",
+        "Sub",
+        "Sum",
+        "Tan",
+        "Tanh",
+        "ThresholdedRelu",
+        "Tile",
+        "TopK",
+        "Transpose",
+        "Unsqueeze",
+        "Upsample",
+        "Where",
+    ]
 )
 ACT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
@@ -163,8 +255,44 @@ def qnn_op_check(onnx_path: str | Path) -> dict[str, Any]:
     return {"ops": ops, "not_in_qnn_list": missing, "ok": not missing}
 
 
+def card_lines(section: dict[str, Any] | None) -> list[str]:
+    """The model card's on-device section (Markdown lines) from ``bench/on_device.py --card``: measured CPU
+    figures beside the derived (estimated) NPU needs. Empty without figures."""
+    if not section:
+        return []
+    f, m, d = section["figures"], section["measured"], section["derived"]
+    mb = 1e6
+    wb, pa = f["weight_bytes"], f["peak_activation_bytes"]
+    q = m["qnn"]
+    ncnn = "—" if m.get("ncnn_fp32_ms") is None else f"{m['ncnn_fp32_ms']:.1f} ms"
+    return [
+        "",
+        "## On-device figures (seed 002 target: QCS8550, <= 33 ms and < 50 MB per 1920x1080 frame)",
+        "",
+        "| figure | value | how |",
+        "|---|---|---|",
+        f"| parameters | {f['params']:,} | counted |",
+        f"| MACs per output pixel | {f['macs_per_output_px']:,.0f} | counted (convs, transposed convs) |",
+        f"| weights fp32 / fp16 / int8 | {wb['fp32'] / mb:.3f} / {wb['fp16'] / mb:.3f} / {wb['int8'] / mb:.3f} MB "
+        "| int8: 1 B per weight + fp32 scale + int32 bias per channel |",
+        f"| peak activations, one {f['tile_lr']} px LR tile (+context) fp32 / fp16 / int8 | "
+        f"{pa['fp32'] / mb:.2f} / {pa['fp16'] / mb:.2f} / {pa['int8'] / mb:.2f} MB | graph liveness, fixed tile shape |",
+        f"| tiles per 1080p frame | {f['tiles_for_frame']} | LR frame / tile, rounded up |",
+        f"| NPU throughput for 33 ms (ESTIMATE) | {d['npu_tops_needed_for_33ms']:.1f} TOPS sustained | "
+        "2 x MACs per tile x tiles / 33 ms |",
+        f"| memory int8 / fp16 (ESTIMATE) | {d['memory_int8_mb']:.1f} / {d['memory_fp16_mb']:.1f} MB | "
+        "weights + one tile's peak + frame in/out |",
+        f"| INT8 graph on QNN HTP | {'all ops in the QNN EP list' if q['ok'] else 'NOT: ' + ', '.join(q['not_in_qnn_list'])} "
+        f"| {', '.join(q['ops'])} |",
+        f"| CPU here, one tile {m['tile_input']} ({m['threads']} threads) | ORT FP32 {m['ort_fp32_ms']:.1f} ms, "
+        f"INT8 {m['ort_int8_ms']:.1f} ms, ncnn fp32 {ncnn} | measured; CPU flags {section['cpu_flags']}, "
+        f"load average {section['load_average']:.1f} |",
+    ]
+
+
 __all__ = [
     "ACT_BYTES",
+    "card_lines",
     "QNN_EP_ONNX_OPS",
     "DeviceFigures",
     "device_figures",

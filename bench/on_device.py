@@ -1,0 +1,216 @@
+"""On-device figures for seed 002's compressed Compact (32 feat / 32 conv, x2; Qualcomm QCS8550 target: <= 33 ms
+per 1920x1080 frame, < 50 MB) and the ParagonSR2 nano, with CPU latencies measured here beside them.
+
+    .venv/bin/python bench/on_device.py                      # Compact 32/32 x2 (random weights) + packaged nano
+    .venv/bin/python bench/on_device.py --compact-ckpt X.safetensors --card EXPORT_DIR --json out.json
+
+Per model: parameters, MACs per output pixel, weight bytes (fp32/fp16/int8), peak activation memory of one LR
+tile graph and tiles per 1080p frame (:mod:`paragonsr.deploy.on_device`), the INT8 QDQ graph's operators against
+the list ONNX Runtime's QNN execution provider accepts, and the NPU throughput / memory the targets imply
+(estimates, derived with the formulas printed). Measured here: ONNX Runtime FP32 / INT8 and ncnn (fp32) CPU
+latency of one tile, with the CPU flags and the load average printed. None of these figures depends on the weight
+values except the INT8 quality (not measured here; the export gate does that) and, marginally, latency.
+``--card DIR`` writes the figures into an export's model_card.json / MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from paragonsr.archs import build_arch
+from paragonsr.checkpoint import load_model
+from paragonsr.deploy.fuse import prepare_for_release
+from paragonsr.deploy.on_device import device_figures, qnn_op_check
+from paragonsr.deploy.onnx_export import export_onnx
+from paragonsr.deploy.quantize import keep_float_scopes, quantize_int8
+from paragonsr.deploy.verify import make_calib_inputs, synthetic_image
+from paragonsr.infer.onnx_backend import make_session
+from paragonsr.tiling import DEFAULT_OVERLAP
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_MS, TARGET_MB = 33.0, 50.0  # seed 002: QCS8550, <= 33 ms, < 50 MB
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    have = set(line.split(":", 1)[-1].split())
+    caps = [f for f in FLAGS if f in have]
+    env = [f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ]
+    return " ".join(caps + env) or "none of " + ", ".join(FLAGS)
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def measure(
+    model: torch.nn.Module, side: int, runs: int, threads: int, work: Path, tag: str
+) -> dict[str, Any]:
+    """ORT FP32 / INT8 and ncnn fp32 CPU latency of one side x side LR tile; the INT8 graph's QNN op check."""
+    scale = int(getattr(model, "scale", 1))
+    fp32, int8 = work / f"{tag}_fp32.onnx", work / f"{tag}_int8.onnx"
+    export_onnx(model, fp32)
+    calib = make_calib_inputs([synthetic_image(max(256, 48 * scale), seed=i) for i in range(2)], scale, 3, 48)
+    quantize_int8(fp32, int8, calib, keep_float=keep_float_scopes(model))
+    x = np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32)
+    out: dict[str, Any] = {"tile_input": f"1x3x{side}x{side}", "threads": threads, "qnn": qnn_op_check(int8)}
+    for name, path in (("ort_fp32_ms", fp32), ("ort_int8_ms", int8)):
+        sess = make_session(path, "cpu", threads=threads)
+        feed = {sess.get_inputs()[0].name: x}
+        out[name] = median_ms(functools.partial(sess.run, None, feed), runs)
+    try:
+        from paragonsr.deploy.ncnn_export import convert_ncnn
+        from paragonsr.infer.ncnn_backend import NcnnBackend
+
+        param, bin_ = work / f"{tag}.param", work / f"{tag}.bin"
+        convert_ncnn(model, param, bin_)
+        net = NcnnBackend(param, threads=threads)
+        out["ncnn_fp32_ms"] = median_ms(lambda: net.run_numpy(x), runs)
+    except ModuleNotFoundError as exc:
+        out["ncnn_fp32_ms"] = None
+        print(f"  ncnn skipped: {exc}", flush=True)
+    return out
+
+
+def report(name: str, fig: dict[str, Any], meas: dict[str, Any]) -> dict[str, Any]:
+    """Derived targets (estimates) from the figures; every formula is in the printed text."""
+    mb = 1e6
+    macs = fig["macs_per_frame"]
+    need_tops = 2 * macs / (TARGET_MS / 1e3) / 1e12  # 1 MAC = 2 ops
+    mem_int8 = (
+        fig["weight_bytes"]["int8"] + fig["peak_activation_bytes"]["int8"] + fig["frame_io_bytes"]["int8"]
+    )
+    mem_fp16 = (
+        fig["weight_bytes"]["fp16"] + fig["peak_activation_bytes"]["fp16"] + fig["frame_io_bytes"]["fp16"]
+    )
+    tiles = fig["tiles_for_frame"]
+    derived = {
+        "ops_per_frame": 2 * macs,
+        "npu_tops_needed_for_33ms": need_tops,
+        "memory_int8_mb": mem_int8 / mb,
+        "memory_fp16_mb": mem_fp16 / mb,
+        "cpu_frame_ms_ort_fp32": meas["ort_fp32_ms"] * tiles,
+        "cpu_frame_ms_ort_int8": meas["ort_int8_ms"] * tiles,
+        "cpu_frame_ms_ncnn_fp32": None if meas.get("ncnn_fp32_ms") is None else meas["ncnn_fp32_ms"] * tiles,
+    }
+    print(f"\n## {name}\n")
+    print(f"parameters {fig['params']:,}; MACs per output pixel {fig['macs_per_output_px']:,.0f}")
+    wb = fig["weight_bytes"]
+    print(
+        f"weights: fp32 {wb['fp32'] / mb:.3f} MB, fp16 {wb['fp16'] / mb:.3f} MB, int8 {wb['int8'] / mb:.3f} MB"
+    )
+    pa = fig["peak_activation_bytes"]
+    print(
+        f"1920x1080 output in {tiles} LR tiles of {fig['tile_lr']} px (+{DEFAULT_OVERLAP} px context per side): "
+        f"peak activations of one tile fp32 {pa['fp32'] / mb:.2f} / fp16 {pa['fp16'] / mb:.2f} / int8 "
+        f"{pa['int8'] / mb:.2f} MB; whole LR frame + output frame int8 {fig['frame_io_bytes']['int8'] / mb:.2f} MB"
+    )
+    print(
+        f"ESTIMATE compute: {2 * macs / 1e9:.0f} GOP per frame (2 x MACs per tile x {tiles} tiles) -> "
+        f"{need_tops:.1f} TOPS sustained for {TARGET_MS:.0f} ms"
+    )
+    print(
+        f"ESTIMATE memory: weights + one tile's peak activations + frame in/out = int8 {mem_int8 / mb:.1f} MB, "
+        f"fp16 {mem_fp16 / mb:.1f} MB (target < {TARGET_MB:.0f} MB)"
+    )
+    q = meas["qnn"]
+    print(
+        f"INT8 QDQ graph ops: {', '.join(q['ops'])}: "
+        + ("all in the QNN EP list" if q["ok"] else f"NOT in the list: {q['not_in_qnn_list']}")
+    )
+    nc = meas.get("ncnn_fp32_ms")
+    print(
+        f"MEASURED CPU here ({meas['tile_input']}, {meas['threads']} threads): ORT FP32 {meas['ort_fp32_ms']:.1f} ms, "
+        f"ORT INT8 {meas['ort_int8_ms']:.1f} ms (x{meas['ort_fp32_ms'] / meas['ort_int8_ms']:.2f} vs FP32), "
+        + (f"ncnn fp32 {nc:.1f} ms" if nc is not None else "ncnn not installed")
+        + f"; x {tiles} tiles = ORT FP32 {derived['cpu_frame_ms_ort_fp32'] / 1e3:.1f} s per frame"
+    )
+    return derived
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--compact-ckpt", type=Path, help="the fine-tuned Compact 32/32 (default: random weights)"
+    )
+    ap.add_argument("--nano", type=Path, default=REPO / "src/paragonsr/assets/models/default.safetensors")
+    ap.add_argument("--tile", type=int, default=128, help="LR tile side (context overlap added on each side)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="write all figures here")
+    ap.add_argument("--card", type=Path, help="export folder whose model card gets the figures of its model")
+    args = ap.parse_args(argv)
+    print(
+        f"CPU flags: {cpu_flags()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    if args.compact_ckpt:
+        compact = load_model(args.compact_ckpt, device="cpu")
+        compact_name = f"Compact {args.compact_ckpt.name}"
+    else:
+        torch.manual_seed(0)
+        compact = build_arch("compact", num_feat=32, num_conv=32, upscale=2)
+        compact_name = "Compact 32 feat / 32 conv x2 (seed 002 layout, random weights)"
+    models = {
+        compact_name: compact,
+        f"ParagonSR2 nano ({args.nano.name})": load_model(args.nano, device="cpu"),
+    }
+    results: dict[str, Any] = {"cpu_flags": cpu_flags(), "load_average": os.getloadavg()[0], "models": {}}
+    with tempfile.TemporaryDirectory(prefix="paragonsr-ondevice-") as tmp:
+        for i, (name, model) in enumerate(models.items()):
+            print(f"[{i + 1}/{len(models)}] {name}: figures, INT8 graph, CPU latency ...", flush=True)
+            fused, _ = prepare_for_release(model.eval(), sizes=((24, 20),))
+            fig = device_figures(fused, tile=args.tile, overlap=DEFAULT_OVERLAP).to_dict()
+            meas = measure(
+                fused, args.tile + 2 * DEFAULT_OVERLAP, args.runs, args.threads, Path(tmp), f"m{i}"
+            )
+            results["models"][name] = {"figures": fig, "measured": meas, "derived": report(name, fig, meas)}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.card:
+        from paragonsr.deploy.model_card import write_model_card
+
+        card = json.loads((args.card / "model_card.json").read_text())
+        arch = card["model"]["arch"]
+        match = [v for v in results["models"].values() if v["figures"]["arch"] == arch]
+        if not match:
+            print(f"error: {args.card}: no figures for arch {arch}", file=sys.stderr)
+            return 1
+        card["on_device"] = {
+            **match[0],
+            "cpu_flags": results["cpu_flags"],
+            "load_average": results["load_average"],
+        }
+        write_model_card(args.card, card)
+        print(f"wrote the on-device figures into {args.card / 'MODEL_CARD.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
