@@ -292,9 +292,9 @@ def card_lines(section: dict[str, Any] | None) -> list[str]:
 
 __all__ = [
     "ACT_BYTES",
-    "card_lines",
     "QNN_EP_ONNX_OPS",
     "DeviceFigures",
+    "card_lines",
     "device_figures",
     "peak_activation_elements",
     "qnn_op_check",
