@@ -98,59 +98,59 @@ def measure(
     return out
 
 
-def report(name: str, fig: dict[str, Any], meas: dict[str, Any]) -> dict[str, Any]:
-    """Derived targets (estimates) from the figures; every formula is in the printed text."""
-    mb = 1e6
+def derive(fig: dict[str, Any], meas: dict[str, Any], tile_macs: float) -> dict[str, Any]:
+    """Targets implied by one plan's figures (ESTIMATES), and the CPU frame time at the rate measured here."""
     macs = fig["macs_per_frame"]
-    need_tops = 2 * macs / (TARGET_MS / 1e3) / 1e12  # 1 MAC = 2 ops
-    mem_int8 = (
-        fig["weight_bytes"]["int8"] + fig["peak_activation_bytes"]["int8"] + fig["frame_io_bytes"]["int8"]
-    )
-    mem_fp16 = (
-        fig["weight_bytes"]["fp16"] + fig["peak_activation_bytes"]["fp16"] + fig["frame_io_bytes"]["fp16"]
-    )
-    tiles = fig["tiles_for_frame"]
-    derived = {
-        "ops_per_frame": 2 * macs,
-        "npu_tops_needed_for_33ms": need_tops,
-        "memory_int8_mb": mem_int8 / mb,
-        "memory_fp16_mb": mem_fp16 / mb,
-        "cpu_frame_ms_ort_fp32": meas["ort_fp32_ms"] * tiles,
-        "cpu_frame_ms_ort_int8": meas["ort_int8_ms"] * tiles,
-        "cpu_frame_ms_ncnn_fp32": None if meas.get("ncnn_fp32_ms") is None else meas["ncnn_fp32_ms"] * tiles,
+    mem = {
+        k: (fig["weight_bytes"][k] + fig["peak_activation_bytes"][k] + fig["frame_io_bytes"][k]) / 1e6
+        for k in ("int8", "fp16")
     }
+    return {
+        "ops_per_frame": 2 * macs,
+        "npu_tops_needed_for_33ms": 2 * macs / (TARGET_MS / 1e3) / 1e12,  # 1 MAC = 2 ops
+        "memory_int8_mb": mem["int8"],
+        "memory_fp16_mb": mem["fp16"],
+        # the measured tile's MAC rate applied to the plan's MACs (same graph, bigger or more inputs)
+        "cpu_frame_s_ort_fp32": meas["ort_fp32_ms"] / 1e3 * macs / tile_macs,
+        "cpu_frame_s_ort_int8": meas["ort_int8_ms"] / 1e3 * macs / tile_macs,
+    }
+
+
+def report(name: str, figs: dict[str, dict[str, Any]], meas: dict[str, Any]) -> dict[str, Any]:
+    """Print one model's figures for each plan (tiles, whole frame) and return the derived numbers."""
+    mb = 1e6
+    first = next(iter(figs.values()))
+    side = int(meas["tile_input"].split("x")[-1])
+    tile_macs = first["macs_per_output_px"] * (side * first["scale"]) ** 2
     print(f"\n## {name}\n")
-    print(f"parameters {fig['params']:,}; MACs per output pixel {fig['macs_per_output_px']:,.0f}")
-    wb = fig["weight_bytes"]
+    print(f"parameters {first['params']:,}; MACs per output pixel {first['macs_per_output_px']:,.0f}")
+    wb = first["weight_bytes"]
     print(
         f"weights: fp32 {wb['fp32'] / mb:.3f} MB, fp16 {wb['fp16'] / mb:.3f} MB, int8 {wb['int8'] / mb:.3f} MB"
     )
-    pa = fig["peak_activation_bytes"]
-    print(
-        f"1920x1080 output in {tiles} LR tiles of {fig['tile_lr']} px (+{DEFAULT_OVERLAP} px context per side): "
-        f"peak activations of one tile fp32 {pa['fp32'] / mb:.2f} / fp16 {pa['fp16'] / mb:.2f} / int8 "
-        f"{pa['int8'] / mb:.2f} MB; whole LR frame + output frame int8 {fig['frame_io_bytes']['int8'] / mb:.2f} MB"
-    )
-    print(
-        f"ESTIMATE compute: {2 * macs / 1e9:.0f} GOP per frame (2 x MACs per tile x {tiles} tiles) -> "
-        f"{need_tops:.1f} TOPS sustained for {TARGET_MS:.0f} ms"
-    )
-    print(
-        f"ESTIMATE memory: weights + one tile's peak activations + frame in/out = int8 {mem_int8 / mb:.1f} MB, "
-        f"fp16 {mem_fp16 / mb:.1f} MB (target < {TARGET_MB:.0f} MB)"
-    )
     q = meas["qnn"]
-    print(
-        f"INT8 QDQ graph ops: {', '.join(q['ops'])}: "
-        + ("all in the QNN EP list" if q["ok"] else f"NOT in the list: {q['not_in_qnn_list']}")
-    )
+    verdict = "all in the QNN EP list" if q["ok"] else f"NOT in the list: {q['not_in_qnn_list']}"
+    print(f"INT8 QDQ graph ops: {', '.join(q['ops'])}: {verdict}")
     nc = meas.get("ncnn_fp32_ms")
     print(
         f"MEASURED CPU here ({meas['tile_input']}, {meas['threads']} threads): ORT FP32 {meas['ort_fp32_ms']:.1f} ms, "
         f"ORT INT8 {meas['ort_int8_ms']:.1f} ms (x{meas['ort_fp32_ms'] / meas['ort_int8_ms']:.2f} vs FP32), "
         + (f"ncnn fp32 {nc:.1f} ms" if nc is not None else "ncnn not installed")
-        + f"; x {tiles} tiles = ORT FP32 {derived['cpu_frame_ms_ort_fp32'] / 1e3:.1f} s per frame"
     )
+    derived = {}
+    for plan, fig in figs.items():
+        d = derive(fig, meas, tile_macs)
+        derived[plan] = d
+        pa = fig["peak_activation_bytes"]
+        hw = "x".join(str(v) for v in fig["tile_input_hw"])
+        print(
+            f"- {plan}: {fig['tiles_for_frame']} input(s) of {hw} LR px; peak activations fp32 {pa['fp32'] / mb:.2f} / "
+            f"fp16 {pa['fp16'] / mb:.2f} / int8 {pa['int8'] / mb:.2f} MB; ESTIMATE {d['ops_per_frame'] / 1e9:.0f} GOP per "
+            f"frame -> {d['npu_tops_needed_for_33ms']:.1f} TOPS sustained for {TARGET_MS:.0f} ms; memory (weights + peak "
+            f"+ frame in/out) int8 {d['memory_int8_mb']:.1f} MB, fp16 {d['memory_fp16_mb']:.1f} MB (target < "
+            f"{TARGET_MB:.0f}); CPU here at the measured rate: ORT FP32 {d['cpu_frame_s_ort_fp32']:.1f} s, INT8 "
+            f"{d['cpu_frame_s_ort_int8']:.1f} s per frame"
+        )
     return derived
 
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
         card = json.loads((args.card / "model_card.json").read_text())
         arch = card["model"]["arch"]
-        match = [v for v in results["models"].values() if v["figures"]["arch"] == arch]
+        match = [v for v in results["models"].values() if next(iter(v["figures"].values()))["arch"] == arch]
         if not match:
             print(f"error: {args.card}: no figures for arch {arch}", file=sys.stderr)
             return 1

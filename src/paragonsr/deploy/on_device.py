@@ -135,7 +135,8 @@ class DeviceFigures:
     params: int
     macs_per_output_px: float
     weight_bytes: dict[str, int]
-    tile_lr: int
+    tile_lr: int  # 0: the whole frame as one fixed-shape input
+    tile_input_hw: tuple[int, int]  # the graph's LR input, context included
     tiles_for_frame: int
     frame_out: tuple[int, int]
     macs_per_frame: float  # tiles (overlap included) x MACs per tile
@@ -219,17 +220,21 @@ def device_figures(
     overlap: int = 8,
 ) -> DeviceFigures:
     """Figures of ``model`` (fused eval model; weights do not matter except through their count) for a
-    ``frame_out`` (H, W) output produced in ``tile``-pixel LR tiles read with ``overlap`` pixels of context."""
+    ``frame_out`` (H, W) output produced in ``tile``-pixel LR tiles read with ``overlap`` pixels of context
+    (``tile=0``: the whole LR frame as one input, no overlap)."""
     from paragonsr.deploy.fuse import macs_per_output_mp
 
     model = model.eval()
     scale, in_ch = int(getattr(model, "scale", 1)), int(getattr(model, "in_ch", 3))
     out_ch = int(getattr(model, "out_ch", in_ch))
     frame_lr = (frame_out[0] // scale, frame_out[1] // scale)
-    side = min(tile, *frame_lr) + 2 * overlap
+    if tile <= 0:
+        hw, tiles = frame_lr, 1
+    else:
+        side = min(tile, *frame_lr) + 2 * overlap
+        hw, tiles = (side, side), tile_count(frame_lr, tile, overlap)
     macs_px = macs_per_output_mp(model) / 1e6
-    tiles = tile_count(frame_lr, tile, overlap)
-    peak = peak_activation_elements(model, (side, side))
+    peak = peak_activation_elements(model, hw)
     io = frame_lr[0] * frame_lr[1] * in_ch + frame_out[0] * frame_out[1] * out_ch
     return DeviceFigures(
         arch=str(getattr(model, "arch_name", type(model).__name__)),
@@ -237,10 +242,11 @@ def device_figures(
         params=sum(p.numel() for p in model.parameters()),
         macs_per_output_px=macs_px,
         weight_bytes=weight_bytes(model),
-        tile_lr=tile,
+        tile_lr=max(0, tile),
+        tile_input_hw=hw,
         tiles_for_frame=tiles,
         frame_out=frame_out,
-        macs_per_frame=macs_px * tiles * (side * scale) ** 2,
+        macs_per_frame=macs_px * tiles * hw[0] * hw[1] * scale**2,
         peak_activation_bytes={k: peak * b for k, b in ACT_BYTES.items()},
         frame_io_bytes={k: io * b for k, b in ACT_BYTES.items()},
     )
@@ -257,37 +263,43 @@ def qnn_op_check(onnx_path: str | Path) -> dict[str, Any]:
 
 def card_lines(section: dict[str, Any] | None) -> list[str]:
     """The model card's on-device section (Markdown lines) from ``bench/on_device.py --card``: measured CPU
-    figures beside the derived (estimated) NPU needs. Empty without figures."""
+    figures beside the derived (ESTIMATED) NPU needs, per plan (tiles, whole frame). Empty without figures."""
     if not section:
         return []
-    f, m, d = section["figures"], section["measured"], section["derived"]
+    figs, m, derived = section["figures"], section["measured"], section["derived"]
+    f = next(iter(figs.values()))
     mb = 1e6
-    wb, pa = f["weight_bytes"], f["peak_activation_bytes"]
-    q = m["qnn"]
+    wb, q = f["weight_bytes"], m["qnn"]
     ncnn = "—" if m.get("ncnn_fp32_ms") is None else f"{m['ncnn_fp32_ms']:.1f} ms"
-    return [
+    qnn = "all ops in the QNN EP list" if q["ok"] else "NOT in the list: " + ", ".join(q["not_in_qnn_list"])
+    lines = [
         "",
         "## On-device figures (seed 002 target: QCS8550, <= 33 ms and < 50 MB per 1920x1080 frame)",
         "",
-        "| figure | value | how |",
-        "|---|---|---|",
-        f"| parameters | {f['params']:,} | counted |",
-        f"| MACs per output pixel | {f['macs_per_output_px']:,.0f} | counted (convs, transposed convs) |",
-        f"| weights fp32 / fp16 / int8 | {wb['fp32'] / mb:.3f} / {wb['fp16'] / mb:.3f} / {wb['int8'] / mb:.3f} MB "
-        "| int8: 1 B per weight + fp32 scale + int32 bias per channel |",
-        f"| peak activations, one {f['tile_lr']} px LR tile (+context) fp32 / fp16 / int8 | "
-        f"{pa['fp32'] / mb:.2f} / {pa['fp16'] / mb:.2f} / {pa['int8'] / mb:.2f} MB | graph liveness, fixed tile shape |",
-        f"| tiles per 1080p frame | {f['tiles_for_frame']} | LR frame / tile, rounded up |",
-        f"| NPU throughput for 33 ms (ESTIMATE) | {d['npu_tops_needed_for_33ms']:.1f} TOPS sustained | "
-        "2 x MACs per tile x tiles / 33 ms |",
-        f"| memory int8 / fp16 (ESTIMATE) | {d['memory_int8_mb']:.1f} / {d['memory_fp16_mb']:.1f} MB | "
-        "weights + one tile's peak + frame in/out |",
-        f"| INT8 graph on QNN HTP | {'all ops in the QNN EP list' if q['ok'] else 'NOT: ' + ', '.join(q['not_in_qnn_list'])} "
-        f"| {', '.join(q['ops'])} |",
-        f"| CPU here, one tile {m['tile_input']} ({m['threads']} threads) | ORT FP32 {m['ort_fp32_ms']:.1f} ms, "
-        f"INT8 {m['ort_int8_ms']:.1f} ms, ncnn fp32 {ncnn} | measured; CPU flags {section['cpu_flags']}, "
-        f"load average {section['load_average']:.1f} |",
+        f"Parameters {f['params']:,}; MACs per output pixel {f['macs_per_output_px']:,.0f}; weights fp32 / fp16 / "
+        f"int8 {wb['fp32'] / mb:.3f} / {wb['fp16'] / mb:.3f} / {wb['int8'] / mb:.3f} MB. INT8 QDQ graph: {qnn} "
+        f"({', '.join(q['ops'])}). Measured here on one {m['tile_input']} tile ({m['threads']} CPU threads; flags "
+        f"{section['cpu_flags']}; load average {section['load_average']:.1f}): ORT FP32 {m['ort_fp32_ms']:.1f} ms, "
+        f"ORT INT8 {m['ort_int8_ms']:.1f} ms, ncnn fp32 {ncnn}.",
+        "",
+        "| plan | inputs | peak activations fp16 / int8 | memory fp16 / int8 (ESTIMATE) | NPU TOPS for 33 ms (ESTIMATE) "
+        "| CPU here, ORT FP32 / INT8 per frame |",
+        "|---|---|---|---|---|---|",
     ]
+    for plan, fig in figs.items():
+        d, pa = derived[plan], fig["peak_activation_bytes"]
+        hw = "x".join(str(v) for v in fig["tile_input_hw"])
+        lines.append(
+            f"| {plan} | {fig['tiles_for_frame']} x {hw} | {pa['fp16'] / mb:.1f} / {pa['int8'] / mb:.1f} MB | "
+            f"{d['memory_fp16_mb']:.1f} / {d['memory_int8_mb']:.1f} MB | {d['npu_tops_needed_for_33ms']:.1f} | "
+            f"{d['cpu_frame_s_ort_fp32']:.1f} / {d['cpu_frame_s_ort_int8']:.1f} s |"
+        )
+    lines += [
+        "",
+        "Memory = weights + one input's peak live activations + the whole LR and output frames; TOPS = 2 x MACs "
+        "per frame / 33 ms. Estimates from the graph, not measured on the device.",
+    ]
+    return lines
 
 
 __all__ = [
