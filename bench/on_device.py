@@ -164,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="write all figures here")
-    ap.add_argument("--card", type=Path, help="export folder whose model card gets the figures of its model")
+    ap.add_argument(
+        "--card",
+        type=Path,
+        action="append",
+        help="export folder whose model card gets the figures of its model's arch (repeatable)",
+    )
     args = ap.parse_args(argv)
     print(
         f"CPU flags: {cpu_flags()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
@@ -198,22 +203,24 @@ def main(argv: list[str] | None = None) -> int:
             results["models"][name] = {"figures": figs, "measured": meas, "derived": report(name, figs, meas)}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    if args.card:
-        from paragonsr.deploy.model_card import write_model_card
+    from paragonsr.deploy.model_card import write_model_card
 
-        card = json.loads((args.card / "model_card.json").read_text())
+    for folder in args.card or []:
+        card = json.loads((folder / "model_card.json").read_text())
+        names = {str(card["model"].get(k, "")).lower() for k in ("arch", "variant")}
         arch = card["model"]["arch"]
-        match = [v for v in results["models"].values() if next(iter(v["figures"].values()))["arch"] == arch]
+        match = [
+            v
+            for v in results["models"].values()
+            if next(iter(v["figures"].values()))["arch"].lower() in names
+        ]
         if not match:
-            print(f"error: {args.card}: no figures for arch {arch}", file=sys.stderr)
+            print(f"error: {folder}: no figures for arch {arch}", file=sys.stderr)
             return 1
-        card["on_device"] = {
-            **match[0],
-            "cpu_flags": results["cpu_flags"],
-            "load_average": results["load_average"],
-        }
-        write_model_card(args.card, card)
-        print(f"wrote the on-device figures into {args.card / 'MODEL_CARD.md'}")
+        extra = {"cpu_flags": results["cpu_flags"], "load_average": results["load_average"]}
+        card["on_device"] = {**match[0], **extra}
+        write_model_card(folder, card)
+        print(f"wrote the on-device figures into {folder / 'MODEL_CARD.md'}")
     return 0
 
 
