@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="float32",
         help="FP16 model input/output type: float32 keeps callers unchanged (casts inside; default)",
     )
+    parser.add_argument(
+        "--ncnn",
+        action="store_true",
+        help="also write verified NCNN .param/.bin pairs (fp32 and fp16 storage) for upscayl/chaiNNer under OUTPUT/models "
+        "(needs: pip install 'paragonsr[ncnn]')",
+    )
     parser.add_argument("--int8", action="store_true", help="also write a QDQ INT8 ONNX (needs --calib)")
     parser.add_argument("--calib", type=Path, help="folder of images for INT8 calibration and verification")
     parser.add_argument(
@@ -100,6 +106,15 @@ def run(args: argparse.Namespace) -> int:
     if args.int8 and args.calib is None:
         print("error: --int8 needs calibration images: --calib DIR", file=sys.stderr)
         return EXIT_ERROR
+    if args.ncnn:  # before the long export: the NCNN step needs the converter and the runtime
+        import importlib.util
+
+        missing = [m for m in ("pnnx", "ncnn") if importlib.util.find_spec(m) is None]
+        if missing:
+            print(
+                f"error: --ncnn needs {' and '.join(missing)}: pip install 'paragonsr[ncnn]'", file=sys.stderr
+            )
+            return EXIT_ERROR
     if args.opset < 17:
         print(f"error: --opset {args.opset} is too old; use 17 or newer", file=sys.stderr)
         return EXIT_ERROR
@@ -129,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         lr_crop=args.crop,
         latency_size=max(0, args.latency_size),
         latency_runs=args.latency_runs,
+        ncnn=args.ncnn,
     )
     name = args.name or args.model.stem
     try:

@@ -68,7 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="auto: bf16+channels_last on CPUs with native bf16, bf16/fp16 on CUDA, else fp32",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--backend", choices=("torch", "onnx"), help="default: onnx for .onnx files, else torch")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "ncnn"),
+        help="default: onnx for .onnx files, ncnn (CPU) for .param files, else torch",
+    )
     p.add_argument("--provider", help="ONNX Runtime execution provider (cpu, cuda, tensorrt, directml, ...)")
     p.add_argument(
         "--gray-mode", choices=("per_channel", "y"), default="per_channel", help="RGB into 1-ch models"

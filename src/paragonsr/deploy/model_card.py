@@ -121,6 +121,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {g['detail']} |")
     if card.get("refused"):
         lines += ["", "## Not released", ""] + [f"- {r}" for r in card["refused"]]
+    from paragonsr.deploy import ncnn_release, on_device  # NCNN files + apps; figures from bench/on_device.py
+
+    lines += ncnn_release.card_lines(card.get("ncnn")) + on_device.card_lines(card.get("on_device"))
     lines += ["", "## Quality", ""]
     q = card.get("quality", {})
     if q:

@@ -42,6 +42,7 @@ class ExportOptions:
     latency_size: int = 512  # 0 skips the latency measurement
     latency_runs: int = 3
     save_fused: bool = True
+    ncnn: bool = False  # also write verified NCNN pairs (fp32 + fp16 storage) under <out>/models/
 
 
 @dataclass
@@ -190,6 +191,17 @@ def export_release(
                 f"      note: {old.name} is from an earlier export and is NOT part of this release (not in the card)"
             )
 
+    ncnn_card = None
+    if opt.ncnn:
+        from paragonsr.deploy.ncnn_release import export_ncnn
+
+        log("[ncnn] NCNN .param/.bin through pnnx, verified with the ncnn runtime (CPU)")
+        nres = export_ncnn(fused, out, name, vset.lr, fp32_out, opt.sizes, log=log)
+        res.gates += nres.gates
+        res.refused += nres.refused
+        res.artifacts.update(nres.artifacts)
+        ncnn_card = nres.card
+
     log("[5/5] latency, comparison crop, model card")
     entries = []
     for kind, path in res.artifacts.items():
@@ -262,6 +274,7 @@ def export_release(
         "quality": quality,
         "comparison_image": cmp_path.name,
         "host": f"{platform.processor() or platform.machine()}, {platform.system()}",
+        "ncnn": ncnn_card,
     }
     write_model_card(out, res.card)
     return res

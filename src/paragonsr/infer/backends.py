@@ -173,11 +173,25 @@ def load_backend(
     arch: str | None = None,
     scale_hint: int | None = None,
 ) -> Backend:
-    """Backend for a model file: ``.onnx`` (or ``backend="onnx"``) -> OnnxBackend, else a torch checkpoint.
+    """Backend for a model file: ``.onnx`` (or ``backend="onnx"``) -> OnnxBackend, ``.param`` (or
+    ``backend="ncnn"``) -> NcnnBackend (CPU), else a torch checkpoint.
 
     ``scale_hint`` fills in the scale for checkpoints whose metadata and weights do not record it.
     """
     path = str(model_path)
+    if backend == "ncnn" or path.lower().endswith(".param"):
+        if (
+            not path.lower().endswith(".param")
+            or precision in ("bf16", "fp16")
+            or str(device) not in ("auto", "cpu")
+        ):
+            raise ValueError(
+                f"{path}: the NCNN backend takes a .param file (its .bin beside it) and runs on the CPU at the "
+                "storage it was exported with (drop --device/--precision)"
+            )
+        from paragonsr.infer.ncnn_backend import NcnnBackend  # lazy: ncnn is optional
+
+        return NcnnBackend(path)
     if backend == "onnx" or path.lower().endswith(".onnx"):
         if not path.lower().endswith(".onnx"):
             raise ValueError(
@@ -202,7 +216,7 @@ def load_backend(
             provider = dev.type
         return OnnxBackend(path, provider=provider)
     if backend != "torch":
-        raise ValueError(f"unknown backend '{backend}' (use torch or onnx)")
+        raise ValueError(f"unknown backend '{backend}' (use torch, onnx or ncnn)")
     from paragonsr.checkpoint import load_model
 
     model = load_model(path, arch=arch, device="cpu", scale_hint=scale_hint)
