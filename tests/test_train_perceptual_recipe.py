@@ -7,6 +7,7 @@ fetched; without them that test skips saying what to run."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,11 @@ from paragonsr.weights import WeightsError
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "configs" / "2x_ParagonSR2_Nano_perceptual_default.yml"
+# The weights folder the session started with (fetched weights; conftest may point every test at an empty one):
+# read at import, before any fixture changes the environment.
+REAL_WEIGHTS = Path(
+    os.environ.get("PARAGONSR_WEIGHTS") or Path.home() / ".cache/paragonsr/weights"
+).expanduser()
 TERMS = {"l_pixel", "l_mssim", "l_lpips", "l_ffl", "l_consistency", "l_g_gan", "l_d_adv"}
 
 
@@ -54,19 +60,31 @@ def test_recipe_trains_on_training_lists_only_and_starts_from_default() -> None:
     assert gan["type"] == "R3GANLoss" and gan["r1_gamma"] > 0 and gan["lazy_interval"] > 1
 
 
-def test_recipe_passes_check_on_the_shared_photos(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recipe_passes_check_on_the_shared_photos(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = SHARED_PHOTOS.parent
     if not (data / "photos2").is_dir():
         pytest.skip(f"the shared photo sets are not at {data} (set PARAGONSR_PHOTOS to its photos folder)")
     monkeypatch.chdir(REPO)  # the config's paths are relative to the repository root (`../shared` beside it)
     roots = [f"datasets.train.dataroot_gt=[{data / 'photos'}, {data / 'photos2'}]",
              f"datasets.val.dataroot_gt={data / 'photos'}", f"datasets.val_photos2.dataroot_gt={data / 'photos2'}"]  # fmt: skip
-    assert main(["train", "-opt", str(CFG), "--check", "--force", *roots]) == 0
-    # a held-out list that names a missing photo is caught before training
+    # folders, training/held-out lists, the packaged start weights, network and degradation: all there
+    assert (
+        main(["train", "-opt", str(CFG), "--check", "--force", *roots, "train.lpips_opt.pretrained=false"])
+        == 0
+    )
+    capsys.readouterr()
+    # as written: OK, or (weights not fetched) refused naming the perceptual term and nothing else
+    rc = main(["train", "-opt", str(CFG), "--check", "--force", *roots])
+    err = capsys.readouterr().err
+    assert rc == 0 or (rc == 2 and err.count("\n  ") == 1 and "train.lpips_opt" in err), err
+    # a held-out list that is not there is caught before training
     assert (
         main(["train", "-opt", str(CFG), "--check", "--force", *roots, "datasets.val.meta_info=nope.txt"])
         == 2
     )
+    assert "nope.txt does not exist" in capsys.readouterr().err
 
 
 def _small_run(tmp_path: Path, photo_paths: list[Path], real_weights: bool) -> dict:
@@ -124,6 +142,7 @@ def test_recipe_trains_as_written_with_real_weights(
 ) -> None:
     raw = _small_run(tmp_path, photo_paths, real_weights=True)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PARAGONSR_WEIGHTS", str(REAL_WEIGHTS))
     try:
         trainer = Trainer(parse_options(raw, source=str(CFG)))
         res = trainer.train()  # validation resolves the LPIPS-alex metric's weights
