@@ -46,7 +46,7 @@ from torch import nn
 
 from paragonsr.registry import LOSS_REGISTRY
 
-_LOSS_MODULES = ("pixel", "ssim", "frequency", "color", "perceptual", "lpips", "gan")
+_LOSS_MODULES = ("pixel", "ssim", "frequency", "color", "perceptual", "lpips", "gan", "stlpips")
 for _m in _LOSS_MODULES:
     importlib.import_module(f"paragonsr.losses.{_m}")
 

@@ -16,6 +16,7 @@ from paragonsr.metrics.psnr_ssim import (
     calculate_ssim,
     calculate_ssim_pt,
 )
+from paragonsr.metrics.stlpips import calculate_stlpips
 from paragonsr.registry import METRIC_REGISTRY
 
 
@@ -37,4 +38,5 @@ __all__ = [
     "calculate_psnr_pt",
     "calculate_ssim",
     "calculate_ssim_pt",
+    "calculate_stlpips",
 ]
