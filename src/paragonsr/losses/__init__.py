@@ -46,7 +46,17 @@ from torch import nn
 
 from paragonsr.registry import LOSS_REGISTRY
 
-_LOSS_MODULES = ("pixel", "ssim", "frequency", "color", "perceptual", "lpips", "gan", "stlpips")
+_LOSS_MODULES = (
+    "pixel",
+    "ssim",
+    "frequency",
+    "color",
+    "perceptual",
+    "lpips",
+    "gan",
+    "stlpips",
+    "efficientnet_lite",
+)
 for _m in _LOSS_MODULES:
     importlib.import_module(f"paragonsr.losses.{_m}")
 
