@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paragonsr.metrics.brisque import calculate_brisque
 from paragonsr.metrics.perceptual import calculate_dists, calculate_lpips
 from paragonsr.metrics.psnr_ssim import (
     calculate_psnr,
@@ -31,6 +32,7 @@ def calculate_metric(data: dict[str, Any], opt: dict[str, Any]) -> Any:
 
 __all__ = [
     "METRIC_REGISTRY",
+    "calculate_brisque",
     "calculate_dists",
     "calculate_lpips",
     "calculate_metric",
