@@ -183,8 +183,15 @@ def calculate_brisque(
     img: np.ndarray, img2: Any = None, crop_border: int = 0, input_order: str = "HWC", weights_dir: str | None = None,
     **_: Any,
 ) -> float:  # fmt: skip
-    """No-reference BRISQUE of ``img`` (RGB, [0, 255], HWC or CHW per ``input_order``; ``img2`` is ignored), lower
-    is better; ``crop_border`` pixels cut from each side first. Needs the ``brisque_live`` weight file."""
+    """No-reference BRISQUE of ``img`` (lower is better quality; ``img2`` is ignored).
+
+    Args:
+        img: RGB image in [0, 255] (rounded to uint8), layout per ``input_order``.
+        img2: ignored (no-reference metric; accepted so validation can pass the GT).
+        crop_border: pixels cut from each side first.
+        input_order: ``HWC`` or ``CHW``.
+        weights_dir: folder of the ``brisque_live`` model file (default ``$PARAGONSR_WEIGHTS`` or the user cache).
+    """
     a = np.asarray(img)
     if input_order == "CHW":
         a = a.transpose(1, 2, 0)
