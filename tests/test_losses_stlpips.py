@@ -48,7 +48,7 @@ def _img(folder: Path, name: str) -> torch.Tensor:
 
 
 def _pairs(folder: Path) -> list[dict]:
-    rows = json.loads((REF / "values.json").read_text(encoding="utf-8"))
+    rows = json.loads((folder / "values.json").read_text(encoding="utf-8"))
     return [r for r in rows if r.get("dist") and (folder / r["dist"]).is_file()]
 
 
@@ -116,7 +116,7 @@ def test_stlpips_loss_and_metric_agree_with_net(alex: STLPIPSNet) -> None:
     assert pred.grad is not None and float(pred.grad.abs().sum()) > 0
     assert not any(p.requires_grad for p in loss.parameters())
     u8 = lambda t: (t[0].permute(1, 2, 0).numpy() * 255.0).round()  # noqa: E731
-    got = calculate_metric({"img": u8(a), "img2": u8(b)}, {"type": "calculate_stlpips", "net": "alex"})
+    got = calculate_metric({"img": u8(a), "img2": u8(b)}, {"type": "calculate_stlpips"})
     assert got == pytest.approx(want, abs=2e-5)
 
 

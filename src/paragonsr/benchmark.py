@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +87,7 @@ class SetScore:
     psnr_y: float
     ssim_y: float
     n: int
+    extra: dict[str, float] = field(default_factory=dict)  # perceptual metric key -> set mean
 
 
 def run_benchmark(
@@ -95,8 +96,11 @@ def run_benchmark(
     scale: int,
     out_dir: Path | None = None,
     progress: bool = True,
+    deep_metrics: Sequence[str] = (),
+    weights_dir: str | Path | None = None,
 ) -> tuple[list[SetScore], list[str]]:
     """Score every method on every ``(set name, HR image paths)``; per-set reports go to ``out_dir/per_set``.
+    ``deep_metrics``: keys of registered perceptual metrics to score too (see ``available_deep_metrics``).
 
     Returns the per-set means and one line per image that could not be read (skipped; ``n`` counts the rest).
     """
@@ -104,7 +108,14 @@ def run_benchmark(
     failed: list[str] = []
     for name, paths in sets:
         report: Report = evaluate(
-            paths, methods, scale, lambda _p, hr: matlab_bicubic_lr(hr, scale), progress=progress, desc=name
+            paths,
+            methods,
+            scale,
+            lambda _p, hr: matlab_bicubic_lr(hr, scale),
+            progress=progress,
+            desc=name,
+            deep_metrics=deep_metrics,
+            weights_dir=weights_dir,
         )
         failed += [f"{name}: {line}" for line in report.failed]
         if out_dir is not None:
@@ -113,8 +124,9 @@ def run_benchmark(
             n = sum(1 for r in report.results if r.method == m.name)
             if n == 0:  # every image of the set failed: listed in `failed`, no NaN row
                 continue
+            extra = {k: report.mean(m.name, k) for k in deep_metrics}
             scores.append(
-                SetScore(name, m.name, report.mean(m.name, "psnr_y"), report.mean(m.name, "ssim_y"), n)
+                SetScore(name, m.name, report.mean(m.name, "psnr_y"), report.mean(m.name, "ssim_y"), n, extra)
             )
     return scores, failed
 
@@ -137,9 +149,11 @@ def write_benchmark(
     csv_path = out_dir / "benchmark.csv"
     with atomic_output(csv_path) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["set", "method", "psnr_y", "ssim_y", "n"])
+        deep = list(dict.fromkeys(k for s in scores for k in s.extra))
+        w.writerow(["set", "method", "psnr_y", "ssim_y", "n", *deep])
         for s in scores:
-            w.writerow([s.set, s.method, f"{s.psnr_y:.4f}", f"{s.ssim_y:.5f}", s.n])
+            cells = [f"{s.extra[k]:.5f}" if k in s.extra else "" for k in deep]
+            w.writerow([s.set, s.method, f"{s.psnr_y:.4f}", f"{s.ssim_y:.5f}", s.n, *cells])
     set_names = list(dict.fromkeys(s.set for s in scores))
     methods = list(dict.fromkeys(s.method for s in scores))
     by = {(s.set, s.method): s for s in scores}
@@ -165,6 +179,7 @@ def write_benchmark(
     if published:
         lines += ["", "Published rows (PSNR-Y only, not measured here):"]
         lines += [f"- {label}: {source}" for label, source, _ in published]
+    lines += _deep_table(scores, set_names, methods, by)
     if failed:
         lines += ["", f"Not scored ({len(failed)} image(s) could not be read):"]
         lines += [f"- {line}" for line in failed]
@@ -172,3 +187,26 @@ def write_benchmark(
     md = out_dir / "report.md"
     atomic_write_text(md, "\n".join(lines))
     return csv_path, md
+
+
+def _deep_table(
+    scores: Sequence[SetScore], set_names: list[str], methods: list[str], by: dict[tuple[str, str], SetScore]
+) -> list[str]:
+    """Perceptual metrics per set (``set: metric`` columns, methods as rows); empty without any."""
+    from paragonsr.evaluate import deep_header
+
+    deep = list(dict.fromkeys(k for s in scores for k in s.extra))
+    if not deep:
+        return []
+    cols = [(n, k) for n in set_names for k in deep]
+    lines = [
+        "",
+        "Perceptual metrics (per-set means; a † in `per_set/<set>/report.md` marks a shared network):",
+        "",
+    ]
+    lines.append("| method | " + " | ".join(f"{n} {deep_header(k)}" for n, k in cols) + " |")
+    lines.append("|---|" + "---:|" * len(cols))
+    for m in methods:
+        cells = [f"{by[n, m].extra[k]:.4f}" if (n, m) in by and k in by[n, m].extra else "–" for n, k in cols]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines

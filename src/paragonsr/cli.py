@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "data": "paragonsr.commands.data",
     "transfer": "paragonsr.commands.transfer",
     "archs": "paragonsr.commands.archs",
+    "weights": "paragonsr.commands.weights",
 }
 
 

@@ -37,6 +37,8 @@ class Method:
     run: Callable[[np.ndarray], np.ndarray]
     params: int | None = None
     source: str = ""
+    # manifest weight entries its training losses read (None: not recorded); marks metrics on the same networks
+    train_weights: frozenset[str] | None = None
 
 
 @dataclass
@@ -50,22 +52,27 @@ class Result:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-# Deep metrics (lower is better) and the weight files each needs; used only when all of them are on disk.
-DEEP_METRICS: dict[str, tuple[str, ...]] = {"lpips": ("vgg16", "lpips_vgg"), "dists": ("vgg16", "dists")}
-
-
 def available_deep_metrics(weights_dir: str | Path | None = None) -> tuple[list[str], list[str]]:
-    """(usable metric names, one 'why not' line per unusable one). Nothing is downloaded."""
+    """(keys of the registered perceptual metrics whose weights are present and verified, one 'why not' line per
+    other one). Nothing is downloaded."""
+    from paragonsr.metrics.perceptual import perceptual_metrics
     from paragonsr.weights import WeightsError, WeightSource
 
-    source, usable, skipped = WeightSource(weights_dir), [], []
-    for metric, files in DEEP_METRICS.items():
+    source, usable, skipped = WeightSource(weights_dir, allow_download=False), [], []
+    for key, (_, info) in perceptual_metrics().items():
+        if not info.in_eval:
+            continue
         try:
-            for name in files:
+            for name in info.weights:
                 source.resolve(name)
-            usable.append(metric)
+            usable.append(key)
         except WeightsError as exc:
-            skipped.append(f"{metric} skipped: {exc}")
+            if "not found" in str(exc):
+                fetch = " ".join(info.weights)
+                skipped.append(f"{info.label} not scored: its weights are not in the weights folder (get them "
+                               f"with `paragonsr weights fetch {fetch}`)")  # fmt: skip
+            else:
+                skipped.append(f"{info.label} not scored: {exc}")
     return usable, skipped
 
 
@@ -118,7 +125,10 @@ def model_method(path: str | Path, scale: int, tile: object = 512, label: str | 
         y = tiler(backend, x, needs)
         return y[0].permute(1, 2, 0).numpy()
 
-    return Method(label or path.stem, run, params=params, source=str(path))
+    from paragonsr.metrics.perceptual import training_loss_specs, training_weight_names
+
+    trained = training_weight_names(training_loss_specs(path))
+    return Method(label or path.stem, run, params=params, source=str(path), train_weights=trained)
 
 
 def quantize8(img: np.ndarray) -> np.ndarray:
@@ -155,8 +165,9 @@ def evaluate(
     from tqdm import tqdm
 
     from paragonsr.io.image_io import read_image, to_rgb
-    from paragonsr.metrics import calculate_metric
+    from paragonsr.metrics.perceptual import perceptual_metrics
 
+    registered = perceptual_metrics()
     report = Report(scale=scale, methods=list(methods), deep_metrics=list(deep_metrics))
     for path in tqdm(gt_paths, desc=desc, unit="img", disable=not progress):
         try:  # an unreadable GT/LQ is reported and skipped: the other images are still scored
@@ -196,10 +207,7 @@ def evaluate(
                     seconds=dt,
                     out_mp=sr.shape[0] * sr.shape[1] / 1e6,
                     extra={
-                        k: calculate_metric(
-                            {"img": sr8, "img2": gt8},
-                            {"type": f"calculate_{k}", "crop_border": scale, "weights_dir": weights_dir},
-                        )
+                        k: float(registered[k][0](sr8, gt8, crop_border=scale, weights_dir=weights_dir))
                         for k in deep_metrics
                     },
                 )
@@ -207,6 +215,39 @@ def evaluate(
         if crops_dir is not None:
             write_crop_grid(crops_dir / f"{path.stem}.png", gt8, outputs, report, path.name)
     return report
+
+
+def deep_header(key: str) -> str:
+    """Report column of a perceptual metric: its label and direction (``LPIPS-alex ↓``)."""
+    from paragonsr.metrics.perceptual import perceptual_metrics
+
+    info = perceptual_metrics()[key][1]
+    return f"{info.label} {'↓' if info.lower_is_better else '↑'}"
+
+
+def shares_net(method: Method, key: str) -> str:
+    """``†`` when a training loss of ``method`` reads one of the metric's networks, ``?`` when not recorded for a
+    model, empty otherwise (and for resamplers)."""
+    from paragonsr.metrics.perceptual import perceptual_metrics
+
+    if method.source.startswith("resampler:") or method.params == 0:
+        return ""
+    if method.train_weights is None:
+        return "?"
+    return "†" if method.train_weights & set(perceptual_metrics()[key][1].weights) else ""
+
+
+def deep_notes(report: Report) -> list[str]:
+    """Footnotes for the marks of :func:`shares_net` that appear in the table."""
+    marks = {shares_net(m, k) for m in report.methods for k in report.deep_metrics}
+    lines = []
+    if "†" in marks:
+        lines.append(
+            "† the metric's network is also a training loss of this model: its score there is optimistic."
+        )
+    if "?" in marks:
+        lines.append("? the model's training losses are not recorded: a metric may share a network with one.")
+    return ["", *lines] if lines else []
 
 
 def _busiest_window(gray: np.ndarray, size: int) -> tuple[int, int]:
@@ -254,7 +295,9 @@ def write_crop_grid(
 def write_report(report: Report, out_dir: Path, title: str = "paragonsr evaluation") -> Path:
     with atomic_output(out_dir / "per_image.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["image", "method", "psnr_y", "ssim_y", "seconds", "output_megapixels"])
+        w.writerow(
+            ["image", "method", "psnr_y", "ssim_y", "seconds", "output_megapixels", *report.deep_metrics]
+        )
         for r in report.results:
             w.writerow(
                 [
@@ -264,6 +307,7 @@ def write_report(report: Report, out_dir: Path, title: str = "paragonsr evaluati
                     f"{r.ssim_y:.5f}",
                     f"{r.seconds:.4f}",
                     f"{r.out_mp:.4f}",
+                    *(f"{r.extra[k]:.5f}" for k in report.deep_metrics),
                 ]
             )
     base = next((m.name for m in report.methods if m.name == "bicubic"), None)
@@ -275,7 +319,7 @@ def write_report(report: Report, out_dir: Path, title: str = "paragonsr evaluati
         f"crop_border {report.scale}, outputs rounded to 8 bit.",
         "",
         "| method | PSNR-Y (dB) | Δ vs bicubic | SSIM-Y |"
-        + "".join(f" {k.upper()} ↓ |" for k in report.deep_metrics)
+        + "".join(f" {deep_header(k)} |" for k in report.deep_metrics)
         + " ms / image | output MP/s | parameters |",
         "|---|---:|---:|---:|" + "---:|" * len(report.deep_metrics) + "---:|---:|---:|",
     ]
@@ -284,11 +328,12 @@ def write_report(report: Report, out_dir: Path, title: str = "paragonsr evaluati
         delta = psnr - report.mean(base, "psnr_y") if base else float("nan")
         ms = report.mean(m.name, "seconds") * 1000
         params = "-" if m.params is None else f"{m.params:,d}"
-        deep = "".join(f" {report.mean(m.name, k):.4f} |" for k in report.deep_metrics)
+        deep = "".join(f" {report.mean(m.name, k):.4f}{shares_net(m, k)} |" for k in report.deep_metrics)
         lines.append(
             f"| {m.name} | {psnr:.3f} | {delta:+.3f} | {report.mean(m.name, 'ssim_y'):.4f} |{deep} {ms:.1f} | "
             f"{report.speed(m.name):.3f} | {params} |"
         )
+    lines += deep_notes(report)
     lines += ["", "Per-image scores: `per_image.csv`; crops: `crops/`; plot: `quality_vs_speed.png`.", ""]
     if report.failed:
         lines += [f"Not scored ({len(report.failed)} image(s): unreadable input or non-finite output):", ""]

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from paragonsr.evaluate import Method
 
 HELP = (
-    "evaluate models and classic resamplers (PSNR/SSIM-Y, speed) on a GT folder, or on standard benchmark sets "
-    "(--benchmark); writes a markdown report"
+    "evaluate models and classic resamplers (PSNR/SSIM-Y, LPIPS/DISTS when their weights are fetched, speed) on "
+    "a GT folder, or on standard benchmark sets (--benchmark); writes a markdown report"
 )
 
 
@@ -64,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights-dir",
         type=Path,
-        help="folder with perceptual-metric weights; LPIPS/DISTS are added when their files are there "
-        "(default $PARAGONSR_WEIGHTS or ~/.cache/paragonsr/weights; nothing is downloaded)",
+        help="folder with perceptual-metric weights; LPIPS-alex, LPIPS-vgg, DISTS (and any other registered "
+        "perceptual metric) are scored when their files are there and verified (default $PARAGONSR_WEIGHTS or "
+        "~/.cache/paragonsr/weights; nothing is downloaded: `paragonsr weights fetch` gets them)",
     )
     parser.add_argument("-o", "--out", type=Path, required=True, help="report folder")
 
@@ -217,7 +218,7 @@ def model_methods(values: list[str], scale: int, tile: str) -> list[Method]:
 
 def _run_benchmark(args: argparse.Namespace) -> int:
     from paragonsr.benchmark import matlab_bicubic_method, run_benchmark, write_benchmark
-    from paragonsr.evaluate import resampler_method
+    from paragonsr.evaluate import available_deep_metrics, resampler_method
     from paragonsr.io.files import list_images
     from paragonsr.ops.resample import canonical_kernel
 
@@ -245,7 +246,12 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     clean_temps(args.out, recursive=True)
-    scores, failed = run_benchmark(sets, methods, scale, args.out)
+    deep, skipped = available_deep_metrics(args.weights_dir)
+    for line in skipped:
+        print(line)
+    scores, failed = run_benchmark(
+        sets, methods, scale, args.out, deep_metrics=deep, weights_dir=args.weights_dir
+    )
     csv_path, md = write_benchmark(scores, args.out, scale, failed)
     print(md.read_text())
     print(f"table: {csv_path}")

@@ -280,8 +280,22 @@ class DistanceNetLoss(nn.Module):
         super().__init__()
         self.loss_weight = float(loss_weight)
         weights = WeightSource(weights_dir, allow_download, manifest)
-        self.net = self.net_cls(pretrained, pretrained_backbone, weights)
+        self.net = self.net_cls(pretrained, pretrained_backbone, weights, **getattr(self, "net_kwargs", {}))
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
         check_pair(pred, target, type(self).__name__)
         return self.loss_weight * self.net(pred, target.detach()).mean()
+
+
+def loss_weight_names(loss_type: str, kwargs: dict[str, Any] | None = None) -> set[str]:
+    """Manifest entries (pretrained networks) the loss ``loss_type`` built with ``kwargs`` reads: its class's
+    ``weight_names(**kwargs)``, empty for losses without pretrained networks or with ``pretrained: false``.
+    KeyError for an unknown loss type."""
+    import paragonsr.losses  # noqa: F401  registers the losses
+    from paragonsr.registry import LOSS_REGISTRY
+
+    kwargs = dict(kwargs or {})
+    if kwargs.get("pretrained", True) is False:
+        return set()
+    fn = getattr(LOSS_REGISTRY.get(loss_type), "weight_names", None)
+    return set(fn(**kwargs)) if fn is not None else set()

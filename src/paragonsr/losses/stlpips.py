@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from paragonsr.losses.backbones import DistanceNetLoss, FrozenNet
 from paragonsr.registry import LOSS_REGISTRY
 from paragonsr.weights import WeightsError, WeightSource, load_weight_file
+from paragonsr.weights.converters import register_converter
 
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
@@ -181,6 +182,7 @@ class STLPIPSNet(FrozenNet):
         return total
 
 
+@register_converter("stlpips")
 def convert_stlpips(member_path: Path) -> dict[str, Tensor]:
     """State dict of a published ``{alex,vgg}_shift_tolerant.pth`` (saved on CUDA; loaded on the CPU with
     ``weights_only=True``) with the fixed parts checked and dropped: the scaling layer must hold LPIPS' constants and
@@ -245,9 +247,19 @@ class STLPIPSLoss(DistanceNetLoss):
 
     net_cls = STLPIPSAlexNet
 
+    @staticmethod
+    def weight_names(**_: Any) -> set[str]:
+        """Manifest entries this loss reads (for marking metrics that share its network)."""
+        return {"stlpips_alex"}
+
 
 @LOSS_REGISTRY.register("STLPIPSVGGLoss", aliases=("stlpips_vgg",))
 class STLPIPSVGGLoss(DistanceNetLoss):
     """``loss_weight * mean ST-LPIPS-vgg(pred, target)`` (inputs in [0, 1]); options as :class:`STLPIPSLoss`."""
 
     net_cls = STLPIPSVGGNet
+
+    @staticmethod
+    def weight_names(**_: Any) -> set[str]:
+        """Manifest entries this loss reads (for marking metrics that share its network)."""
+        return {"stlpips_vgg"}

@@ -2,7 +2,10 @@
 
 ``val.metrics.<name>: {type: calculate_psnr, crop_border: 4, test_y_channel: true}`` resolves with
 :func:`calculate_metric`. Numpy versions take HWC images in [0, 255] (RGB by default, ``color_order="bgr"`` for
-BasicSR/cv2 arrays); ``*_pt`` versions take RGB (N, C, H, W) tensors in [0, 1] and return one value per image. ``calculate_dists`` / ``calculate_lpips`` (lower is better) need their weight files.
+BasicSR/cv2 arrays); ``*_pt`` versions take RGB (N, C, H, W) tensors in [0, 1] and return one value per image.
+Perceptual metrics (``calculate_lpips`` = LPIPS-alex, ``calculate_lpips_vgg``, ``calculate_dists``; lower is
+better) need their weight files (``paragonsr weights fetch``) and carry a ``metric_info`` that ``paragonsr eval``
+reads (see :mod:`paragonsr.metrics.perceptual`); register new ones there and import their module here.
 """
 
 from __future__ import annotations
@@ -10,14 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from paragonsr.metrics.brisque import calculate_brisque
-from paragonsr.metrics.perceptual import calculate_dists, calculate_lpips
+from paragonsr.metrics.perceptual import calculate_dists, calculate_lpips, calculate_lpips_vgg
 from paragonsr.metrics.psnr_ssim import (
     calculate_psnr,
     calculate_psnr_pt,
     calculate_ssim,
     calculate_ssim_pt,
 )
-from paragonsr.metrics.stlpips import calculate_stlpips
+from paragonsr.metrics.stlpips import calculate_stlpips, calculate_stlpips_vgg
 from paragonsr.registry import METRIC_REGISTRY
 
 
@@ -35,10 +38,12 @@ __all__ = [
     "calculate_brisque",
     "calculate_dists",
     "calculate_lpips",
+    "calculate_lpips_vgg",
     "calculate_metric",
     "calculate_psnr",
     "calculate_psnr_pt",
     "calculate_ssim",
     "calculate_ssim_pt",
     "calculate_stlpips",
+    "calculate_stlpips_vgg",
 ]

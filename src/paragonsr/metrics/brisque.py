@@ -28,8 +28,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from paragonsr.registry import METRIC_REGISTRY
+from paragonsr.metrics.perceptual import MetricInfo, register_perceptual_metric
 from paragonsr.weights import WeightsError, WeightSource, load_weight_file
+from paragonsr.weights.converters import register_converter
 
 # The LIVE release's ``allrange``: svm-scale to [-1, 1] with these (min, max) per feature (36 features).
 LIVE_ALLRANGE = np.array([
@@ -178,7 +179,11 @@ def brisque(img: np.ndarray, model: BrisqueModel | None = None) -> float:
     return (model or load_live_model()).score(brisque_features(a))
 
 
-@METRIC_REGISTRY.register("calculate_brisque", aliases=("brisque",))
+@register_perceptual_metric(
+    "calculate_brisque",
+    MetricInfo("brisque", "BRISQUE", ("brisque_live",), full_reference=False),
+    aliases=("brisque",),
+)
 def calculate_brisque(
     img: np.ndarray, img2: Any = None, crop_border: int = 0, input_order: str = "HWC", weights_dir: str | None = None,
     **_: Any,
@@ -201,6 +206,7 @@ def calculate_brisque(
     return brisque(a, load_live_model(None if weights_dir is None else str(weights_dir)))
 
 
+@register_converter("brisque_allmodel")
 def convert_brisque_allmodel(member_path: Path) -> dict[str, Any]:
     """Tensors of the LIVE libsvm ``allmodel`` text file plus :data:`LIVE_ALLRANGE`: ``sv`` (774, 36) float64,
     ``coef`` (774,), ``rho`` (1,), ``gamma`` (1,), ``range`` (36, 2). Raises :class:`WeightsError` naming the file

@@ -1,8 +1,12 @@
-"""ST-LPIPS (shift-tolerant LPIPS, alex / vgg) as validation / eval metrics (lower is better).
+"""ST-LPIPS (shift-tolerant LPIPS, alex / vgg) as validation / eval metrics (lower is better), registered with
+:func:`~paragonsr.metrics.perceptual.register_perceptual_metric`::
 
-``val.metrics.stlpips: {type: calculate_stlpips, net: alex, crop_border: 4}``. Inputs as the other numpy metrics:
-RGB images in [0, 255], HWC (or ``input_order="CHW"``). Needs the ``stlpips_alex`` / ``stlpips_vgg`` weight files
-(see :mod:`paragonsr.weights`); a missing file is the usual one-line error and nothing is downloaded.
+    val.metrics.stlpips: {type: calculate_stlpips, crop_border: 4}          # ST-LPIPS-alex
+    val.metrics.stlpips_vgg: {type: calculate_stlpips_vgg, crop_border: 4}
+
+Inputs as the other numpy metrics: RGB images in [0, 255], HWC (or ``input_order="CHW"``). Needs the
+``stlpips_alex`` / ``stlpips_vgg`` weight files (``paragonsr weights fetch``); a missing file is the usual one-line
+error and nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from paragonsr.metrics.perceptual import MetricInfo, register_perceptual_metric, to_tensor01
 from paragonsr.metrics.psnr_ssim import prepare_pair
-from paragonsr.registry import METRIC_REGISTRY
 
 
 @lru_cache(maxsize=4)
@@ -25,38 +29,71 @@ def _net(net: str, weights_dir: str | None, device: str) -> torch.nn.Module:
     return STLPIPSNet(net, weights=WeightSource(weights_dir)).to(device)
 
 
-@METRIC_REGISTRY.register("calculate_stlpips", aliases=("stlpips",))
+def _stlpips(net: str, img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str, weights_dir: Any,
+             device: str) -> float:  # fmt: skip
+    a, b = prepare_pair(img, img2, crop_border, input_order, test_y=False, color_order="rgb")
+    if a.shape[2] != 3:
+        raise ValueError(f"ST-LPIPS-{net} needs RGB images (3 channels), got shape {np.shape(img)}")
+    model = _net(net, None if weights_dir is None else str(weights_dir), device)
+    with torch.no_grad():
+        return float(model(to_tensor01(a, device), to_tensor01(b, device)).mean())
+
+
+@register_perceptual_metric(
+    "calculate_stlpips",
+    MetricInfo("stlpips_alex", "ST-LPIPS-alex", ("stlpips_alex",)),
+    aliases=("stlpips", "stlpips_alex", "calculate_stlpips_alex"),
+)
 def calculate_stlpips(
     img: np.ndarray,
     img2: np.ndarray,
     crop_border: int = 0,
     input_order: str = "HWC",
-    net: str = "alex",
     weights_dir: str | None = None,
     device: str = "cpu",
     **_: Any,
 ) -> float:
-    """ST-LPIPS of two RGB images in [0, 255] (lower is better; 0 for identical images).
+    """ST-LPIPS-alex (shift-tolerant LPIPS, Ghildyal & Liu 2022) of two RGB images; 0 = identical.
 
     Args:
-        img, img2: the two images, (H, W, 3) or (3, H, W) per ``input_order``; at least 32×32 after the crop.
+        img, img2: the two images (RGB, [0, 255]), (H, W, 3) or (3, H, W) per ``input_order``; ≥ 32 px a side.
         crop_border: pixels cut from each border before measuring.
         input_order: ``HWC`` or ``CHW``.
-        net: ``alex`` (default) or ``vgg``.
         weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
-        device: torch device the network runs on.
+        device: torch device the network runs on (``cpu``, ``cuda``).
 
     Raises:
-        ValueError: shapes differ or the images are not RGB.
-        WeightsError: the weight file is missing or fails its hash.
+        WeightsError: the weight file is missing (``paragonsr weights fetch``) or fails its sha256.
+        ValueError: images of different shapes, or not RGB.
     """
-    a, b = prepare_pair(img, img2, crop_border, input_order, test_y=False, color_order="rgb")
-    if a.shape[2] != 3:
-        raise ValueError(f"calculate_stlpips needs RGB images (3 channels), got shape {np.shape(img)}")
-    model = _net(net, None if weights_dir is None else str(weights_dir), device)
+    return _stlpips("alex", img, img2, crop_border, input_order, weights_dir, device)
 
-    def t(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1) / 255.0, dtype=np.float32))[None]
 
-    with torch.no_grad():
-        return float(model(t(a).to(device), t(b).to(device)).mean())
+@register_perceptual_metric(
+    "calculate_stlpips_vgg",
+    MetricInfo("stlpips_vgg", "ST-LPIPS-vgg", ("stlpips_vgg",)),
+    aliases=("stlpips_vgg",),
+)
+def calculate_stlpips_vgg(
+    img: np.ndarray,
+    img2: np.ndarray,
+    crop_border: int = 0,
+    input_order: str = "HWC",
+    weights_dir: str | None = None,
+    device: str = "cpu",
+    **_: Any,
+) -> float:
+    """ST-LPIPS-vgg (shift-tolerant LPIPS on VGG16) of two RGB images; 0 = identical.
+
+    Args:
+        img, img2: the two images (RGB, [0, 255]), (H, W, 3) or (3, H, W) per ``input_order``; ≥ 32 px a side.
+        crop_border: pixels cut from each border before measuring.
+        input_order: ``HWC`` or ``CHW``.
+        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
+        device: torch device the network runs on (``cpu``, ``cuda``).
+
+    Raises:
+        WeightsError: the weight file is missing (``paragonsr weights fetch``) or fails its sha256.
+        ValueError: images of different shapes, or not RGB.
+    """
+    return _stlpips("vgg", img, img2, crop_border, input_order, weights_dir, device)
