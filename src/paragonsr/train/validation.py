@@ -21,6 +21,21 @@ log = logging.getLogger("paragonsr.train")
 LOWER_IS_BETTER = ("lpips", "dists", "niqe", "brisque")
 
 
+def metric_direction(metric_type: str) -> str:
+    """``lower`` or ``higher``: a perceptual metric's registered ``metric_info`` decides; otherwise names holding
+    one of :data:`LOWER_IS_BETTER` are lower-is-better (BasicSR's PSNR/SSIM are higher)."""
+    from paragonsr.registry import METRIC_REGISTRY
+
+    info = (
+        getattr(METRIC_REGISTRY.get(metric_type), "metric_info", None)
+        if metric_type in METRIC_REGISTRY
+        else None
+    )
+    if info is not None:
+        return "lower" if info.lower_is_better else "higher"
+    return "lower" if any(s in metric_type.lower() for s in LOWER_IS_BETTER) else "higher"
+
+
 def val_tiler(val_opt: ValOpt) -> Tiler:
     """The validation's tiling, through the shared tiler: ``tile_size`` 0 = whole image, ``auto`` = from the free
     memory (CUDA: whole image, halved on out-of-memory), N = LQ tiles of N px with ``tile_pad`` px of context on
@@ -108,7 +123,7 @@ def validate(
             lines.append(f"\t # {name}: nan ({nonfinite} non-finite output(s); not tracked)")
             continue
         m = val_opt.metrics[name]
-        better = m.better or ("lower" if any(s in m.type.lower() for s in LOWER_IS_BETTER) else "higher")
+        better = m.better or metric_direction(m.type)
         tracker.update(dataset_name, name, value, it, better)
         best = tracker.best[f"{dataset_name}/{name}"]
         lines.append(f"\t # {name}: {value:.4f}\tBest: {best['val']:.4f} @ {best['iter']} iter")

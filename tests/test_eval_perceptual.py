@@ -1,0 +1,111 @@
+"""Perceptual metrics in `paragonsr eval` through the one metric registry (no real weights needed): columns,
+per-image values, skip lines, and the mark on metrics that share a network with a training loss of the model."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from paragonsr.evaluate import Method, available_deep_metrics, evaluate, resampler_method, write_report
+from paragonsr.metrics.perceptual import (
+    MetricInfo,
+    perceptual_metrics,
+    training_loss_specs,
+    training_weight_names,
+)
+
+
+def _mad(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, **_: object) -> float:
+    c = crop_border
+    return float(np.abs(img[c:-c, c:-c] - img2[c:-c, c:-c]).mean() / 255.0)
+
+
+def test_registry_holds_the_perceptual_metrics() -> None:
+    from paragonsr.registry import METRIC_REGISTRY
+
+    reg = perceptual_metrics()
+    assert {"lpips_alex", "lpips_vgg", "dists"} <= set(reg)
+    assert reg["lpips_alex"][1] == MetricInfo("lpips_alex", "LPIPS-alex", ("alexnet", "lpips_alex"))
+    assert reg["dists"][1].weights == ("vgg16", "dists") and reg["lpips_vgg"][1].lower_is_better
+    # one registry: the same functions are what val.metrics `type:` names reach
+    assert METRIC_REGISTRY.get("lpips") is METRIC_REGISTRY.get("calculate_lpips_alex") is reg["lpips_alex"][0]
+    assert METRIC_REGISTRY.get("lpips_vgg") is reg["lpips_vgg"][0]
+    from paragonsr.train.validation import metric_direction
+
+    assert metric_direction("calculate_lpips_vgg") == metric_direction("dists") == "lower"
+    assert metric_direction("calculate_psnr") == "higher"
+
+
+def test_eval_scores_registered_metrics_and_marks_shared_networks(tmp_path: Path, monkeypatch) -> None:
+    import paragonsr.metrics.perceptual as pm
+
+    info = MetricInfo("fake", "FAKE", ("vgg16", "lpips_vgg"))
+    monkeypatch.setattr(pm, "perceptual_metrics", lambda: {"fake": (_mad, info)})
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(gt_dir / "a.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+
+    def model(weights: frozenset[str] | None, name: str, gain: float) -> Method:
+        up = resampler_method("nearest", 2)
+        return Method(name, lambda lq: np.clip(up.run(lq) * gain, 0, 1), params=5, train_weights=weights)
+
+    methods = [
+        resampler_method("bicubic", 2),
+        model(frozenset({"vgg16"}), "trained_vgg", 1.0),
+        model(frozenset({"alexnet", "lpips_alex"}), "trained_alex", 0.9),
+        model(None, "unrecorded", 0.8),
+    ]
+    lq_for = lambda p, gt: gt[::2, ::2]  # noqa: E731
+    report = evaluate(sorted(gt_dir.iterdir()), methods, 2, lq_for, progress=False, deep_metrics=["fake"])
+    md = write_report(report, tmp_path / "out").read_text()
+    rows = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ") and "---" not in ln}
+    assert "FAKE ↓" in rows["method"]
+    assert "†" in rows["trained_vgg"] and "?" not in rows["trained_vgg"]
+    assert "†" not in rows["trained_alex"] and "?" not in rows["trained_alex"]
+    assert "?" in rows["unrecorded"] and "†" not in rows["bicubic"] + rows["trained_alex"]
+    assert "† the metric's network is also a training loss of this model" in md
+    assert "? the model's training losses are not recorded" in md
+    per_image = list(csv.DictReader((tmp_path / "out" / "per_image.csv").read_text().splitlines()))
+    for r in per_image:
+        res = next(x for x in report.results if x.method == r["method"])
+        assert float(r["fake"]) == pytest.approx(res.extra["fake"], abs=1e-5) and res.extra["fake"] > 0
+
+
+def test_available_deep_metrics_says_how_to_fetch(tmp_path: Path) -> None:
+    usable, skipped = available_deep_metrics(tmp_path)
+    assert usable == []
+    assert any(
+        "LPIPS-alex not scored" in s and "paragonsr weights fetch alexnet lpips_alex" in s for s in skipped
+    )
+    assert any("DISTS not scored" in s and "paragonsr weights fetch vgg16 dists" in s for s in skipped)
+
+
+def test_training_losses_are_read_from_run_options_or_the_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    opts = {"train": {"losses": [{"type": "LPIPSLoss", "net": "alex", "loss_weight": 1.0}, {"type": "L1Loss"},
+                                 {"type": "NoSuchLoss"}],
+                      "perceptual_opt": {"type": "PerceptualLoss", "vgg_type": "vgg16"},
+                      "contrastive_opt": {"type": "ContrastiveLoss", "pretrained": False}}}  # fmt: skip
+    (run / "options.yml").write_text(json.dumps(opts))  # JSON is YAML
+    ckpt = run / "models" / "net_g_10.safetensors"
+    save_file({"w": torch.zeros(1)}, str(ckpt))
+    assert training_weight_names(training_loss_specs(ckpt)) == {"alexnet", "lpips_alex", "vgg16"}
+    recorded = tmp_path / "release.safetensors"
+    save_file(
+        {"w": torch.zeros(1)},
+        str(recorded),
+        metadata={"extra": json.dumps({"train_losses": [{"type": "dists"}]})},
+    )
+    assert training_weight_names(training_loss_specs(recorded)) == {"vgg16", "dists"}
+    bare = tmp_path / "bare.safetensors"
+    save_file({"w": torch.zeros(1)}, str(bare))
+    assert training_loss_specs(bare) is None and training_weight_names(None) is None
