@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from paragonsr.metrics.brisque import calculate_brisque
+from paragonsr.metrics.niqe import calculate_niqe, calculate_niqe_matlab
 from paragonsr.metrics.perceptual import calculate_dists, calculate_lpips, calculate_lpips_vgg
 from paragonsr.metrics.psnr_ssim import (
     calculate_psnr,
@@ -40,6 +41,8 @@ __all__ = [
     "calculate_lpips",
     "calculate_lpips_vgg",
     "calculate_metric",
+    "calculate_niqe",
+    "calculate_niqe_matlab",
     "calculate_psnr",
     "calculate_psnr_pt",
     "calculate_ssim",

@@ -40,6 +40,7 @@ CONVERTER_MODULES: list[str] = [
     "paragonsr.losses.stlpips",
     "paragonsr.losses.efficientnet_lite",
     "paragonsr.metrics.brisque",
+    "paragonsr.metrics.niqe",
 ]
 
 
