@@ -159,11 +159,16 @@ class BrisqueModel:
         return self.predict(self.scale(np.asarray(feats, np.float64)))
 
 
-@lru_cache(maxsize=2)
 def load_live_model(weights_dir: str | None = None) -> BrisqueModel:
-    """The ``brisque_live`` model from the weights folder (default ``$PARAGONSR_WEIGHTS`` or the user cache);
-    raises :class:`~paragonsr.weights.WeightsError` when it is not there."""
-    return BrisqueModel.load(WeightSource(weights_dir).resolve("brisque_live"))
+    """The ``brisque_live`` model from the weights folder (default ``$PARAGONSR_WEIGHTS`` or the user cache),
+    verified against the manifest each call and parsed once per file; :class:`~paragonsr.weights.WeightsError`
+    when it is not there."""
+    return _load_cached(str(WeightSource(weights_dir).resolve("brisque_live")))
+
+
+@lru_cache(maxsize=2)
+def _load_cached(path: str) -> BrisqueModel:
+    return BrisqueModel.load(path)
 
 
 def brisque(img: np.ndarray, model: BrisqueModel | None = None) -> float:

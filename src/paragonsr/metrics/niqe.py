@@ -144,10 +144,15 @@ def convert_niqe_npz(member_path: Path) -> dict[str, Any]:
     return {"mu": torch.from_numpy(mu.reshape(36).copy()), "cov": torch.from_numpy(cov.copy())}
 
 
-@lru_cache(maxsize=2)
 def load_matlab_model(weights_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(mu, cov)`` of the ``niqe_matlab`` weight file; :class:`WeightsError` when it is not there."""
-    state = load_weight_file(WeightSource(weights_dir).resolve("niqe_matlab"))
+    """``(mu, cov)`` of the ``niqe_matlab`` weight file (verified each call, read once per file);
+    :class:`WeightsError` when it is not there."""
+    return _load_cached(str(WeightSource(weights_dir).resolve("niqe_matlab")))
+
+
+@lru_cache(maxsize=2)
+def _load_cached(path: str) -> tuple[np.ndarray, np.ndarray]:
+    state = load_weight_file(path)
     return state["mu"].double().numpy(), state["cov"].double().numpy()
 
 
