@@ -69,8 +69,8 @@ PACKAGED_NIQE = Path(__file__).resolve().parents[2] / "assets" / "niqe" / "prist
 
 # Defaults: stage-1 heuristics measured on the 1536 256-px tiles of the 37 project photos (docs/data_filter.md:
 # they drop flat, blurred, blocky and heavily aliased tiles and keep 76 % of those tiles), then NIQE against the
-# packaged pristine model with the threshold calibrated for the tile size. The pyiqa gates (ARNIQA, NIMA,
-# BRISQUE) need weight files, so they are opt-in (PYIQA_GATES, or a --config).
+# packaged pristine model with the threshold calibrated for the tile size. The pyiqa gates (ARNIQA, NIMA)
+# need weight files, so they are opt-in (PYIQA_GATES, or a --config).
 DEFAULT_GATES: list[dict[str, Any]] = [
     {"metric": "entropy", "min": 4.0, "stage": 1},
     {"metric": "contrast", "min": 0.02, "stage": 1},
