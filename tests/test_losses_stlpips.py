@@ -120,6 +120,19 @@ def test_stlpips_loss_and_metric_agree_with_net(alex: STLPIPSNet) -> None:
     assert got == pytest.approx(want, abs=2e-5)
 
 
+def test_stlpips_vgg_loss_and_metric_match_the_net(vgg: STLPIPSNet) -> None:
+    a, b = _img(REF, "ref0.png")[..., :64, :64], _img(REF, "ref0_jpeg_q20.png")[..., :64, :64]
+    with torch.no_grad():
+        want = float(vgg(a, b))
+    assert want > 0.01
+    assert float(build_loss({"type": "stlpips_vgg", "loss_weight": 3.0})(a, b)) == pytest.approx(
+        3 * want, rel=1e-5
+    )
+    u8 = lambda t: (t[0].permute(1, 2, 0).numpy() * 255.0).round()  # noqa: E731
+    got = calculate_metric({"img": u8(a), "img2": u8(b)}, {"type": "calculate_stlpips_vgg"})
+    assert got == pytest.approx(want, rel=1e-5)
+
+
 def test_stlpips_missing_weights_names_file(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match=r"stlpips_vgg.*vgg_shift_tolerant"):
         STLPIPSNet("vgg", weights=WeightSource(tmp_path))

@@ -17,7 +17,7 @@ Calling convention (the trainer relies on it; every loss here follows it)
   loss entry's ``target`` option overrides both.
 * ``reduction`` is ``"mean"`` (default) or ``"sum"`` where it makes sense (pixel losses).
 * Perceptual losses (``PerceptualLoss``, ``ConvNeXtPerceptualLoss``, ``DISTSLoss``, ``LPIPSLoss``,
-  ``ContrastiveLoss``) need pretrained weights resolved **offline** by :func:`paragonsr.weights.resolve_weights` from a weights directory
+  ``STLPIPSLoss`` / ``STLPIPSVGGLoss``, ``EfficientNetLitePerceptualLoss``, ``ContrastiveLoss``) need pretrained weights resolved **offline** by :func:`paragonsr.weights.resolve_weights` from a weights directory
   (``weights_dir=`` option, else ``$PARAGONSR_WEIGHTS``, else ``~/.cache/paragonsr/weights``). A missing file is an
   error naming the file, the folder and the URL; nothing is downloaded unless ``allow_download=True``.
   ``pretrained=False`` builds random backbones (debug/tests only; a warning says so). Backbones are frozen and kept
