@@ -81,8 +81,11 @@ def test_config_check_reports_missing_pretrained_and_vgg(flow: dict[str, Path], 
     force = [*_data_forces(flow), f"path.pretrain_network_g={flow['dst']}", "train.perceptual_opt=null"]
     assert main(["train", "-opt", str(CFG), "--check", "--force", *force]) == 0
     assert capsys.readouterr().out.strip() == f"{CFG}: OK (RealESRGANModel, x4, SRVGGNetCompact)"
-    # --allow-download lets the run fetch the VGG file itself: not a problem for --check
+    # --allow-download lets the run fetch registry weights (VGG16), but VGG19 is a local file only: still a problem
     force = [*_data_forces(flow), f"path.pretrain_network_g={flow['dst']}"]
+    assert main(["train", "-opt", str(CFG), "--check", "--allow-download", "--force", *force]) == 2
+    assert "not on the package registry" in capsys.readouterr().err
+    force += ["train.perceptual_opt.vgg_type=vgg16", "train.perceptual_opt.layer_weights=null"]
     assert main(["train", "-opt", str(CFG), "--check", "--allow-download", "--force", *force]) == 0
 
 

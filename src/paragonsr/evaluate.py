@@ -88,6 +88,9 @@ class Report:
         vals = [
             r.extra[key] if key in r.extra else getattr(r, key) for r in self.results if r.method == method
         ]
+        vals = [
+            v for v in vals if not np.isnan(v)
+        ]  # a perceptual metric skips images below its network's size
         return float(np.mean(vals)) if vals else float("nan")
 
     def speed(self, method: str) -> float:
@@ -208,6 +211,8 @@ def evaluate(
                     out_mp=sr.shape[0] * sr.shape[1] / 1e6,
                     extra={
                         k: float(registered[k][0](sr8, gt8, crop_border=scale, weights_dir=weights_dir))
+                        if min(gt8.shape[:2]) - 2 * scale >= registered[k][1].min_size
+                        else float("nan")
                         for k in deep_metrics
                     },
                 )

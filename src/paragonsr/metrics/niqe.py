@@ -167,7 +167,9 @@ def _rgb_u8(img: np.ndarray, crop_border: int, input_order: str) -> np.ndarray:
 
 @register_perceptual_metric(
     "calculate_niqe_matlab",
-    MetricInfo("niqe_matlab", "NIQE (MATLAB model)", ("niqe_matlab",), full_reference=False),
+    MetricInfo(
+        "niqe_matlab", "NIQE (MATLAB model)", ("niqe_matlab",), full_reference=False, rank=5, min_size=96
+    ),
     aliases=("niqe_matlab",),
 )
 def calculate_niqe_matlab(
@@ -197,7 +199,9 @@ def _project_model() -> Any:
 
 
 @register_perceptual_metric(
-    "calculate_niqe", MetricInfo("niqe", "NIQE (project fit)", (), full_reference=False), aliases=("niqe",)
+    "calculate_niqe",
+    MetricInfo("niqe", "NIQE (project fit)", (), full_reference=False, rank=6, min_size=32),
+    aliases=("niqe",),
 )
 def calculate_niqe(
     img: np.ndarray, img2: Any = None, crop_border: int = 0, input_order: str = "HWC", **_: Any

@@ -44,6 +44,9 @@ class MetricInfo:
         lower_is_better: direction (the report's arrow).
         full_reference: compares with the GT (False: no-reference, ``img2`` ignored).
         in_eval: scored by ``paragonsr eval`` by default when its weights are there.
+        rank: column order in reports (lower first; ties by key).
+        min_size: smallest height/width (after the border crop) the network accepts; ``paragonsr eval`` leaves
+            smaller images out of this metric's mean (``nan`` in ``per_image.csv``).
     """
 
     key: str
@@ -52,6 +55,8 @@ class MetricInfo:
     lower_is_better: bool = True
     full_reference: bool = True
     in_eval: bool = True
+    rank: int = 100
+    min_size: int = 1
 
 
 MetricFn = Callable[..., float]
@@ -70,7 +75,7 @@ def register_perceptual_metric(
 
 
 def perceptual_metrics() -> dict[str, tuple[MetricFn, MetricInfo]]:
-    """``{info.key: (fn, info)}`` of every registered perceptual metric, in registration-name order."""
+    """``{info.key: (fn, info)}`` of every registered perceptual metric, in report order (``rank``, key)."""
     import paragonsr.metrics  # noqa: F401  registers the built-in metrics (and those imported there)
 
     out: dict[str, tuple[MetricFn, MetricInfo]] = {}
@@ -79,7 +84,11 @@ def perceptual_metrics() -> dict[str, tuple[MetricFn, MetricInfo]]:
         info = getattr(fn, "metric_info", None)
         if isinstance(info, MetricInfo):
             out[info.key] = (fn, info)
-    return out
+    return dict(sorted(out.items(), key=lambda kv: (kv[1][1].rank, kv[0])))
+
+
+# smallest side the networks accept (AlexNet: conv 11/4 then two 3/2 max pools; VGG16: four 2/2 max pools)
+_MIN_SIZE = {"lpips_alex": 32, "lpips_vgg": 16}
 
 
 @lru_cache(maxsize=6)
@@ -115,6 +124,11 @@ def _distance(
     a, b = prepare_pair(img, img2, crop_border, input_order, test_y=False, color_order="rgb")
     if a.shape[2] != 3:
         raise ValueError(f"{kind} needs RGB images (3 channels), got shape {np.shape(img)}")
+    least = _MIN_SIZE.get(kind, 1)
+    if min(a.shape[:2]) < least:
+        raise ValueError(
+            f"{kind} needs images of at least {least}x{least} px after the border crop, got {a.shape[1]}x{a.shape[0]}"
+        )
     net = _net(kind, None if weights_dir is None else str(weights_dir), device)
     with torch.no_grad():
         return float(net(to_tensor01(a, device), to_tensor01(b, device)).mean())
@@ -122,7 +136,9 @@ def _distance(
 
 @register_perceptual_metric(
     "calculate_lpips",
-    MetricInfo("lpips_alex", "LPIPS-alex", ("alexnet", "lpips_alex")),
+    MetricInfo(
+        "lpips_alex", "LPIPS-alex", ("alexnet", "lpips_alex"), rank=0, min_size=_MIN_SIZE["lpips_alex"]
+    ),
     aliases=("lpips", "lpips_alex", "calculate_lpips_alex"),
 )
 def calculate_lpips(
@@ -145,14 +161,14 @@ def calculate_lpips(
 
     Raises:
         WeightsError: a weight file is missing (``paragonsr weights fetch``) or fails its sha256.
-        ValueError: images of different shapes, or not RGB.
+        ValueError: images of different shapes, not RGB, or smaller than the network accepts.
     """
     return _distance("lpips_alex", img, img2, crop_border, input_order, weights_dir, device)
 
 
 @register_perceptual_metric(
     "calculate_lpips_vgg",
-    MetricInfo("lpips_vgg", "LPIPS-vgg", ("vgg16", "lpips_vgg")),
+    MetricInfo("lpips_vgg", "LPIPS-vgg", ("vgg16", "lpips_vgg"), rank=1, min_size=_MIN_SIZE["lpips_vgg"]),
     aliases=("lpips_vgg",),
 )
 def calculate_lpips_vgg(
@@ -175,13 +191,13 @@ def calculate_lpips_vgg(
 
     Raises:
         WeightsError: a weight file is missing (``paragonsr weights fetch``) or fails its sha256.
-        ValueError: images of different shapes, or not RGB.
+        ValueError: images of different shapes, not RGB, or smaller than the network accepts.
     """
     return _distance("lpips_vgg", img, img2, crop_border, input_order, weights_dir, device)
 
 
 @register_perceptual_metric(
-    "calculate_dists", MetricInfo("dists", "DISTS", ("vgg16", "dists")), aliases=("dists",)
+    "calculate_dists", MetricInfo("dists", "DISTS", ("vgg16", "dists"), rank=2), aliases=("dists",)
 )
 def calculate_dists(
     img: np.ndarray,
@@ -203,7 +219,7 @@ def calculate_dists(
 
     Raises:
         WeightsError: a weight file is missing (``paragonsr weights fetch``) or fails its sha256.
-        ValueError: images of different shapes, or not RGB.
+        ValueError: images of different shapes, not RGB, or smaller than the network accepts.
     """
     return _distance("dists", img, img2, crop_border, input_order, weights_dir, device)
 

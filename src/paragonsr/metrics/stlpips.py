@@ -41,7 +41,7 @@ def _stlpips(net: str, img: np.ndarray, img2: np.ndarray, crop_border: int, inpu
 
 @register_perceptual_metric(
     "calculate_stlpips",
-    MetricInfo("stlpips_alex", "ST-LPIPS-alex", ("stlpips_alex",)),
+    MetricInfo("stlpips_alex", "ST-LPIPS-alex", ("stlpips_alex",), rank=3, min_size=32),
     aliases=("stlpips", "stlpips_alex", "calculate_stlpips_alex"),
 )
 def calculate_stlpips(
@@ -71,7 +71,8 @@ def calculate_stlpips(
 
 @register_perceptual_metric(
     "calculate_stlpips_vgg",
-    MetricInfo("stlpips_vgg", "ST-LPIPS-vgg", ("stlpips_vgg",)),
+    # not in `paragonsr eval` by default: stride-1 VGG16 costs ~4× LPIPS-vgg on a CPU; val.metrics reach it
+    MetricInfo("stlpips_vgg", "ST-LPIPS-vgg", ("stlpips_vgg",), in_eval=False, rank=4, min_size=32),
     aliases=("stlpips_vgg",),
 )
 def calculate_stlpips_vgg(

@@ -149,26 +149,31 @@ def _pretrain_problems(opt: Options) -> list[str]:
 
 
 def _backbone_weight_problems(opt: Options, allow_download: bool) -> list[str]:
-    """A VGG ``PerceptualLoss`` with pretrained weights whose file is not in the weights folder: the loss would
-    stop the run at start. Nothing is fetched here; with ``allow_download`` the run may fetch it, so no problem."""
-    from paragonsr.weights import ALLOW_DOWNLOAD_ENV, WeightsError, WeightSource
+    """A loss on a pretrained network (VGG perceptual, LPIPS, DISTS, ...) whose weight file is not in the weights
+    folder: the loss would stop the run at start. Nothing is fetched here; with ``allow_download`` the run may
+    fetch it from the package registry, so only a missing local-only file (no registry source) is a problem."""
+    from paragonsr.losses.backbones import loss_weight_names
+    from paragonsr.weights import ALLOW_DOWNLOAD_ENV, WeightsError, WeightSource, load_manifest
+    from paragonsr.weights.core import is_fetchable
 
-    if allow_download or os.environ.get(ALLOW_DOWNLOAD_ENV) == "1":
-        return []
-    from paragonsr.registry import LOSS_REGISTRY
-
+    may_fetch = allow_download or os.environ.get(ALLOW_DOWNLOAD_ENV) == "1"
     problems = []
     for i, loss in enumerate(opt.train.losses):
         kw = loss.kwargs()
-        vgg = LOSS_REGISTRY.canonical(loss.type) == LOSS_REGISTRY.canonical("PerceptualLoss")
-        if not vgg or kw.get("pretrained", True) is False:
+        try:
+            names = loss_weight_names(loss.type, kw)
+        except (KeyError, ValueError, TypeError):  # unknown type / bad value: reported by the loss itself
             continue
         where = f"train.{loss.name}_opt" if loss.name else f"train.losses.{i}"
-        try:
-            source = WeightSource(kw.get("weights_dir"), manifest=kw.get("manifest"))
-            source.resolve(str(kw.get("vgg_type", "vgg19")))
-        except WeightsError as exc:
-            problems.append(f"{where}: {exc} Or turn the term off with --force {where}=null.")
+        source = WeightSource(kw.get("weights_dir"), manifest=kw.get("manifest"))
+        for name in sorted(names):
+            try:
+                if may_fetch and is_fetchable(load_manifest(kw.get("manifest")).get(name, {})):
+                    continue
+                source.resolve(name)
+            except WeightsError as exc:
+                problems.append(f"{where}: {exc} Or turn the term off with --force {where}=null.")
+                break
     return problems
 
 
