@@ -20,6 +20,21 @@ REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "tests" / "data" / "photos"
 SHARED_PHOTOS = Path(os.environ.get("PARAGONSR_PHOTOS", REPO.parent / "shared" / "data" / "photos"))
 
+# The weights folder the session started with (`.ci/run` fetches the real perceptual weights into it): only the
+# known-value tests read it (tests/test_perceptual_real.py). Every test otherwise sees an empty folder, so that no
+# result depends on what the user happens to have fetched (eval adds LPIPS/DISTS columns when the weights are there).
+REAL_WEIGHTS_DIR = (
+    Path(os.environ["PARAGONSR_WEIGHTS"]).expanduser()
+    if os.environ.get("PARAGONSR_WEIGHTS")
+    else Path.home() / ".cache" / "paragonsr" / "weights"
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_user_weights(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARAGONSR_WEIGHTS", str(tmp_path_factory.getbasetemp() / "empty_weights_dir"))
+
+
 # Two xdist workers on a 2-core machine: one intra-op thread each avoids oversubscription.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)

@@ -1,14 +1,16 @@
 """Known values of the perceptual losses and metrics on the real weights (fetched from the package registry).
 
-They run where the weights are present and verified (``$PARAGONSR_WEIGHTS`` or ``~/.cache/paragonsr/weights``;
-``.ci/run`` fetches them before the suite) and skip with the reason otherwise. References:
+They run where the weights are present and verified in the folder the session started with (``$PARAGONSR_WEIGHTS``
+or ``~/.cache/paragonsr/weights``; ``.ci/run`` fetches them before the suite) and skip with the reason otherwise. References:
 ``tests/data/perceptual_ref`` (README there): the LPIPS and DISTS repositories' published example values, and
 values of implementations checked against the official ones on CC photo pairs.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -18,14 +20,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from paragonsr.weights import default_weights_dir, weights_status
+from conftest import REAL_WEIGHTS_DIR
+from paragonsr.weights import weights_status
 
 REF = Path(__file__).parent / "data" / "perceptual_ref"
 VALUES = {r["dist"]: r for r in json.loads((REF / "values.json").read_text()) if r["dist"]}
 
 
 def _need(*names: str) -> Path:
-    folder = default_weights_dir()
+    folder = REAL_WEIGHTS_DIR
     status = {r["name"]: r["status"] for r in weights_status(folder)}
     absent = [n for n in names if status.get(n) != "verified"]
     if absent:
@@ -46,15 +49,15 @@ def _t(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1) / 255.0, dtype=np.float32))[None]
 
 
-def _metric(key: str):
+def _metric(key: str, folder: Path) -> Callable[[np.ndarray, np.ndarray], float]:
     from paragonsr.metrics.perceptual import perceptual_metrics
 
-    return perceptual_metrics()[key][0]  # the function `paragonsr eval` and val.metrics call
+    fn = perceptual_metrics()[key][0]  # the function `paragonsr eval` and val.metrics call
+    return functools.partial(fn, weights_dir=str(folder))
 
 
 def test_lpips_alex_matches_published_and_reference_values() -> None:
-    _need("alexnet", "lpips_alex")
-    lpips = _metric("lpips_alex")
+    lpips = _metric("lpips_alex", _need("alexnet", "lpips_alex"))
     ref = _u8("lpips_ex_ref.png")
     # LPIPS README: ref vs p0 0.722, vs p1 0.137 (published to 3 decimals)
     assert lpips(_u8("lpips_ex_p0.png"), ref) == pytest.approx(0.722, abs=1e-3)
@@ -71,7 +74,7 @@ def test_lpips_vgg_metric_and_loss_match_reference_values() -> None:
     from paragonsr.losses import build_loss
 
     folder = _need("vgg16", "lpips_vgg")
-    lpips = _metric("lpips_vgg")
+    lpips = _metric("lpips_vgg", folder)
     dist = "ref0_jpeg_q20.png"
     assert lpips(_u8(dist), _u8("ref0.png")) == pytest.approx(VALUES[dist]["lpips_vgg"], abs=1e-4)
     loss = build_loss({"type": "LPIPSLoss", "net": "vgg", "loss_weight": 2.0, "weights_dir": str(folder)})
@@ -84,7 +87,7 @@ def test_dists_matches_published_and_reference_values() -> None:
     from paragonsr.losses import build_loss
 
     folder = _need("vgg16", "dists")
-    dists = _metric("dists")
+    dists = _metric("dists", folder)
     # DISTS README example (images already resized so the shorter side is 256): 0.3347
     assert dists(_u8("dists_r1.png"), _u8("dists_r0.png")) == pytest.approx(0.3347, abs=1e-3)
     dist = "ref0_blur_r2.png"

@@ -66,6 +66,8 @@ CHAIN = {
     "default_multiscale": "classic_multiscale",
 }
 NOT_IN_CHAIN = {"fidelity", "perceptual"}  # the two-stage recipe above
+# Stage 3 (the data lever, photos + photos2): fine-tunes of a packaged model's unfused twin.
+FROM_PACKAGED = {"classic_photos2": "classic", "default_photos2": "default"}
 
 
 def _raw(name: str) -> dict:
@@ -74,7 +76,13 @@ def _raw(name: str) -> dict:
 
 def test_every_nano_config_is_in_the_chain_and_names_its_predecessor_run() -> None:
     names = {p.stem.removeprefix("2x_ParagonSR2_Nano_") for p in CONFIGS.glob("2x_ParagonSR2_Nano_*.yml")}
-    assert names - NOT_IN_CHAIN == set(CHAIN)
+    assert names - NOT_IN_CHAIN == set(CHAIN) | set(FROM_PACKAGED)
+    for name, model in FROM_PACKAGED.items():
+        raw = _raw(name)
+        assert raw["name"] == f"2x_ParagonSR2_Nano_{name}"
+        path = raw["path"]["pretrain_network_g"]
+        assert path == f"src/paragonsr/assets/models/{model}_unfused.safetensors", name
+        assert (CONFIGS.parent / path).is_file(), name
     for name, before in CHAIN.items():
         raw = _raw(name)
         assert raw["name"] == f"2x_ParagonSR2_Nano_{name}"  # its run folder is experiments/<file name>
@@ -91,7 +99,7 @@ def test_every_nano_config_is_in_the_chain_and_names_its_predecessor_run() -> No
         )
 
 
-@pytest.mark.parametrize("name", sorted(CHAIN))
+@pytest.mark.parametrize("name", sorted(CHAIN) + sorted(FROM_PACKAGED))
 def test_packaged_model_configs_run_as_written(
     name: str, tmp_path: Path, photo_paths: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -118,10 +126,13 @@ def test_packaged_model_configs_run_as_written(
         *(f"datasets.{k}.dataroot_gt={hr}" for k in vals), *(f"datasets.{k}.meta_info=~" for k in vals),
     ]  # fmt: skip
     weights = repo / "src/paragonsr/assets/models/classic_unfused.safetensors"
-    if CHAIN[name] is not None:
+    if name in FROM_PACKAGED:
+        weights = repo / raw["path"]["pretrain_network_g"]  # the packaged file it names, relative to the repo
+    starts = CHAIN.get(name) is not None or name in FROM_PACKAGED
+    if starts:
         force.append(f"path.pretrain_network_g={weights}")
     trainer = Trainer(load_options(cfg, force=force))
-    if CHAIN[name] is not None:
+    if starts:
         packaged, _ = load_state_dict(weights)
         for k, v in trainer.model.net_g.state_dict().items():
             assert torch.equal(v, packaged[k]), k
