@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, imread
+from conftest import REAL_WEIGHTS_DIR, REPO, imread
 from paragonsr.data.filter import load_config, score_tile
 from paragonsr.data.filter.gates import BRISQUE_GATE, DEFAULT_GATES
 from paragonsr.data.filter.iqa import ScorerSet
@@ -24,12 +24,13 @@ REF = REPO / "tests" / "data" / "perceptual_ref"
 @pytest.fixture(scope="module")
 def live() -> BrisqueModel:
     try:
-        return load_live_model()
+        return load_live_model(str(REAL_WEIGHTS_DIR))
     except WeightsError as exc:
         pytest.skip(f"BRISQUE LIVE model not fetched ({str(exc).splitlines()[0][:160]})")
 
 
-def test_defaults_gain_the_brisque_gate_when_the_model_is_there(live: BrisqueModel) -> None:
+def test_defaults_gain_the_brisque_gate_when_the_model_is_there(live: BrisqueModel, monkeypatch) -> None:
+    monkeypatch.setenv("PARAGONSR_WEIGHTS", str(REAL_WEIGHTS_DIR))  # the folder holding the fetched model
     cfg = load_config()
     assert [g.metric for g in cfg.gates] == [g["metric"] for g in DEFAULT_GATES] + ["brisque"]
     gate = cfg.gates[-1]

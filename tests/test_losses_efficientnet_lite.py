@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, imread
+from conftest import REAL_WEIGHTS_DIR, REPO, imread
 from paragonsr.losses import build_loss
 from paragonsr.losses.efficientnet_lite import (
     EfficientNetLite0,
@@ -22,12 +22,13 @@ from paragonsr.losses.efficientnet_lite import (
 from paragonsr.weights import WeightsError, WeightSource
 
 SAMPLES = REPO / "src" / "paragonsr" / "assets" / "samples"
+WD = str(REAL_WEIGHTS_DIR)
 FRIENDS = REPO / "tests" / "data" / "photos" / "lomiri_friends_by_Aitzol_Berasategi.jpg"
 
 
 def _weights_or_skip() -> None:
     try:
-        WeightSource().resolve("efficientnet_lite0")
+        WeightSource(REAL_WEIGHTS_DIR).resolve("efficientnet_lite0")
     except WeightsError as exc:
         pytest.skip(f"EfficientNet-Lite0 weights not fetched ({str(exc).splitlines()[0][:160]})")
 
@@ -48,7 +49,7 @@ def _rgb(path: Path, size: int | None = 224) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def classifier() -> EfficientNetLite0:
     _weights_or_skip()
-    return EfficientNetLite0()
+    return EfficientNetLite0(weights=WeightSource(REAL_WEIGHTS_DIR))
 
 
 def test_imagenet_top5_on_real_photos(classifier: EfficientNetLite0) -> None:
@@ -65,7 +66,7 @@ def test_imagenet_top5_on_real_photos(classifier: EfficientNetLite0) -> None:
 
 def test_feature_checksum_and_truncation(classifier: EfficientNetLite0) -> None:
     x = _rgb(FRIENDS, None)[..., :64, :64]
-    trunk = EfficientNetLite0("stage4")
+    trunk = EfficientNetLite0("stage4", weights=WeightSource(REAL_WEIGHTS_DIR))
     assert len(trunk._blocks) == 8 and not hasattr(trunk, "_fc")
     with torch.no_grad():
         feats = trunk.features(x)
@@ -87,7 +88,7 @@ def test_perceptual_loss_from_options() -> None:
     x = _rgb(FRIENDS, None)[..., :64, :64]
     y = x.flip(-1)
     loss = build_loss({"type": "EfficientNetLitePerceptualLoss", "loss_weight": 0.5,
-                       "layer_weights": {"stage2": 1.0, "stage3": 0.5}})  # fmt: skip
+                       "layer_weights": {"stage2": 1.0, "stage3": 0.5}, "weights_dir": WD})  # fmt: skip
     assert isinstance(loss, EfficientNetLitePerceptualLoss) and len(loss.net._blocks) == 5
     pred = x.clone().requires_grad_(True)
     out = loss(pred, y)
@@ -99,9 +100,9 @@ def test_perceptual_loss_from_options() -> None:
     out.backward()
     assert pred.grad is not None and float(pred.grad.abs().sum()) > 0
     assert float(loss(x, x)) == 0.0
-    ranged = build_loss({"type": "EfficientNetLitePerceptualLoss", "range_norm": True})
+    ranged = build_loss({"type": "EfficientNetLitePerceptualLoss", "range_norm": True, "weights_dir": WD})
     assert float(ranged(2 * x - 1, 2 * y - 1)) == pytest.approx(
-        float(build_loss({"type": "efficientnet_lite_perceptual"})(x, y)), rel=1e-6
+        float(build_loss({"type": "efficientnet_lite_perceptual", "weights_dir": WD})(x, y)), rel=1e-6
     )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, imread
+from conftest import REAL_WEIGHTS_DIR, REPO, imread
 from paragonsr.losses import build_loss
 from paragonsr.losses.stlpips import BlurDown, STLPIPSNet, convert_stlpips
 from paragonsr.metrics import calculate_metric
@@ -27,7 +27,7 @@ SHARED_REF = Path(
 
 def _net(kind: str) -> STLPIPSNet:
     try:
-        return STLPIPSNet(kind, weights=WeightSource())
+        return STLPIPSNet(kind, weights=WeightSource(REAL_WEIGHTS_DIR))
     except WeightsError as exc:
         pytest.skip(f"ST-LPIPS-{kind} weights not fetched ({str(exc).splitlines()[0][:160]})")
 
@@ -108,7 +108,7 @@ def test_stlpips_is_shift_tolerant(alex: STLPIPSNet) -> None:
 def test_stlpips_loss_and_metric_agree_with_net(alex: STLPIPSNet) -> None:
     a, b = _img(REF, "ref0.png"), _img(REF, "ref0_blur_r2.png")
     want = 0.16514  # values.json, ref0 vs blur r2
-    loss = build_loss({"type": "STLPIPSLoss", "loss_weight": 2.0})
+    loss = build_loss({"type": "STLPIPSLoss", "loss_weight": 2.0, "weights_dir": str(REAL_WEIGHTS_DIR)})
     pred = a.clone().requires_grad_(True)
     out = loss(pred, b)
     assert float(out.detach()) == pytest.approx(2 * want, abs=4e-5)
@@ -116,7 +116,9 @@ def test_stlpips_loss_and_metric_agree_with_net(alex: STLPIPSNet) -> None:
     assert pred.grad is not None and float(pred.grad.abs().sum()) > 0
     assert not any(p.requires_grad for p in loss.parameters())
     u8 = lambda t: (t[0].permute(1, 2, 0).numpy() * 255.0).round()  # noqa: E731
-    got = calculate_metric({"img": u8(a), "img2": u8(b)}, {"type": "calculate_stlpips"})
+    got = calculate_metric(
+        {"img": u8(a), "img2": u8(b)}, {"type": "calculate_stlpips", "weights_dir": str(REAL_WEIGHTS_DIR)}
+    )
     assert got == pytest.approx(want, abs=2e-5)
 
 
@@ -125,11 +127,13 @@ def test_stlpips_vgg_loss_and_metric_match_the_net(vgg: STLPIPSNet) -> None:
     with torch.no_grad():
         want = float(vgg(a, b))
     assert want > 0.01
-    assert float(build_loss({"type": "stlpips_vgg", "loss_weight": 3.0})(a, b)) == pytest.approx(
-        3 * want, rel=1e-5
-    )
+    assert float(
+        build_loss({"type": "stlpips_vgg", "loss_weight": 3.0, "weights_dir": str(REAL_WEIGHTS_DIR)})(a, b)
+    ) == pytest.approx(3 * want, rel=1e-5)
     u8 = lambda t: (t[0].permute(1, 2, 0).numpy() * 255.0).round()  # noqa: E731
-    got = calculate_metric({"img": u8(a), "img2": u8(b)}, {"type": "calculate_stlpips_vgg"})
+    got = calculate_metric(
+        {"img": u8(a), "img2": u8(b)}, {"type": "calculate_stlpips_vgg", "weights_dir": str(REAL_WEIGHTS_DIR)}
+    )
     assert got == pytest.approx(want, rel=1e-5)
 
 

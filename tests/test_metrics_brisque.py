@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, imread
+from conftest import REAL_WEIGHTS_DIR, REPO, imread
 from paragonsr.metrics import calculate_metric
 from paragonsr.metrics.brisque import (
     LIVE_ALLRANGE,
@@ -55,7 +55,7 @@ MATLAB_SCALED_0 = [-0.617264, -0.270555, -0.295875, 0.0406103, -0.778699, -0.474
 @pytest.fixture(scope="module")
 def live() -> BrisqueModel:
     try:
-        return load_live_model()
+        return load_live_model(str(REAL_WEIGHTS_DIR))
     except WeightsError as exc:
         pytest.skip(f"BRISQUE LIVE model not fetched ({str(exc).splitlines()[0][:160]})")
 
@@ -80,7 +80,9 @@ def test_images_match_reference_values(live: BrisqueModel) -> None:
         checked += 1
     assert checked == 5
     noisy = imread(REF / "ref0_noise_s10.png")[:, :, ::-1]
-    via_metric = calculate_metric({"img": noisy.astype(np.float64)}, {"type": "brisque"})
+    via_metric = calculate_metric(
+        {"img": noisy.astype(np.float64)}, {"type": "brisque", "weights_dir": str(REAL_WEIGHTS_DIR)}
+    )
     assert via_metric == pytest.approx(brisque(noisy, live), abs=1e-9)
 
 

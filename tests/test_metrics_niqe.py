@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, imread
+from conftest import REAL_WEIGHTS_DIR, REPO, imread
 from paragonsr.metrics import calculate_metric
 from paragonsr.metrics.niqe import (
     convert_niqe_npz,
@@ -33,7 +33,7 @@ BASICSR = {"ref0.png": 6.025845, "ref0_noise_s10.png": 10.202667, "ref0_blur_r2.
 @pytest.fixture(scope="module")
 def model() -> tuple[np.ndarray, np.ndarray]:
     try:
-        return load_matlab_model()
+        return load_matlab_model(str(REAL_WEIGHTS_DIR))
     except WeightsError as exc:
         pytest.skip(f"NIQE MATLAB model not fetched ({str(exc).splitlines()[0][:160]})")
 
@@ -48,9 +48,15 @@ def test_matlab_niqe_matches_basicsr_on_reference_crops(model) -> None:
     for name, want in BASICSR.items():
         assert niqe_matlab(_rgb(REF / name), mu, cov) == pytest.approx(want, abs=5e-4), name
     img = _rgb(REF / "ref0_noise_s10.png")
-    got = calculate_metric({"img": img.astype(np.float64), "img2": None}, {"type": "niqe_matlab"})
+    got = calculate_metric(
+        {"img": img.astype(np.float64), "img2": None},
+        {"type": "niqe_matlab", "weights_dir": str(REAL_WEIGHTS_DIR)},
+    )
     assert got == pytest.approx(BASICSR["ref0_noise_s10.png"], abs=5e-4)
-    gray = calculate_metric({"img": img}, {"type": "calculate_niqe_matlab", "convert_to": "gray"})
+    gray = calculate_metric(
+        {"img": img},
+        {"type": "calculate_niqe_matlab", "convert_to": "gray", "weights_dir": str(REAL_WEIGHTS_DIR)},
+    )
     assert gray != pytest.approx(got, abs=1e-3)  # rgb2gray is another luma
 
 
