@@ -1,7 +1,7 @@
 """Cost of each loss (forward + backward into the prediction) and of one discriminator step with R3GAN, side by
 side in one run. Perceptual backbones are random here (timing does not depend on the weights).
 
-    python bench/losses.py [--batch 4] [--size 128] [--reps 5] [--device cpu|cuda]
+    python bench/losses.py [--batch 4] [--size 128] [--reps 5] [--device cpu|cuda] [--losses-only]
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ LOSSES: list[dict[str, Any]] = [
     {"type": "ConvNeXtPerceptualLoss", "pretrained": False},
     {"type": "DISTSLoss", "pretrained": False},
     {"type": "LPIPSLoss", "pretrained": False},
+    {"type": "LPIPSLoss", "net": "alex", "pretrained": False},
+    {"type": "STLPIPSLoss", "pretrained": False},
+    {"type": "STLPIPSVGGLoss", "pretrained": False},
+    {"type": "EfficientNetLitePerceptualLoss", "pretrained": False},
     {"type": "ContrastiveLoss", "pretrained": False},
 ]
 
@@ -54,6 +58,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--losses-only", action="store_true", help="skip the discriminator steps")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     dev = torch.device(args.device)
@@ -63,7 +68,7 @@ def main() -> None:
     pred0 = (gt + 0.05 * torch.randn(gt.shape, generator=g).to(dev)).clamp(0, 1)
     print(f"device={dev} batch={args.batch} size={args.size} threads={torch.get_num_threads()}")
     l1_ms = None
-    print(f"{'loss':<26}{'fwd+bwd ms':>12}{'x L1':>8}")
+    print(f"{'loss':<32}{'fwd+bwd ms':>12}{'x L1':>8}")
     for opt in LOSSES:
         loss = build_loss(dict(opt)).to(dev)
 
@@ -73,8 +78,11 @@ def main() -> None:
 
         ms = timeit(step, args.reps, dev)
         l1_ms = l1_ms or ms
-        print(f"{opt['type']:<26}{ms:>12.2f}{ms / l1_ms:>8.1f}")
+        name = opt["type"] + (f"[{opt['net']}]" if "net" in opt else "")
+        print(f"{name:<32}{ms:>12.2f}{ms / l1_ms:>8.1f}")
 
+    if args.losses_only:
+        return
     print(f"\n{'D step (R3GAN)':<34}{'ms':>10}{'x no-pen':>10}")
     fake = pred0
     for name in ("munet", "unetdiscriminatorsn"):

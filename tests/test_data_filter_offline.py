@@ -46,8 +46,10 @@ def degrade(img: np.ndarray, kind: str) -> np.ndarray:
 KINDS = ("blur", "jpeg10", "noise25")
 
 
-def test_default_config_is_offline_with_the_packaged_niqe_model() -> None:
+def test_default_config_is_offline_with_the_packaged_niqe_model(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PARAGONSR_WEIGHTS", str(tmp_path))  # no BRISQUE model: the no-weights defaults
     cfg = load_config()
+    assert cfg.notes and "paragonsr weights fetch brisque_live" in cfg.notes[0]
     assert [g.metric for g in cfg.gates] == [g["metric"] for g in DEFAULT_GATES]
     assert cfg.metrics()[-1] == "niqe" and not {"arniqa", "nima", "brisque"} & set(cfg.metrics())
     assert cfg.niqe_model == str(PACKAGED_NIQE) and PACKAGED_NIQE.stat().st_size < 50_000

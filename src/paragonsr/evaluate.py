@@ -237,6 +237,8 @@ def shares_net(method: Method, key: str) -> str:
 
     if method.source.startswith("resampler:") or method.params == 0:
         return ""
+    if not perceptual_metrics()[key][1].weights:  # no network (e.g. the project-fit NIQE): nothing to share
+        return ""
     if method.train_weights is None:
         return "?"
     return "†" if method.train_weights & set(perceptual_metrics()[key][1].weights) else ""

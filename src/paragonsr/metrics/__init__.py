@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from paragonsr.metrics.brisque import calculate_brisque
+from paragonsr.metrics.niqe import calculate_niqe, calculate_niqe_matlab
 from paragonsr.metrics.perceptual import calculate_dists, calculate_lpips, calculate_lpips_vgg
 from paragonsr.metrics.psnr_ssim import (
     calculate_psnr,
@@ -19,6 +21,7 @@ from paragonsr.metrics.psnr_ssim import (
     calculate_ssim,
     calculate_ssim_pt,
 )
+from paragonsr.metrics.stlpips import calculate_stlpips, calculate_stlpips_vgg
 from paragonsr.registry import METRIC_REGISTRY
 
 
@@ -33,12 +36,17 @@ def calculate_metric(data: dict[str, Any], opt: dict[str, Any]) -> Any:
 
 __all__ = [
     "METRIC_REGISTRY",
+    "calculate_brisque",
     "calculate_dists",
     "calculate_lpips",
     "calculate_lpips_vgg",
     "calculate_metric",
+    "calculate_niqe",
+    "calculate_niqe_matlab",
     "calculate_psnr",
     "calculate_psnr_pt",
     "calculate_ssim",
     "calculate_ssim_pt",
+    "calculate_stlpips",
+    "calculate_stlpips_vgg",
 ]

@@ -36,7 +36,12 @@ if TYPE_CHECKING:
 Converter = Callable[..., "dict[str, torch.Tensor]"]
 _CONVERTERS: dict[str, Converter] = {}
 # modules that register converters on import (besides this one); imported by get_converter on a miss
-CONVERTER_MODULES: list[str] = []
+CONVERTER_MODULES: list[str] = [
+    "paragonsr.losses.stlpips",
+    "paragonsr.losses.efficientnet_lite",
+    "paragonsr.metrics.brisque",
+    "paragonsr.metrics.niqe",
+]
 
 
 def register_converter(name: str) -> Callable[[Converter], Converter]:

@@ -128,7 +128,7 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
     "blockiness": ("lower", "8×8 JPEG block-border step ratio (1 = none)"),
     "aliasing": ("lower", "spectral energy fraction near Nyquist"),
     "niqe": ("lower", "NIQE distance to a pristine model fitted on your own images"),
-    "brisque": ("lower", "BRISQUE via pyiqa (optional)"),
+    "brisque": ("lower", "BRISQUE, LIVE model (paragonsr weights fetch brisque_live)"),
     "arniqa": ("higher", "ARNIQA technical quality via pyiqa (optional)"),
     "nima": ("higher", "NIMA aesthetic score via pyiqa (optional)"),
 }

@@ -1,4 +1,9 @@
-"""Metric scorers for the filter: stage-1 heuristics, NIQE (packaged or own pristine model), optional pyiqa models.
+"""Metric scorers for the filter: stage-1 heuristics, BRISQUE (the project's implementation with the LIVE model),
+NIQE (packaged or own pristine model), optional pyiqa models.
+
+BRISQUE (:mod:`paragonsr.metrics.brisque`) reads the ``brisque_live`` model from the weights folder
+(``paragonsr weights fetch brisque_live``), or the converted file given as ``iqa_weights: {brisque: PATH}``;
+without it the metric is unavailable (its gates are skipped, with the reason in the summary).
 
 pyiqa imports torchvision (a CUDA wheel that breaks next to CPU torch here), is non-commercially licensed since
 2026 and downloads weights by default, so it is only an optional extra: imported lazily, given a local weight file
@@ -18,7 +23,7 @@ from paragonsr.data.filter.heuristics import HEURISTICS
 
 Scorer = Callable[[np.ndarray], float]
 
-PYIQA_METRICS = ("brisque", "arniqa", "nima")
+PYIQA_METRICS = ("arniqa", "nima")
 
 
 class MetricUnavailable(RuntimeError):
@@ -51,6 +56,28 @@ def _pyiqa_scorer(name: str, cfg: FilterConfig) -> Scorer:
     return score
 
 
+def _brisque_scorer(cfg: FilterConfig) -> Scorer:
+    from paragonsr.metrics.brisque import BrisqueModel, brisque, load_live_model
+    from paragonsr.weights import WeightsError
+
+    path = cfg.iqa_weights.get("brisque")
+    try:
+        model = BrisqueModel.load(path) if path else load_live_model()
+    except (WeightsError, OSError, KeyError) as exc:
+        first = str(exc).splitlines()[0]
+        raise MetricUnavailable(
+            f"brisque: LIVE model not available ({first}); run `paragonsr weights fetch brisque_live`"
+        ) from None
+
+    def score(tile: np.ndarray) -> float:
+        t = tile[..., :3] if tile.ndim == 3 else tile
+        if np.issubdtype(t.dtype, np.floating):  # float tiles are [0, 1]
+            t = np.floor(np.clip(t, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return brisque(t, model)
+
+    return score
+
+
 def make_scorer(name: str, cfg: FilterConfig) -> Scorer:
     """A callable tile -> score, or :class:`MetricUnavailable` with the reason."""
     if name in HEURISTICS:
@@ -67,6 +94,8 @@ def make_scorer(name: str, cfg: FilterConfig) -> Scorer:
         if cfg.tile_size < model.patch:
             raise MetricUnavailable(f"niqe: tile size {cfg.tile_size} < model block size {model.patch}")
         return model.score
+    if name == "brisque":
+        return _brisque_scorer(cfg)
     if name in PYIQA_METRICS:
         return _pyiqa_scorer(name, cfg)
     raise MetricUnavailable(f"{name}: unknown metric")
