@@ -65,7 +65,12 @@ CHAIN = {
     "classic_multiscale": "classic",
     "default_multiscale": "classic_multiscale",
 }
-NOT_IN_CHAIN = {"fidelity", "perceptual"}  # the two-stage recipe above
+NOT_IN_CHAIN = {
+    "fidelity",
+    "perceptual",
+    "default_qat",
+    "classic_qat",
+}  # two-stage recipe; QAT of the packaged
 
 
 def _raw(name: str) -> dict:
