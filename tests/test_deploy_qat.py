@@ -91,6 +91,20 @@ def test_learned_scales_reach_the_qdq_file(tmp_path):
     )  # biases
 
 
+def _distil(
+    student: nn.Module, teacher: nn.Module, batches: list[torch.Tensor], opt: torch.optim.Optimizer
+) -> None:
+    """60 Adam steps of L1 to the FP32 teacher's output through the fake-quant student."""
+    for step in range(60):
+        x = batches[step % len(batches)]
+        with torch.no_grad():
+            y = teacher(x)
+        loss = (student(x) - y).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def test_qat_raises_int8_score_where_ptq_fails(tmp_path):
     from paragonsr.deploy.onnx_export import export_onnx
     from paragonsr.deploy.quantize import quantize_int8
@@ -118,14 +132,12 @@ def test_qat_raises_int8_score_where_ptq_fails(tmp_path):
         ]
     )
     student.train()
-    for step in range(60):
-        x = train[step % len(train)]
-        with torch.no_grad():
-            y = teacher(x)
-        loss = (student(x) - y).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and immune to a busy machine's spin-waits
+    try:
+        _distil(student, teacher, train, opt)
+    finally:
+        torch.set_num_threads(threads)
     qat = export_qat_onnx(student.eval(), tmp_path / "qat.onnx")
     run_qat = V.onnx_runner(qat)
     qat_db = _psnr_vs(ref, [run_qat(x)[0] for x in test])
@@ -199,3 +211,29 @@ def test_int8_gate_bounds_lpips_for_perceptual_models():
     bad = V.check_int8(hr, fp32, int8, 2, lpips=fake_lpips, max_lpips_increase=5e-5)
     assert not bad.passed and "LPIPS vs ground truth rises 0.0001" in bad.detail
     assert math.isclose(bad.value, ok.value)  # PSNR part unchanged: LPIPS alone refuses it
+
+
+def test_export_gate_refuses_a_qat_model_that_loses_too_much(tmp_path):
+    import json
+
+    from paragonsr.deploy.release import ExportOptions, export_release
+
+    rng = np.random.default_rng(2)
+    twin = outlier_net()
+    twin.scale, twin.in_ch = 2, 3  # what export_release reads from registered archs
+    qat = prepare_qat(outlier_net(), smooth_batch(rng, 1))
+    calibrate_ranges(qat, [smooth_batch(rng)])
+    last = [m for m in qat.modules() if isinstance(m, QConv2d)][-1].aq_out
+    assert last is not None
+    last.set_range(0.0, 0.02)  # a "learned" output range that clips almost everything
+    images = [
+        (f"im{i}", V.parity_inputs(rng, (1, 3, 64, 64), "image")[0].transpose(1, 2, 0)) for i in range(2)
+    ]
+    opts = ExportOptions(int8=True, lr_crop=24, sizes=((24, 20),), latency_size=0)
+    res = export_release(twin, tmp_path, "m", images, options=opts, log=lambda s: None, qat_model=qat)
+    assert not res.ok and "int8" not in res.artifacts and not (tmp_path / "m_int8.onnx").exists()
+    gate = next(g for g in res.gates if g.name == "int8")
+    assert not gate.passed and gate.extra["drop_db"] > 0.3 and "--force-int8" in res.refused[0]
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["int8_settings"]["calibration"] == "QAT (learned scales)"
+    assert card["int8_settings"]["calibration_crops"] == 0

@@ -65,12 +65,8 @@ CHAIN = {
     "classic_multiscale": "classic",
     "default_multiscale": "classic_multiscale",
 }
-NOT_IN_CHAIN = {
-    "fidelity",
-    "perceptual",
-    "default_qat",
-    "classic_qat",
-}  # two-stage recipe; QAT of the packaged
+# the two-stage recipe above; QAT fine-tunes of the packaged models
+NOT_IN_CHAIN = {"fidelity", "perceptual", "default_qat", "classic_qat"}
 
 
 def _raw(name: str) -> dict:
