@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -42,11 +43,12 @@ def outlier_net(seed: int = 0) -> nn.Module:
         nn.Conv2d(8, 12, 3, padding=1),
         nn.PixelShuffle(2),
     )
+    first, mid, last = (cast(nn.Conv2d, net[i]) for i in (0, 2, 4))
     with torch.no_grad():
-        net[0].weight[0] *= 100
-        net[0].bias[0] *= 100
-        net[2].weight[:, 0] /= 100
-        net[4].weight *= 8
+        first.weight[0] *= 100
+        cast(torch.Tensor, first.bias)[0] *= 100
+        mid.weight[:, 0] /= 100
+        last.weight *= 8
     return net.eval()
 
 
@@ -166,7 +168,7 @@ def test_fp32_twin_state_and_key_detection():
 def test_prepare_refuses_unfused_paragonsr2_and_keeps_mks_float():
     from paragonsr.archs import build_arch
 
-    net = build_arch("paragonsr2_nano", scale=2, num_feat=8, num_groups=1, num_blocks=1, hr_blocks=1)
+    net: Any = build_arch("paragonsr2_nano", scale=2, num_feat=8, num_groups=1, num_blocks=1, hr_blocks=1)
     with pytest.raises(ValueError, match="fuse_for_release"):
         prepare_qat(net, torch.rand(1, 3, 8, 8))
     prepare_qat(net.fuse_for_release(), torch.rand(1, 3, 8, 8))
@@ -184,7 +186,7 @@ def test_ptq_keeps_the_image_residual_add_float(tmp_path):
     from paragonsr.deploy.quantize import keep_float_scopes, quantize_int8
 
     torch.manual_seed(0)
-    net = build_arch("paragonsr2_nano", scale=2, num_feat=8, num_groups=1, num_blocks=1, hr_blocks=1)
+    net: Any = build_arch("paragonsr2_nano", scale=2, num_feat=8, num_groups=1, num_blocks=1, hr_blocks=1)
     net.fuse_for_release()
     fp32 = export_onnx(net, tmp_path / "f.onnx")
     rng = np.random.default_rng(0)
@@ -219,7 +221,7 @@ def test_export_gate_refuses_a_qat_model_that_loses_too_much(tmp_path):
     from paragonsr.deploy.release import ExportOptions, export_release
 
     rng = np.random.default_rng(2)
-    twin = outlier_net()
+    twin: Any = outlier_net()
     twin.scale, twin.in_ch = 2, 3  # what export_release reads from registered archs
     qat = prepare_qat(outlier_net(), smooth_batch(rng, 1))
     calibrate_ranges(qat, [smooth_batch(rng)])
