@@ -239,3 +239,40 @@ def test_export_gate_refuses_a_qat_model_that_loses_too_much(tmp_path):
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["int8_settings"]["calibration"] == "QAT (learned scales)"
     assert card["int8_settings"]["calibration_crops"] == 0
+
+
+@pytest.mark.parametrize("name", ["default", "classic"])
+def test_packaged_int8_matches_its_qat_checkpoint_and_fp32_twin(name, photo_crop):
+    import hashlib
+    import json
+
+    from paragonsr.deploy.qat import load_qat_checkpoint
+    from paragonsr.infer import default_model_path
+
+    twin_path, int8_path = default_model_path(f"{name}.safetensors"), default_model_path(f"{name}_int8.onnx")
+    qat_path = default_model_path(f"{name}_qat.safetensors")
+    if twin_path is None or int8_path is None or qat_path is None:
+        pytest.skip(f"this install has no packaged {name} INT8 files")
+    manifest = json.loads((twin_path.parent / "manifest.json").read_text())
+    assert manifest[f"{name}_int8.onnx"]["fp32_twin"] == f"{name}.safetensors"
+    assert manifest[f"{name}_int8.onnx"]["gate"]["drop_db"] <= V.INT8_MAX_DROP_DB
+    assert hashlib.sha256(int8_path.read_bytes()).hexdigest() == manifest[f"{name}_int8.onnx"]["sha256"]
+    pair = load_qat_checkpoint(qat_path)
+    assert pair is not None
+    qat, twin = pair
+    from paragonsr.checkpoint import load_state_dict
+
+    shipped, _ = load_state_dict(twin_path)
+    assert all(
+        torch.equal(v, shipped[k]) for k, v in twin.state_dict().items()
+    )  # the twin IS the shipped model
+    # the learned weight scales of the checkpoint are the ones in the file
+    scales = [m.wq.scale().detach().numpy() for m in qat.modules() if isinstance(m, QConv2d)]
+    read = read_qdq_scales(int8_path)["weight"]
+    assert len(read) == len(scales)
+    for got in read:
+        assert any(s.shape == got.shape and np.allclose(s, got, rtol=1e-6) for s in scales)
+    lr = V.downscale(photo_crop, 2)
+    fp32 = V.torch_runner(twin)(V._chw(lr))[0]
+    int8 = V.onnx_runner(int8_path)(V._chw(lr))[0]
+    assert V.psnr(fp32.transpose(1, 2, 0), int8.transpose(1, 2, 0)) >= 45.0
