@@ -65,11 +65,9 @@ CHAIN = {
     "classic_multiscale": "classic",
     "default_multiscale": "classic_multiscale",
 }
-NOT_IN_CHAIN = {
-    "fidelity",
-    "perceptual",
-    "perceptual_default",
-}  # the two-stage recipe above; the CPU perceptual recipe: test_train_perceptual_recipe.py
+# the two-stage recipe above; the CPU perceptual recipe (test_train_perceptual_recipe.py); QAT fine-tunes of the
+# packaged models
+NOT_IN_CHAIN = {"fidelity", "perceptual", "perceptual_default", "default_qat", "classic_qat"}
 # Stage 3 (the data lever, photos + photos2): fine-tunes of a packaged model's unfused twin.
 FROM_PACKAGED = {"classic_photos2": "classic", "default_photos2": "default"}
 

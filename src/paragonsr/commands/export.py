@@ -40,7 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write verified NCNN .param/.bin pairs (fp32 and fp16 storage) for upscayl/chaiNNer under OUTPUT/models "
         "(needs: pip install 'paragonsr[ncnn]')",
     )
-    parser.add_argument("--int8", action="store_true", help="also write a QDQ INT8 ONNX (needs --calib)")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write a QDQ INT8 ONNX: calibrated on --calib, or with the scales of a QAT checkpoint "
+        "(model_type: QATModel), gated against its FP32 twin",
+    )
     parser.add_argument("--calib", type=Path, help="folder of images for INT8 calibration and verification")
     parser.add_argument(
         "--verify-images", type=Path, help="folder of images for verification (default: the --calib images)"
@@ -61,6 +66,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STEPS",
         help="re-settle ParagonSR2's tracked kernels on --calib crops for STEPS batches before fusing "
         "(default 0: keep the kernels the checkpoint trained)",
+    )
+    parser.add_argument(
+        "--verify-whole",
+        action="store_true",
+        help="verify on whole images (LR = each image downscaled) instead of --crop centre crops",
+    )
+    parser.add_argument(
+        "--perceptual",
+        action="store_true",
+        help="a perceptual (GAN) model: the INT8 gate also bounds the LPIPS increase (<= 0.003) when LPIPS "
+        "weights are available",
     )
     parser.add_argument("--max-images", type=int, default=8, help="use at most this many images per folder")
     parser.add_argument("--crop", type=int, default=48, help="LR side of calibration/verification crops")
@@ -101,11 +117,9 @@ def _load_folder(folder: Path | None, limit: int, min_side: int) -> list[tuple[s
 
 def run(args: argparse.Namespace) -> int:
     from paragonsr.checkpoint import CheckpointError, load_model
+    from paragonsr.deploy.qat import load_qat_checkpoint
     from paragonsr.deploy.release import ExportError, ExportOptions, export_release
 
-    if args.int8 and args.calib is None:
-        print("error: --int8 needs calibration images: --calib DIR", file=sys.stderr)
-        return EXIT_ERROR
     if args.ncnn:  # before the long export: the NCNN step needs the converter and the runtime
         import importlib.util
 
@@ -119,9 +133,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --opset {args.opset} is too old; use 17 or newer", file=sys.stderr)
         return EXIT_ERROR
     try:
-        model = load_model(args.model, arch=args.arch, device="cpu")
-    except (CheckpointError, FileNotFoundError, KeyError) as exc:
+        pair = None if args.arch else load_qat_checkpoint(args.model)
+        qat_model, model = (
+            pair if pair is not None else (None, load_model(args.model, arch=args.arch, device="cpu"))
+        )
+    except (CheckpointError, FileNotFoundError, KeyError, ValueError) as exc:
         print(f"error: cannot load {args.model}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if qat_model is not None:
+        print(
+            f"note: {args.model} is a QAT checkpoint: INT8 keeps its learned scales, FP32/FP16 are its FP32 twin"
+        )
+    if args.int8 and args.calib is None and (qat_model is None or args.verify_images is None):
+        need = "--verify-images DIR (or --calib DIR)" if qat_model is not None else "--calib DIR"
+        print(f"error: --int8 needs {'verification' if qat_model is not None else 'calibration'} images: {need}",
+              file=sys.stderr)  # fmt: skip
         return EXIT_ERROR
     if getattr(model, "checkpoint_meta", {}).get("fused"):
         print(f"note: {args.model} is already fused; exporting it as is")
@@ -130,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         calib = _load_folder(args.calib, args.max_images, min_side)
         verify = _load_folder(args.verify_images, args.max_images, min_side) if args.verify_images else calib
+        if not calib and qat_model is not None:
+            calib = verify  # only FP16/fuse checks use them: QAT scales are not recalibrated
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -145,10 +173,14 @@ def run(args: argparse.Namespace) -> int:
         latency_size=max(0, args.latency_size),
         latency_runs=args.latency_runs,
         ncnn=args.ncnn,
+        verify_whole=args.verify_whole,
+        perceptual=args.perceptual,
     )
     name = args.name or args.model.stem
     try:
-        result = export_release(model, args.output, name, verify, calib_images=calib, options=options)
+        result = export_release(
+            model, args.output, name, verify, calib_images=calib, options=options, qat_model=qat_model
+        )
     except (ExportError, RuntimeError, ValueError) as exc:
         print(f"error: export failed: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -37,6 +37,20 @@ def keep_float_scopes(model: nn.Module) -> tuple[str, ...]:
     return tuple(scopes)
 
 
+def float_closure(nodes: Sequence[Any], keep_float: Sequence[str]) -> list[str]:
+    """Names of the nodes INT8 leaves in float: those inside a ``keep_float`` scope and everything downstream of
+    them (the image-residual add and the output: an image-range tensor quantised to uint8 costs ~1/255 rms, most of
+    the 0.3 dB budget of a ~42 dB model; measured on the packaged default x2, 5 held-out photos, 384 px crops:
+    minmax 0.66 dB -> 0.40 dB, percentile 0.32 dB). Graph order is topological (ONNX requires it)."""
+    floating: set[str] = set()
+    out: list[str] = []
+    for n in nodes:
+        if (keep_float and any(k in n.name for k in keep_float)) or any(i in floating for i in n.input):
+            out.append(n.name)
+            floating.update(n.output)
+    return out
+
+
 def _calibration_reader_base() -> type:
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -80,8 +94,9 @@ def quantize_int8(
     ``method``: "minmax" (default; SR outputs need the full range, so clipping outliers hurts more than the
     coarser step), "percentile" or "entropy". ``exclude_first_last`` keeps the first and last Conv in float,
     the usual remedy when the image-domain layers dominate the error. Nodes whose name contains any of
-    ``keep_float`` stay in float: pass ``keep_float_scopes(model)`` for the exported model, the submodules its
-    architecture declares fixed-function (ParagonSR2's image-space MKS upsampler); default none.
+    ``keep_float`` stay in float, and so does everything downstream of them (:func:`float_closure`): pass
+    ``keep_float_scopes(model)`` for the exported model, the submodules its architecture declares fixed-function
+    (ParagonSR2's image-space MKS upsampler); default none.
     """
     import onnx
 
@@ -112,7 +127,7 @@ def quantize_int8(
         # inference is enough for conv nets.
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         nodes = onnx.load(str(pre)).graph.node
-        nodes_to_exclude = [n.name for n in nodes if any(k in n.name for k in keep_float)]
+        nodes_to_exclude = float_closure(nodes, keep_float)
         if exclude_first_last:
             convs = [n.name for n in nodes if n.op_type == "Conv"]
             nodes_to_exclude += convs[:1] + convs[-1:]

@@ -43,6 +43,10 @@ class ExportOptions:
     latency_runs: int = 3
     save_fused: bool = True
     ncnn: bool = False  # also write verified NCNN pairs (fp32 + fp16 storage) under <out>/models/
+    verify_whole: bool = False  # verify on whole images (LR = the downscaled image) instead of centre crops
+    perceptual: bool = (
+        False  # a GAN model: the INT8 gate also bounds the LPIPS increase (when LPIPS is available)
+    )
 
 
 @dataclass
@@ -84,6 +88,51 @@ def _refuse_non_finite(model: nn.Module, lrs: Sequence[np.ndarray], name: str) -
             )
 
 
+def _int8_step(
+    res: ExportResult,
+    opt: ExportOptions,
+    name: str,
+    fused: nn.Module,
+    fp32: Path,
+    fp32_out: list[np.ndarray],
+    vset: V.VerifySet,
+    calib: list[np.ndarray],
+    scale: int,
+    qat_model: nn.Module | None,
+    log: Callable[[str], None],
+) -> None:
+    """Write ``<name>_int8.onnx`` (QAT scales, or PTQ calibration) if it passes the INT8 gate (or is forced)."""
+    i8 = res.out_dir / f"{name}_int8.onnx"
+    tmp8 = res.out_dir / f".{name}_int8.onnx.verifying"
+    if qat_model is not None:
+        from paragonsr.deploy.qat_onnx import export_qat_onnx
+
+        log("[4/5] INT8 ONNX (QDQ with the scales learned by QAT; gated against its FP32 twin)")
+        export_qat_onnx(qat_model, tmp8, opset=opt.opset, metadata={"name": name})
+    elif not calib:
+        res.refused.append(f"{i8.name} not written: INT8 needs calibration images (--calib DIR)")
+        return
+    else:
+        log(
+            f"[4/5] INT8 ONNX (QDQ, per-channel weights, {opt.int8_method} calibration on {len(calib)} crops)"
+        )
+        quantize_int8(fp32, tmp8, calib, method=opt.int8_method, keep_float=keep_float_scopes(fused))
+    lpips = None
+    if opt.perceptual:
+        lpips, why = V.lpips_metric()
+        if lpips is None:
+            log(f"      note: LPIPS not available ({why}); the INT8 gate checks PSNR only")
+    gate = V.check_int8(vset.hr, fp32_out, V.run_all(V.onnx_runner(tmp8), vset.lr), scale, lpips=lpips)
+    res.gates.append(gate)
+    log(f"      {gate}")
+    if _gate_or_remove(gate, tmp8, i8, force=opt.force_int8):
+        res.artifacts["int8"] = i8
+        if not gate.passed:
+            log("      written anyway (--force-int8)")
+    else:
+        res.refused.append(f"{i8.name} not written: {gate.detail} (use --force-int8 to write it anyway)")
+
+
 def export_release(
     model: nn.Module,
     out_dir: str | Path,
@@ -92,12 +141,17 @@ def export_release(
     calib_images: Sequence[tuple[str, np.ndarray]] | None = None,
     options: ExportOptions | None = None,
     log: Callable[[str], None] = print,
+    qat_model: nn.Module | None = None,
 ) -> ExportResult:
     """Export ``model`` to ``out_dir`` as ``<name>_fused.safetensors``, ``<name>_fp32.onnx`` (+ fp16/int8).
 
     ``images``: (name, HWC float RGB) used for verification (centre crops) and, unless ``calib_images`` is
     given, for INT8 calibration (random crops). Without images a synthetic test card is used for the FP16
     check and INT8 is refused.
+
+    ``qat_model``: the quantization-aware-trained twin of ``model`` (``model`` is then its FP32 twin, see
+    :func:`paragonsr.deploy.qat.load_qat_checkpoint`): the INT8 file is written from its learned scales
+    (:func:`paragonsr.deploy.qat_onnx.export_qat_onnx`, no calibration) and gated against ``model``.
     """
     opt = options or ExportOptions()
     out = Path(out_dir)
@@ -109,7 +163,7 @@ def export_release(
     calib_src = list(calib_images) if calib_images is not None else list(images)
     calib = V.make_calib_inputs([im for _, im in calib_src], scale, in_ch, opt.lr_crop, opt.calib_per_image)
     out_ch = int(getattr(model, "out_ch", in_ch))
-    vset = V.make_verify_set(verify_imgs, scale, in_ch, opt.lr_crop, out_ch)
+    vset = V.make_verify_set(verify_imgs, scale, in_ch, 0 if opt.verify_whole else opt.lr_crop, out_ch)
 
     log(f"[1/5] fusing {getattr(model, 'arch_name', type(model).__name__)} (x{scale})")
     _refuse_non_finite(model, vset.lr, name)
@@ -156,26 +210,7 @@ def export_release(
             res.refused.append(f"{fp16.name} not written: {gate.detail}")
 
     if opt.int8:
-        log(
-            f"[4/5] INT8 ONNX (QDQ, per-channel weights, {opt.int8_method} calibration on {len(calib)} crops)"
-        )
-        i8 = out / f"{name}_int8.onnx"
-        if not calib:
-            res.refused.append(f"{i8.name} not written: INT8 needs calibration images (--calib DIR)")
-        else:
-            tmp8 = out / f".{name}_int8.onnx.verifying"
-            quantize_int8(fp32, tmp8, calib, method=opt.int8_method, keep_float=keep_float_scopes(fused))
-            gate = V.check_int8(vset.hr, fp32_out, V.run_all(V.onnx_runner(tmp8), vset.lr), scale)
-            res.gates.append(gate)
-            log(f"      {gate}")
-            if _gate_or_remove(gate, tmp8, i8, force=opt.force_int8):
-                res.artifacts["int8"] = i8
-                if not gate.passed:
-                    log("      written anyway (--force-int8)")
-            else:
-                res.refused.append(
-                    f"{i8.name} not written: {gate.detail} (use --force-int8 to write it anyway)"
-                )
+        _int8_step(res, opt, name, fused, fp32, fp32_out, vset, calib, scale, qat_model, log)
 
     # Same-named FP16/INT8 files from an earlier export that this run did not make: never deleted (they are the
     # user's files), but flagged so nobody ships them as part of this release.
@@ -260,8 +295,8 @@ def export_release(
             "format": "QDQ",
             "weights": "int8, per-channel, symmetric",
             "activations": "uint8, per-tensor, asymmetric",
-            "calibration": opt.int8_method,
-            "calibration_crops": len(calib),
+            "calibration": "QAT (learned scales)" if qat_model is not None else opt.int8_method,
+            "calibration_crops": 0 if qat_model is not None else len(calib),
             "kept_float": list(keep_float_scopes(fused)),
         }
         if opt.int8

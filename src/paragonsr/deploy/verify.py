@@ -3,7 +3,8 @@
 - FP32 ONNX vs the PyTorch eval model on several sizes (odd ones included): max abs diff <= 1e-4.
 - FP16 ONNX vs FP32 ONNX: PSNR >= 45 dB on the verification images.
 - INT8 ONNX: PSNR vs ground truth (LR made by downscaling the images) within 0.3 dB of FP32, and >= 40 dB
-  against the FP32 output.
+  against the FP32 output; for a perceptual (GAN) model also LPIPS vs ground truth up by <= 0.003 (when the LPIPS
+  weights are available).
 Images are float32 RGB (or gray) HWC in [0, 1]; models take NCHW.
 """
 
@@ -23,6 +24,7 @@ FP32_MAX_ABS = 1e-4
 FP16_MIN_PSNR = 45.0
 INT8_MAX_DROP_DB = 0.3
 INT8_MIN_PSNR_VS_FP32 = 40.0
+INT8_MAX_LPIPS_INCREASE = 0.003  # perceptual (GAN) models: PSNR alone misjudges them
 PSNR_CAP = 100.0  # identical outputs; keeps JSON finite
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((24, 20), (33, 17), (48, 64))
 
@@ -119,7 +121,8 @@ def make_verify_set(
     lr_size: int = 48,
     out_ch: int | None = None,
 ) -> VerifySet:
-    """Centre crops (HR side lr_size*scale) of each image and their downscaled LR versions.
+    """Centre crops (HR side lr_size*scale) of each image and their downscaled LR versions; ``lr_size`` 0 keeps
+    whole images (cut to a multiple of ``scale``).
 
     LR crops have the model's ``in_ch`` channels, HR (ground truth) crops its ``out_ch`` (default ``in_ch``),
     so 1 -> 3 and 3 -> 1 models are compared with a ground truth of their own output's kind."""
@@ -127,6 +130,12 @@ def make_verify_set(
     out = VerifySet([], [], [])
     for name, img in images:
         h, w = img.shape[:2]
+        if lr_size == 0:
+            crop = np.ascontiguousarray(img[: h - h % scale, : w - w % scale])
+            out.hr.append(to_model_channels(crop, out_ch or in_ch))
+            out.lr.append(downscale(to_model_channels(crop, in_ch), scale))
+            out.names.append(name)
+            continue
         if h < hr_size or w < hr_size:
             raise ValueError(f"{name}: {w}x{h} is smaller than the {hr_size}x{hr_size} verification crop")
         top, left = (h - hr_size) // 2, (w - hr_size) // 2
@@ -289,6 +298,23 @@ def check_fp16(
     )
 
 
+def lpips_metric() -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, str]:
+    """(LPIPS of two HWC RGB images in [0, 1], "") through :func:`paragonsr.metrics.perceptual.calculate_lpips`,
+    or (None, reason) when the metric or its weights are not available here."""
+    try:
+        from paragonsr.metrics.perceptual import calculate_lpips
+
+        probe = np.zeros((16, 16, 3), np.float32)
+        calculate_lpips(probe, probe)
+    except Exception as exc:  # missing weights / optional package: the gate says so instead of failing
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+    def run(a: np.ndarray, b: np.ndarray) -> float:
+        return float(calculate_lpips(np.clip(a, 0, 1) * 255.0, np.clip(b, 0, 1) * 255.0))
+
+    return run, ""
+
+
 def check_int8(
     hr: Sequence[np.ndarray],
     fp32: Sequence[np.ndarray],
@@ -296,8 +322,14 @@ def check_int8(
     scale: int,
     max_drop: float = INT8_MAX_DROP_DB,
     min_vs_fp32: float = INT8_MIN_PSNR_VS_FP32,
+    lpips: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    max_lpips_increase: float = INT8_MAX_LPIPS_INCREASE,
 ) -> GateResult:
-    """INT8 gate: quality vs ground truth may drop by <= max_drop dB, and the output must stay close to FP32."""
+    """INT8 gate: quality vs ground truth may drop by <= max_drop dB, and the output must stay close to FP32.
+
+    ``hr``: HWC ground truth; ``fp32`` / ``int8``: CHW outputs, same order. ``lpips`` (HWC, HWC in [0, 1] -> float,
+    see :func:`lpips_metric`), for perceptual models: the mean LPIPS vs ground truth may rise by at most
+    ``max_lpips_increase``."""
     shave = scale
     gt_fp32 = float(np.mean([psnr(o.transpose(1, 2, 0), g, shave) for o, g in zip(fp32, hr)]))
     gt_int8 = float(np.mean([psnr(o.transpose(1, 2, 0), g, shave) for o, g in zip(int8, hr)]))
@@ -309,6 +341,14 @@ def check_int8(
     if vs_fp32 < min_vs_fp32:
         reasons.append(f"PSNR vs FP32 output is {vs_fp32:.2f} dB (need >= {min_vs_fp32} dB)")
     detail = f"GT PSNR fp32 {gt_fp32:.2f} dB, int8 {gt_int8:.2f} dB (drop {drop:+.2f} dB); int8 vs fp32 {vs_fp32:.2f} dB"
+    extra: dict[str, Any] = {}
+    if lpips is not None:
+        lp32 = float(np.mean([lpips(o.transpose(1, 2, 0), g) for o, g in zip(fp32, hr)]))
+        lp8 = float(np.mean([lpips(o.transpose(1, 2, 0), g) for o, g in zip(int8, hr)]))
+        extra = {"lpips_gt_fp32": lp32, "lpips_gt_int8": lp8, "lpips_increase": lp8 - lp32}
+        detail += f"; LPIPS fp32 {lp32:.4f}, int8 {lp8:.4f} ({lp8 - lp32:+.4f})"
+        if lp8 - lp32 > max_lpips_increase:
+            reasons.append(f"LPIPS vs ground truth rises {lp8 - lp32:.4f} (limit {max_lpips_increase})")
     if reasons:
         detail += " — refused: " + "; ".join(reasons)
     return GateResult(
@@ -317,5 +357,11 @@ def check_int8(
         drop,
         max_drop,
         detail,
-        {"psnr_gt_fp32_db": gt_fp32, "psnr_gt_int8_db": gt_int8, "psnr_vs_fp32_db": vs_fp32, "drop_db": drop},
+        {
+            "psnr_gt_fp32_db": gt_fp32,
+            "psnr_gt_int8_db": gt_int8,
+            "psnr_vs_fp32_db": vs_fp32,
+            "drop_db": drop,
+            **extra,
+        },
     )

@@ -38,6 +38,7 @@ from paragonsr.train.option_types import (
     NetworkOpt,
     NetworkUnion,
 )
+from paragonsr.train.qat_options import QATOpt
 
 __all__ = [
     "AdamOpt", "AdamWOpt", "ConstantLROpt", "CosineAnnealingLROpt", "DistOpt", "LoggerOpt", "LossOpt", "MetricOpt",
@@ -92,6 +93,9 @@ class TrainOpt(Section):
     )
     losses: list[LossUnion] = Field(
         default_factory=list, description="traiNNer style list; *_opt keys add to it"
+    )
+    qat: QATOpt | None = Field(
+        None, description="quantization-aware fine-tuning settings (model_type: QATModel)"
     )
 
     @model_validator(mode="before")
@@ -254,4 +258,5 @@ class Options(Section, RealESRGANTopKeys):  # type: ignore[misc, valid-type]
 
 def _import_models() -> None:
     # the model classes register themselves; they import this module, so they are imported on first use
-    import paragonsr.train.gan_model  # noqa: F401
+    import paragonsr.train.gan_model
+    import paragonsr.train.qat  # noqa: F401
