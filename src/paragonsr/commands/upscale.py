@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import glob
 import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,7 +69,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="auto: bf16+channels_last on CPUs with native bf16, bf16/fp16 on CUDA, else fp32",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--backend", choices=("torch", "onnx"), help="default: onnx for .onnx files, else torch")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        help="default $PARAGONSR_BACKEND, else auto: onnx for .onnx files; for torch models on the CPU the "
+        "faster of torch and ONNX Runtime, measured once per model and machine and cached",
+    )
     p.add_argument("--provider", help="ONNX Runtime execution provider (cpu, cuda, tensorrt, directml, ...)")
     p.add_argument(
         "--gray-mode", choices=("per_channel", "y"), default="per_channel", help="RGB into 1-ch models"
@@ -157,7 +163,13 @@ def make_backend(args: argparse.Namespace) -> Any:
             )
     hint = int(args.scale) if args.scale and float(args.scale).is_integer() else None
     return load_backend(
-        model, args.backend or "torch", args.device, args.precision, args.provider, args.arch, hint
+        model,
+        args.backend or os.environ.get("PARAGONSR_BACKEND") or "auto",
+        args.device,
+        args.precision,
+        args.provider,
+        args.arch,
+        hint,
     )
 
 

@@ -141,7 +141,12 @@ class TorchBackend:
             self.precision, self.channels_last = "fp32", False
             self.model = self.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
             y = self._run(x)
-        return y.to("cpu").contiguous()
+        y = y.to("cpu")
+        # channels_last output stays so: the tiler accumulates into a channels_last (HWC) image and an untiled
+        # result is viewed as HWC, so converting to NCHW here would be one more copy of every output pixel.
+        if not (y.is_contiguous() or y.is_contiguous(memory_format=torch.channels_last)):
+            y = y.contiguous()
+        return y
 
     def __repr__(self) -> str:
         name = getattr(self.model, "arch_name", type(self.model).__name__)
@@ -187,6 +192,9 @@ def load_backend(
 ) -> Backend:
     """Backend for a model file: ``.onnx`` (or ``backend="onnx"``) -> OnnxBackend, else a torch checkpoint.
 
+    ``backend="auto"``: ``.onnx`` files run in ONNX Runtime; a torch checkpoint on the CPU runs with whichever of
+    torch (NCHW or channels_last) and ONNX Runtime measured fastest for this model on this machine (measured once,
+    cached: :mod:`paragonsr.infer.calibrate`), and carries the measured ``tile_rates`` for the tiler.
     ``scale_hint`` fills in the scale for checkpoints whose metadata and weights do not record it.
     """
     path = str(model_path)
@@ -213,8 +221,12 @@ def load_backend(
                 )
             provider = dev.type
         return OnnxBackend(path, provider=provider)
+    if backend == "auto":
+        from paragonsr.infer.auto import auto_backend
+
+        return auto_backend(path, device, precision, arch=arch, scale_hint=scale_hint)
     if backend != "torch":
-        raise ValueError(f"unknown backend '{backend}' (use torch or onnx)")
+        raise ValueError(f"unknown backend '{backend}' (use auto, torch or onnx)")
     from paragonsr.checkpoint import load_model
 
     model = load_model(path, arch=arch, device="cpu", scale_hint=scale_hint)
