@@ -175,9 +175,10 @@ def test_auto_backend_measures_once_then_uses_the_cache(monkeypatch: pytest.Monk
     assert calls == [] and type(again).__name__ == "OnnxBackend" and again.tile_rates == b.tile_rates
     # A pinned precision is a separate cache entry, and ONNX Runtime (fp32 only) does not compete for it.
     pinned: Any = auto_backend(str(path), "cpu", "fp32", measure=fake_measure(table, calls), log=logs.append)
-    assert isinstance(pinned, TorchBackend) and pinned.channels_last and pinned.precision == "fp32"
+    assert type(pinned) is TorchBackend and pinned.channels_last and pinned.precision == "fp32"
     assert "onnx:fp32" not in {c[0] for c in calls}
-    assert any("--precision fp32" in n for n in pinned.calibration.notes)
+    notes: list[str] = getattr(pinned, "calibration").notes  # noqa: B009 - set on the instance
+    assert any("--precision fp32" in n for n in notes)
 
 
 # --- parity with the old path -------------------------------------------------------------------------------------
@@ -189,8 +190,9 @@ def parity_image() -> np.ndarray:
     base = rng.random((14, 18, 3)).astype(np.float32)
     import cv2
 
-    smooth = cv2.resize(base, (90, 70), interpolation=cv2.INTER_CUBIC)  # photo-like: smooth + detail
-    return np.clip(smooth + 0.05 * rng.standard_normal(smooth.shape).astype(np.float32), 0, 1)
+    smooth = np.asarray(cv2.resize(base, (90, 70), interpolation=cv2.INTER_CUBIC), np.float32)
+    noise = 0.05 * rng.standard_normal(smooth.shape)  # photo-like: smooth + detail
+    return np.clip(smooth + noise, 0, 1).astype(np.float32)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -205,7 +207,9 @@ def test_every_backend_and_tile_choice_matches_the_old_path(
     monkeypatch.setattr(auto, "resolve_precision", lambda p, d: "fp32")
     path = default_model_path()
     assert path is not None
-    ref, _ = Upscaler(TorchBackend(load_model(str(path)), "cpu", "fp32", channels_last=False), 0)(parity_image)
+    ref, _ = Upscaler(TorchBackend(load_model(str(path)), "cpu", "fp32", channels_last=False), 0)(
+        parity_image
+    )
     names = ["torch:fp32:nchw", "torch:fp32:cl"]
     if auto.onnx_available() is None:
         names.append("onnx:fp32")

@@ -72,8 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
         choices=("auto", "torch", "onnx"),
-        help="default $PARAGONSR_BACKEND, else auto: onnx for .onnx files; for torch models on the CPU the "
-        "faster of torch and ONNX Runtime, measured once per model and machine and cached",
+        default=os.environ.get("PARAGONSR_BACKEND") or "auto",
+        help="auto (default, or $PARAGONSR_BACKEND): onnx for .onnx files; for torch models on the CPU the faster "
+        "of torch and ONNX Runtime, measured once per model and machine and cached",
     )
     p.add_argument("--provider", help="ONNX Runtime execution provider (cpu, cuda, tensorrt, directml, ...)")
     p.add_argument(
@@ -163,13 +164,7 @@ def make_backend(args: argparse.Namespace) -> Any:
             )
     hint = int(args.scale) if args.scale and float(args.scale).is_integer() else None
     return load_backend(
-        model,
-        args.backend or os.environ.get("PARAGONSR_BACKEND") or "auto",
-        args.device,
-        args.precision,
-        args.provider,
-        args.arch,
-        hint,
+        model, args.backend or "torch", args.device, args.precision, args.provider, args.arch, hint
     )
 
 

@@ -58,9 +58,12 @@ def candidate_factories(
     else:
 
         def onnx_backend() -> Backend:
-            from paragonsr.infer.onnx_backend import OnnxBackend
+            from paragonsr.infer.onnx_backend import OnnxBackend, make_session
 
-            return OnnxBackend(cached_onnx(model, model_sha256), provider="cpu", threads=threads)
+            backend = OnnxBackend(cached_onnx(model, model_sha256), provider="cpu")
+            # the same thread count as torch, so the comparison (and the run) is like for like
+            backend.session = make_session(backend.path, "cpu", threads=threads)
+            return backend
 
         factories[f"{ONNX}:fp32"] = onnx_backend
     return factories, notes

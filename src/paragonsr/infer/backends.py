@@ -192,12 +192,16 @@ def load_backend(
 ) -> Backend:
     """Backend for a model file: ``.onnx`` (or ``backend="onnx"``) -> OnnxBackend, else a torch checkpoint.
 
-    ``backend="auto"``: ``.onnx`` files run in ONNX Runtime; a torch checkpoint on the CPU runs with whichever of
-    torch (NCHW or channels_last) and ONNX Runtime measured fastest for this model on this machine (measured once,
-    cached: :mod:`paragonsr.infer.calibrate`), and carries the measured ``tile_rates`` for the tiler.
     ``scale_hint`` fills in the scale for checkpoints whose metadata and weights do not record it.
     """
     path = str(model_path)
+    # backend="auto": an .onnx file runs in ONNX Runtime; a torch checkpoint on the CPU with whichever of torch
+    # (NCHW or channels_last) and ONNX Runtime measured fastest for this model on this machine (measured once,
+    # cached: paragonsr.infer.calibrate); the backend then carries the measured ``tile_rates`` for the tiler.
+    if backend == "auto" and not path.lower().endswith(".onnx"):
+        from paragonsr.infer.auto import auto_backend
+
+        return auto_backend(path, device, precision, arch=arch, scale_hint=scale_hint)
     if backend == "onnx" or path.lower().endswith(".onnx"):
         if not path.lower().endswith(".onnx"):
             raise ValueError(
@@ -221,12 +225,8 @@ def load_backend(
                 )
             provider = dev.type
         return OnnxBackend(path, provider=provider)
-    if backend == "auto":
-        from paragonsr.infer.auto import auto_backend
-
-        return auto_backend(path, device, precision, arch=arch, scale_hint=scale_hint)
     if backend != "torch":
-        raise ValueError(f"unknown backend '{backend}' (use auto, torch or onnx)")
+        raise ValueError(f"unknown backend '{backend}' (use torch or onnx)")
     from paragonsr.checkpoint import load_model
 
     model = load_model(path, arch=arch, device="cpu", scale_hint=scale_hint)

@@ -118,15 +118,12 @@ class OnnxBackend:
     """Run an exported paragonsr (or any single-input image-to-image) ONNX model.
 
     Scale and channel counts come from the ``paragonsr.*`` metadata written at export; for foreign ONNX files
-    they are read from the graph and, for the scale, from one tiny probe run. ``threads``: intra-op threads
-    (0 = ONNX Runtime's default, one per physical core).
+    they are read from the graph and, for the scale, from one tiny probe run.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], provider: str | Sequence[str] | None = None, threads: int = 0
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], provider: str | Sequence[str] | None = None) -> None:
         self.path = Path(path)
-        self.session = make_session(self.path, provider, threads=threads)
+        self.session = make_session(self.path, provider)
         self.providers: list[str] = list(self.session.get_providers())
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
