@@ -101,7 +101,8 @@ def tiled_forward(
                     ).zero_()
                 ph, pw = res.shape[-2:]
                 weight = wy[iy][:ph].to(res.device)[:, None] * wx[ix][:pw].to(res.device)[None, :]
-                out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] += res * weight
+                # in place, no tile-sized temporary for res * weight
+                out[:, :, y0 * s : y1 * s, x0 * s : x1 * s].addcmul_(res, weight)
                 done += 1
                 if progress:
                     progress(done, total)
