@@ -227,3 +227,30 @@ def test_every_backend_and_tile_choice_matches_the_old_path(
             assert out.shape == ref.shape
             diff = float(np.abs(out - ref).max())
             assert diff <= 1 / 255, (name, tile, diff)
+
+
+def test_an_unfaithful_onnx_export_never_competes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ONNX candidate whose output is not the model's (here: shifted by 2/255) is left out, however fast."""
+    import paragonsr.infer.auto as auto
+
+    real = auto.candidate_factories
+
+    def factories(*a: Any, **k: Any) -> Any:
+        made, notes = real(*a, **k)
+        torch_name = next(n for n in made if n.endswith(":nchw"))
+
+        def shifted() -> Any:
+            inner = made[torch_name]()
+            return lambda t: inner(t) + 2.0 / 255
+
+        return {**made, "onnx:fp32": shifted}, notes
+
+    monkeypatch.setattr(auto, "candidate_factories", factories)
+    monkeypatch.setattr(auto, "resolve_precision", lambda p, d: "fp32")
+    path = default_model_path()
+    assert path is not None
+    calls: list[tuple[str, int]] = []
+    table = {"torch:fp32:nchw": {0: 1.0}, "torch:fp32:cl": {0: 1.2}, "onnx:fp32": {0: 9.0}}
+    b: Any = auto_backend(str(path), "cpu", "auto", measure=fake_measure(table, calls), log=lambda m: None)
+    assert b.calibration.choice == "torch:fp32:cl" and "onnx:fp32" not in {c[0] for c in calls}
+    assert any("differs from torch fp32 by 2.00/255" in n for n in b.calibration.notes)

@@ -69,6 +69,26 @@ def candidate_factories(
     return factories, notes
 
 
+def _drop_unfaithful(built: dict[str, Any], model: nn.Module, in_ch: int, notes: list[str]) -> None:
+    """Leave out ONNX Runtime candidates whose output on a small random input differs from the torch fp32 model
+    by more than 1/255 (an export that does not reproduce the model must never win on speed)."""
+    onnx_names = [n for n in built if n.startswith(ONNX)]
+    if not onnx_names:
+        return
+    x = torch.rand(1, in_ch, 40, 44, generator=torch.Generator().manual_seed(0))
+    ref = TorchBackend(copy.deepcopy(model), "cpu", "fp32", channels_last=False)(x)
+    for name in onnx_names:
+        try:
+            diff = float((built[name](x) - ref).abs().max())
+        except Exception as exc:
+            diff, why = float("nan"), str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        else:
+            why = f"its output differs from torch fp32 by {diff * 255:.2f}/255"
+        if not diff <= 1.0 / 255:
+            del built[name]
+            notes.append(f"{name} not compared: {why}")
+
+
 def auto_backend(
     path: str,
     device: str | torch.device = "auto",
@@ -110,6 +130,7 @@ def auto_backend(
                 )
         in_ch = int(getattr(model, "in_ch", 3))
         scale = int(getattr(model, "scale", 1))
+        _drop_unfaithful(built, model, in_ch, notes)
         kwargs: dict[str, Any] = {"notes": notes} | ({"measure": measure} if measure is not None else {})
         calib = run_calibration(built, in_ch, memory_cap(scale, budget_bytes), **kwargs)
         store(key, calib)
