@@ -254,3 +254,31 @@ def test_an_unfaithful_onnx_export_never_competes(monkeypatch: pytest.MonkeyPatc
     b: Any = auto_backend(str(path), "cpu", "auto", measure=fake_measure(table, calls), log=lambda m: None)
     assert b.calibration.choice == "torch:fp32:cl" and "onnx:fp32" not in {c[0] for c in calls}
     assert any("differs from torch fp32 by 2.00/255" in n for n in b.calibration.notes)
+
+
+def test_cli_default_backend_is_auto_and_reads_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``paragonsr upscale`` without --backend: auto, served from a cached calibration (nothing measured), same
+    pixels as --backend torch."""
+    import cv2
+
+    from paragonsr.cli import main
+    from paragonsr.infer.backends import resolve_precision
+    from paragonsr.infer.onnx_cache import file_sha256
+
+    monkeypatch.delenv("PARAGONSR_BACKEND", raising=False)
+    path = default_model_path()
+    assert path is not None
+    p = resolve_precision("auto", torch.device("cpu"))
+    key = cache_key(file_sha256(path), p, torch.get_num_threads())
+    store(key, Calibration(f"torch:{p}:cl", {f"torch:{p}:cl": 2.0}, {128: 2.0}, []))
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), (np.random.default_rng(1).random((40, 52, 3)) * 255).astype(np.uint8))
+    assert main(["upscale", str(src), "-o", str(tmp_path / "auto.png"), "-q"]) == 0
+    out = capsys.readouterr()
+    assert "calibrating" not in out.err and "channels_last" in out.out  # the cached choice ran
+    assert main(["upscale", str(src), "-o", str(tmp_path / "t.png"), "-q", "--backend", "torch"]) == 0
+    a = np.asarray(cv2.imread(str(tmp_path / "auto.png")), dtype=int)
+    b = np.asarray(cv2.imread(str(tmp_path / "t.png")), dtype=int)
+    assert a.shape == (80, 104, 3) and np.abs(a - b).max() <= 1
