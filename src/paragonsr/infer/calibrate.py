@@ -62,7 +62,9 @@ def machine_key(threads: int | None = None) -> str:
                     model = line.split(":", 1)[1].strip()
                 elif not flags and line.startswith(("flags", "Features")):
                     have = set(line.split(":", 1)[1].split())
-                    flags = ",".join(f for f in _FLAGS if f in have)
+                    flags = ",".join(f for f in _FLAGS if f in have) or "-"
+                if model and flags:
+                    break
     except OSError:
         pass
     model = model or platform.processor() or platform.machine()
