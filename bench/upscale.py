@@ -58,6 +58,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--runs", type=int, default=1, help="pipeline runs per backend (best kept)")
+    ap.add_argument(
+        "--torch-precision",
+        default="auto",
+        help="precision of the 'torch' pipeline row and extra forward rows (e.g. fp32 where auto picks an "
+        "emulated bf16)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model_path = Path(args.model) if args.model else default_model_path()
@@ -70,6 +76,9 @@ def main() -> int:
     precision = resolve_precision("auto", torch.device("cpu"))
     sha = file_sha256(model_path)
     factories, notes = candidate_factories(model, precision, False, sha, args.threads)
+    tp = resolve_precision(args.torch_precision, torch.device("cpu"))
+    if tp != precision:
+        factories.update(candidate_factories(model, tp, True, sha, args.threads)[0])
     backends = {name: make() for name, make in factories.items()}  # exports the ONNX twin once (cached)
     fwd = measure_rates(backends, 256, int(getattr(model, "in_ch", 3)), args.repeats)
 
@@ -99,7 +108,7 @@ def main() -> int:
         onnx_file = cached_onnx_path(sha)
         variants = {
             "auto (default)": ["-m", str(model_path)],
-            "torch": ["-m", str(model_path), "--backend", "torch"],
+            "torch": ["-m", str(model_path), "--backend", "torch", "--precision", tp],
         }
         if onnx_file.is_file():
             variants["onnx (cached export)"] = ["-m", str(onnx_file)]
