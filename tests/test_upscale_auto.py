@@ -21,6 +21,7 @@ from paragonsr.infer.calibrate import (
     machine_key,
     measure_rates,
     run_calibration,
+    should_remeasure,
     store,
 )
 from paragonsr.infer.choice import choose_backend
@@ -38,8 +39,14 @@ def _module_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _own_cache(_module_cache: Path) -> Path:
+def _own_cache(_module_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Calibrations cleared per test; the machine counts as quiet (load 0.2 per CPU) unless a test says else."""
+    import paragonsr.infer.auto as auto
+    import paragonsr.infer.calibrate as calibrate
+
     (_module_cache / "calibration.json").unlink(missing_ok=True)
+    monkeypatch.setattr(calibrate, "load_per_cpu", lambda: 0.2)
+    monkeypatch.setattr(auto, "load_per_cpu", lambda: 0.2)
     return _module_cache
 
 
@@ -179,6 +186,26 @@ def test_auto_backend_measures_once_then_uses_the_cache(monkeypatch: pytest.Monk
     assert "onnx:fp32" not in {c[0] for c in calls}
     notes: list[str] = getattr(pinned, "calibration").notes  # noqa: B009 - set on the instance
     assert any("--precision fp32" in n for n in notes)
+
+
+def test_a_busy_measurement_is_redone_when_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paragonsr.infer.auto as auto
+    import paragonsr.infer.calibrate as calibrate
+
+    monkeypatch.setattr(auto, "resolve_precision", lambda p, d: "fp32")
+    path = default_model_path()
+    assert path is not None
+    calls: list[tuple[str, int]] = []
+    table = {"torch:fp32:nchw": {0: 1.0}, "torch:fp32:cl": {0: 1.2}}
+    monkeypatch.setattr(calibrate, "load_per_cpu", lambda: 3.0)  # measured while busy
+    b: Any = auto_backend(str(path), "cpu", "fp32", measure=fake_measure(table, calls), log=lambda m: None)
+    assert b.calibration.load == 3.0 and "busy machine" in b.calibration.summary()
+    for load_now, remeasured in ((2.0, False), (0.8, False), (-1.0, False), (0.1, True)):
+        calls.clear()
+        monkeypatch.setattr(auto, "load_per_cpu", lambda v=load_now: v)
+        auto_backend(str(path), "cpu", "fp32", measure=fake_measure(table, calls), log=lambda m: None)
+        assert bool(calls) == remeasured, load_now
+        assert should_remeasure(Calibration("x", {}, {}, [], load=3.0), load_now) == remeasured
 
 
 # --- parity with the old path -------------------------------------------------------------------------------------

@@ -15,7 +15,15 @@ import torch
 from torch import nn
 
 from paragonsr.infer.backends import Backend, TorchBackend, resolve_device, resolve_precision
-from paragonsr.infer.calibrate import Measure, cache_key, load_cached, run_calibration, store
+from paragonsr.infer.calibrate import (
+    Measure,
+    cache_key,
+    load_cached,
+    load_per_cpu,
+    run_calibration,
+    should_remeasure,
+    store,
+)
 from paragonsr.infer.choice import ONNX
 from paragonsr.infer.onnx_cache import cached_onnx, file_sha256, onnx_available
 from paragonsr.tiling.memory import DEFAULT_FEAT_ESTIMATE, auto_tile_size, cpu_memory_budget
@@ -118,7 +126,7 @@ def auto_backend(
     factories, notes = candidate_factories(model, resolved, precision != "auto", sha, threads)
     key = cache_key(sha, resolved + ("" if precision == "auto" else "!"), threads)
     calib = load_cached(key)
-    if calib is None or calib.choice not in factories:
+    if calib is None or calib.choice not in factories or should_remeasure(calib, load_per_cpu()):
         log("calibrating backend and tile size for this model and CPU (once; cached)...")
         built: dict[str, Any] = {}
         for name, make in factories.items():

@@ -95,12 +95,16 @@ class Calibration:
         rates: output MP/s of every candidate at :data:`CALIBRATION_SIDE` (0 = could not run).
         tile_rates: output MP/s of the winner per tile side (LR px).
         notes: why a candidate was left out (e.g. onnxruntime not installed).
+        load: the 1-minute load average per CPU while it was measured (-1 = unknown). Torch's thread pool
+            suffers more from a busy machine than ONNX Runtime's, so a busy measurement is redone once the
+            machine is quiet (:func:`should_remeasure`).
     """
 
     choice: str
     rates: dict[str, float]
     tile_rates: dict[int, float]
     notes: list[str] = field(default_factory=list)
+    load: float = -1.0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -115,6 +119,7 @@ class Calibration:
             rates={str(k): float(v) for k, v in data["rates"].items()},
             tile_rates={int(k): float(v) for k, v in data["tile_rates"].items()},
             notes=[str(n) for n in data.get("notes", [])],
+            load=float(data.get("load", -1.0)),
         )
 
     def summary(self) -> str:
@@ -122,7 +127,28 @@ class Calibration:
         others = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.rates.items()) if k != self.choice)
         tiles = ", ".join(f"{k}px {v:.2f}" for k, v in sorted(self.tile_rates.items()))
         text = f"backend {self.choice} {self.rates.get(self.choice, 0):.2f} MP/s"
-        return text + (f" (vs {others})" if others else "") + (f"; tiles: {tiles}" if tiles else "")
+        text += (f" (vs {others})" if others else "") + (f"; tiles: {tiles}" if tiles else "")
+        if self.load > BUSY_LOAD:
+            text += f"; measured on a busy machine (load {self.load:.1f} per CPU): measured again when quiet"
+        return text
+
+
+BUSY_LOAD = 1.0  # load average per CPU above which a calibration counts as measured on a busy machine
+QUIET_LOAD = 0.5  # ... and below which the machine counts as quiet enough to measure it again
+
+
+def load_per_cpu() -> float:
+    """The 1-minute load average divided by the CPU count; -1 where the OS does not report one."""
+    try:
+        return os.getloadavg()[0] / max(1, os.cpu_count() or 1)
+    except (OSError, AttributeError):
+        return -1.0
+
+
+def should_remeasure(calib: Calibration, load_now: float) -> bool:
+    """True when ``calib`` was measured on a busy machine (load per CPU > :data:`BUSY_LOAD`) and the machine is
+    quiet now (0 <= load per CPU < :data:`QUIET_LOAD`)."""
+    return calib.load > BUSY_LOAD and 0.0 <= load_now < QUIET_LOAD
 
 
 def measure_rates(candidates: Mapping[str, Forward], side: int, in_ch: int, repeats: int) -> dict[str, float]:
@@ -167,7 +193,7 @@ def run_calibration(
         rate = measure({choice: candidates[choice]}, side, in_ch, max(1, repeats - 1))[choice]
         if rate > 0:
             tile_rates[side] = rate
-    return Calibration(choice, rates, tile_rates, list(notes))
+    return Calibration(choice, rates, tile_rates, list(notes), load=load_per_cpu())
 
 
 def _cache_path() -> Path:
@@ -209,14 +235,18 @@ def store(key: str, calib: Calibration) -> Path | None:
 
 
 __all__ = [
+    "BUSY_LOAD",
     "CALIBRATION_SIDE",
+    "QUIET_LOAD",
     "TILE_SIDES",
     "Calibration",
     "cache_dir",
     "cache_key",
     "load_cached",
+    "load_per_cpu",
     "machine_key",
     "measure_rates",
     "run_calibration",
+    "should_remeasure",
     "store",
 ]
