@@ -71,7 +71,10 @@ def main() -> int:
         raise SystemExit("no packaged default model: pass --model")
 
     from paragonsr.checkpoint import load_model
+    from paragonsr.deploy.onnx_export import export_onnx
+    from paragonsr.infer.onnx_cache import set_exporter
 
+    set_exporter(export_onnx)
     model = load_model(str(model_path))
     precision = resolve_precision("auto", torch.device("cpu"))
     sha = file_sha256(model_path)

@@ -32,10 +32,15 @@ from paragonsr.tiling import Tiler, choose_tile, tiled_forward, tiled_pixels
 @pytest.fixture(scope="module")
 def _module_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One cache folder for the module (the ONNX export is made once), its calibrations cleared per test."""
+    from paragonsr.deploy.onnx_export import export_onnx
+    from paragonsr.infer.onnx_cache import set_exporter
+
     cache = tmp_path_factory.mktemp("cache")
+    set_exporter(export_onnx)  # as paragonsr upscale does
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PARAGONSR_CACHE_DIR", str(cache))
         yield cache
+    set_exporter(None)
 
 
 @pytest.fixture(autouse=True)

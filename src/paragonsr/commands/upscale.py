@@ -228,8 +228,12 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
+    from paragonsr.deploy.onnx_export import export_onnx
+    from paragonsr.infer.onnx_cache import set_exporter
     from paragonsr.infer.overlap import OverlappedFiles
     from paragonsr.infer.upscale import Upscaler
+
+    set_exporter(export_onnx)  # --backend auto may export a torch model once for ONNX Runtime (cached)
     from paragonsr.io.image_io import READ_EXTS, WRITE_EXTS
 
     # OpenCV would print its own decoder noise next to our one-line messages.

@@ -25,7 +25,7 @@ from paragonsr.infer.calibrate import (
     store,
 )
 from paragonsr.infer.choice import ONNX
-from paragonsr.infer.onnx_cache import cached_onnx, file_sha256, onnx_available
+from paragonsr.infer.onnx_cache import cached_onnx, can_export, file_sha256, onnx_available
 from paragonsr.tiling.memory import DEFAULT_FEAT_ESTIMATE, auto_tile_size, cpu_memory_budget
 
 Log = Callable[[str], None]
@@ -63,6 +63,10 @@ def candidate_factories(
         notes.append(f"ONNX Runtime not compared: --precision {precision} was asked for (ONNX runs fp32)")
     elif why_not:
         notes.append(why_not)
+    elif not can_export(model_sha256):
+        notes.append(
+            "ONNX Runtime not compared: no ONNX exporter registered (paragonsr upscale registers one)"
+        )
     else:
 
         def onnx_backend() -> Backend:
