@@ -111,7 +111,7 @@ def main() -> int:
         onnx_file = cached_onnx_path(sha)
         variants = {
             "auto (default)": ["-m", str(model_path)],
-            "torch": ["-m", str(model_path), "--backend", "torch", "--precision", tp],
+            f"torch {tp}": ["-m", str(model_path), "--backend", "torch", "--precision", tp],
         }
         if onnx_file.is_file():
             variants["onnx (cached export)"] = ["-m", str(onnx_file)]
