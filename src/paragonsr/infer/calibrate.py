@@ -97,7 +97,7 @@ class Calibration:
         notes: why a candidate was left out (e.g. onnxruntime not installed).
         load: the 1-minute load average per CPU while it was measured (-1 = unknown). Torch's thread pool
             suffers more from a busy machine than ONNX Runtime's, so a busy measurement is redone once the
-            machine is quiet (:func:`should_remeasure`).
+            load has halved (:func:`should_remeasure`).
     """
 
     choice: str
@@ -129,12 +129,11 @@ class Calibration:
         text = f"backend {self.choice} {self.rates.get(self.choice, 0):.2f} MP/s"
         text += (f" (vs {others})" if others else "") + (f"; tiles: {tiles}" if tiles else "")
         if self.load > BUSY_LOAD:
-            text += f"; measured on a busy machine (load {self.load:.1f} per CPU): measured again when quiet"
+            text += f"; measured on a busy machine (load {self.load:.1f} per CPU): measured again when the load halves"
         return text
 
 
 BUSY_LOAD = 1.0  # load average per CPU above which a calibration counts as measured on a busy machine
-QUIET_LOAD = 0.5  # ... and below which the machine counts as quiet enough to measure it again
 
 
 def load_per_cpu() -> float:
@@ -146,9 +145,10 @@ def load_per_cpu() -> float:
 
 
 def should_remeasure(calib: Calibration, load_now: float) -> bool:
-    """True when ``calib`` was measured on a busy machine (load per CPU > :data:`BUSY_LOAD`) and the machine is
-    quiet now (0 <= load per CPU < :data:`QUIET_LOAD`)."""
-    return calib.load > BUSY_LOAD and 0.0 <= load_now < QUIET_LOAD
+    """True when ``calib`` was measured on a busy machine (load per CPU > :data:`BUSY_LOAD`) and the load is now
+    less than half of what it was then (each re-measurement records the new load, so a machine whose load keeps
+    changing is re-measured at most about log2(load) times)."""
+    return calib.load > BUSY_LOAD and 0.0 <= load_now < calib.load / 2
 
 
 def measure_rates(candidates: Mapping[str, Forward], side: int, in_ch: int, repeats: int) -> dict[str, float]:
@@ -237,7 +237,6 @@ def store(key: str, calib: Calibration) -> Path | None:
 __all__ = [
     "BUSY_LOAD",
     "CALIBRATION_SIDE",
-    "QUIET_LOAD",
     "TILE_SIDES",
     "Calibration",
     "cache_dir",
