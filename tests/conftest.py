@@ -4,8 +4,11 @@ photo set (``$PARAGONSR_PHOTOS`` or ``../shared/data/photos``): they skip when i
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -34,6 +37,13 @@ REAL_WEIGHTS_DIR = (
 def _no_user_weights(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARAGONSR_WEIGHTS", str(tmp_path_factory.getbasetemp() / "empty_weights_dir"))
 
+
+# Never write the user's cache; the CLI tests compare with torch references, so `upscale --backend auto` (which
+# times torch against ONNX Runtime) is left to tests/test_upscale_auto.py, with mocked measurements.
+if "PARAGONSR_CACHE_DIR" not in os.environ:
+    os.environ["PARAGONSR_CACHE_DIR"] = tempfile.mkdtemp(prefix="paragonsr-cache-")
+    atexit.register(shutil.rmtree, os.environ["PARAGONSR_CACHE_DIR"], True)
+os.environ.setdefault("PARAGONSR_BACKEND", "torch")
 
 # Two xdist workers on a 2-core machine: one intra-op thread each avoids oversubscription.
 if os.environ.get("PYTEST_XDIST_WORKER"):

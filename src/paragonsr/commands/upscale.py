@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import glob
 import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -70,8 +72,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument(
         "--backend",
-        choices=("torch", "onnx", "ncnn"),
-        help="default: onnx for .onnx files, ncnn (CPU) for .param files, else torch",
+        choices=("auto", "torch", "onnx", "ncnn"),
+        default=os.environ.get("PARAGONSR_BACKEND") or "auto",
+        help="auto (default, or $PARAGONSR_BACKEND): onnx for .onnx files, ncnn (CPU) for .param files; for torch "
+        "models on the CPU the faster of torch and ONNX Runtime, measured once per model and machine and cached",
     )
     p.add_argument("--provider", help="ONNX Runtime execution provider (cpu, cuda, tensorrt, directml, ...)")
     p.add_argument(
@@ -224,7 +228,12 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from paragonsr.infer.upscale import Upscaler, upscale_file
+    from paragonsr.deploy.onnx_export import export_onnx
+    from paragonsr.infer.onnx_cache import set_exporter
+    from paragonsr.infer.overlap import OverlappedFiles
+    from paragonsr.infer.upscale import Upscaler
+
+    set_exporter(export_onnx)  # --backend auto may export a torch model once for ONNX Runtime (cached)
     from paragonsr.io.image_io import READ_EXTS, WRITE_EXTS
 
     # OpenCV would print its own decoder noise next to our one-line messages.
@@ -284,6 +293,26 @@ def run(args: argparse.Namespace) -> int:
         if done_tiles == total:
             tiles.pop().close()
 
+    def report(src: Path, exc: BaseException) -> None:
+        text = (
+            str(exc)
+            if isinstance(exc, (OSError, ValueError, RuntimeError))
+            else f"{type(exc).__name__}: {exc}"
+        )
+        err(text if str(src) in text else f"{src}: {text}")
+
+    def written(src: Path, exc: BaseException | None) -> None:
+        nonlocal done, failed
+        if exc is None:
+            done += 1
+        else:
+            report(src, exc)
+            failed += 1
+
+    pipe = OverlappedFiles(
+        upscaler, [src for src, _ in files], outscale=args.outscale, quality=args.quality,
+        first_frame=args.first_frame, progress=on_tile,
+    )  # fmt: skip
     for src, rel in bar:
         bar.set_postfix_str(src.name[-40:], refresh=False)
         dst = _output_path(src, rel, args, single_file)
@@ -305,17 +334,12 @@ def run(args: argparse.Namespace) -> int:
             skipped += 1
             continue
         try:  # stills and animations (every frame, timing kept; --first-frame: the first one only)
-            upscale_file(src, dst, upscaler, args.outscale, args.quality, args.first_frame, on_tile)
+            pipe.upscale(src, dst, functools.partial(written, src))  # the write overlaps the next image
         except Exception as exc:  # one bad file must not stop the batch
-            text = (
-                str(exc)
-                if isinstance(exc, (OSError, ValueError, RuntimeError))
-                else f"{type(exc).__name__}: {exc}"
-            )
-            err(text if str(src) in text else f"{src}: {text}")
+            report(src, exc)
             failed += 1
             continue
-        done += 1
+    pipe.close()
     bar.close()
     failed += len(problems)
     secs = time.perf_counter() - start

@@ -129,7 +129,12 @@ class TorchBackend:
             self.precision, self.channels_last = "fp32", False
             self.model = self.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
             y = self._run(x)
-        return y.to("cpu").contiguous()
+        y = y.to("cpu")
+        # channels_last output stays so: the tiler accumulates into a channels_last (HWC) image and an untiled
+        # result is viewed as HWC, so converting to NCHW here would be one more copy of every output pixel.
+        if not (y.is_contiguous() or y.is_contiguous(memory_format=torch.channels_last)):
+            y = y.contiguous()
+        return y
 
     def __repr__(self) -> str:
         name = getattr(self.model, "arch_name", type(self.model).__name__)
@@ -192,6 +197,13 @@ def load_backend(
         from paragonsr.infer.ncnn_backend import NcnnBackend  # lazy: ncnn is optional
 
         return NcnnBackend(path)
+    # backend="auto": an .onnx file runs in ONNX Runtime; a torch checkpoint on the CPU with whichever of torch
+    # (NCHW or channels_last) and ONNX Runtime measured fastest for this model on this machine (measured once,
+    # cached: paragonsr.infer.calibrate); the backend then carries the measured ``tile_rates`` for the tiler.
+    if backend == "auto" and not path.lower().endswith(".onnx"):
+        from paragonsr.infer.auto import auto_backend
+
+        return auto_backend(path, device, precision, arch=arch, scale_hint=scale_hint)
     if backend == "onnx" or path.lower().endswith(".onnx"):
         if not path.lower().endswith(".onnx"):
             raise ValueError(

@@ -69,7 +69,8 @@ def fill_transparent(rgb: Tensor, alpha: Tensor, threshold: float = ALPHA_EMPTY)
 class Upscaler:
     """Holds the backend and its :class:`~paragonsr.tiling.Tiler` (an auto tile size learnt on one image is reused
     on the next). ``tile``: ``0`` = whole image, ``"auto"`` or LR px (:func:`~paragonsr.tiling.parse_tile`);
-    ``budget_bytes`` overrides the CPU activation budget of ``auto``.
+    ``budget_bytes`` overrides the CPU activation budget of ``auto``; a backend with ``tile_rates`` (measured by
+    ``--backend auto``, :mod:`paragonsr.infer.calibrate`) gets ``auto`` tiles chosen for throughput too.
 
     Raises:
         InputError: a bad tile size; ValueError: a bad overlap, blend or ``gray_mode``.
@@ -87,7 +88,8 @@ class Upscaler:
         if gray_mode not in ("per_channel", "y"):
             raise ValueError(f"gray_mode must be 'per_channel' or 'y', got {gray_mode!r}")
         self.backend, self.gray_mode = backend, gray_mode
-        self.tiler = Tiler(tile, overlap, blend, budget_bytes=budget_bytes)
+        rates = getattr(backend, "tile_rates", None)
+        self.tiler = Tiler(tile, overlap, blend, budget_bytes=budget_bytes, rates=rates)
 
     def run_model(self, x: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
         """Backend over B×C×h×w (C = backend.in_ch) through the tiler, which pads to the backend's size needs;

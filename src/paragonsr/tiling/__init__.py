@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         is_oom,
     )
     from paragonsr.tiling.needs import SizeNeeds, needs_of, pad_input, run_padded
+    from paragonsr.tiling.throughput import choose_tile, tiled_pixels
     from paragonsr.tiling.tiler import NonFiniteOutputError, Tiler, tiled_forward
 
 # The torch side is imported on first use, so ``--tile`` parsing (``option``) does not load torch.
@@ -48,6 +49,8 @@ _LAZY = {
     "needs_of": "needs",
     "pad_input": "needs",
     "run_padded": "needs",
+    "choose_tile": "throughput",
+    "tiled_pixels": "throughput",
     "NonFiniteOutputError": "tiler",
     "Tiler": "tiler",
     "tiled_forward": "tiler",
@@ -77,6 +80,7 @@ __all__ = [
     "auto_tile_size",
     "available_memory",
     "axis_weights",
+    "choose_tile",
     "cpu_memory_budget",
     "is_oom",
     "needs_of",
@@ -85,4 +89,5 @@ __all__ = [
     "plan_axis",
     "run_padded",
     "tiled_forward",
+    "tiled_pixels",
 ]

@@ -8,7 +8,7 @@ size; overlap; blend) and for ``auto`` picks the tile from the memory budget and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -18,6 +18,7 @@ from paragonsr.tiling.geometry import DEFAULT_OVERLAP, MIN_TILE, axis_weights, p
 from paragonsr.tiling.memory import DEFAULT_FEAT_ESTIMATE, auto_tile_size, cpu_memory_budget, is_oom
 from paragonsr.tiling.needs import Forward, SizeNeeds, needs_of, run_padded
 from paragonsr.tiling.option import TileSize, parse_tile
+from paragonsr.tiling.throughput import choose_tile
 from paragonsr.utils.finite import array_non_finite
 
 Progress = Callable[[int, int], None]
@@ -100,7 +101,8 @@ def tiled_forward(
                     ).zero_()
                 ph, pw = res.shape[-2:]
                 weight = wy[iy][:ph].to(res.device)[:, None] * wx[ix][:pw].to(res.device)[None, :]
-                out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] += res * weight
+                # in place, no tile-sized temporary for res * weight
+                out[:, :, y0 * s : y1 * s, x0 * s : x1 * s].addcmul_(res, weight)
                 done += 1
                 if progress:
                     progress(done, total)
@@ -119,7 +121,9 @@ class Tiler:
     ``check_finite`` as in :func:`tiled_forward`.
 
     ``auto``: on the CPU the tile comes from the activation budget (``budget_bytes``, default
-    :func:`cpu_memory_budget`); on CUDA the whole image is tried first. An out-of-memory error halves the tile
+    :func:`cpu_memory_budget`) and, when ``rates`` (output MP/s measured per tile side, see
+    :mod:`paragonsr.infer.calibrate`) are given, is the side under that cap with the least predicted time
+    (:func:`~paragonsr.tiling.throughput.choose_tile`); on CUDA the whole image is tried first. An out-of-memory error halves the tile
     and retries; the size that worked (``self.tile``) is kept for the following images of a batch.
 
     Raises:
@@ -136,7 +140,9 @@ class Tiler:
         min_tile: int = MIN_TILE,
         max_overlap: float = 0.5,
         check_finite: bool = False,
+        rates: Mapping[int, float] | None = None,
     ) -> None:
+        self.rates = dict(rates) if rates else None
         self.request: TileSize = parse_tile(tile, min_tile=min_tile)
         if overlap < 0:
             raise ValueError(f"tile overlap must be >= 0 pixels, got {overlap}")
@@ -178,6 +184,8 @@ class Tiler:
         else:
             budget = self.budget_bytes or cpu_memory_budget()
             est = auto_tile_size(h, w, needs.scale, budget, feat=DEFAULT_FEAT_ESTIMATE)
+            if self.rates:
+                est = choose_tile(h, w, self.rates, self.overlap, est, needs.multiple)
             tile = est if self.tile is None else min(self.tile, est or self.tile)
         while True:
             try:
