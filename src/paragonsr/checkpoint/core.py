@@ -10,8 +10,8 @@
 - ``load_model`` rebuilds the architecture from the metadata, or for third-party files without metadata from the
   key layout (:func:`paragonsr.archs.detect.detect_arch`: Real-ESRGAN Compact, RRDBNet, ParagonSR v1 given
   ``scale=``), so ``paragonsr upscale --model file`` needs no further flags. Metadata encoding:
-  :mod:`paragonsr.checkpoint_meta`. Metadata hyperparameters are checked (types, bounds, tensor names and shapes)
-  before anything is built: :mod:`paragonsr.checkpoint_validate`. Every error names the file.
+  :mod:`paragonsr.checkpoint.meta`. Metadata hyperparameters are checked (types, bounds, tensor names and shapes)
+  before anything is built: :mod:`paragonsr.checkpoint.validate`. Every error names the file.
 
 Metadata dict (``meta``) keys: ``arch`` (str|None), ``arch_kwargs`` (dict), ``scale``/``in_ch``/``out_ch``
 (int|None), ``fused`` (bool|None: None = unknown), ``paragonsr_version`` (str|None), ``extra`` (dict),
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from paragonsr.archs.detect import detect_arch
-from paragonsr.checkpoint_meta import (
+from paragonsr.checkpoint.meta import (
     CheckpointError,
     LoadReport,
     decode_meta,
@@ -41,7 +41,7 @@ from paragonsr.checkpoint_meta import (
     model_is_fused,
     unwrap_model,
 )
-from paragonsr.checkpoint_validate import (
+from paragonsr.checkpoint.validate import (
     check_hyperparameters,
     check_layout,
     check_top_level,
@@ -339,7 +339,7 @@ def load_model(
         raise CheckpointError(f"{path}: {exc.args[0] if exc.args else exc}") from None
     meta["detected"] = detected is not None and not meta["arch"]
     from_meta = bool(meta["arch"]) and ARCH_REGISTRY.canonical(name) == ARCH_REGISTRY.canonical(meta["arch"])
-    if from_meta:  # text anyone can edit: types and bounds before anything is built (checkpoint_validate)
+    if from_meta:  # text anyone can edit: types and bounds before anything is built (checkpoint.validate)
         check_top_level(path, meta)
         check_hyperparameters(path, name, kwargs, state)
     kwargs.update(arch_kwargs)
