@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     # Reuse freed tensor buffers instead of page-faulting fresh mmap pages on every forward (glibc; opt out with
     # PARAGONSR_MALLOC_TUNING=0). Done here, not on import: a library must not retune its host's allocator.
     tune_malloc()
+    from paragonsr.utils.procs import interrupt_exit, terminate_as_interrupt
+
+    terminate_as_interrupt()  # SIGTERM runs the Ctrl-C cleanup too, then exits 143
     try:
         return int(args._run(args) or 0)
     except BrokenPipeError:  # `paragonsr archs | head`: the reader left, nothing to report
@@ -81,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C (130) or SIGTERM (143): one line, workers already stopped
+        line, status = interrupt_exit(exc)
+        with contextlib.suppress(OSError):
+            print(line, file=sys.stderr)
+        return status
 
 
 def error_line(exc: BaseException) -> str:

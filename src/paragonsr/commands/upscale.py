@@ -13,6 +13,7 @@ from typing import Any
 
 from paragonsr.commands import clean_temps
 from paragonsr.tiling.option import add_tile_argument
+from paragonsr.utils.claims import OutputClaim, describe_holder
 
 HELP = (
     "Upscale images with a model (.safetensors/.pth/.onnx) or a resampler (magic-sharp-2021, bicubic, ...)."
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     if bad_option:
         err(bad_option)
         return 2
-    start = time.perf_counter()
+    start, started_wall = time.perf_counter(), time.time()
     files, problems = collect_inputs(args.inputs, args.recursive, exclude=Path(args.output))
     for msg in problems:
         err(msg)
@@ -264,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     upscaler = Upscaler(backend, args.tile, args.tile_overlap, args.tile_blend, args.gray_mode)
     inputs = {src.resolve() for src, _ in files}
-    done = skipped = failed = 0
+    done = skipped = failed = busy = 0
     claimed: dict[Path, Path] = {}  # output -> the input it belongs to in this run
     bar = tqdm(files, unit="img", disable=args.quiet or not files, dynamic_ncols=True)
     tiles: list[Any] = []  # a second bar for big images split into tiles
@@ -300,6 +301,17 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"skip: {dst} exists (use --overwrite)", file=sys.stderr)
             skipped += 1
             continue
+        # Another run writing into this folder: claim the output first, look again once it is ours
+        claim = OutputClaim(dst)
+        if not claim.acquire():
+            tqdm.write(f"skip: {dst} is being written by {describe_holder(claim.holder)}", file=sys.stderr)
+            busy += 1
+            continue
+        if dst.exists() and (not args.overwrite or dst.stat().st_mtime >= started_wall):
+            claim.release()  # --overwrite replaces what was there before this run, not another run's new result
+            tqdm.write(f"skip: {dst} was written by another run meanwhile", file=sys.stderr)
+            skipped += 1
+            continue
         try:  # stills and animations (every frame, timing kept; --first-frame: the first one only)
             upscale_file(src, dst, upscaler, args.outscale, args.quality, args.first_frame, on_tile)
         except Exception as exc:  # one bad file must not stop the batch
@@ -311,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
             err(text if str(src) in text else f"{src}: {text}")
             failed += 1
             continue
+        finally:
+            claim.release()
         done += 1
     bar.close()
     failed += len(problems)
@@ -319,9 +333,10 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"upscaled {done} image(s) with {backend!r} -> {where} in {secs:.1f}s"
         + (f"; {skipped} skipped (exist)" if skipped else "")
+        + (f"; {busy} left to another run writing them" if busy else "")
         + (f"; {failed} problem(s)" if failed else "")
     )
-    return 1 if failed or not (done or skipped) else 0
+    return 1 if failed or not (done or skipped or busy) else 0
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - convenience for python -m
