@@ -18,7 +18,13 @@ from paragonsr.checkpoint.core import (
     load_weights,
     save_model,
 )
-from paragonsr.checkpoint.meta import CheckpointError, LoadReport, model_is_fused, unwrap_model
+from paragonsr.checkpoint.meta import (
+    CheckpointError,
+    LoadReport,
+    NonFiniteWeightsError,
+    model_is_fused,
+    unwrap_model,
+)
 
 __all__ = [
     "AUTO_PARAM_KEYS",
@@ -26,6 +32,7 @@ __all__ = [
     "SAFETENSORS_EXTS",
     "CheckpointError",
     "LoadReport",
+    "NonFiniteWeightsError",
     "detect_arch",
     "load_model",
     "load_state_dict",
