@@ -8,6 +8,7 @@ import glob
 import itertools
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "bicubic, lanczos3, bilinear, box, nearest",
     )
     p.add_argument("--arch", help="architecture name for checkpoints without paragonsr metadata")
+    p.add_argument(
+        "--size-multiple",
+        type=int,
+        metavar="N",
+        help="the model needs H and W divisible by N (inputs are padded, outputs cropped back); default: the "
+        "model's metadata, or found by probing a foreign ONNX file",
+    )
     p.add_argument(
         "-s", "--scale", type=float, help="resampler scale (default 2); with a model: the expected scale"
     )
@@ -158,7 +166,14 @@ def make_backend(args: argparse.Namespace) -> Any:
             )
     hint = int(args.scale) if args.scale and float(args.scale).is_integer() else None
     return load_backend(
-        model, args.backend or "torch", args.device, args.precision, args.provider, args.arch, hint
+        model,
+        args.backend or "torch",
+        args.device,
+        args.precision,
+        args.provider,
+        args.arch,
+        hint,
+        size_multiple=getattr(args, "size_multiple", None),
     )
 
 
@@ -213,6 +228,8 @@ def _check_numbers(args: argparse.Namespace) -> str | None:
         return f"--tile-blend must be in [0, 1], got {args.tile_blend:g}"
     if args.tile_overlap < 0:
         return f"--tile-overlap must be >= 0 pixels, got {args.tile_overlap}"
+    if getattr(args, "size_multiple", None) is not None and not 1 <= args.size_multiple <= 1024:
+        return f"--size-multiple must be a whole number of pixels in [1, 1024], got {args.size_multiple}"
     args.tile = parse_tile(args.tile, "--tile")  # InputError: one line naming --tile
     return None
 
@@ -222,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from paragonsr.infer.upscale import Upscaler, upscale_file
-    from paragonsr.io.image_io import READ_EXTS, WRITE_EXTS
+    from paragonsr.io.image_io import READ_EXTS, WRITE_EXTS, FloatRangeWarning
 
     # OpenCV would print its own decoder noise next to our one-line messages.
     with contextlib.suppress(AttributeError):
@@ -313,7 +330,14 @@ def run(args: argparse.Namespace) -> int:
             skipped += 1
             continue
         try:  # stills and animations (every frame, timing kept; --first-frame: the first one only)
-            upscale_file(src, dst, upscaler, args.outscale, args.quality, args.first_frame, on_tile)
+            with warnings.catch_warnings(record=True) as notes:
+                warnings.simplefilter("always", FloatRangeWarning)
+                upscale_file(src, dst, upscaler, args.outscale, args.quality, args.first_frame, on_tile)
+            for note in notes:  # an HDR float input: its clamp to [0, 1] is said, once, as one line
+                if issubclass(note.category, FloatRangeWarning):
+                    tqdm.write(f"note: {note.message}", file=sys.stderr)
+                else:
+                    warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
         except Exception as exc:  # one bad file must not stop the batch
             text = (
                 str(exc)
