@@ -18,7 +18,7 @@ import numpy as np
 
 from paragonsr.commands import clean_temps
 from paragonsr.utils.atomic import WriteError, write_error
-from paragonsr.utils.claims import OutputClaim, describe_holder
+from paragonsr.utils.claims import OutputClaim, clean_claims, describe_holder
 from paragonsr.utils.procs import worker_pool
 
 HELP = "make LR images from HR ones with a degradation pipeline (offline dataset builder, --preview grid)"
@@ -265,6 +265,8 @@ def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> i
     failures = busy = 0
     results: Iterator[dict[str, Any]]
     with contextlib.ExitStack() as stack:
+        # workers stopped halfway (Ctrl-C, full disk) leave claims of dead processes: free them on the way out
+        stack.callback(clean_claims, args.output, recursive=True)
         try:
             fh = stack.enter_context(open(manifest, "a", encoding="utf-8"))
         except OSError as exc:

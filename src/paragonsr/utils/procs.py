@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing.context as _mpc
+import multiprocessing.pool as _mpp
 import os
 import signal
 import threading
@@ -85,6 +87,72 @@ def torch_worker_init(worker_id: int) -> None:
     quiet_worker()
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored for the few milliseconds of a fork/exec: an ignored signal stays ignored across exec and
+    Python then installs no KeyboardInterrupt handler, so a Ctrl-C during a worker's start-up (before
+    :func:`quiet_worker` runs) cannot print a traceback from it. Only in the main thread (elsewhere: as is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[list[int]]:
+    """SIGINT / SIGTERM recorded instead of raised while a pool is being made (an exception halfway through
+    ``Pool()`` would leave started workers without an owner); the caller acts on the recorded signals after."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    olds = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+            for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    try:
+        yield caught
+    finally:
+        for sig, old in olds.items():
+            signal.signal(sig, old)
+
+
+class _QuietStart:
+    """Mixin for ``multiprocessing`` process classes: ``start()`` with SIGINT ignored (see
+    :func:`_sigint_ignored`)."""
+
+    def start(self) -> None:
+        with _sigint_ignored():
+            super().start()  # type: ignore[misc]
+
+
+# module-level classes: a spawned child unpickles its process object by class name
+class QuietSpawnProcess(_QuietStart, _mpc.SpawnProcess):
+    pass
+
+
+_QUIET_PROCESS: dict[str, type] = {"spawn": QuietSpawnProcess}
+if hasattr(_mpc, "ForkProcess"):
+
+    class QuietForkProcess(_QuietStart, _mpc.ForkProcess):
+        pass
+
+    class QuietForkServerProcess(_QuietStart, _mpc.ForkServerProcess):
+        pass
+
+    _QUIET_PROCESS.update(fork=QuietForkProcess, forkserver=QuietForkServerProcess)
+
+
+def _quiet_process(ctx: Any, *args: Any, **kwds: Any) -> Any:
+    return _QUIET_PROCESS[ctx.get_start_method()](*args, **kwds)
+
+
+class _QuietPool(_mpp.Pool):
+    Process = staticmethod(_quiet_process)
+
+
 def _start_tracker_quietly() -> None:
     """Start multiprocessing's resource tracker (spawn/forkserver pools use one) with warnings off: when the
     parent is killed outright, it would otherwise print a "leaked semaphore objects" warning as it cleans up."""
@@ -112,9 +180,15 @@ def worker_pool(
     import multiprocessing as mp
 
     ctx = mp.get_context(start_method)
-    if ctx.get_start_method() != "fork":
-        _start_tracker_quietly()
-    pool = ctx.Pool(processes, _init, (initializer, initargs))
+    with _deferred_interrupts() as caught:
+        if ctx.get_start_method() != "fork":
+            with _sigint_ignored():
+                _start_tracker_quietly()
+        pool = _QuietPool(processes, _init, (initializer, initargs), context=ctx)
+    if caught:  # Ctrl-C / SIGTERM while the pool was being made: stop it whole, then raise
+        pool.terminate()
+        pool.join()
+        raise Terminated() if caught[-1] == signal.SIGTERM else KeyboardInterrupt()
     try:
         yield pool
     except BaseException:
