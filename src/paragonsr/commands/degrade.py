@@ -169,20 +169,18 @@ def _degrade_one(index: int, rel: str, stem: Path, cfg: dict[str, Any]) -> dict[
 def write_pair(root: Path, stem: Path, lq: np.ndarray, gt: tuple[np.ndarray, int] | None) -> None:
     """Write ``root/lq/stem`` (8-bit) and ``root/gt/stem`` (``gt`` = (image, bit depth); None: no GT) so that a
     pair is complete or absent: both are encoded first, GT is written before LQ (a dataset lists LQ files), and
-    when the second write fails (full disk) the first is removed again. Raises the write error (naming the
-    file)."""
+    when a write fails (full disk) or an interrupt comes, both files of the pair are removed, LQ first. Raises the
+    write error (naming the file)."""
     from paragonsr.io.image_io import encode_image
     from paragonsr.utils.atomic import atomic_write_bytes
 
     parts = [(root / "gt" / stem, encode_image(gt[0], "png", gt[1]))] if gt is not None else []
     parts.append((root / "lq" / stem, encode_image(lq, "png", 8)))
-    written: list[Path] = []
     try:
         for path, data in parts:
             atomic_write_bytes(path, data)
-            written.append(path)
-    except BaseException:
-        for path in written:
+    except BaseException:  # full disk or an interrupt at any point: the pair goes, LQ first (never LQ alone)
+        for path, _ in reversed(parts):
             path.unlink(missing_ok=True)
         raise
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-import tempfile
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,15 +66,21 @@ def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
     (e.g. ``suffix=".tmp.png"`` for matplotlib's ``savefig``). Parent folders are created.
     """
     target = Path(path)
+    tmp: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # The writer's pid is in the name, so a later run can tell a killed run's leftovers from a live write.
-        fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=suffix, dir=target.parent)
-    except OSError as exc:
-        raise _as_write_error(exc, target) from None
-    os.close(fd)
-    tmp = Path(name)
-    try:
+        # The name is chosen before the file is created, so an interrupt at any point still removes it below.
+        prefix = temp_prefix(target)
+        for _ in range(100):
+            tmp = target.parent / f"{prefix}{_token()}{suffix}"
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                break
+            except FileExistsError:
+                tmp = None
+        if tmp is None:
+            raise FileExistsError(errno.EEXIST, "no free temporary name", str(target))
         yield tmp
         os.chmod(tmp, file_mode())
         # Data on disk before the rename makes it visible: after a crash the target is the old or the new file,
@@ -85,7 +91,14 @@ def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
     except OSError as exc:
         raise _as_write_error(exc, target) from None
     finally:
-        tmp.unlink(missing_ok=True)  # no-op after a successful replace
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)  # no-op after a successful replace
+
+
+def _token() -> str:
+    """8 random characters of ``[a-z0-9_]`` (as ``tempfile`` names them, and :data:`_TEMP_RE` expects)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789_"
+    return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 # errors that mean "this write cannot complete" (full disk, file size limit, quota, I/O error, read-only fs)
