@@ -7,6 +7,8 @@ All inputs are generated here. ``bench/fault_soak.py`` runs the same faults hund
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
 import shutil
@@ -196,6 +198,21 @@ def test_real_full_disk_on_a_small_tmpfs(tmp_path: Path, degrade_ref: tuple[Path
         for rel in _reported(out):
             assert (out / "lq" / Path(rel).with_suffix(".png")).is_file()
         shutil.copytree(out, tmp_path / "moved")  # "free space": move the partial result to a bigger disk
+        shutil.rmtree(out)
+        # upscale on the full disk: one line naming the file, stops instead of failing every further image
+        up_in = images(tmp_path / "up_in", 6, size=96)
+        filler = mnt / "filler"
+        filler.write_bytes(b"\0" * 30_000)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = main(["upscale", str(up_in), "-o", str(mnt / "up"), "--resampler", "bicubic", "-q"])
+        errors = [ln for ln in err.getvalue().splitlines() if ln.startswith("error:")]
+        assert rc == 1 and len(errors) == 1, err.getvalue()
+        assert (
+            "No space left on device" in errors[0] and str(mnt / "up") in errors[0] and "stopped" in errors[0]
+        )
+        assert hidden_files(mnt / "up") == []
+        all_decode(mnt / "up")
     out = tmp_path / "moved"
     assert main(_degrade_args(dinp, out)) == 0
     got = visible_files(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import glob
 import itertools
 import sys
@@ -344,8 +345,11 @@ def run(args: argparse.Namespace) -> int:
                 if isinstance(exc, (OSError, ValueError, RuntimeError))
                 else f"{type(exc).__name__}: {exc}"
             )
-            err(text if str(src) in text else f"{src}: {text}")
             failed += 1
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                err(f"{text}; stopped (the disk is full: every further image would fail; a rerun resumes)")
+                break
+            err(text if str(src) in text else f"{src}: {text}")
             continue
         finally:
             claim.release()
