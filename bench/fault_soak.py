@@ -280,6 +280,8 @@ def soak(n: int, seed: int, kill_every: int, progress: Callable[[str], None]) ->
                 else:
                     rc, err, tb = _call(sc.args(out), fault, at, fsize)
                     problem = _verdict(rc, err, fault, tb)
+                    if problem:  # what the user would have seen
+                        problem += "\n    | " + "\n    | ".join((err + tb).strip().splitlines()[-8:])
                     left = hidden_files(out) if out.exists() else []
                     if not problem and left:
                         problem = f"left behind: {left[:3]}"
