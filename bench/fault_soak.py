@@ -275,10 +275,14 @@ def soak(n: int, seed: int, kill_every: int, progress: Callable[[str], None]) ->
                 if kill:
                     o = run(sc.args(out), sig=signal.SIGKILL, delay=at + 2.0, timeout=300)
                     problem = "processes outlived the killed command" if o.survivors else None
+                    stats["hit"] += o.signalled  # killed while it still ran
                     if o.rc not in (0, -signal.SIGKILL) or "Traceback" in o.err:
                         problem = problem or f"killed run: exit {o.rc}, traceback: {'Traceback' in o.err}"
                 else:
                     rc, err, tb = _call(sc.args(out), fault, at, fsize)
+                    stats["hit"] += (
+                        rc != 0
+                    )  # the fault changed the run's outcome (else it came too late / fit)
                     problem = _verdict(rc, err, fault, tb)
                     if problem:  # what the user would have seen
                         problem += "\n    | " + "\n    | ".join((err + tb).strip().splitlines()[-8:])
@@ -304,8 +308,8 @@ def soak(n: int, seed: int, kill_every: int, progress: Callable[[str], None]) ->
             shutil.rmtree(out, ignore_errors=True)
             if i % 25 == 0 or i == n:
                 rate = (time.perf_counter() - t_start) / i
-                progress(f"{i}/{n} faults, {stats['survived']} survived, {stats['failed']} failed "
-                         f"({rate:.1f} s per fault)")  # fmt: skip
+                progress(f"{i}/{n} faults, {stats['survived']} survived, {stats['failed']} failed, {stats['hit']} hit "
+                         f"a running command ({rate:.1f} s per fault)")  # fmt: skip
     return stats
 
 
@@ -319,8 +323,8 @@ def cli() -> int:
     t0 = time.perf_counter()
     stats = soak(a.faults, a.seed, a.kill_every, lambda s: print(s, flush=True))
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.items()) if "/" in k)
-    print(f"fault soak: {stats['survived']} of {stats['faults']} injected faults survived, {stats['failed']} failed "
-          f"({kinds}); {time.perf_counter() - t0:.0f} s")  # fmt: skip
+    print(f"fault soak: {stats['survived']} of {stats['faults']} injected faults survived, {stats['failed']} failed; "
+          f"{stats['hit']} of them hit a running command ({kinds}); {time.perf_counter() - t0:.0f} s")  # fmt: skip
     return 1 if stats["failed"] else 0
 
 
