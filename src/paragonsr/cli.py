@@ -58,6 +58,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from paragonsr.utils.procs import interrupt_exit, terminate_as_interrupt
+
+    terminate_as_interrupt()  # SIGTERM runs the Ctrl-C cleanup too, then exits 143
+    try:  # an interrupt while the command is still being set up (imports, parsing) is as quiet as later
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C (130) or SIGTERM (143): one line, workers already stopped
+        line, status = interrupt_exit(exc)
+        with contextlib.suppress(OSError):
+            print(line, file=sys.stderr)
+        return status
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first if first in COMMANDS else None)
@@ -70,9 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     # Reuse freed tensor buffers instead of page-faulting fresh mmap pages on every forward (glibc; opt out with
     # PARAGONSR_MALLOC_TUNING=0). Done here, not on import: a library must not retune its host's allocator.
     tune_malloc()
-    from paragonsr.utils.procs import interrupt_exit, terminate_as_interrupt
-
-    terminate_as_interrupt()  # SIGTERM runs the Ctrl-C cleanup too, then exits 143
     try:
         return int(args._run(args) or 0)
     except BrokenPipeError:  # `paragonsr archs | head`: the reader left, nothing to report
@@ -85,11 +95,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:  # Ctrl-C (130) or SIGTERM (143): one line, workers already stopped
-        line, status = interrupt_exit(exc)
-        with contextlib.suppress(OSError):
-            print(line, file=sys.stderr)
-        return status
 
 
 def error_line(exc: BaseException) -> str:

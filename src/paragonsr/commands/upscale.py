@@ -321,16 +321,19 @@ def run(args: argparse.Namespace) -> int:
             continue
         # Another run writing into this folder: claim the output first, look again once it is ours
         claim = OutputClaim(dst)
-        if not claim.acquire():
-            tqdm.write(f"skip: {dst} is being written by {describe_holder(claim.holder)}", file=sys.stderr)
-            busy += 1
-            continue
-        if dst.exists() and (not args.overwrite or dst.stat().st_mtime >= started_wall):
-            claim.release()  # --overwrite replaces what was there before this run, not another run's new result
-            tqdm.write(f"skip: {dst} was written by another run meanwhile", file=sys.stderr)
-            skipped += 1
-            continue
-        try:  # stills and animations (every frame, timing kept; --first-frame: the first one only)
+        try:  # released whatever happens from here on (an interrupt included)
+            if not claim.acquire():
+                tqdm.write(
+                    f"skip: {dst} is being written by {describe_holder(claim.holder)}", file=sys.stderr
+                )
+                busy += 1
+                continue
+            if dst.exists() and (not args.overwrite or dst.stat().st_mtime >= started_wall):
+                # --overwrite replaces what was there before this run, not another run's new result
+                tqdm.write(f"skip: {dst} was written by another run meanwhile", file=sys.stderr)
+                skipped += 1
+                continue
+            # stills and animations (every frame, timing kept; --first-frame: the first one only)
             with warnings.catch_warnings(record=True) as notes:
                 warnings.simplefilter("always", FloatRangeWarning)
                 upscale_file(src, dst, upscaler, args.outscale, args.quality, args.first_frame, on_tile)

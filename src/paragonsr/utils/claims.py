@@ -120,13 +120,14 @@ class OutputClaim:
             fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             return False
+        self.owned = True  # at once: release() removes the file whatever interrupts us from here on
         try:
             os.write(fd, self._record())
         except OSError:
-            os.close(fd)
-            self.file.unlink(missing_ok=True)
+            self.release()
             raise
-        os.close(fd)
+        finally:
+            os.close(fd)
         return True
 
     def _stale(self, holder: dict[str, Any] | None) -> bool:
