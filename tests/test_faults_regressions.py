@@ -307,3 +307,29 @@ def test_foreign_unet_onnx_needing_a_size_multiple_works(tmp_path: Path, capfd) 
     assert main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "x.png"), "-m", str(path),
                  "--size-multiple", "0"]) == 2  # fmt: skip
     assert "--size-multiple must be a whole number of pixels in [1, 1024], got 0" in capfd.readouterr().err
+
+
+def test_an_interrupt_inside_a_finalizer_is_raised_again_not_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import signal
+
+    from paragonsr.utils.procs import Terminated, terminate_as_interrupt
+
+    old_term, old_hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
+
+    class Finalized:
+        def __del__(self) -> None:  # SIGTERM arriving while a finalizer runs (e.g. tqdm's)
+            raise Terminated()
+
+    try:
+        terminate_as_interrupt()
+        with pytest.raises(Terminated):
+            Finalized()  # collected at once: its __del__ raises, Python would print and drop it
+            deadline = time.monotonic() + 10  # the re-sent SIGTERM is raised here, in ordinary code
+            while time.monotonic() < deadline:
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        sys.unraisablehook = old_hook
+    assert "Exception ignored" not in capsys.readouterr().err

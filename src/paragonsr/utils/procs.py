@@ -18,6 +18,7 @@ import multiprocessing.context as _mpc
 import multiprocessing.pool as _mpp
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,10 +37,33 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+def _redeliver(unraisable: Any) -> None:
+    """``sys.unraisablehook``: an interrupt raised while a finalizer (``__del__``) ran would be printed as
+    "Exception ignored in ..." with a traceback and then lost; it is sent again instead, to be raised where it
+    counts. Everything else goes to the previous hook."""
+    exc = unraisable.exc_value
+    if isinstance(exc, KeyboardInterrupt):
+        sig = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        # from another thread, a moment later: sent from here, the handler would raise inside this hook (or inside
+        # Thread.start's wait) and be dropped again
+        timer = threading.Timer(0.05, os.kill, args=(os.getpid(), sig))
+        timer.daemon = True
+        timer.start()
+        return
+    _PREVIOUS_HOOK[0](unraisable)
+
+
+_PREVIOUS_HOOK: list[Any] = [sys.unraisablehook]
+
+
 def terminate_as_interrupt() -> None:
-    """Make SIGTERM raise :class:`Terminated` in the main thread (no-op elsewhere, e.g. in a worker thread)."""
+    """Make SIGTERM raise :class:`Terminated` in the main thread (no-op elsewhere, e.g. in a worker thread), and
+    an interrupt that lands inside a finalizer be raised again rather than printed and lost."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+        if sys.unraisablehook is not _redeliver:
+            _PREVIOUS_HOOK[0] = sys.unraisablehook
+            sys.unraisablehook = _redeliver
 
 
 def interrupt_exit(exc: BaseException) -> tuple[str, int]:
@@ -156,7 +180,6 @@ class _QuietPool(_mpp.Pool):
 def _start_tracker_quietly() -> None:
     """Start multiprocessing's resource tracker (spawn/forkserver pools use one) with warnings off: when the
     parent is killed outright, it would otherwise print a "leaked semaphore objects" warning as it cleans up."""
-    import sys
     from multiprocessing import resource_tracker
 
     flag = "ignore::UserWarning"
