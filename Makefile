@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: test demo lint format bench clean venv docs weights
+.PHONY: test demo lint format bench clean venv docs weights soak
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,10 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/infer.py
+
+# fault soak (issue 26): 500 injected faults across upscale, degrade, train and export; prints how many survived
+soak: $(STAMP)
+	$(BIN)/python bench/fault_soak.py --faults 500
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache build *.egg-info

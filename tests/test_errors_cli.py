@@ -44,7 +44,7 @@ def _one_line(err: str) -> str:
 
 
 def test_project_errors_share_one_base() -> None:
-    from paragonsr.checkpoint_meta import CheckpointError
+    from paragonsr.checkpoint.meta import CheckpointError
     from paragonsr.deploy.release import ExportError
     from paragonsr.io.image_io import ImageReadError
     from paragonsr.train.option_io import OptionError

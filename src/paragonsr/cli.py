@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -58,6 +59,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from paragonsr.utils.procs import interrupt_exit, terminate_as_interrupt
+
+    terminate_as_interrupt()  # SIGTERM runs the Ctrl-C cleanup too, then exits 143
+    try:  # an interrupt while the command is still being set up (imports, parsing) is as quiet as later
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C (130) or SIGTERM (143): one line, workers already stopped
+        line, status = interrupt_exit(exc)
+        with contextlib.suppress(OSError):
+            print(line, file=sys.stderr)
+        return status
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first if first in COMMANDS else None)
@@ -82,9 +96,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 def error_line(exc: BaseException) -> str:

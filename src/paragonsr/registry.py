@@ -7,6 +7,7 @@ One pattern everywhere (BasicSR/traiNNer users know it): decorate a class or fac
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -20,8 +21,14 @@ def _norm(name: str) -> str:
 class Registry:
     """A case-insensitive mapping from names (and aliases) to classes or factory functions."""
 
-    def __init__(self, kind: str, wrap: Callable[[Any, str], Any] | None = None) -> None:
+    def __init__(
+        self, kind: str, wrap: Callable[[Any, str], Any] | None = None, modules: tuple[str, ...] = ()
+    ) -> None:
         self.kind = kind
+        # modules whose import registers the entries, imported by name on the first lookup (so the code that
+        # looks entries up never imports them itself: no import cycle between them and their users)
+        self._modules = modules
+        self._loaded = not modules
         # applied to each object as it is registered (``wrap(obj, name)``); the result is what gets stored
         self._wrap = wrap
         self._items: dict[str, Any] = {}
@@ -56,8 +63,16 @@ class Registry:
 
         return deco
 
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True  # first: a module being imported may look entries up itself
+        for module in self._modules:
+            importlib.import_module(module)
+
     def canonical(self, name: str) -> str:
         """The canonical (lower-case) name of ``name`` or an alias. Raises KeyError with a did-you-mean."""
+        self._load()
         key = _norm(name)
         key = self._aliases.get(key, key)
         if key not in self._items:
@@ -85,14 +100,17 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
+        self._load()
         key = _norm(name)
         return key in self._items or key in self._aliases
 
     def __iter__(self) -> Iterator[str]:
+        self._load()
         return iter(sorted(self._items))
 
     def names(self) -> list[str]:
         """Canonical (lower-case) names, sorted."""
+        self._load()
         return sorted(self._items)
 
     def spelling(self, name: str) -> str:
@@ -126,5 +144,6 @@ LOSS_REGISTRY = Registry("loss")
 DATASET_REGISTRY = Registry("dataset")
 DEGRADATION_REGISTRY = Registry("degradation pipeline")
 METRIC_REGISTRY = Registry("metric")
-# training model classes (``model_type``): paragonsr.train.sr_model / gan_model
-MODEL_REGISTRY = Registry("model type")
+# training model classes (``model_type``): registered by paragonsr.train.sr_model / gan_model on first lookup
+MODEL_REGISTRY = Registry("model type", modules=("paragonsr.train.sr_model", "paragonsr.train.gan_model", "paragonsr.train.qat")
+)

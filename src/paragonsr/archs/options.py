@@ -4,7 +4,7 @@ which defaults and descriptions, generated from its constructor by
 
 One statement serves every reader of architecture arguments: the ``network_g`` / ``network_d`` sections of a
 training option file (:mod:`paragonsr.train.option_types`), their generated docs and JSON Schema, and the check of
-the hyperparameters a checkpoint's metadata records (:mod:`paragonsr.checkpoint_validate`). Importing this module
+the hyperparameters a checkpoint's metadata records (:mod:`paragonsr.checkpoint.validate`). Importing this module
 imports every architecture (which registers them).
 """
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import os
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +17,9 @@ from typing import Any
 import numpy as np
 
 from paragonsr.commands import clean_temps
+from paragonsr.utils.atomic import WriteError, write_error
+from paragonsr.utils.claims import OutputClaim, clean_claims, describe_holder
+from paragonsr.utils.procs import worker_pool
 
 HELP = "make LR images from HR ones with a degradation pipeline (offline dataset builder, --preview grid)"
 PIPELINES = ("realesrgan", "workflows", "lrgen", "bicubic", "resize")
@@ -102,49 +108,81 @@ def _init_worker(name: str, opt: dict[str, Any], scale: int, cfg: dict[str, Any]
 
 
 def _process(job: tuple[int, str]) -> dict[str, Any]:
-    """Degrade one file; returns its manifest entry (or an 'error' entry). Runs in a worker."""
-    from paragonsr.degrade import apply_manifest
-    from paragonsr.io.image_io import read_image, write_image
-
+    """Degrade one file; returns its manifest entry, an 'error' entry, or a 'busy' entry (another run holds or
+    finished the pair). Runs in a worker."""
     index, rel = job
-    cfg, deg = _STATE["cfg"], _STATE["deg"]
+    cfg = _STATE["cfg"]
+    stem = Path(rel).with_suffix(".png")
+    lq_path, gt_path = Path(cfg["output"]) / "lq" / stem, Path(cfg["output"]) / "gt" / stem
+    claim = OutputClaim(lq_path)  # a second run into this folder leaves this pair to us (and we to it)
     try:
-        img, info = read_image(Path(cfg["input"]) / rel)
-        entry: dict[str, Any] = {"file": rel, "index": index, "pipeline": cfg["pipeline"], "scale": deg.scale,
-                                 "seed": [cfg["seed"], zlib.crc32(rel.encode("utf-8"))]}  # fmt: skip
-        if img.shape[2] in (2, 4):  # gray + alpha or RGBA
-            img, entry["alpha"] = img[..., :-1], "dropped"
-        rng = np.random.default_rng(image_seed(cfg["seed"], rel))
-        crop = cfg["gt_crop"]
-        if crop:
-            h, w = img.shape[:2]
-            if h < crop or w < crop:
-                raise ValueError(f"image is {h}x{w}, smaller than --gt-crop {crop}")
-            top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-            img, entry["gt_crop"] = img[top : top + crop, left : left + crop], [top, left, crop]
-        out, record = apply_manifest(deg, img, rng, index=index)
-        if cfg[
-            "no_gt"
-        ]:  # the LQ will be paired with the input file itself: the pipeline must not have changed it
-            lh, lw = out["lq"].shape[:2]
-            src = np.clip(img[: lh * deg.scale, : lw * deg.scale], 0.0, 1.0)
-            if out["gt"].shape != src.shape or not np.array_equal(out["gt"], src):
-                raise ValueError(
-                    "--no-gt: the pipeline changed the GT (a gt_size crop or a scene op), so the LQ would not "
-                    "match the input image; drop --no-gt to write gt/"
-                )
-        stem = Path(rel).with_suffix(".png")
-        write_image(Path(cfg["output"]) / "lq" / stem, out["lq"], bit_depth=8)
-        if not cfg["no_gt"]:
-            write_image(
-                Path(cfg["output"]) / "gt" / stem,
-                out["gt"],
-                bit_depth=info.bit_depth if info.bit_depth == 16 else 8,
-            )
-        entry.update(lq_size=list(out["lq"].shape[:2]), ops=record)
-        return entry
+        if not claim.acquire():
+            return {"file": rel, "index": index, "busy": describe_holder(claim.holder)}
+        if (
+            lq_path.is_file()
+            and (cfg["no_gt"] or gt_path.is_file())
+            and lq_path.stat().st_mtime >= cfg["started"]
+        ):
+            return {"file": rel, "index": index, "busy": "another run (finished meanwhile)"}
+        return _degrade_one(index, rel, stem, cfg)
     except Exception as exc:  # one bad file must not stop the batch
         return {"file": rel, "index": index, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        claim.release()
+
+
+def _degrade_one(index: int, rel: str, stem: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    from paragonsr.degrade import apply_manifest
+    from paragonsr.io.image_io import read_image
+
+    deg = _STATE["deg"]
+    img, info = read_image(Path(cfg["input"]) / rel)
+    entry: dict[str, Any] = {"file": rel, "index": index, "pipeline": cfg["pipeline"], "scale": deg.scale,
+                             "seed": [cfg["seed"], zlib.crc32(rel.encode("utf-8"))]}  # fmt: skip
+    if img.shape[2] in (2, 4):  # gray + alpha or RGBA
+        img, entry["alpha"] = img[..., :-1], "dropped"
+    rng = np.random.default_rng(image_seed(cfg["seed"], rel))
+    crop = cfg["gt_crop"]
+    if crop:
+        h, w = img.shape[:2]
+        if h < crop or w < crop:
+            raise ValueError(f"image is {h}x{w}, smaller than --gt-crop {crop}")
+        top, left = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+        img, entry["gt_crop"] = img[top : top + crop, left : left + crop], [top, left, crop]
+    out, record = apply_manifest(deg, img, rng, index=index)
+    if cfg[
+        "no_gt"
+    ]:  # the LQ will be paired with the input file itself: the pipeline must not have changed it
+        lh, lw = out["lq"].shape[:2]
+        src = np.clip(img[: lh * deg.scale, : lw * deg.scale], 0.0, 1.0)
+        if out["gt"].shape != src.shape or not np.array_equal(out["gt"], src):
+            raise ValueError(
+                "--no-gt: the pipeline changed the GT (a gt_size crop or a scene op), so the LQ would not "
+                "match the input image; drop --no-gt to write gt/"
+            )
+    gt = None if cfg["no_gt"] else (out["gt"], 16 if info.bit_depth == 16 else 8)
+    write_pair(Path(cfg["output"]), stem, out["lq"], gt)
+    entry.update(lq_size=list(out["lq"].shape[:2]), ops=record)
+    return entry
+
+
+def write_pair(root: Path, stem: Path, lq: np.ndarray, gt: tuple[np.ndarray, int] | None) -> None:
+    """Write ``root/lq/stem`` (8-bit) and ``root/gt/stem`` (``gt`` = (image, bit depth); None: no GT) so that a
+    pair is complete or absent: both are encoded first, GT is written before LQ (a dataset lists LQ files), and
+    when a write fails (full disk) or an interrupt comes, both files of the pair are removed, LQ first. Raises the
+    write error (naming the file)."""
+    from paragonsr.io.image_io import encode_image
+    from paragonsr.utils.atomic import atomic_write_bytes
+
+    parts = [(root / "gt" / stem, encode_image(gt[0], "png", gt[1]))] if gt is not None else []
+    parts.append((root / "lq" / stem, encode_image(lq, "png", 8)))
+    try:
+        for path, data in parts:
+            atomic_write_bytes(path, data)
+    except BaseException:  # full disk or an interrupt at any point: the pair goes, LQ first (never LQ alone)
+        for path, _ in reversed(parts):
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _done(manifest: Path) -> set[str]:
@@ -160,6 +198,22 @@ def _done(manifest: Path) -> set[str]:
             if "error" not in entry:
                 done.add(entry["file"])
     return done
+
+
+def _append(fh: Any, path: Path, line: str) -> None:
+    """Append one manifest line durably; a full disk cuts at most this line (a rerun redoes that image)."""
+    try:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+    except OSError as exc:
+        raise write_error(exc, path) from None
+
+
+def _disk_full(error: str) -> bool:
+    return "cannot write (" in error and any(
+        os.strerror(e) in error for e in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+    )
 
 
 def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> int:
@@ -204,33 +258,40 @@ def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> i
             continue
         todo.append((i, rel))
     cfg = {"input": str(args.input), "output": str(args.output), "seed": args.seed, "gt_crop": args.gt_crop,
-           "no_gt": args.no_gt, "pipeline": name}  # fmt: skip
+           "no_gt": args.no_gt, "pipeline": name, "started": time.time()}  # fmt: skip
     print(f"{len(files)} images, {len(files) - len(todo)} already done, {len(todo)} to degrade with '{name}'")
-    failures = 0
+    failures = busy = 0
     results: Iterator[dict[str, Any]]
-    with open(manifest, "a", encoding="utf-8") as fh:
+    with contextlib.ExitStack() as stack:
+        # workers stopped halfway (Ctrl-C, full disk) leave claims of dead processes: free them on the way out
+        stack.callback(clean_claims, args.output, recursive=True)
+        try:
+            fh = stack.enter_context(open(manifest, "a", encoding="utf-8"))
+        except OSError as exc:
+            raise write_error(exc, manifest) from None
         if args.workers > 1 and len(todo) > 1:
-            import multiprocessing as mp
-
-            pool = mp.get_context("spawn").Pool(args.workers, _init_worker, (name, opt, args.scale, cfg))
+            # quiet workers: Ctrl-C / SIGTERM reach only the parent, which terminates them; they die with it
+            pool = stack.enter_context(
+                worker_pool(args.workers, _init_worker, (name, opt, args.scale, cfg), "spawn")
+            )
             results = pool.imap_unordered(_process, todo)
         else:
-            pool = None
             _init_worker(name, opt, args.scale, cfg)
             results = map(_process, todo)
-        try:
-            for entry in tqdm(results, total=len(todo), desc="degrade", unit="img", disable=None):
-                if "error" in entry:
-                    failures += 1
-                    tqdm.write(f"error: {entry['file']}: {entry['error']}", file=sys.stderr)
-                fh.write(json.dumps(entry) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        finally:
-            if pool is not None:
-                pool.close()
-                pool.join()
-    print(f"wrote {len(todo) - failures} pairs to {args.output} ({failures} failed); manifest: {manifest}")
+        for entry in tqdm(results, total=len(todo), desc="degrade", unit="img", disable=None):
+            if "busy" in entry:
+                busy += 1
+                tqdm.write(f"skip: {entry['file']}: written by {entry['busy']}", file=sys.stderr)
+                continue
+            if "error" in entry:
+                if _disk_full(entry["error"]):  # every further image would fail the same way
+                    msg = entry["error"].partition(": ")[2]
+                    raise WriteError(errno.ENOSPC, f"{msg}; stopped (a rerun resumes)")
+                failures += 1
+                tqdm.write(f"error: {entry['file']}: {entry['error']}", file=sys.stderr)
+            _append(fh, manifest, json.dumps(entry) + "\n")
+    print(f"wrote {len(todo) - failures - busy} pairs to {args.output} ({failures} failed"
+          + (f", {busy} left to another run" if busy else "") + f"); manifest: {manifest}")  # fmt: skip
     return 1 if failures else 0
 
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import glob
 import itertools
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from paragonsr.commands import clean_temps
 from paragonsr.tiling.option import add_tile_argument
+from paragonsr.utils.claims import OutputClaim, describe_holder
 
 HELP = (
     "Upscale images with a model (.safetensors/.pth/.onnx) or a resampler (magic-sharp-2021, bicubic, ...)."
@@ -48,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "bicubic, lanczos3, bilinear, box, nearest",
     )
     p.add_argument("--arch", help="architecture name for checkpoints without paragonsr metadata")
+    p.add_argument(
+        "--size-multiple",
+        type=int,
+        metavar="N",
+        help="the model needs H and W divisible by N (inputs are padded, outputs cropped back); default: the "
+        "model's metadata, or found by probing a foreign ONNX file",
+    )
     p.add_argument(
         "-s", "--scale", type=float, help="resampler scale (default 2); with a model: the expected scale"
     )
@@ -165,7 +175,14 @@ def make_backend(args: argparse.Namespace) -> Any:
             )
     hint = int(args.scale) if args.scale and float(args.scale).is_integer() else None
     return load_backend(
-        model, args.backend or "torch", args.device, args.precision, args.provider, args.arch, hint
+        model,
+        args.backend or "torch",
+        args.device,
+        args.precision,
+        args.provider,
+        args.arch,
+        hint,
+        size_multiple=getattr(args, "size_multiple", None),
     )
 
 
@@ -220,6 +237,8 @@ def _check_numbers(args: argparse.Namespace) -> str | None:
         return f"--tile-blend must be in [0, 1], got {args.tile_blend:g}"
     if args.tile_overlap < 0:
         return f"--tile-overlap must be >= 0 pixels, got {args.tile_overlap}"
+    if getattr(args, "size_multiple", None) is not None and not 1 <= args.size_multiple <= 1024:
+        return f"--size-multiple must be a whole number of pixels in [1, 1024], got {args.size_multiple}"
     args.tile = parse_tile(args.tile, "--tile")  # InputError: one line naming --tile
     return None
 
@@ -234,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     from paragonsr.infer.upscale import Upscaler
 
     set_exporter(export_onnx)  # --backend auto may export a torch model once for ONNX Runtime (cached)
-    from paragonsr.io.image_io import READ_EXTS, WRITE_EXTS
+    from paragonsr.io.image_io import READ_EXTS, WRITE_EXTS, FloatRangeWarning
 
     # OpenCV would print its own decoder noise next to our one-line messages.
     with contextlib.suppress(AttributeError):
@@ -250,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     if bad_option:
         err(bad_option)
         return 2
-    start = time.perf_counter()
+    start, started_wall = time.perf_counter(), time.time()
     files, problems = collect_inputs(args.inputs, args.recursive, exclude=Path(args.output))
     for msg in problems:
         err(msg)
@@ -277,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     upscaler = Upscaler(backend, args.tile, args.tile_overlap, args.tile_blend, args.gray_mode)
     inputs = {src.resolve() for src, _ in files}
-    done = skipped = failed = 0
+    done = skipped = failed = busy = 0
     claimed: dict[Path, Path] = {}  # output -> the input it belongs to in this run
     bar = tqdm(files, unit="img", disable=args.quiet or not files, dynamic_ncols=True)
     tiles: list[Any] = []  # a second bar for big images split into tiles
@@ -293,21 +312,32 @@ def run(args: argparse.Namespace) -> int:
         if done_tiles == total:
             tiles.pop().close()
 
-    def report(src: Path, exc: BaseException) -> None:
+    stop = False  # a write hit a full disk: every further image would fail
+
+    def describe(src: Path, exc: BaseException) -> str:
         text = (
             str(exc)
             if isinstance(exc, (OSError, ValueError, RuntimeError))
             else f"{type(exc).__name__}: {exc}"
         )
-        err(text if str(src) in text else f"{src}: {text}")
+        return text if str(src) in text else f"{src}: {text}"
 
-    def written(src: Path, exc: BaseException | None) -> None:
-        nonlocal done, failed
-        if exc is None:
-            done += 1
-        else:
-            report(src, exc)
+    def written(src: Path, claim: Any, exc: BaseException | None) -> None:
+        nonlocal done, failed, stop
+        try:
+            if exc is None:
+                done += 1
+                return
             failed += 1
+            if _disk_full(exc):
+                stop = True
+                err(
+                    f"{describe(src, exc)}; stopped (the disk is full: every further image would fail; a rerun resumes)"
+                )
+            else:
+                err(describe(src, exc))
+        finally:
+            claim.release()
 
     pipe = OverlappedFiles(
         upscaler, [src for src, _ in files], outscale=args.outscale, quality=args.quality,
@@ -333,13 +363,51 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"skip: {dst} exists (use --overwrite)", file=sys.stderr)
             skipped += 1
             continue
-        try:  # stills and animations (every frame, timing kept; --first-frame: the first one only)
-            pipe.upscale(src, dst, functools.partial(written, src))  # the write overlaps the next image
+        # Another run writing into this folder: claim the output first, look again once it is ours
+        claim = OutputClaim(dst)
+        handed_over = False  # the claim goes with the write to the writer thread, released when it is done
+        try:  # released whatever happens from here on (an interrupt included)
+            if not claim.acquire():
+                tqdm.write(
+                    f"skip: {dst} is being written by {describe_holder(claim.holder)}", file=sys.stderr
+                )
+                busy += 1
+                continue
+            if dst.exists() and (not args.overwrite or dst.stat().st_mtime >= started_wall):
+                # --overwrite replaces what was there before this run, not another run's new result
+                tqdm.write(f"skip: {dst} was written by another run meanwhile", file=sys.stderr)
+                skipped += 1
+                continue
+            # stills and animations (every frame, timing kept; --first-frame: the first one only); the write
+            # overlaps the next image
+            with warnings.catch_warnings(record=True) as notes:
+                warnings.simplefilter("always", FloatRangeWarning)
+                handed_over = True
+                try:
+                    pipe.upscale(src, dst, functools.partial(written, src, claim))
+                except BaseException:
+                    handed_over = False  # reading or computing failed: no write will follow
+                    raise
+            for note in notes:  # an HDR float input: its clamp to [0, 1] is said, once, as one line
+                if issubclass(note.category, FloatRangeWarning):
+                    tqdm.write(f"note: {note.message}", file=sys.stderr)
+                else:
+                    warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
         except Exception as exc:  # one bad file must not stop the batch
-            report(src, exc)
             failed += 1
+            if _disk_full(exc):
+                err(
+                    f"{describe(src, exc)}; stopped (the disk is full: every further image would fail; a rerun resumes)"
+                )
+                break
+            err(describe(src, exc))
             continue
-    pipe.close()
+        finally:
+            if not handed_over:
+                claim.release()
+        if stop:
+            break
+    pipe.close()  # the last write, its callback (claim released); on an interrupt the claims file says who
     bar.close()
     failed += len(problems)
     secs = time.perf_counter() - start
@@ -347,9 +415,14 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"upscaled {done} image(s) with {backend!r} -> {where} in {secs:.1f}s"
         + (f"; {skipped} skipped (exist)" if skipped else "")
+        + (f"; {busy} left to another run writing them" if busy else "")
         + (f"; {failed} problem(s)" if failed else "")
     )
-    return 1 if failed or not (done or skipped) else 0
+    return 1 if failed or not (done or skipped or busy) else 0
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - convenience for python -m

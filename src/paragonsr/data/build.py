@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from paragonsr.data.datasets import OTFDataset, PairedImageDataset, ResumableSampler, seed_worker
 from paragonsr.data.options import OTFDatasetOpt
 from paragonsr.registry import DATASET_REGISTRY
+from paragonsr.utils.procs import torch_worker_init
 
 __all__ = [
     "DataOptions", "build_dataset", "build_degradation_for", "build_pair_pool", "build_train_loader",
@@ -152,7 +153,10 @@ def build_val_loaders(opt: DataOptions, seed: int) -> dict[str, DataLoader]:
     """One batch-1 loader per validation section, keyed by its ``name`` (or the section key when unnamed)."""
     return {
         v.name if v.name != "dataset" else k: DataLoader(
-            build_dataset(opt, k, seed), batch_size=1, num_workers=v.num_worker_per_gpu
+            build_dataset(opt, k, seed),
+            batch_size=1,
+            num_workers=v.num_worker_per_gpu,
+            worker_init_fn=torch_worker_init,  # quiet on Ctrl-C, gone with the training process
         )
         for k, v in opt.val_datasets().items()
     }

@@ -9,13 +9,13 @@ images whose tiles all exist (resumable).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from paragonsr.io.files import read_image_native, write_image_native
+from paragonsr.utils.procs import worker_pool
 
 
 def tile_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[int]:
@@ -98,7 +98,7 @@ def extract_tiles(
     written = 0
     bar = tqdm(total=len(jobs), desc="extract-tiles", unit="img", disable=not progress)
     if workers > 1:
-        with Pool(workers) as pool:
+        with worker_pool(workers) as pool:  # quiet workers, terminated on Ctrl-C / SIGTERM
             results = pool.imap_unordered(_extract_star, jobs)
             for _name, n, err in results:
                 written += n

@@ -6,6 +6,7 @@ Order: calibrate/fuse (lossless check) -> fused safetensors -> FP32 ONNX (parity
 
 from __future__ import annotations
 
+import glob
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,25 @@ def _int8_step(
 
 
 def export_release(
+    model: nn.Module,
+    out_dir: str | Path,
+    name: str,
+    images: Sequence[tuple[str, np.ndarray]] = (),
+    calib_images: Sequence[tuple[str, np.ndarray]] | None = None,
+    options: ExportOptions | None = None,
+    log: Callable[[str], None] = print,
+    qat_model: nn.Module | None = None,
+) -> ExportResult:
+    """:func:`_export_release`, and whatever ends it (a refused gate, a full disk, Ctrl-C) leaves no
+    ``.<name>_*.onnx.verifying`` file behind: an ONNX file is only ever seen under its final name once verified."""
+    try:
+        return _export_release(model, out_dir, name, images, calib_images, options, log, qat_model)
+    finally:
+        for tmp in Path(out_dir).glob(f".{glob.escape(name)}_*.onnx.verifying"):
+            tmp.unlink(missing_ok=True)
+
+
+def _export_release(
     model: nn.Module,
     out_dir: str | Path,
     name: str,

@@ -177,11 +177,14 @@ def load_backend(
     provider: str | None = None,
     arch: str | None = None,
     scale_hint: int | None = None,
+    size_multiple: int | None = None,
 ) -> Backend:
     """Backend for a model file: ``.onnx`` (or ``backend="onnx"``) -> OnnxBackend, ``.param`` (or
     ``backend="ncnn"``) -> NcnnBackend (CPU), else a torch checkpoint.
 
     ``scale_hint`` fills in the scale for checkpoints whose metadata and weights do not record it.
+    ``size_multiple`` (``--size-multiple``): H and W the model needs divisible by; inputs are padded up to it
+    and the output cropped back (ONNX files without it are probed; torch archs declare their own).
     """
     path = str(model_path)
     if backend == "ncnn" or path.lower().endswith(".param"):
@@ -226,13 +229,22 @@ def load_backend(
                     "provider with --provider (cpu, cuda, tensorrt, directml, ...)"
                 )
             provider = dev.type
-        return OnnxBackend(path, provider=provider)
+        return OnnxBackend(path, provider=provider, size_multiple=size_multiple)
     if backend != "torch":
         raise ValueError(f"unknown backend '{backend}' (use torch, onnx or ncnn)")
     from paragonsr.checkpoint import load_model
 
     model = load_model(path, arch=arch, device="cpu", scale_hint=scale_hint)
-    return TorchBackend(model, device=device, precision=precision)
+    torch_backend = TorchBackend(model, device=device, precision=precision)
+    if size_multiple is not None and size_multiple > 1:
+        import dataclasses
+        import math
+
+        needs = torch_backend.size_needs
+        torch_backend.size_needs = dataclasses.replace(
+            needs, multiple=math.lcm(needs.multiple, size_multiple)
+        )
+    return torch_backend
 
 
 __all__ = [

@@ -121,7 +121,14 @@ class OnnxBackend:
     they are read from the graph and, for the scale, from one tiny probe run.
     """
 
-    def __init__(self, path: str | os.PathLike[str], provider: str | Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        provider: str | Sequence[str] | None = None,
+        size_multiple: int | None = None,
+    ) -> None:
+        """``size_multiple``: H and W the graph needs divisible by (``--size-multiple``); default: the
+        ``paragonsr.size_multiple`` metadata, else found by probe runs (:meth:`_detect_multiple`)."""
         self.path = Path(path)
         self.session = make_session(self.path, provider)
         self.providers: list[str] = list(self.session.get_providers())
@@ -151,25 +158,70 @@ class OnnxBackend:
         self.precision = self.metadata.get("precision", "unknown")
         in_dim = self._in.shape[1]
         self.in_ch = int(self.metadata.get("in_ch", in_dim if isinstance(in_dim, int) else 3))
+        if size_multiple is not None and size_multiple < 1:
+            raise InputError(f"{self.path}: --size-multiple must be >= 1, got {size_multiple}")
+        multiple = size_multiple or int(self.metadata.get("size_multiple", 0)) or None
         if "scale" in self.metadata and "out_ch" in self.metadata:
             self.scale = int(self.metadata["scale"])
             self.out_ch = int(self.metadata["out_ch"])
         else:
-            self.scale, self.out_ch = self._probe()
+            self.scale, self.out_ch = self._probe(multiple)
+        if multiple is None:
+            multiple = 1 if self.fixed_hw is not None else self._detect_multiple()
+        self.size_multiple = multiple
         try:
             self.size_needs = SizeNeeds(
                 scale=self.scale,
-                multiple=int(self.metadata.get("size_multiple", 1)),
+                multiple=multiple,
                 fixed_hw=self.fixed_hw,
                 fixed_batch=1 if self.fixed_batch == 1 else None,
             )
         except ValueError as exc:
             raise InputError(f"{self.path}: {exc}") from None
 
-    def _probe(self) -> tuple[int, int]:
-        ph, pw = self.fixed_hw or (16, 16)
-        probe = np.zeros((self.fixed_batch or 1, self.in_ch, ph, pw), dtype=self.input_dtype)
-        out = self.session.run([self._out.name], {self._in.name: probe})[0]
+    def _try(self, h: int, w: int) -> np.ndarray | None:
+        """The output of a zero input of ``h × w``, or None when the session refuses that size."""
+        probe = np.zeros((self.fixed_batch or 1, self.in_ch, h, w), dtype=self.input_dtype)
+        quiet = _ort().RunOptions()
+        quiet.log_severity_level = 4  # a refused size is an answer here, not an error for the console
+        try:
+            return self.session.run([self._out.name], {self._in.name: probe}, quiet)[0]
+        except Exception:  # ORT's Fail/InvalidArgument/RuntimeException: the size does not fit the graph
+            return None
+
+    def _detect_multiple(self) -> int:
+        """The size multiple a foreign graph needs (a U-Net's pooling levels, a pixel-unshuffle), found by probe
+        runs: the smallest power of two ``m`` for which odd multiples of ``m`` run and give ``scale``-times
+        outputs. 1 when any size runs. Raises InputError when no size up to a multiple of 64 works."""
+        for m in (1, 2, 4, 8, 16, 32, 64):
+            k = 1
+            while m * k < 24:  # an odd multiple of m, not too small for the graph's own convolutions
+                k += 2
+            h, w = m * k, m * (k + 2)
+            out = self._try(h, w)
+            if out is not None and tuple(out.shape[2:]) == (h * self.scale, w * self.scale):
+                return m
+        raise InputError(
+            f"{self.path}: the model runs on no input size tried (odd multiples of 1 to 64 pixels); if it needs "
+            "a larger size multiple, pass --size-multiple N"
+        )
+
+    def _probe(self, multiple: int | None = None) -> tuple[int, int]:
+        if self.fixed_hw is not None:
+            sizes = [self.fixed_hw]
+        else:  # 16 px fits most graphs; a deeper U-Net needs more
+            sizes = [(n, n) for n in (16, 32, 64, 128) if multiple is None or n % multiple == 0] or [
+                (multiple or 16,) * 2
+            ]
+        out = None
+        for ph, pw in sizes:
+            out = self._try(ph, pw)
+            if out is not None:
+                break
+        if out is None:
+            ph, pw = sizes[-1]
+            probe = np.zeros((self.fixed_batch or 1, self.in_ch, ph, pw), dtype=self.input_dtype)
+            out = self.session.run([self._out.name], {self._in.name: probe})[0]  # its own error, unchanged
         if out.shape[2] % ph or out.shape[3] % pw or out.shape[2] // ph != out.shape[3] // pw:
             raise ValueError(
                 f"{self.path}: cannot infer an integer scale from output shape {out.shape} for a {ph}x{pw} input"

@@ -1,6 +1,7 @@
 """Facts about encoded image bytes, before or instead of decoding them, and the one writer OpenCV lacks.
 
-- :func:`sniff_format`: the container from its magic bytes ("png", "jpeg", "webp", "tiff", "bmp", "gif", "pnm").
+- :func:`sniff_format`: the container from its magic bytes ("png", "jpeg", "webp", "tiff", "bmp", "gif", "pnm",
+  "avif").
 - :func:`check_complete`: truncated PNG/JPEG files fail with a message naming the file (decoders may return a
   half-grey image instead of failing).
 - :func:`png_color_type`: the PNG IHDR colour type (4 = gray + alpha, which OpenCV expands to BGRA on reading).
@@ -31,6 +32,8 @@ def sniff_format(data: bytes) -> str | None:
         return "gif"
     if data[:2] in (b"P5", b"P6", b"P2", b"P3"):
         return "pnm"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):  # ISO BMFF with an AVIF brand
+        return "avif"
     return None
 
 

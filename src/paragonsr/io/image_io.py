@@ -1,5 +1,8 @@
 """Image reading/writing for inference: float32 HWC RGB(A) in [0, 1] plus an ``ImageInfo`` describing the file.
 
+- Float images (32-bit TIFF) with values outside [0, 1] (HDR) are read as they are, with a
+  :class:`FloatRangeWarning`: results (model outputs, every written format) are clamped to [0, 1] and the clamp is
+  announced rather than silent.
 - Bit depth comes from the decoded dtype (uint8 -> 8, uint16 -> 16, float -> 32), never from pixel values, so a
   dark 16-bit image stays 16-bit and is written back at 16 bits.
 - Grayscale stays 1 channel (HW1), gray + alpha PNGs stay 2 channels (HW2, written back as gray + alpha PNGs),
@@ -38,7 +41,9 @@ READ_EXTS = (
     ".dib",
     ".ppm",
     ".pgm",
+    ".pnm",
     ".gif",
+    ".avif",  # OpenCV 4.9+ or Pillow 11.2+ decode it
 )
 WRITE_EXTS = {
     ".png": "png",
@@ -138,6 +143,29 @@ def _decode_pillow(data: bytes, path: str) -> np.ndarray:
     return arr
 
 
+class FloatRangeWarning(UserWarning):
+    """A float image holds values outside [0, 1] (HDR, or scene-linear data): the models and every output format
+    work in [0, 1], so results are clamped there. Issued once per image by the reader; ``paragonsr upscale``
+    prints it as one ``note:`` line naming the file."""
+
+
+def _announce_float_range(img: np.ndarray, path: str) -> None:
+    finite = img[np.isfinite(img)]
+    if finite.size == 0:
+        return
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo < 0.0 or hi > 1.0:
+        import warnings
+
+        warnings.warn(
+            FloatRangeWarning(
+                f"{path}: float image with values in [{lo:.4g}, {hi:.4g}] (HDR or out of range); the result is "
+                "clamped to [0, 1]"
+            ),
+            stacklevel=3,
+        )
+
+
 def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageInfo]:
     """Decode encoded image bytes into float32 HWC RGB(A)/gray in [0, 1] and its ``ImageInfo``."""
     if len(data) == 0:
@@ -174,11 +202,12 @@ def decode_image(data: bytes, path: str = "<bytes>") -> tuple[np.ndarray, ImageI
         depth, img = 16, arr.astype(np.float32) / 65535.0
     elif arr.dtype in (np.float32, np.float64):
         depth, img = 32, arr.astype(np.float32)
+        _announce_float_range(img, path)
     else:
         raise ImageReadError(f"{path}: unsupported sample type {arr.dtype} (need 8/16-bit integer or float)")
     if img.shape[2] >= 3:
         img = img[..., [2, 1, 0, *range(3, img.shape[2])]]  # BGR(A) -> RGB(A)
-    orientation, icc = _pillow_header(data) if fmt in ("jpeg", "tiff", "webp", "png") else (1, None)
+    orientation, icc = _pillow_header(data) if fmt in ("jpeg", "tiff", "webp", "png", "avif") else (1, None)
     if not oriented_by_decoder:
         img = apply_orientation(img, orientation)
     profile = None
@@ -320,6 +349,7 @@ def write_image(
 __all__ = [
     "READ_EXTS",
     "WRITE_EXTS",
+    "FloatRangeWarning",
     "ImageInfo",
     "ImageReadError",
     "apply_orientation",

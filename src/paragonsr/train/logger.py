@@ -32,10 +32,33 @@ def get_logger(log_file: Path | None = None, rank: int = 0, level: int = logging
     logger.addHandler(sh)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        fh = LogFileHandler(log_file, mode="a", encoding="utf-8")
         fh.setFormatter(fmt)
         logger.addHandler(fh)
     return logger
+
+
+class LogFileHandler(logging.FileHandler):
+    """A log file that stops itself on a write error (full disk): one ``warning:`` line on stderr naming the
+    file, instead of logging's "--- Logging error ---" traceback on every later message. The console log goes
+    on; the run itself stops at its next checkpoint write if the disk stays full."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        if not self.failed:
+            self.failed = True
+            reason = exc.strerror or str(exc)
+            print(f"warning: {self.baseFilename}: cannot write the log ({reason}); logging to the console only",
+                  file=sys.stderr)  # fmt: skip
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
 
 
 class MessageLogger:

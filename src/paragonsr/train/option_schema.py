@@ -23,7 +23,7 @@ from paragonsr.registry import MODEL_REGISTRY
 from paragonsr.registry_options import any_case
 from paragonsr.train.option_optim import OPTIM_TYPES, SCHED_TYPES
 from paragonsr.train.option_types import ARCH_OPTS, DATASET_OPTS, LOSS_OPTS, METRIC_OPTS
-from paragonsr.train.options import Options, _import_models
+from paragonsr.train.options import Options
 
 __all__ = ["option_schema"]
 
@@ -82,7 +82,6 @@ def option_schema() -> dict[str, Any]:
     defs = schema["$defs"]
     for model in [*OPTIM_TYPES.values(), *SCHED_TYPES.values()]:
         _typed(defs, model.__name__)
-    _import_models()
     schema["properties"]["model_type"] = {
         **schema["properties"]["model_type"],
         **any_case(MODEL_REGISTRY.spellings()),

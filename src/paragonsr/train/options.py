@@ -223,7 +223,6 @@ class Options(Section, RealESRGANTopKeys):  # type: ignore[misc, valid-type]
     @field_validator("model_type")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        _import_models()
         if v not in MODEL_REGISTRY:
             raise PydanticCustomError("unknown_name", unknown_registered(MODEL_REGISTRY, v))
         return v
@@ -239,7 +238,6 @@ class Options(Section, RealESRGANTopKeys):  # type: ignore[misc, valid-type]
     @property
     def model_class(self) -> Any:
         """The registered training model class of ``model_type`` (``SRModel``, ``GANModel``)."""
-        _import_models()
         return MODEL_REGISTRY.get(self.model_type)
 
     @property
@@ -254,9 +252,3 @@ class Options(Section, RealESRGANTopKeys):  # type: ignore[misc, valid-type]
     def val_datasets(self) -> dict[str, Any]:
         """The ``datasets`` sections other than ``train`` (validation and test phases)."""
         return {k: v for k, v in self.datasets.items() if k != "train"}
-
-
-def _import_models() -> None:
-    # the model classes register themselves; they import this module, so they are imported on first use
-    import paragonsr.train.gan_model
-    import paragonsr.train.qat  # noqa: F401

@@ -64,7 +64,9 @@ def load_pretrained(net: nn.Module, path: str, param_key: str, strict: bool, wha
             p = sib
     key = None if p.suffix == ".safetensors" else param_key
     report = load_weights(net, p, strict=strict, param_key=key)
-    log.info(f"loaded {what} from {p} [{param_key}]: {report}")
+    # the entry actually read: a flat state dict (or a .safetensors file) has none, whatever param_key said
+    used = report.param_key or ("safetensors" if p.suffix == ".safetensors" else "flat state dict")
+    log.info(f"loaded {what} from {p} [{used}]: {report}")
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -8,6 +8,7 @@ Everything is stored as tensors / plain Python so it loads with ``torch.load(wei
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 from typing import Any, cast
@@ -15,7 +16,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from paragonsr.utils.atomic import atomic_output
+from paragonsr.utils.atomic import atomic_write_bytes
 
 STATE_EXT = ".state"
 
@@ -51,8 +52,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_output(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` atomically; serialised in memory first, so a full disk raises
+    :class:`~paragonsr.utils.atomic.WriteError` naming ``path`` (torch's zip writer would raise a RuntimeError)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -65,16 +69,40 @@ def load_state(path: str | Path, device: str | torch.device = "cpu") -> dict[str
         raise RuntimeError(f"{path}: unreadable training state ({exc})") from None
 
 
-def state_complete(path: Path, models_dir: Path) -> bool:
+def state_problem(path: Path, models_dir: Path) -> str | None:
+    """Why the training state at ``path`` cannot be resumed from (None: it can): the state file is unreadable
+    (truncated, corrupt), or a network file it names is missing or unreadable. Network files are read in full
+    (header and every tensor), so a truncated one is found here and not halfway through the resume. Raises
+    :class:`~paragonsr.checkpoint.NonFiniteWeightsError` for NaN/inf weights (refused, not skipped)."""
     try:
         st = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:
-        return False
-    return all((models_dir / name).is_file() for name in st.get("net_files", {}).values())
+    except Exception as exc:
+        return f"unreadable state file ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
+    if not isinstance(st, dict) or "iter" not in st:
+        return "not a training state (no 'iter' entry)"
+    from paragonsr.checkpoint import NonFiniteWeightsError, load_state_dict
+
+    for fname in dict(st.get("net_files", {})).values():
+        net = models_dir / str(fname)
+        if not net.is_file():
+            return f"its network file {net} is missing"
+        try:
+            load_state_dict(net)
+        except NonFiniteWeightsError:
+            raise  # a diverged run's weights are refused, not passed over (the user must decide)
+        except Exception as exc:  # CheckpointError (truncated, corrupt, non-finite) or an OS error
+            return f"its network file is unreadable: {exc}"
+    return None
 
 
-def find_latest_state(exp_root: str | Path) -> Path | None:
-    """Newest complete ``training_states/<iter>.state`` of an experiment (None when there is none)."""
+def state_complete(path: Path, models_dir: Path) -> bool:
+    """True when the training state at ``path`` and its network files are all readable."""
+    return state_problem(path, models_dir) is None
+
+
+def find_latest_state(exp_root: str | Path, skipped: list[str] | None = None) -> Path | None:
+    """Newest complete ``training_states/<iter>.state`` of an experiment (None when there is none). Every newer
+    state passed over is appended to ``skipped`` as ``"<path>: <why>"``."""
     root = Path(exp_root)
     states = root / "training_states"
     if not states.is_dir():
@@ -84,6 +112,9 @@ def find_latest_state(exp_root: str | Path) -> Path | None:
         if p.stem.isdigit():
             cands.append((int(p.stem), p))
     for _, p in sorted(cands, reverse=True):
-        if state_complete(p, root / "models"):
+        why = state_problem(p, root / "models")
+        if why is None:
             return p
+        if skipped is not None:
+            skipped.append(f"{p}: {why}")
     return None

@@ -22,7 +22,7 @@ from paragonsr.train.logger import MessageLogger, get_logger, init_tb, init_wand
 from paragonsr.train.options import Options
 from paragonsr.train.state import atomic_torch_save, find_latest_state, load_state, rng_state, set_rng_state
 from paragonsr.train.validation import BestTracker, validate
-from paragonsr.utils.atomic import atomic_output
+from paragonsr.utils.atomic import WriteError, atomic_output, atomic_write_text
 
 log = logging.getLogger("paragonsr.train")
 
@@ -58,7 +58,8 @@ class Trainer:
         opt.dist, opt.rank, opt.world_size = self.world > 1, self.rank, self.world
         self.device = self._device()
         self.root = experiment_root(opt)
-        state_path = find_latest_state(self.root) if auto_resume else None
+        skipped: list[str] = []
+        state_path = find_latest_state(self.root, skipped) if auto_resume else None
         if state_path is None and opt.path.resume_state:
             state_path = Path(opt.path.resume_state)
         self.resume = load_state(state_path) if state_path is not None else None
@@ -69,6 +70,10 @@ class Trainer:
         barrier()
         stamp = time.strftime("%Y%m%d_%H%M%S")
         get_logger(self.root / f"train_{opt.name}_{stamp}.log", self.rank)
+        for line in skipped:  # --auto_resume passed over these: say which and why
+            log.warning(f"auto_resume: skipped {line}")
+        if auto_resume and state_path is None and skipped:
+            log.warning("auto_resume: no complete training state left; starting from scratch")
         if state_path is not None and self.resume is not None:
             log.info(f"resuming from {state_path} (iter {self.resume['iter']})")
         seed = opt.manual_seed if opt.manual_seed is not None else random.randrange(2**31)
@@ -119,7 +124,7 @@ class Trainer:
             print(f"experiment folder exists; moved to {archived}")
         for sub in ("models", "training_states", "visualization"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        (self.root / "options.yml").write_text(_dump_yaml(self.opt), encoding="utf-8")
+        atomic_write_text(self.root / "options.yml", _dump_yaml(self.opt))
 
     # ------------------------------------------------------------------ data stream
     def _start_stream(self) -> None:
@@ -165,15 +170,30 @@ class Trainer:
         self.refuse_non_finite(it)
         if self.rank != 0:
             return
+        files: dict[str, str] = {}
+        try:
+            self._save_files(it, files)
+        except WriteError as exc:  # full disk / file size limit: no half set, the last complete one stays
+            for fname in files.values():
+                (self.root / "models" / fname).unlink(missing_ok=True)
+            last = self.last_saved or "none in this experiment"
+            raise WriteError(
+                exc.errno,
+                f"{exc}; stopped at iter {it} without checkpoint {it}: the last complete one ({last}) is the "
+                "--auto_resume point",
+            ) from None
+        self.last_saved = self.root / "training_states" / f"{it}.state"
+        log.info(f"saved checkpoint @ iter {it}: {', '.join(files.values())}")
+
+    def _save_files(self, it: int, files: dict[str, str]) -> None:
         from paragonsr.checkpoint import save_model
 
-        files = {}
         for name, net in self.model.networks().items():
             key = "params_ema" if name.endswith("_ema") else "params"
             fname = f"{name}_{it}.safetensors"
             meta = {"param_key": key, "iter": it, **self.model.precision.meta()}  # how it was trained
             save_model(self.root / "models" / fname, net, metadata=meta)
-            files[name] = fname
+            files[name] = fname  # written: removed again if a later file of this set fails
         state = {
             "iter": it,
             "epoch": self.pos.epoch,
@@ -191,8 +211,6 @@ class Trainer:
         if self.pool is not None:  # the queue is training state too: without it a resume is not exact
             state["pair_pool"] = {"count": self.pool.count, "pool": dict(self.pool.pool)}
         atomic_torch_save(state, self.root / "training_states" / f"{it}.state")
-        self.last_saved = self.root / "training_states" / f"{it}.state"
-        log.info(f"saved checkpoint @ iter {it}: {', '.join(files.values())}")
 
     def _restore(self, st: dict[str, Any]) -> None:
         from paragonsr.checkpoint import load_weights

@@ -7,13 +7,16 @@ plain ``open(path, "w")`` would give (0666 minus the umask) rather than mkstemp'
 
 from __future__ import annotations
 
+import errno
 import os
 import re
-import tempfile
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from paragonsr.errors import ParagonSRError
 
 
 def _current_umask() -> int:
@@ -63,12 +66,21 @@ def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
     (e.g. ``suffix=".tmp.png"`` for matplotlib's ``savefig``). Parent folders are created.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid is in the name, so a later run can tell a killed run's leftovers from a live write.
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # The writer's pid is in the name, so a later run can tell a killed run's leftovers from a live write.
+        # The name is chosen before the file is created, so an interrupt at any point still removes it below.
+        prefix = temp_prefix(target)
+        for _ in range(100):
+            tmp = target.parent / f"{prefix}{_token()}{suffix}"
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                break
+            except FileExistsError:
+                tmp = None
+        if tmp is None:
+            raise FileExistsError(errno.EEXIST, "no free temporary name", str(target))
         yield tmp
         os.chmod(tmp, file_mode())
         # Data on disk before the rename makes it visible: after a crash the target is the old or the new file,
@@ -76,8 +88,57 @@ def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
         _fsync(tmp, directory=False)
         os.replace(tmp, target)
         _fsync(target.parent, directory=True)  # and the rename itself is durable
+    except OSError as exc:
+        raise _as_write_error(exc, target) from None
     finally:
-        tmp.unlink(missing_ok=True)  # no-op after a successful replace
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)  # no-op after a successful replace
+
+
+def _token() -> str:
+    """8 random characters of ``[a-z0-9_]`` (as ``tempfile`` names them, and :data:`_TEMP_RE` expects)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789_"
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+# errors that mean "this write cannot complete" (full disk, file size limit, quota, I/O error, read-only fs)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS}
+
+
+class WriteError(ParagonSRError, OSError):
+    """A file could not be written (full disk, ``ulimit -f``, quota, I/O error): one line naming the file; the
+    previous version of the file (if any) is still in place and no temp file is left."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _as_write_error(exc: OSError, target: Path) -> OSError:
+    if isinstance(exc, WriteError) or exc.errno not in _WRITE_ERRNOS:
+        return exc
+    reason = exc.strerror or str(exc)
+    return WriteError(exc.errno, f"{target}: cannot write ({reason}); the previous version, if any, is kept")
+
+
+def write_error(exc: OSError, target: str | os.PathLike[str]) -> OSError:
+    """``exc`` as a :class:`WriteError` naming ``target`` when it is a disk-full/size-limit/I/O error, else
+    ``exc`` itself (for writers that append to a file, e.g. a manifest or a log)."""
+    return _as_write_error(exc, Path(target))
+
+
+def temp_prefix(target: Path, room: int = 40) -> str:
+    """``.NAME.PID.`` for a temp file of ``target``, NAME cut (on a UTF-8 character boundary) so that the temp
+    name stays within the file system's 255-byte name limit with ``room`` bytes for the random part and suffix:
+    every legal output name gets a legal temp name."""
+    pid = f".{os.getpid()}."
+    limit = 255 - room - len(pid) - 1
+    raw = target.name.encode("utf-8", "surrogateescape")
+    if len(raw) > limit:
+        raw = raw[:limit]
+        name = raw.decode("utf-8", "ignore")  # drops a character cut in half
+    else:
+        name = target.name
+    return f".{name}{pid}"
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -92,8 +153,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     return atomic_write_bytes(path, text.encode(encoding))
 
 
-# `.NAME.PID.XXXXXXXX.tmp` (and `.tmp.png` / `.onnx.tmp`), as atomic_output names its temp files.
-_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]{8}(?:\.tmp|\.tmp\.png|\.onnx\.tmp)$")
+# `.NAME.PID.XXXXXXXX.tmp` (and `.tmp.png` / `.tmp.npz` / `.onnx.tmp` / `.part`), as atomic_output names its temp
+# files (NAME cut short for long names).
+_TEMP_RE = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]{8}(?:\.tmp|\.tmp\.png|\.tmp\.npz|\.onnx\.tmp|\.part)$")
 
 
 def _alive(pid: int) -> bool:
@@ -134,4 +196,13 @@ def clean_stale_temps(
     return removed
 
 
-__all__ = ["atomic_output", "atomic_write_bytes", "atomic_write_text", "clean_stale_temps", "file_mode"]
+__all__ = [
+    "WriteError",
+    "atomic_output",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "clean_stale_temps",
+    "file_mode",
+    "temp_prefix",
+    "write_error",
+]

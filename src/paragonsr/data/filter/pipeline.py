@@ -11,7 +11,6 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from paragonsr.data.filter.report import (
 from paragonsr.data.tiles import tile_grid
 from paragonsr.io.files import list_images, read_image_native, write_image_native
 from paragonsr.utils.atomic import atomic_write_text
+from paragonsr.utils.procs import worker_pool
 
 _SCORERS: ScorerSet | None = None  # one per worker process (pyiqa/NIQE models load once)
 
@@ -234,7 +234,7 @@ def run_filter(
     bar = tqdm(total=len(jobs), desc="filter", unit="img", disable=not progress)
     try:
         if workers > 1:
-            with Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+            with worker_pool(workers, _init_worker, (cfg,)) as pool:  # quiet workers, stopped on Ctrl-C
                 for result in pool.imap_unordered(_score_image, jobs):
                     collect(result)
         else:

@@ -10,8 +10,8 @@
 - ``load_model`` rebuilds the architecture from the metadata, or for third-party files without metadata from the
   key layout (:func:`paragonsr.archs.detect.detect_arch`: Real-ESRGAN Compact, RRDBNet, ParagonSR v1 given
   ``scale=``), so ``paragonsr upscale --model file`` needs no further flags. Metadata encoding:
-  :mod:`paragonsr.checkpoint_meta`. Metadata hyperparameters are checked (types, bounds, tensor names and shapes)
-  before anything is built: :mod:`paragonsr.checkpoint_validate`. Every error names the file.
+  :mod:`paragonsr.checkpoint.meta`. Metadata hyperparameters are checked (types, bounds, tensor names and shapes)
+  before anything is built: :mod:`paragonsr.checkpoint.validate`. Every error names the file.
 
 Metadata dict (``meta``) keys: ``arch`` (str|None), ``arch_kwargs`` (dict), ``scale``/``in_ch``/``out_ch``
 (int|None), ``fused`` (bool|None: None = unknown), ``paragonsr_version`` (str|None), ``extra`` (dict),
@@ -21,6 +21,7 @@ Metadata dict (``meta``) keys: ``arch`` (str|None), ``arch_kwargs`` (dict), ``sc
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pickle
 import re
@@ -33,21 +34,22 @@ import torch
 from torch import Tensor, nn
 
 from paragonsr.archs.detect import detect_arch
-from paragonsr.checkpoint_meta import (
+from paragonsr.checkpoint.meta import (
     CheckpointError,
     LoadReport,
+    NonFiniteWeightsError,
     decode_meta,
     encode_meta,
     model_is_fused,
     unwrap_model,
 )
-from paragonsr.checkpoint_validate import (
+from paragonsr.checkpoint.validate import (
     check_hyperparameters,
     check_layout,
     check_top_level,
     not_checkpoint_message,
 )
-from paragonsr.utils.atomic import atomic_output
+from paragonsr.utils.atomic import atomic_write_bytes
 
 SAFETENSORS_EXTS = (".safetensors",)
 PTH_EXTS = (".pth", ".pt", ".ckpt", ".bin")
@@ -118,13 +120,17 @@ def save_model(
         tensors[key] = t
     _refuse_non_finite(tensors, path, "save")
 
-    with atomic_output(path) as tmp:
-        if ext in SAFETENSORS_EXTS:
-            from safetensors.torch import save_file
+    # Serialised in memory, then written with plain file I/O: a full disk is an OSError naming the file
+    # (paragonsr.utils.atomic.WriteError), not a serialiser's RuntimeError/SafetensorError.
+    if ext in SAFETENSORS_EXTS:
+        from safetensors.torch import save
 
-            save_file(tensors, str(tmp), metadata=encode_meta(meta))
-        else:
-            torch.save({param_key: tensors, _META_PTH_KEY: encode_meta(meta)}, tmp)
+        data = save(tensors, metadata=encode_meta(meta))
+    else:
+        buf = io.BytesIO()
+        torch.save({param_key: tensors, _META_PTH_KEY: encode_meta(meta)}, buf)
+        data = buf.getvalue()
+    atomic_write_bytes(path, data)
     return path
 
 
@@ -237,7 +243,7 @@ def _refuse_non_finite(state: Mapping[str, Tensor], path: Path, verb: str) -> No
 
     bad = first_non_finite(state)
     if bad is not None:
-        raise CheckpointError(
+        raise NonFiniteWeightsError(
             f"{path}: tensor '{bad[0]}' holds {bad[1]} values; refusing to {verb} non-finite weights "
             "(a diverged training run?)"
         )
@@ -254,11 +260,12 @@ def load_weights(
     naming them (and the file: ``source`` names where a state dict came from). Non-strict: every key whose name
     and shape match is loaded; the rest is reported."""
     meta: dict[str, Any] = {}
+    used: str | None
     if isinstance(path_or_state, (str, os.PathLike)):
         state, meta = load_state_dict(path_or_state, param_key)
-        source = str(path_or_state)
+        source, used = str(path_or_state), meta.get("param_key")
     else:
-        state, _ = _pick_params(path_or_state, Path("<state dict>"), param_key)
+        state, used = _pick_params(path_or_state, Path("<state dict>"), param_key)
         state = _strip_prefixes(state)
         source = source or "state dict"
     # Archs that accept third-party layouts (public ParagonSR v1, legacy ESRGAN) map them onto their own keys.
@@ -266,7 +273,7 @@ def load_weights(
     if callable(convert):
         state = convert(state)
     own = model.state_dict()
-    report = LoadReport()
+    report = LoadReport(param_key=used)
     report.missing = [k for k in own if k not in state]
     report.unexpected = [k for k in state if k not in own]
     usable: dict[str, Tensor] = {}
@@ -339,7 +346,7 @@ def load_model(
         raise CheckpointError(f"{path}: {exc.args[0] if exc.args else exc}") from None
     meta["detected"] = detected is not None and not meta["arch"]
     from_meta = bool(meta["arch"]) and ARCH_REGISTRY.canonical(name) == ARCH_REGISTRY.canonical(meta["arch"])
-    if from_meta:  # text anyone can edit: types and bounds before anything is built (checkpoint_validate)
+    if from_meta:  # text anyone can edit: types and bounds before anything is built (checkpoint.validate)
         check_top_level(path, meta)
         check_hyperparameters(path, name, kwargs, state)
     kwargs.update(arch_kwargs)

@@ -21,6 +21,10 @@ class CheckpointError(ParagonSRError, ValueError):
     """A checkpoint file cannot be read or does not fit the model."""
 
 
+class NonFiniteWeightsError(CheckpointError):
+    """A checkpoint holds NaN/inf weights (a diverged run): refused on save and load, never skipped silently."""
+
+
 # --------------------------------------------------------------------------------------------- metadata
 
 
@@ -112,6 +116,9 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    # the entry of a .pth dict the weights came from ("params", "params_ema", ...); None for a flat state dict
+    # or a .safetensors file
+    param_key: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -136,4 +143,12 @@ class LoadReport:
         return self.describe()
 
 
-__all__ = ["CheckpointError", "LoadReport", "decode_meta", "encode_meta", "model_is_fused", "unwrap_model"]
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "NonFiniteWeightsError",
+    "decode_meta",
+    "encode_meta",
+    "model_is_fused",
+    "unwrap_model",
+]

@@ -14,7 +14,7 @@ minutes). So, in order, each step cheap and bounded by the file's own size:
 3. layout: the model is built on the ``meta`` device (no memory is allocated) and its state-dict names and shapes
    are compared with the file's, unfused and, for archs that fuse, fused.
 
-Every refusal is a :class:`~paragonsr.checkpoint_meta.CheckpointError` naming the file and the metadata key.
+Every refusal is a :class:`~paragonsr.checkpoint.meta.CheckpointError` naming the file and the metadata key.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor, nn
 
-from paragonsr.checkpoint_meta import CheckpointError
+from paragonsr.checkpoint.meta import CheckpointError
 
 MAX_SCALE = 16
 _COUNT = re.compile(r"(num_|hr_)?(block|blocks|group|groups|conv|convs|layer|layers|depth|upconv)")
