@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +93,33 @@ class MessageLogger:
 
     def scalars(self, values: dict[str, float], it: int) -> None:
         if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(k, v, it)
+            self._tb_call(lambda tb: [tb.add_scalar(k, v, it) for k, v in values.items()])
         if self.wandb is not None:
             self.wandb.log(values, step=it)
 
     def image(self, tag: str, img_u8: np.ndarray, it: int) -> None:
         if self.tb is not None:
-            self.tb.add_image(tag, img_u8, it, dataformats="HWC")
+            self._tb_call(lambda tb: tb.add_image(tag, img_u8, it, dataformats="HWC"))
+
+    def _tb_call(self, fn: Callable[[Any], Any]) -> None:
+        """Run a TensorBoard write; a full disk or another write error (raised here, or re-raised from the
+        writer's thread) turns TB logging off for the run with one line, instead of ending training."""
+        try:
+            fn(self.tb)
+        except (OSError, RuntimeError) as exc:
+            self.logger.warning(
+                f"tensorboard: event file could not be written ({exc}); TB logging is off for this run"
+            )
+            tb, self.tb = self.tb, None
+            close_tb(tb)
+
+
+def close_tb(tb: Any | None) -> None:
+    """Close a SummaryWriter, ignoring write errors of its last flush (the run's own files are already safe)."""
+    if tb is None:
+        return
+    with contextlib.suppress(OSError, RuntimeError):
+        tb.close()
 
 
 def _fmt_eta(sec: float) -> str:

@@ -18,7 +18,7 @@ import torch
 
 from paragonsr.data.build import build_dataset, build_pair_pool, build_train_loader, build_val_loaders
 from paragonsr.train.distributed import barrier, cleanup, get_dist_info, init_dist, reduce_mean
-from paragonsr.train.logger import MessageLogger, get_logger, init_tb, init_wandb, plot_curves
+from paragonsr.train.logger import MessageLogger, close_tb, get_logger, init_tb, init_wandb, plot_curves
 from paragonsr.train.options import Options
 from paragonsr.train.state import atomic_torch_save, find_latest_state, load_state, rng_state, set_rng_state
 from paragonsr.train.validation import BestTracker, validate
@@ -283,8 +283,7 @@ class Trainer:
                         self.model.eval_model(calibrate=opt.val.calibrate if opt.val else True)
                     self.save(self.iter)
         finally:
-            if self.tb is not None:
-                self.tb.close()
+            close_tb(self.msg.tb)  # None when a write error already turned TB logging off
             if self.wandb is not None:
                 self.wandb.finish()
         result.iters = self.iter
