@@ -20,10 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from paragonsr.data.filter import load_config, run_filter  # noqa: E402
-from paragonsr.data.filter.gates import PACKAGED_NIQE  # noqa: E402
 from paragonsr.data.filter.heuristics import HEURISTICS  # noqa: E402
-from paragonsr.data.filter.niqe import NIQEModel  # noqa: E402
 from paragonsr.io.files import read_image_native  # noqa: E402
+from paragonsr.metrics.niqe_fit import PACKAGED_NIQE, NIQEModel  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
 

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     timing = argparse.Namespace(
         archs=",".join(archs), size=args.size, batch=1, scale=2, repeats=args.repeats,
         precisions=",".join(infer.PRECISIONS), device="cpu", threads=args.threads, cpu_time=False,
-        no_malloc_tuning=False, training_graph=False, breakdown=False,
+        no_malloc_tuning=False, training_graph=False, breakdown=False, gflops=False,
     )  # fmt: skip
     mps = infer.run(timing)
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from paragonsr.data.filter import load_config
 from paragonsr.data.filter.heuristics import HEURISTICS
-from paragonsr.data.filter.niqe import NIQEModel
 from paragonsr.io.files import read_image_native
+from paragonsr.metrics.niqe_fit import NIQEModel
 from paragonsr.utils.atomic import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,8 +24,8 @@ from paragonsr.data.filter.gates import (
 )
 from paragonsr.data.filter.heuristics import aliasing, blockiness, entropy, laplacian_variance, rms_contrast
 from paragonsr.data.filter.iqa import ScorerSet
-from paragonsr.data.filter.niqe import NIQEModel
 from paragonsr.io.files import read_image_native
+from paragonsr.metrics.niqe_fit import NIQEModel
 
 
 def _u8(x: np.ndarray) -> np.ndarray:

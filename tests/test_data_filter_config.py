@@ -41,7 +41,7 @@ def test_cli_filter_tile_override_is_validated(tmp_path: Path, capsys) -> None:
 def test_niqe_auto_threshold_needs_the_tile_size_it_was_measured_at(
     photo_crop: np.ndarray, tmp_path: Path
 ) -> None:
-    from paragonsr.data.filter.niqe import NIQEModel
+    from paragonsr.metrics.niqe_fit import NIQEModel
 
     img = (photo_crop * 255).round().astype(np.uint8)  # 128x128 RGB
     model = NIQEModel.fit([img, img[::-1].copy()], patch=32, tile=64, max_tiles=4)

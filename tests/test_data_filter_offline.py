@@ -20,8 +20,8 @@ from paragonsr.cli import main
 from paragonsr.data.filter import load_config, run_filter, score_tile
 from paragonsr.data.filter.gates import DEFAULT_GATES, PACKAGED_NIQE
 from paragonsr.data.filter.iqa import ScorerSet
-from paragonsr.data.filter.niqe import NIQEModel
 from paragonsr.io.files import read_image_native, write_image_native
+from paragonsr.metrics.niqe_fit import NIQEModel
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "src/paragonsr/assets/samples").glob("*.png"))
@@ -173,7 +173,7 @@ def test_real_photo_crops_pass_and_their_degraded_copies_fail(shared_photos_dir:
 
 
 def test_batched_niqe_features_match_the_per_block_reference() -> None:
-    from paragonsr.data.filter import niqe
+    from paragonsr.metrics import niqe_fit as niqe
 
     rng = np.random.default_rng(3)
     img = cv2.GaussianBlur((rng.random((96, 128, 3)) * 255).astype(np.uint8), (0, 0), 0.8)

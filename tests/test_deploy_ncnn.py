@@ -23,7 +23,10 @@ from paragonsr.deploy.ncnn_export import (
     export_form,
     upscayl_scale,
 )
-from paragonsr.deploy.ncnn_param import (
+from paragonsr.deploy.release import ExportOptions, export_release
+from paragonsr.errors import InputError
+from paragonsr.infer.ncnn_backend import NcnnBackend
+from paragonsr.infer.ncnn_param import (
     INPUT_BLOB,
     OUTPUT_BLOB,
     NcnnParamError,
@@ -31,9 +34,6 @@ from paragonsr.deploy.ncnn_param import (
     parse_param,
     read_param,
 )
-from paragonsr.deploy.release import ExportOptions, export_release
-from paragonsr.errors import InputError
-from paragonsr.infer.ncnn_backend import NcnnBackend
 
 SIZES = ((24, 20), (33, 17))
 

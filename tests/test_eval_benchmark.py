@@ -81,7 +81,14 @@ def test_benchmark_csv_matches_independent_bicubic(
     ]
     assert main([*argv, "--resampler", "magic_sharp_2021", "-o", str(out)]) == 0
     rows = list(csv.DictReader((out / "benchmark.csv").read_text().splitlines()))
-    assert list(rows[0]) == ["set", "method", "psnr_y", "ssim_y", "n"]
+    assert list(rows[0]) == [
+        "set",
+        "method",
+        "psnr_y",
+        "ssim_y",
+        "n",
+        "niqe",
+    ]  # NIQE (project fit): no weights
     assert [(r["set"], r["method"], r["n"]) for r in rows] == [
         (s, m, n) for s, n in (("Set5", "2"), ("tiny", "1")) for m in ("bicubic", "magic_sharp_2021")
     ]

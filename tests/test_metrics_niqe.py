@@ -84,8 +84,7 @@ def test_features_and_input_checks() -> None:
 
 
 def test_project_fit_niqe_is_labelled_and_needs_no_weights() -> None:
-    from paragonsr.data.filter.gates import PACKAGED_NIQE
-    from paragonsr.data.filter.niqe import NIQEModel
+    from paragonsr.metrics.niqe_fit import PACKAGED_NIQE, NIQEModel
 
     reg = perceptual_metrics()
     assert reg["niqe"][1].label == "NIQE (project fit)" and reg["niqe"][1].weights == ()

@@ -125,7 +125,7 @@ def test_one_line_errors() -> None:
     )
     assert one_error(minimal(model_type="SRModle")) == (
         "model_type: unknown model type 'SRModle'; did you mean 'SRModel' or 'SRGANModel' or 'ESRGANModel'? "
-        "(expected one of GANModel, SRModel)"
+        "(expected one of GANModel, QATModel, SRModel)"
     )
     data = minimal(val={"metrics": {"psnr": {"type": "calculate_psnr", "crop_bordr": 4}}})
     assert one_error(data).startswith(
@@ -145,7 +145,7 @@ def test_one_line_errors() -> None:
 def test_model_types_come_from_the_registry() -> None:
     import paragonsr.train.gan_model  # noqa: F401  registers the model classes
 
-    assert MODEL_REGISTRY.names() == ["ganmodel", "srmodel"]
+    assert MODEL_REGISTRY.names() == ["ganmodel", "qatmodel", "srmodel"]
     for name, kind in [("SRModel", "sr"), ("RealESRNetModel", "sr"), ("RealESRGANModel", "gan"),
                        ("ESRGANModel", "gan"), ("srganmodel", "gan")]:  # fmt: skip
         data = minimal(model_type=name, network_d={"type": "UNetDiscriminatorSN", "num_feat": 8})

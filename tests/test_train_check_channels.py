@@ -73,7 +73,7 @@ def test_check_finds_missing_and_empty_folders_scale_and_channels(data: Path, tm
     ]
     problems = check_run(parse_options(_with(base, datasets__val__dataroot_lq=str(data / "empty"))))
     assert problems == [f"datasets.val.dataroot_lq: folder {data / 'empty'} holds no images (.png, .jpg, .jpeg, "
-                        ".jpe, .jfif, .webp, .tif, .tiff, .bmp, .dib, .ppm, .pgm, .gif)"]  # fmt: skip
+                        ".jpe, .jfif, .webp, .tif, .tiff, .bmp, .dib, .ppm, .pgm, .pnm, .gif, .avif)"]  # fmt: skip
     rrdb = _with(
         base, scale=3, network_g={"type": "rrdbnet", "num_feat": 4, "num_block": 1, "num_grow_ch": 4}
     )

@@ -145,5 +145,6 @@ DATASET_REGISTRY = Registry("dataset")
 DEGRADATION_REGISTRY = Registry("degradation pipeline")
 METRIC_REGISTRY = Registry("metric")
 # training model classes (``model_type``): registered by paragonsr.train.sr_model / gan_model on first lookup
-MODEL_REGISTRY = Registry("model type", modules=("paragonsr.train.sr_model", "paragonsr.train.gan_model", "paragonsr.train.qat")
+MODEL_REGISTRY = Registry(
+    "model type", modules=("paragonsr.train.sr_model", "paragonsr.train.gan_model", "paragonsr.train.qat")
 )

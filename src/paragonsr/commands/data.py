@@ -204,8 +204,8 @@ def _filter(args: argparse.Namespace) -> int:
 
 def _niqe_fit(args: argparse.Namespace) -> int:
 
-    from paragonsr.data.filter.niqe import NIQEModel
     from paragonsr.io.files import list_images, read_image_native
+    from paragonsr.metrics.niqe_fit import NIQEModel
 
     paths = list_images(args.input)[: args.max_images]
     imgs, skipped = [], 0

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paragonsr.archs.mks_upsample import MagicKernelSharpUpsample
-from paragonsr.deploy.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, rename_io_blobs
+from paragonsr.infer.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, rename_io_blobs
 
 EXAMPLE_HW: tuple[tuple[int, int], tuple[int, int]] = ((37, 29), (24, 40))  # odd, non-square, two shapes
 

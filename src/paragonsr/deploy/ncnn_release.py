@@ -28,7 +28,7 @@ from paragonsr.deploy.ncnn_export import (
     pixels_contract,
     upscayl_scale,
 )
-from paragonsr.deploy.ncnn_param import chainner_view, read_param
+from paragonsr.infer.ncnn_param import chainner_view, read_param
 
 NCNN_FP32_MAX_ABS = 1.0 / 255.0
 MODELS_DIR = "models"  # upscayl-bin only accepts a model folder whose path contains "models"

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from paragonsr.deploy.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParamError, read_param
 from paragonsr.errors import InputError
+from paragonsr.infer.ncnn_param import INPUT_BLOB, OUTPUT_BLOB, NcnnParamError, read_param
 from paragonsr.tiling import SizeNeeds
 
 
@@ -37,7 +37,7 @@ class NcnnBackend:
     models) or the single input/output a foreign graph declares (e.g. pnnx's ``in0``/``out0``). Scale and
     channels are read from one tiny probe run (1 or 3 input channels, whichever the net accepts).
 
-    Raises FileNotFoundError (either file missing), :class:`~paragonsr.deploy.ncnn_param.NcnnParamError`
+    Raises FileNotFoundError (either file missing), :class:`~paragonsr.infer.ncnn_param.NcnnParamError`
     (malformed ``.param``) or InputError (a ``.bin`` that does not fit the graph).
     """
 

@@ -14,7 +14,7 @@
   SR papers and BasicSR's ``calculate_niqe`` do (``convert_to="gray"``: the release's ``rgb2gray``). This is the
   NIQE the field reports: on Set14 ``baboon`` it gives 5.7300 where MATLAB R2021a gives 5.7296.
 - ``calculate_niqe`` ("NIQE (project fit)"): the data filter's own implementation and the pristine model that ships
-  with the package (``assets/niqe``, fitted on CC photographs, 32-px blocks; see :mod:`paragonsr.data.filter.niqe`).
+  with the package (``assets/niqe``, fitted on CC photographs, 32-px blocks; see :mod:`paragonsr.metrics.niqe_fit`).
   Needs no weight file. Its values are not comparable with published NIQE numbers.
 """
 
@@ -192,8 +192,7 @@ def calculate_niqe_matlab(
 
 @lru_cache(maxsize=1)
 def _project_model() -> Any:
-    from paragonsr.data.filter.gates import PACKAGED_NIQE
-    from paragonsr.data.filter.niqe import NIQEModel
+    from paragonsr.metrics.niqe_fit import PACKAGED_NIQE, NIQEModel
 
     return NIQEModel.load(PACKAGED_NIQE)
 

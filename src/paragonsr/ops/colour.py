@@ -60,3 +60,25 @@ def rgb_to_y_pt(img: Tensor) -> Tensor:
         return img
     w = torch.tensor(MATLAB_Y_WEIGHTS, dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
     return ((img * w).sum(1, keepdim=True) + 16.0) / 255.0
+
+
+def to_gray(img: np.ndarray) -> np.ndarray:
+    """Luma (BT.601) as float64 in [0, 1]. Integer input is scaled by its dtype range, never by its max."""
+    x = np.asarray(img)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float64) / 255.0
+    elif x.dtype == np.uint16:
+        x = x.astype(np.float64) / 65535.0
+    else:
+        x = x.astype(np.float64)
+    if x.ndim == 3:
+        if x.shape[2] == 1:
+            x = x[..., 0]
+        elif x.shape[2] >= 3:  # RGB(A): alpha is ignored
+            wr, wg, wb = BT601_LUMA
+            x = wr * x[..., 0] + wg * x[..., 1] + wb * x[..., 2]
+        else:
+            raise ValueError(f"expected 1, 3 or 4 channels, got shape {img.shape}")
+    elif x.ndim != 2:
+        raise ValueError(f"expected an HW or HWC image, got shape {img.shape}")
+    return x

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from paragonsr.data.filter.heuristics import METRIC_INFO
+from paragonsr.metrics.niqe_fit import PACKAGED_NIQE
 
 PASS, FAIL, SKIPPED, NOT_RUN = "pass", "fail", "skipped", "not_run"
 
@@ -65,7 +66,6 @@ class FilterConfig:
 
 # The NIQE pristine model that ships with the package (fitted on CC0/CC-BY photographs by scripts/fit_niqe.py,
 # provenance in pristine.json beside it): the default no-reference gate runs with nothing downloaded.
-PACKAGED_NIQE = Path(__file__).resolve().parents[2] / "assets" / "niqe" / "pristine.npz"
 
 # Defaults: stage-1 heuristics measured on the 1536 256-px tiles of the 37 project photos (docs/data_filter.md:
 # they drop flat, blurred, blocky and heavily aliased tiles and keep 76 % of those tiles), then NIQE against the
@@ -191,7 +191,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> FilterConfi
     niqe_model = str(PACKAGED_NIQE) if niqe_model in (None, "packaged") else str(niqe_model)
     autos = [gg for g in gates for gg in (g, g.fallback) if gg is not None and gg.auto_max]
     if autos and Path(niqe_model).is_file():
-        from paragonsr.data.filter.niqe import NIQEModel
+        from paragonsr.metrics.niqe_fit import NIQEModel
 
         niqe = NIQEModel.load(niqe_model)
         try:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from paragonsr.ops.colour import BT601_LUMA
+from paragonsr.ops.colour import to_gray
 
 __all__ = [
     "HEURISTICS",
@@ -24,28 +24,6 @@ __all__ = [
     "rms_contrast",
     "to_gray",
 ]
-
-
-def to_gray(img: np.ndarray) -> np.ndarray:
-    """Luma (BT.601) as float64 in [0, 1]. Integer input is scaled by its dtype range, never by its max."""
-    x = np.asarray(img)
-    if x.dtype == np.uint8:
-        x = x.astype(np.float64) / 255.0
-    elif x.dtype == np.uint16:
-        x = x.astype(np.float64) / 65535.0
-    else:
-        x = x.astype(np.float64)
-    if x.ndim == 3:
-        if x.shape[2] == 1:
-            x = x[..., 0]
-        elif x.shape[2] >= 3:  # RGB(A): alpha is ignored
-            wr, wg, wb = BT601_LUMA
-            x = wr * x[..., 0] + wg * x[..., 1] + wb * x[..., 2]
-        else:
-            raise ValueError(f"expected 1, 3 or 4 channels, got shape {img.shape}")
-    elif x.ndim != 2:
-        raise ValueError(f"expected an HW or HWC image, got shape {img.shape}")
-    return x
 
 
 def entropy(img: np.ndarray) -> float:

@@ -85,7 +85,7 @@ def make_scorer(name: str, cfg: FilterConfig) -> Scorer:
     if name == "niqe":
         if not cfg.niqe_model:
             raise MetricUnavailable("niqe: no niqe_model set (fit one with 'paragonsr data niqe-fit')")
-        from paragonsr.data.filter.niqe import NIQEModel
+        from paragonsr.metrics.niqe_fit import NIQEModel
 
         try:
             model = NIQEModel.load(cfg.niqe_model)

@@ -21,8 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from paragonsr.data.filter.heuristics import to_gray
+from paragonsr.ops.colour import to_gray
 from paragonsr.utils.atomic import atomic_output
+
+# the pristine fit shipped with the package (assets/niqe, fitted on CC photographs)
+PACKAGED_NIQE = Path(__file__).resolve().parents[1] / "assets" / "niqe" / "pristine.npz"
 
 _GAMMAS = np.arange(0.2, 10.0, 0.001)
 _R_GAM = np.array(
