@@ -255,7 +255,8 @@ def _final_weights(exp: Path, it: int) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def train_ref(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
     root = tmp_path_factory.mktemp("train_ref")
-    assert main(["train", "-opt", str(_train_yaml(root))]) == 0
+    # in a child process like the runs it is compared with: the same thread count and precision decision
+    assert run(["train", "-opt", str(_train_yaml(root))], timeout=240).rc == 0
     return _final_weights(root / "exp", 6)
 
 
@@ -266,12 +267,12 @@ def test_training_interrupted_then_auto_resume_is_bit_identical(
     opt = _train_yaml(tmp_path)
     delay = random.Random(sig).uniform(0.0, 1.0)
     o = run(["train", "-opt", str(opt)], sig=sig, after=r"start training", delay=delay, timeout=240)
-    check_clean(o, sig)
+    check_clean(o, sig, finished="end of training")
     for line in (o.out + o.err).splitlines():  # everything reported saved is there and loads
         if "saved checkpoint @ iter" in line:
             it = int(line.split("@ iter ")[1].split(":")[0])
             _final_weights(tmp_path / "exp", it)
-    assert main(["train", "-opt", str(opt), "--auto_resume"]) == 0
+    assert run(["train", "-opt", str(opt), "--auto_resume"], timeout=240).rc == 0
     got = _final_weights(tmp_path / "exp", 6)
     assert got.keys() == train_ref.keys() and all(torch.equal(got[k], train_ref[k]) for k in got)
 
@@ -291,6 +292,6 @@ def test_training_on_a_full_disk_stops_at_a_resumable_point(
         p.stem for p in states.glob("*.state")
     }
     assert hidden_files(tmp_path / "exp") == []
-    assert main(["train", "-opt", str(opt), "--auto_resume"]) == 0
+    assert run(["train", "-opt", str(opt), "--auto_resume"], timeout=240).rc == 0
     got = _final_weights(tmp_path / "exp", 6)
     assert all(torch.equal(got[k], train_ref[k]) for k in got)

@@ -329,6 +329,8 @@ def run(args: argparse.Namespace) -> int:
                 done += 1
                 return
             failed += 1
+            if _disk_full(exc) and stop:
+                return  # the write already in flight when the disk filled: said once, above
             if _disk_full(exc):
                 stop = True
                 err(
