@@ -59,7 +59,9 @@ def test_bench_runs_with_net_opt_on_both_kinds_of_cpu(tmp_path: Path) -> None:
         for section, line in zip(sections, table[2:4]):
             rows = rows_of(section)
             ratio = float(line.split()[-3].rstrip("x"))
-            assert abs(ratio - rows["bare fp32"] / rows["trainer"]) < 0.02 + 0.01 * ratio
+            bare, trainer = rows["bare fp32"], rows["trainer"]
+            rounding = ratio * (0.0005 / bare + 0.0005 / trainer)  # the rows are printed to 3 decimals
+            assert abs(ratio - bare / trainer) < 0.01 + 0.01 * ratio + rounding
 
 
 def test_every_network_of_the_bench_gets_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
