@@ -120,16 +120,35 @@ def _distance(
     weights_dir: Any,
     device: str,
 ) -> float:
-    # Same shape checks, HWC/CHW handling and border crop as PSNR/SSIM; no Y channel (RGB metrics).
+    return paired_distance(
+        kind, lambda wd: _net(kind, wd, device), img, img2, crop_border, input_order, weights_dir, device,
+        _MIN_SIZE.get(kind, 1),
+    )  # fmt: skip
+
+
+def paired_distance(
+    name: str,
+    make_net: Callable[[str | None], torch.nn.Module],
+    img: np.ndarray,
+    img2: np.ndarray,
+    crop_border: int,
+    input_order: str,
+    weights_dir: Any,
+    device: str,
+    min_size: int = 1,
+) -> float:
+    """Mean distance of a full-reference network ``make_net(weights_dir)`` between two RGB images in [0, 255]:
+    the same shape checks, HWC/CHW handling and border crop as PSNR/SSIM, no Y channel. Raises ``ValueError``
+    naming ``name`` for non-RGB images or images under ``min_size`` px after the crop (before any weights load)."""
     a, b = prepare_pair(img, img2, crop_border, input_order, test_y=False, color_order="rgb")
     if a.shape[2] != 3:
-        raise ValueError(f"{kind} needs RGB images (3 channels), got shape {np.shape(img)}")
-    least = _MIN_SIZE.get(kind, 1)
-    if min(a.shape[:2]) < least:
+        raise ValueError(f"{name} needs RGB images (3 channels), got shape {np.shape(img)}")
+    if min(a.shape[:2]) < min_size:
         raise ValueError(
-            f"{kind} needs images of at least {least}x{least} px after the border crop, got {a.shape[1]}x{a.shape[0]}"
+            f"{name} needs images of at least {min_size}x{min_size} px after the border crop, "
+            f"got {a.shape[1]}x{a.shape[0]}"
         )
-    net = _net(kind, None if weights_dir is None else str(weights_dir), device)
+    net = make_net(None if weights_dir is None else str(weights_dir))
     with torch.no_grad():
         return float(net(to_tensor01(a, device), to_tensor01(b, device)).mean())
 

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from paragonsr.metrics.perceptual import MetricInfo, register_perceptual_metric, to_tensor01
-from paragonsr.metrics.psnr_ssim import prepare_pair
+from paragonsr.metrics.perceptual import MetricInfo, paired_distance, register_perceptual_metric
 
 
 @lru_cache(maxsize=4)
@@ -31,12 +30,16 @@ def _net(net: str, weights_dir: str | None, device: str) -> torch.nn.Module:
 
 def _stlpips(net: str, img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str, weights_dir: Any,
              device: str) -> float:  # fmt: skip
-    a, b = prepare_pair(img, img2, crop_border, input_order, test_y=False, color_order="rgb")
-    if a.shape[2] != 3:
-        raise ValueError(f"ST-LPIPS-{net} needs RGB images (3 channels), got shape {np.shape(img)}")
-    model = _net(net, None if weights_dir is None else str(weights_dir), device)
-    with torch.no_grad():
-        return float(model(to_tensor01(a, device), to_tensor01(b, device)).mean())
+    return paired_distance(
+        f"ST-LPIPS-{net}",
+        lambda wd: _net(net, wd, device),
+        img,
+        img2,
+        crop_border,
+        input_order,
+        weights_dir,
+        device,
+    )
 
 
 @register_perceptual_metric(
