@@ -57,8 +57,9 @@ def lpips_weight_names(net: str) -> tuple[str, str]:
     return ("alexnet", "lpips_alex") if net == "alex" else ("vgg16", "lpips_vgg")
 
 
-class _Lin(nn.Module):
-    """``lin{k}.model.1.weight`` like the reference (model.0 is a Dropout, identity in eval)."""
+class LinHead(nn.Module):
+    """An LPIPS linear head, ``lin{k}.model.1.weight`` like the reference (model.0 is a Dropout, identity in eval);
+    shared by LPIPS and ST-LPIPS."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -102,7 +103,7 @@ class LPIPSNet(FrozenNet):
         )
         self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1), persistent=False)
         for k, ch in enumerate(channels):
-            self.add_module(f"lin{k}", _Lin(ch))
+            self.add_module(f"lin{k}", LinHead(ch))
         pretrained_backbone = pretrained if pretrained_backbone is None else pretrained_backbone
         weights = weights or WeightSource()
         load_or_warn_random(self, backbone, pretrained_backbone, weights, f"LPIPS-{net}")

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paragonsr.losses.backbones import DistanceNetLoss, FrozenNet
+from paragonsr.losses.lpips import LinHead
 from paragonsr.registry import LOSS_REGISTRY
 from paragonsr.weights import WeightsError, WeightSource, load_weight_file
 from paragonsr.weights.converters import register_converter
@@ -91,17 +92,6 @@ def _vgg_slices() -> list[nn.Sequential]:
 _CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
 
 
-class _Lin(nn.Module):
-    """``lin{k}.model.1.weight`` like the reference (its model.0 is a Dropout, identity in eval)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.model = nn.Sequential(nn.Identity(), nn.Conv2d(channels, 1, 1, bias=False))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
-
-
 class _Trunk(nn.Module):
     def __init__(self, net: str) -> None:
         super().__init__()
@@ -149,7 +139,7 @@ class STLPIPSNet(FrozenNet):
         self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
         self.net = _Trunk(net)
         for k, ch in enumerate(_CHANNELS[net]):
-            self.add_module(f"lin{k}", _Lin(ch))
+            self.add_module(f"lin{k}", LinHead(ch))
         if pretrained:
             path = (weights or WeightSource()).resolve(f"stlpips_{net}")
             self._load(load_weight_file(path), path)
