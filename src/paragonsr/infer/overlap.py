@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from paragonsr.infer.upscale import upscale_file
+from paragonsr.infer.upscale import upscale_file, upscale_samples
 from paragonsr.io.animation import read_animation
-from paragonsr.io.image_io import ImageInfo, read_image, write_image
+from paragonsr.io.image_io import ImageInfo, output_format, read_image, write_image
 
 OnWritten = Callable[[BaseException | None], None]
 Progress = Callable[[int, int], None]
@@ -33,10 +33,11 @@ MAX_PENDING_BYTES = (
 
 
 def _load(src: Path, first_frame: bool) -> tuple[np.ndarray, ImageInfo] | None:
-    """A still image (or an animation's first frame with ``first_frame``), or None for an animation."""
+    """A still image (or an animation's first frame with ``first_frame``), or None for an animation. 8/16-bit
+    files come as their samples (``read_image(..., integer=True)``): no full-size float copy of the input."""
     if not first_frame and read_animation(src) is not None:
         return None
-    return read_image(src)
+    return read_image(src, integer=True)
 
 
 class OverlappedFiles:
@@ -101,10 +102,12 @@ class OverlappedFiles:
             on_written(None)
             return
         img, info = loaded
-        result, out_info = self.upscaler(img, info, self.outscale, progress=self.progress)
+        fmt = output_format(dst)
+        result, out_info = upscale_samples(self.upscaler, img, info, fmt, self.outscale, self.progress)
         del img, loaded  # the input is not needed while the output is encoded (peak memory)
         self._finish_pending()  # at most one write in flight
-        future = self._writer.submit(write_image, dst, result, out_info, quality=self.quality)
+        # consume: the result is ours, so the encoder may reorder its samples in place (no full-size copy)
+        future = self._writer.submit(write_image, dst, result, out_info, quality=self.quality, consume=True)
         self._pending = (future, on_written)
         if result.nbytes > self.max_pending_bytes:
             future.exception()  # wait: the next image must not allocate its result beside this one

@@ -26,9 +26,17 @@ from torch import Tensor
 
 from paragonsr.infer.backends import Backend
 from paragonsr.io.animation import ANIMATED_FORMATS, encode_animation, read_animation
-from paragonsr.io.image_io import ImageInfo, output_format, read_image, to_dtype, write_image
+from paragonsr.io.image_io import (
+    ImageInfo,
+    output_format,
+    read_image,
+    to_dtype,
+    write_image,
+    written_depth,
+)
 from paragonsr.ops.colour import BT601_LUMA
 from paragonsr.tiling import DEFAULT_OVERLAP, Tiler, needs_of
+from paragonsr.tiling.stitch import INT_PEAKS, IntImage, quantize_rows
 from paragonsr.utils.atomic import atomic_write_bytes
 from paragonsr.utils.finite import array_non_finite
 
@@ -138,9 +146,20 @@ class Upscaler:
         info: ImageInfo | None = None,
         outscale: float | None = None,
         progress: Callable[[int, int], None] | None = None,
+        *,
+        bit_depth: int | None = None,
     ) -> tuple[np.ndarray, ImageInfo]:
-        """float32 HWC (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) in [0, 1] -> upscaled float32 HWC in [0, 1]
-        and the updated info."""
+        """HWC image (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) -> the upscaled HWC image and the updated info.
+
+        float32 in [0, 1] gives float32 in [0, 1]. 8/16-bit samples (uint8/uint16, as
+        ``read_image(..., integer=True)`` gives) give samples of ``bit_depth`` bits (8 or 16; default: the
+        input's), written tile by tile straight into the integer result (:meth:`_integer`: no full-size float
+        image, values identical to the float path's rounded output) when the model and image allow it; otherwise
+        they go through the float path (``v / peak``, as the decoder would) and a float32 result comes back.
+
+        Raises:
+            ValueError: a bad shape, an image under 2 px, non-finite model output (nothing is returned then).
+        """
         if img.ndim == 2:
             img = img[..., None]
         if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
@@ -150,6 +169,13 @@ class Upscaler:
             raise ValueError(
                 f"image is too small to upscale ({w}x{h} px; need at least {MIN_SIDE}x{MIN_SIDE})"
             )
+        if img.dtype in INT_PEAKS:
+            done = self._integer(img, info, outscale, progress, bit_depth)
+            if done is not None:
+                return done
+            peak = INT_PEAKS[img.dtype]
+            img = img.astype(np.float32)
+            img /= np.float32(peak)  # the decoder's own formula: the float path sees what read_image gives
         x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
         color, alpha = (x[:, :-1], x[:, -1:]) if c in (2, 4) else (x, None)
         if alpha is not None:
@@ -179,6 +205,57 @@ class Upscaler:
         base = info or ImageInfo(channels=c, height=h, width=w)
         return np.ascontiguousarray(arr, dtype=np.float32), base.with_size(*target)
 
+    def _integer(
+        self,
+        img: np.ndarray,
+        info: ImageInfo | None,
+        outscale: float | None,
+        progress: Callable[[int, int], None] | None,
+        bit_depth: int | None,
+    ) -> tuple[np.ndarray, ImageInfo] | None:
+        """8/16-bit HWC samples through the model with finished rows rounded straight into the integer result
+        (:meth:`~paragonsr.tiling.Tiler.rows`); None when this image needs the float path: a resampler, alpha,
+        an ``outscale`` other than the model's scale, channels the model cannot take as they are (except gray
+        into an RGB model), a depth other than 8/16. Float memory: one tile's input and one band of output rows."""
+        h, w, c = img.shape
+        be = self.backend
+        depth = bit_depth or (8 if img.dtype == np.uint8 else 16)
+        if be.in_ch is None or not float(be.scale).is_integer() or c not in (1, 3) or depth not in (8, 16):
+            return None
+        s = int(be.scale)
+        if outscale is not None and (max(1, round(h * outscale)), max(1, round(w * outscale))) != (
+            h * s,
+            w * s,
+        ):
+            return None
+        gray_into_rgb = c == 1 and be.in_ch == 3
+        if not (be.in_ch == c or gray_into_rgb):
+            return None
+        out = np.empty((h * s, w * s, c), np.uint8 if depth == 8 else np.uint16)
+        peak = 255.0 if depth == 8 else 65535.0
+        lw = torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+
+        def sink(rows: Tensor, r0: int) -> None:
+            y = rows
+            if c == 1 and y.shape[1] == 3:
+                y = (y * lw.to(y.dtype)).sum(dim=1, keepdim=True)  # an RGB result folds back to gray
+            elif c == 3 and y.shape[1] == 1:
+                y = y.expand(-1, 3, -1, -1)
+            elif y.shape[1] != c:
+                raise ValueError(f"the model returned {y.shape[1]} channels for a {c}-channel image ({be!r})")
+            arr = y[0].permute(1, 2, 0).numpy()
+            bad = array_non_finite(arr)
+            if bad is not None:  # clamping would turn it into a black/white image that looks like a result
+                raise ValueError(f"the model output holds {bad} values; no image written ({be!r})")
+            quantize_rows(arr, out[r0 : r0 + arr.shape[0]], peak)
+
+        x = IntImage(img, channels=3 if gray_into_rgb else None)
+        whole = self.tiler.rows(be, x, sink, needs_of(be), progress)
+        if whole is not None:
+            sink(whole, 0)
+        base = info or ImageInfo(channels=c, height=h, width=w, bit_depth=8 if img.dtype == np.uint8 else 16)
+        return out, base.with_size(h * s, w * s)
+
 
 def upscale_image(
     img: np.ndarray,
@@ -192,6 +269,24 @@ def upscale_image(
 ) -> tuple[np.ndarray, ImageInfo]:
     """One-shot convenience around :class:`Upscaler` (see the module doc for channel and alpha handling)."""
     return Upscaler(backend, tile, overlap, blend, gray_mode)(img, info, outscale)
+
+
+def upscale_samples(
+    upscaler: Callable[..., tuple[np.ndarray, ImageInfo]],
+    img: np.ndarray,
+    info: ImageInfo,
+    fmt: str,
+    outscale: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, ImageInfo]:
+    """``upscaler`` over an image read with ``read_image(..., integer=True)`` for a ``fmt`` output file: an
+    :class:`Upscaler` is asked for samples at the depth that file will hold (so a 16-bit input written as JPEG is
+    rounded once, to 8 bits); any other ``Upscaler``-like callable is called as ``(img, info, outscale,
+    progress=...)``."""
+    if isinstance(upscaler, Upscaler) and img.dtype in INT_PEAKS:
+        depth = written_depth(fmt, info.bit_depth)
+        return upscaler(img, info, outscale, progress, bit_depth=depth if depth in (8, 16) else None)
+    return upscaler(img, info, outscale, progress=progress)
 
 
 def upscale_file(
@@ -210,10 +305,10 @@ def upscale_file(
     fmt = output_format(dst)
     anim = None if first_frame else read_animation(src)
     if anim is None:
-        img, info = read_image(src)
-        result, out_info = upscaler(img, info, outscale, progress=progress)
+        img, info = read_image(src, integer=True)
+        result, out_info = upscale_samples(upscaler, img, info, fmt, outscale, progress)
         del img  # the input is not needed while the output is encoded (peak memory)
-        write_image(dst, result, out_info, quality=quality)
+        write_image(dst, result, out_info, quality=quality, consume=True)
         return 1
     if fmt not in ANIMATED_FORMATS:
         raise ValueError(
@@ -228,4 +323,4 @@ def upscale_file(
     return len(out)
 
 
-__all__ = ["LUMA", "Upscaler", "fill_transparent", "upscale_file", "upscale_image"]
+__all__ = ["LUMA", "Upscaler", "fill_transparent", "upscale_file", "upscale_image", "upscale_samples"]
