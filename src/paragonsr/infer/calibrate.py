@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from paragonsr.infer.choice import choose_backend
+from paragonsr.infer.onnx_backend import SESSION_SETTINGS
 
 Forward = Callable[[Tensor], Tensor]
 # measure(candidates, side, in_ch, repeats) -> output MP/s per candidate name
@@ -53,7 +54,7 @@ def cache_dir() -> Path:
 
 def machine_key(threads: int | None = None) -> str:
     """What a calibration depends on besides the model: CPU model and ISA flags, the ISA caps in the environment,
-    thread count, torch and onnxruntime versions. A short hash of those."""
+    thread count, torch and onnxruntime versions, the ONNX Runtime session settings. A short hash of those."""
     model, flags = "", ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
@@ -82,6 +83,7 @@ def machine_key(threads: int | None = None) -> str:
         str(threads or torch.get_num_threads()),
         torch.__version__,
         ort,
+        SESSION_SETTINGS,
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
