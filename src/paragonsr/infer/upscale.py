@@ -243,7 +243,7 @@ class Upscaler:
                 y = y.expand(-1, 3, -1, -1)
             elif y.shape[1] != c:
                 raise ValueError(f"the model returned {y.shape[1]} channels for a {c}-channel image ({be!r})")
-            arr = y[0].permute(1, 2, 0).numpy()
+            arr = y[0].permute(1, 2, 0).to("cpu").numpy()
             bad = array_non_finite(arr)
             if bad is not None:  # clamping would turn it into a black/white image that looks like a result
                 raise ValueError(f"the model output holds {bad} values; no image written ({be!r})")
