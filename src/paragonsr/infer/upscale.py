@@ -105,7 +105,16 @@ class Upscaler:
         scale = self.backend.scale
         if self.backend.in_ch is None or not float(scale).is_integer():
             return self.backend(x)
-        return self.tiler(self.backend, x, needs_of(self.backend), progress)
+        y = self.tiler(self.backend, x, needs_of(self.backend), progress)
+        self._release()
+        return y
+
+    def _release(self) -> None:
+        """The image's tiles are done: a backend that holds a memory arena (ONNX Runtime) hands it back now, so it
+        is not held while the result is encoded (:meth:`OnnxBackend.release_memory`)."""
+        release = getattr(self.backend, "release_memory", None)
+        if callable(release):
+            release()
 
     def _color(self, x: Tensor, progress: Callable[[int, int], None] | None) -> Tensor:
         """1 or 3 colour channels through the backend, returning the same number of channels."""
@@ -251,6 +260,7 @@ class Upscaler:
 
         x = IntImage(img, channels=3 if gray_into_rgb else None)
         whole = self.tiler.rows(be, x, sink, needs_of(be), progress)
+        self._release()
         if whole is not None:
             sink(whole, 0)
         base = info or ImageInfo(channels=c, height=h, width=w, bit_depth=8 if img.dtype == np.uint8 else 16)

@@ -77,7 +77,9 @@ class RowBands:
 
     def _alloc(self, like: Tensor, width: int, channels: int) -> Tensor:
         shape = (like.shape[0], channels, self.band_rows, width)
-        return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=torch.channels_last).zero_()
+        return torch.empty(
+            shape, dtype=like.dtype, device=like.device, memory_format=torch.channels_last
+        ).zero_()
 
     def start_row(self, r0: int, r1: int) -> None:
         if self.buf is None:
