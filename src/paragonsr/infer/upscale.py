@@ -39,6 +39,7 @@ from paragonsr.tiling import DEFAULT_OVERLAP, Tiler, needs_of
 from paragonsr.tiling.stitch import INT_PEAKS, IntImage, quantize_rows
 from paragonsr.utils.atomic import atomic_write_bytes
 from paragonsr.utils.finite import array_non_finite
+from paragonsr.utils.malloc import trim_heap
 
 LUMA = BT601_LUMA  # BT.601, as in BasicSR's rgb2ycbcr / MATLAB
 ALPHA_EMPTY = 1.0 / 512.0  # alpha below half an 8-bit step counts as fully transparent
@@ -115,6 +116,7 @@ class Upscaler:
         release = getattr(self.backend, "release_memory", None)
         if callable(release):
             release()
+            trim_heap()  # the CLI keeps freed buffers in the heap (paragonsr.utils.malloc): these go back now
 
     def _color(self, x: Tensor, progress: Callable[[int, int], None] | None) -> Tensor:
         """1 or 3 colour channels through the backend, returning the same number of channels."""

@@ -66,4 +66,18 @@ def tune_malloc() -> str:
     return reason
 
 
-__all__ = ["tune_malloc"]
+def trim_heap() -> bool:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim(0)``, which also releases free pages in
+    the middle of the heap), whether or not :func:`tune_malloc` ran. For the end of a large piece of work whose
+    buffers will not be reused soon, e.g. when an upscaled image's tiles are done and only its result is left to
+    encode. True when it ran; False off glibc."""
+    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
+        return False
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+__all__ = ["trim_heap", "tune_malloc"]
