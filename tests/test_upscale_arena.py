@@ -65,3 +65,15 @@ def test_tile_sides_are_compared_by_cpu_time_on_a_busy_machine(
     assert set(calib.tile_rates) == {128, 256}
     assert (calib.tile_rates[128] > calib.tile_rates[256]) is small_wins
     assert ("CPU-second" in calib.summary()) is small_wins
+
+
+def test_trim_heap_runs_on_glibc_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+    import sys
+
+    from paragonsr.utils import malloc
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert malloc.trim_heap() is glibc
+    monkeypatch.setattr(malloc.platform, "libc_ver", lambda: ("musl", "1.2"))
+    assert malloc.trim_heap() is False
