@@ -111,12 +111,13 @@ class Upscaler:
         return y
 
     def _release(self) -> None:
-        """The image's tiles are done: a backend that holds a memory arena (ONNX Runtime) hands it back now, so it
-        is not held while the result is encoded (:meth:`OnnxBackend.release_memory`)."""
+        """The image's tiles are done: a backend that holds a memory arena (ONNX Runtime) hands it back now, and so
+        does the heap (:func:`~paragonsr.utils.malloc.trim_heap`), so neither is held while the result is encoded
+        (:meth:`OnnxBackend.release_memory`)."""
         release = getattr(self.backend, "release_memory", None)
         if callable(release):
             release()
-            trim_heap()  # the CLI keeps freed buffers in the heap (paragonsr.utils.malloc): these go back now
+        trim_heap()  # the CLI keeps freed buffers in its heap (paragonsr.utils.malloc): a torch model's too
 
     def _color(self, x: Tensor, progress: Callable[[int, int], None] | None) -> Tensor:
         """1 or 3 colour channels through the backend, returning the same number of channels."""
