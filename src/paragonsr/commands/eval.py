@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="checkpoint (.safetensors/.pth) or .onnx file, or a packaged model ('default', 'classic'); "
+        help="checkpoint (.safetensors/.pth) or .onnx file, or a packaged model ('default', 'classic', 'perceptual'); "
         "repeat for several models",
     )
     parser.add_argument("--gt", type=Path, help="folder of ground-truth images")
@@ -206,7 +206,7 @@ def model_methods(values: list[str], scale: int, tile: str) -> list[Method]:
 
     Raises FileNotFoundError for a missing file, ValueError for a bad tile value or an unreadable checkpoint."""
     from paragonsr.evaluate import model_method
-    from paragonsr.infer import packaged_model  # ``default`` / ``classic``: the packaged models
+    from paragonsr.infer import packaged_model  # ``default`` / ``classic`` / ``perceptual``: packaged models
     from paragonsr.tiling import parse_tile
 
     size = parse_tile(tile, "--tile")  # InputError (a ValueError): one line, exit status 2
