@@ -65,20 +65,20 @@ def run_record(run: Path, name: str, checkpoint: Path, config: Path | None = Non
     run (resolved the same way, so its relative data paths are recorded rather than where this machine kept
     them); ``overrides`` then lists what the run changed (e.g. ``train.total_iter`` given on the command line).
     ``final`` holds every validation set's figures at the checkpoint's iteration (the last state's when the name
-    carries no iteration); ``summary`` is :func:`paragonsr.deploy.packaging.training_summary`, with the
-    precision the trainer used (recorded in the training state)."""
+    carries no iteration); ``summary`` is :func:`paragonsr.deploy.packaging.training_summary` of the options as
+    the run used them, with the precision the trainer chose (recorded in the training state)."""
     import torch
     import yaml
 
-    ran = None
+    ran: dict[str, Any] | None = None
     if config is None or (run / "options.yml").is_file():  # without --config the run's options are required
         ran = yaml.safe_load((run / "options.yml").read_text(encoding="utf-8"))
     if config is not None:
         from paragonsr.train.option_io import load_options
 
-        opt = load_options(config).model_dump(mode="json", exclude_none=True)
+        opt: dict[str, Any] = load_options(config).model_dump(mode="json", exclude_none=True)
     else:
-        opt = ran
+        opt = dict(ran or {})
     states = sorted((run / "training_states").glob("*.state"), key=lambda p: int(p.stem))
     final: dict[str, Any] = {}
     precision = None
@@ -93,11 +93,11 @@ def run_record(run: Path, name: str, checkpoint: Path, config: Path | None = Non
         precision = state.get("precision")
     for machine_specific in MACHINE_KEYS:  # where the run folder happened to be
         opt.get("path", {}).pop(machine_specific, None)
-    record = {
+    record: dict[str, Any] = {
         "model": name,
         "checkpoint": checkpoint.name,
         "options": {k: opt[k] for k in RECORD_KEYS if k in opt},
-        "summary": training_summary(opt, precision),
+        "summary": training_summary(ran or opt, precision),  # as run (overrides included)
         "final": final,
     }
     if config is not None:
@@ -202,7 +202,8 @@ def main() -> int:
     int8_path = args.out / f"{args.name}_int8.onnx"
     if gates is not None:
         manifest[fused_path.name]["release_gates"] = {
-            "images": f"{args.verify_images.as_posix()} (first {args.max_images}, {args.crop}px LR centre crops)",
+            "images": f"{args.verify_images.name}/: {', '.join(n for n, _ in images)} ({args.crop}px LR centre crops, "
+            "bicubic LR; INT8 calibrated on crops of the same images)",
             "gates": gates.gates,
             "refused": gates.refused,
         }

@@ -87,7 +87,7 @@ def training_summary(opt: Mapping[str, Any], precision: Mapping[str, Any] | None
         "ema_decay": train.get("ema_decay"),
         "precision": {
             "asked": {k: train.get(k) for k in ("use_amp", "amp_bf16", "use_channels_last")},
-            "used": dict(precision) if precision else None,
+            "used": {k.removeprefix("precision_"): v for k, v in precision.items()} if precision else None,
         },
     }
 
@@ -156,25 +156,28 @@ def release_gates(
     is refused (PSNR alone misjudges it). Nothing is written outside the scratch folder.
 
     Raises :class:`paragonsr.deploy.release.ExportError` when the FP32 ONNX fails its parity gate."""
+    from paragonsr.deploy import verify as V
     from paragonsr.deploy.release import ExportOptions, export_release
 
-    opts = ExportOptions(
-        fp16=True, int8=True, perceptual=perceptual, lr_crop=lr_crop, latency_size=0, save_fused=False
-    )
     out = GateOutcome()
+    int8 = True
+    if perceptual:
+        lpips, why = V.lpips_metric()
+        if lpips is None:  # PSNR alone misjudges a perceptual model's INT8: not shipped without LPIPS
+            int8 = False
+            out.refused.append(
+                f"{name}_int8.onnx not shipped: a perceptual model's INT8 gate needs LPIPS-alex, which cannot be "
+                f"measured here ({why.splitlines()[0][:160]}; `paragonsr weights fetch alexnet lpips_alex`)"
+            )
+    opts = ExportOptions(
+        fp16=True, int8=int8, perceptual=perceptual, lr_crop=lr_crop, latency_size=0, save_fused=False
+    )
     with tempfile.TemporaryDirectory(prefix="paragonsr-gates-") as tmp:
         res = export_release(model, tmp, name, images, calib_images=images, options=opts, log=log)
         out.gates = [g.to_dict() for g in res.gates]
-        out.refused = list(res.refused)
+        out.refused += [r.replace(" (use --force-int8 to write it anyway)", "") for r in res.refused]
         out.fp16_passed = "fp16" in res.artifacts
-        int8 = next((g for g in out.gates if g["name"] == "int8"), None)
-        out.int8_gate = int8
-        if "int8" in res.artifacts and int8 is not None:
-            if perceptual and "lpips_increase" not in int8["extra"]:
-                out.refused.append(
-                    f"{name}_int8.onnx not shipped: a perceptual model's INT8 gate needs LPIPS-alex, whose weights "
-                    "are not in the weights folder (paragonsr weights fetch alexnet lpips_alex)"
-                )
-            else:
-                out.int8 = res.artifacts["int8"].read_bytes()
+        out.int8_gate = next((g for g in out.gates if g["name"] == "int8"), None)
+        if "int8" in res.artifacts and out.int8_gate is not None:
+            out.int8 = res.artifacts["int8"].read_bytes()
     return out
