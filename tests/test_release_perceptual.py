@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REAL_WEIGHTS_DIR, REPO, load_script
+from conftest import REAL_WEIGHTS_DIR, REPO, attr_dict, load_script
 from paragonsr.cli import main as cli
 
 CONFIG = REPO / "configs" / "2x_ParagonSR2_Nano_perceptual_default.yml"
@@ -172,7 +172,7 @@ def test_package_gan_run_gates_and_metadata(tmp_path: Path, photos_dir: Path, mo
     assert manifest["training"][-1]["summary"]["adversarial"]["type"] == "R3GANLoss"
 
     fused = out / "perceptual.safetensors"
-    meta = load_model(fused).checkpoint_meta  # type: ignore[operator]
+    meta = attr_dict(load_model(fused), "checkpoint_meta")
     assert meta["fused"] and meta["extra"]["model_type"] == "GANModel"
     assert perceptual_reason(fused, meta) == "its metadata records model_type GANModel"
     method = model_method(fused, 2, tile=0)  # eval marks the metric on the training loss's network
