@@ -25,9 +25,8 @@ import hashlib
 import json
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,8 +40,7 @@ LISTS = {  # default held-out sets: name -> (list, folder under --data-root)
 }
 
 
-@dataclass(frozen=True)
-class Box:
+class Box(NamedTuple):
     """A fixed crop: ``size`` px square at (``top``, ``left``) of the HR image ``image`` (file name)."""
 
     name: str
