@@ -8,8 +8,9 @@ Scores: ``paragonsr eval --tile 0`` per held-out set (x2 antialiased bicubic LR;
 outputs; every perceptual metric whose weights are fetched: LPIPS-alex, LPIPS-vgg, DISTS, ST-LPIPS-alex, NIQE with
 the MATLAB pristine model and with the project's fit, BRISQUE). The sets default to the committed held-out lists
 (``configs/meta_info/photos_val.txt`` as ``old``, ``photos2_val_{manmade,nature,objects}.txt``) under
-``--data-root`` (``../shared/data``), linked into ``WORK/sets``. Eval folders stay under ``WORK`` (``--reuse`` keeps
-a set whose ``per_image.csv`` already scores the same models). ``--span-eval DIR`` adds the rows of an earlier
+``--data-root`` (``../shared/data``), linked into ``WORK/sets``; ``--set NAME=DIR`` adds one (``--sets-only``: only
+those). Eval folders stay under ``WORK/eval/<set>/``: ``baselines`` (bicubic, MKS, default) and one per candidate;
+``--reuse`` keeps those that already score their models, so the next candidate costs only its own eval. ``--span-eval DIR`` adds the rows of an earlier
 ``paragonsr eval`` of SPAN x2 ch48 (``DIR/<set>/per_image.csv``) on the same images.
 
 Writes ``OUT/README.md`` (the card: means over all images, per set, the issue's targets), ``OUT/card.json`` and
@@ -276,7 +277,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "perceptual_nano", help="card folder")
     ap.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument(
-        "--set", action="append", default=[], metavar="NAME=DIR", help="held-out set (replaces the lists)"
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="another held-out set (or one of the lists')",
+    )
+    ap.add_argument(
+        "--sets-only",
+        action="store_true",
+        help="score only the --set folders, not the committed held-out lists",
     )
     ap.add_argument(
         "--box",
@@ -301,28 +311,41 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         boxes = tuple(parse_box(b) for b in args.box) or BOXES
-        sets = dict(s.split("=", 1) for s in args.set) if args.set else None
-        sets = {k: Path(v) for k, v in sets.items()} if sets else link_sets(args.data_root, args.work)
+        sets = {} if args.sets_only else link_sets(args.data_root, args.work)
+        for text in args.set:
+            name, sep, folder = text.partition("=")
+            if not sep or not name or not Path(folder).is_dir():
+                raise ValueError(f"--set {text!r}: expected NAME=DIR with an existing folder")
+            sets[name] = Path(folder)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cand = packaged_model(str(args.candidate)) if not args.candidate.exists() else args.candidate
     cand_label = Path(str(args.candidate)).stem
+    cand_sha = hashlib.sha256(cand.read_bytes()).hexdigest()
     rows: list[dict[str, Any]] = []
     span_rows: list[dict[str, Any]] = []
     counts = {}
     for name, folder in sets.items():
-        ev = args.work / "eval" / name
-        csv_path = ev / "per_image.csv"
-        have = {r["method"] for r in read_scores(csv_path)} if args.reuse and csv_path.is_file() else set()
-        if not {"bicubic", MKS, "default", cand_label} <= have:
-            argv_eval = ["eval", "--gt", str(folder), "--model", "default", "--model", str(cand), "--resampler", MKS,
-                         "--tile", "0", "--no-crops", "-o", str(ev)]  # fmt: skip
-            print(f"== {name}: paragonsr {' '.join(argv_eval)}", flush=True)
-            if cli(argv_eval) != 0:
-                print(f"error: paragonsr eval failed on set {name} ({folder})", file=sys.stderr)
-                return 1
-        got = read_scores(csv_path)
+        got: list[dict[str, Any]] = []
+        # the baselines once per set (kept for the next candidate with --reuse), then the candidate
+        for part, models, want in (
+            ("baselines", ["default"], {"bicubic", MKS, "default"}),
+            (f"{cand_label}_{cand_sha[:8]}", [str(cand)], {cand_label}),
+        ):
+            ev = args.work / "eval" / name / part
+            csv_path = ev / "per_image.csv"
+            have = (
+                {r["method"] for r in read_scores(csv_path)} if args.reuse and csv_path.is_file() else set()
+            )
+            if not want <= have:
+                argv_eval = ["eval", "--gt", str(folder), *(a for m in models for a in ("--model", m)), "--tile", "0",
+                             "--no-crops", "-o", str(ev), *(["--resampler", MKS] if MKS in want else [])]  # fmt: skip
+                print(f"== {name}: paragonsr {' '.join(argv_eval)}", flush=True)
+                if cli(argv_eval) != 0:
+                    print(f"error: paragonsr eval failed on set {name} ({folder})", file=sys.stderr)
+                    return 1
+            got += [r for r in read_scores(csv_path) if r["method"] in want]
         counts[name] = len({r["image"] for r in got})
         rows += [{**r, "set": name} for r in got]
         if args.span_eval is not None and (args.span_eval / name / "per_image.csv").is_file():
@@ -359,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                (args.label, model_method(cand, 2, tile=0).run)]  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     card = {
-        "candidate": {"file": cand.name, "sha256": hashlib.sha256(cand.read_bytes()).hexdigest()},
+        "candidate": {"file": cand.name, "sha256": cand_sha},
         "sets": counts,
         "images": sum(counts.values()),
         "columns": cols,

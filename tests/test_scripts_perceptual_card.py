@@ -51,7 +51,7 @@ def test_card_table_and_crop_grid(tmp_path: Path, photos_dir: Path) -> None:
         "--box",
         f"b={box[0]}:{box[1]},{box[2]},{box[3]}",
     ]
-    argv += [f"--set={k}={v}" for k, v in sets.items()]
+    argv += ["--sets-only", *(f"--set={k}={v}" for k, v in sets.items())]
     assert mod.main(argv) == 0
 
     card = json.loads((out / "card.json").read_text())
