@@ -279,3 +279,39 @@ def test_export_of_a_gan_checkpoint_bounds_lpips_by_itself(
     shutil.copyfile(DEFAULT_UNFUSED, plain)
     assert cli(["export", str(plain), "-o", str(tmp_path / "rel2")]) == 0
     assert seen["perceptual"] is False
+
+
+# ------------------------------------------------------------------------------ the packaged model, once shipped
+
+
+def test_packaged_perceptual_loads_offline_and_passed_its_gates() -> None:
+    """Skips until the lead packages the model (scripts/package_default_model.py --name perceptual)."""
+    from paragonsr.checkpoint import load_model
+    from paragonsr.deploy import verify as V
+    from paragonsr.infer import default_model_path, packaged_model
+
+    fused_path, unfused_path = (
+        default_model_path("perceptual.safetensors"),
+        default_model_path("perceptual_unfused.safetensors"),
+    )
+    if fused_path is None or unfused_path is None:
+        pytest.skip("this install has no packaged perceptual model yet")
+    assert packaged_model("perceptual") == fused_path  # sha256 checked against the manifest on the way
+    manifest = json.loads((fused_path.parent / "manifest.json").read_text())
+    entry = manifest["perceptual.safetensors"]
+    assert entry["model_type"] == "GANModel"
+    gates = {g["name"]: g for g in entry["release_gates"]["gates"]}
+    assert (
+        gates["fused_vs_unfused"]["passed"]
+        and gates["fp32_parity"]["passed"]
+        and gates["fp16_vs_fp32"]["passed"]
+    )
+    if "perceptual_int8.onnx" in manifest:
+        gate = manifest["perceptual_int8.onnx"]["gate"]
+        assert gate["lpips_increase"] <= V.INT8_MAX_LPIPS_INCREASE and gate["drop_db"] <= V.INT8_MAX_DROP_DB
+        assert default_model_path("perceptual_int8.onnx") is not None
+    record = next(r for r in reversed(manifest["training"]) if r.get("model") == "perceptual")
+    assert record["summary"]["adversarial"] is not None and record["summary"]["start_model"]
+    x = torch.rand(1, 3, 21, 17)
+    with torch.no_grad():
+        assert (load_model(fused_path)(x) - load_model(unfused_path)(x)).abs().max().item() <= 1e-4
