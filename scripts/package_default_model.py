@@ -151,6 +151,10 @@ def main() -> int:
     configs: list[Path | None] = [*args.config] or [None] * len(args.run)
     records = [run_record(run, args.name, args.checkpoint, cfg) for run, cfg in zip(args.run, configs)]
     phases += records
+    for r in records:
+        if r.get("overrides"):
+            print(f"note: {r['config']} does not reproduce the run as it is; recorded overrides: "
+                  + ", ".join(f"{k}={v}" for k, v in r["overrides"].items()))  # fmt: skip
     model_type = records[-1]["summary"]["model_type"] if records else None
     gan = bool(records) and records[-1]["summary"]["adversarial"] is not None
     perceptual = gan or args.name == "perceptual"
