@@ -21,7 +21,6 @@ A metric marked † shares a network with a training loss of that model (optimis
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import math
@@ -30,6 +29,19 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from paragonsr.deploy.card_tables import (
+    METRICS,
+    mark,
+    mean,
+    metric_columns,
+    metric_weights,
+    no_nan,
+    packaged_train_weights,
+    read_scores,
+    render,
+    targets,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MKS = "magic_sharp_2021"
@@ -92,65 +104,6 @@ def link_sets(data_root: Path, work: Path) -> dict[str, Path]:
     return sets
 
 
-def read_scores(csv_path: Path) -> list[dict[str, Any]]:
-    """``per_image.csv`` of ``paragonsr eval`` -> rows with floats (``nan`` where a metric skipped the image)."""
-    with csv_path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for k, v in r.items():
-            if k not in ("image", "method"):
-                r[k] = float(v) if v not in ("", None) else math.nan
-    return rows
-
-
-def mean(rows: list[dict[str, Any]], method: str, key: str, images: set[str] | None = None) -> float:
-    vals = [
-        r[key]
-        for r in rows
-        if r["method"] == method
-        and key in r
-        and (images is None or r["image"] in images)
-        and not math.isnan(r[key])
-    ]
-    return float(np.mean(vals)) if vals else math.nan
-
-
-def metric_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(csv key, header, weight names) of every scored metric, in report order."""
-    from paragonsr.metrics.perceptual import perceptual_metrics
-
-    cols: list[tuple[str, str, tuple[str, ...]]] = [
-        ("psnr_y", "PSNR-Y (dB) ↑", ()),
-        ("ssim_y", "SSIM-Y ↑", ()),
-    ]
-    for key, (_, info) in perceptual_metrics().items():
-        if rows and key in rows[0]:
-            cols.append((key, f"{info.label} {'↓' if info.lower_is_better else '↑'}", tuple(info.weights)))
-    return cols
-
-
-def packaged_train_weights(name: str) -> frozenset[str] | None:
-    """Weight files the training losses of packaged model ``name`` read (its manifest's training record)."""
-    from paragonsr.deploy.packaging import loss_specs
-    from paragonsr.infer import default_model_path
-    from paragonsr.metrics.perceptual import training_weight_names
-
-    path = default_model_path(f"{name}.safetensors")
-    if path is None:
-        return None
-    phases = json.loads((path.parent / "manifest.json").read_text()).get("training", [])
-    specs = [
-        s for p in phases if p.get("model", "default") == name for s in loss_specs(p.get("options") or {})
-    ]
-    return training_weight_names(specs) if specs else None
-
-
-def mark(weights: tuple[str, ...], trained: frozenset[str] | None) -> str:
-    if not weights:
-        return ""
-    return "?" if trained is None else ("†" if trained & set(weights) else "")
-
-
 def crop_rows(
     boxes: tuple[Box, ...], sets: dict[str, Path], methods: list[tuple[str, Any]], out: Path, scale: int = 2
 ) -> list[dict[str, Any]]:
@@ -193,77 +146,16 @@ def crop_rows(
     return done
 
 
-def no_nan(obj: Any) -> Any:
-    """JSON has no NaN: a metric that scored nothing is null."""
-    if isinstance(obj, dict):
-        return {k: no_nan(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [no_nan(v) for v in obj]
-    return None if isinstance(obj, float) and math.isnan(obj) else obj
-
-
-def render(card: dict[str, Any]) -> str:
-    cols, marks = card["columns"], card["marks"]
-    head = "| model | " + " | ".join(c[1] for c in cols) + " |"
-    sep = "|---|" + "---:|" * len(cols)
-
-    def table(means: dict[str, dict[str, float]]) -> list[str]:
-        lines = [head, sep]
-        for label, vals in means.items():
-            cells = [
-                "—" if math.isnan(vals.get(k, math.nan)) else f"{vals[k]:.{2 if k == 'psnr_y' else 4}f}{marks[label].get(k, '')}"
-                for k, _, _ in cols
-            ]  # fmt: skip
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        return lines
-
-    c = card["candidate"]
-    out = [
-        f"# Perceptual 2x nano: model card of `{c['file']}`",
-        "",
-        f"Candidate sha256 `{c['sha256'][:16]}…`. Written by `scripts/perceptual_card.py`. Protocol: `paragonsr eval "
-        "--tile 0`, x2 antialiased bicubic LR, PSNR/SSIM on Y (border 2), outputs rounded to 8 bit; "
-        f"{card['images']} held-out photos in {len(card['sets'])} sets ({', '.join(card['sets'])}), never trained on.",
-        "",
-        "## All held-out photos (mean per image)",
-        "",
-        *table(card["means"]["all"]),
-        "",
-        "- † the metric's network is also a training loss of that model (LPIPS-vgg; DISTS shares its VGG16 trunk): "
-        "optimistic there. ? no training record. LPIPS-alex, the field's default, is the target metric.",
-        "- NIQE (MATLAB model): the standard pristine model of Mittal et al.; NIQE (project fit): the project's own "
-        "fit on its CC photos (`scripts/fit_niqe.py`). Both no-reference, lower is better.",
-    ]
-    if card.get("span_note"):
-        out.append(f"- {card['span_note']}")
-    out += ["", "## Targets (issue 23)", ""] + [f"- {t}" for t in card["targets"]]
-    for name, means in card["means"].items():
-        if name != "all":
-            out += ["", f"## {name} ({card['sets'][name]} photos)", "", *table(means)]
-    out += ["", "## Crops", "", "bicubic | MKS 2021 | default | candidate | HR; 2x nearest zoom.", ""]
-    out += ["| crop | photo | box (top, left, size; HR px) | shows |", "|---|---|---|---|"]
-    for b in card["crops"]:
-        out.append(
-            f"| [{b['box']}]({b['file']}) | {b['image']} | {b['top']}, {b['left']}, {b['size']} | {b['what']} |"
-        )
-    out += ["", "![crops](crops.png)", ""]
-    return "\n".join(out)
-
-
-def targets(allm: dict[str, dict[str, float]], cand: str, span: str | None) -> list[str]:
-    d, p = allm["default"], allm[cand]
-    lines = []
-    if "lpips_alex" in p and not math.isnan(p.get("lpips_alex", math.nan)):
-        r = p["lpips_alex"] / d["lpips_alex"]
-        lines.append(f"LPIPS-alex {p['lpips_alex']:.4f} = {r:.3f}x default's {d['lpips_alex']:.4f} (target <= 0.66x): "
-                     f"{'met' if r <= 0.66 else 'missed'}")  # fmt: skip
-    dp = p["psnr_y"] - d["psnr_y"]
-    lines.append(f"PSNR-Y {dp:+.2f} dB vs default (target >= -1.0 dB): {'met' if dp >= -1.0 else 'missed'}")
-    if span is not None and not math.isnan(allm[span].get("lpips_alex", math.nan)):
-        gap = allm[span]["lpips_alex"] - p["lpips_alex"]
-        lines.append(f"LPIPS-alex {gap:+.4f} below SPAN x2 ch48's {allm[span]['lpips_alex']:.4f} (target >= 0.005): "
-                     f"{'met' if gap >= 0.005 else 'missed'}")  # fmt: skip
-    return lines
+def crop_sets(sets: dict[str, Path], args: argparse.Namespace) -> dict[str, Path]:
+    """Where the crop boxes' photos are looked up: the scored sets, then (``--sets-only``) the committed held-out
+    lists when their photos are there, so a card scored on a few sets still shows the fixed crops."""
+    if not args.sets_only:
+        return sets
+    try:
+        linked = link_sets(args.data_root, args.work)
+    except FileNotFoundError:
+        return sets
+    return {**sets, **{k: v for k, v in linked.items() if k not in sets}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         "--reuse", action="store_true", help="keep a set's eval when it already scores these models"
     )
     ap.add_argument("--label", default="perceptual", help="the candidate's row label")
+    ap.add_argument(
+        "--metrics",
+        default=",".join(METRICS),
+        help=f"perceptual metrics to score (default {','.join(METRICS)})",
+    )
+    ap.add_argument("--weights-dir", type=Path, help="where the metric weights are (default: paragonsr's)")
     args = ap.parse_args(argv)  # fmt: skip
 
     from paragonsr.cli import main as cli
@@ -317,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
             if not sep or not name or not Path(folder).is_dir():
                 raise ValueError(f"--set {text!r}: expected NAME=DIR with an existing folder")
             sets[name] = Path(folder)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        keys = [k.strip() for k in args.metrics.split(",") if k.strip()]
+        wdir, not_scored = metric_weights(keys, args.weights_dir, args.work)
+        for line in not_scored:
+            print(f"note: {line}")
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
     cand = packaged_model(str(args.candidate)) if not args.candidate.exists() else args.candidate
     cand_label = Path(str(args.candidate)).stem
@@ -340,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if not want <= have:
                 argv_eval = ["eval", "--gt", str(folder), *(a for m in models for a in ("--model", m)), "--tile", "0",
-                             "--no-crops", "-o", str(ev), *(["--resampler", MKS] if MKS in want else [])]  # fmt: skip
+                             "--no-crops", "--weights-dir", str(wdir), "-o", str(ev), *(["--resampler", MKS] if MKS in want else [])]  # fmt: skip
                 print(f"== {name}: paragonsr {' '.join(argv_eval)}", flush=True)
                 if cli(argv_eval) != 0:
                     print(f"error: paragonsr eval failed on set {name} ({folder})", file=sys.stderr)
@@ -357,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "default": packaged_train_weights("default"),
         args.label: training_weight_names(training_loss_specs(cand)),
     }
-    cols = metric_columns(rows)
+    cols = [c for c in metric_columns(rows) if c[0] in ("psnr_y", "ssim_y", *keys)]
     means: dict[str, dict[str, dict[str, float]]] = {}
     for scope in ["all", *sets]:
         sel = [r for r in rows if scope == "all" or r["set"] == scope]
@@ -388,12 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         "columns": cols,
         "marks": marks,
         "means": means,
+        "not_scored": not_scored,
         "targets": targets(means["all"], args.label, span_label),
         "span_note": "SPAN x2 ch48: the official fidelity checkpoint, scored on the same photos by an earlier "
         "`paragonsr eval` (PSNR-Y and LPIPS-alex; 2.2 M parameters against the nano's 31 k fused); never shipped."
         if span_label
         else "",
-        "crops": crop_rows(boxes, sets, methods, args.out),
+        "crops": crop_rows(boxes, crop_sets(sets, args), methods, args.out),
     }
     from paragonsr.utils.atomic import atomic_write_text
 

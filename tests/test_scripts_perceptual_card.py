@@ -72,6 +72,11 @@ def test_card_table_and_crop_grid(tmp_path: Path, photos_dir: Path) -> None:
     assert allm["default"]["psnr_y"] == pytest.approx(float(np.mean(want)), abs=1e-3)
     assert card["means"]["s1"]["default"]["psnr_y"] == pytest.approx(want[1], abs=1e-3)
     md = (out / "README.md").read_text()
+    assert (
+        "- LPIPS-alex not scored: its weights are not fetched (`paragonsr weights fetch alexnet lpips_alex`)"
+        in md
+    )
+    assert [c[0] for c in card["columns"]] == ["psnr_y", "ssim_y", "niqe"]  # the weight-free NIQE fit only
     assert "| perceptual | " in md and "PSNR-Y +0.00 dB vs default (target >= -1.0 dB): met" in md
     assert "| [b](crops/b.png) | " + photos[0].name + " | 100, 60, 64 |" in md
 
