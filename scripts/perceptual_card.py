@@ -69,7 +69,7 @@ BOXES = (  # chosen by eye on the held-out photos (HR pixels); text, man-made st
     Box(
         "structure", "casa_mila.jpg", 280, 220, "window grille, railing and shutter slats (courtyard facade)"
     ),
-    Box("feathers", "brendon_van_zyl_o9vnybnvtpm.jpg", 340, 110, "robin: eye, beak, breast feathers"),
+    Box("feathers", "brendon_van_zyl_o9vnybnvtpm.jpg", 340, 180, "robin: eye, beak, breast feathers"),
     Box("scales", "lizard.jpg", 560, 600, "lizard scales over weathered wood grain"),
     Box("foliage", "kde_OneStandsOut.jpg", 560, 940, "pine needles on dark ground"),
 )
