@@ -14,7 +14,7 @@ those). Eval folders stay under ``WORK/eval/<set>/``: ``baselines`` (bicubic, MK
 ``paragonsr eval`` of SPAN x2 ch48 (``DIR/<set>/per_image.csv``) on the same images.
 
 Writes ``OUT/README.md`` (the card: means over all images, per set, the issue's targets), ``OUT/card.json`` and
-``OUT/crops/<box>.png`` + ``OUT/crops.png`` (bicubic | MKS 2021 | default | candidate | HR, 2x nearest zoom).
+``OUT/crops/<box>.png`` (bicubic | MKS 2021 | default | candidate | HR, 2x nearest zoom).
 A metric marked † shares a network with a training loss of that model (optimistic there).
 """
 
@@ -107,15 +107,14 @@ def link_sets(data_root: Path, work: Path) -> dict[str, Path]:
 def crop_rows(
     boxes: tuple[Box, ...], sets: dict[str, Path], methods: list[tuple[str, Any]], out: Path, scale: int = 2
 ) -> list[dict[str, Any]]:
-    """Write ``out/crops/<box>.png`` (one labelled row per box: each method, then HR) and ``out/crops.png``.
+    """Write ``out/crops/<box>.png`` (one labelled row per box: each method, then HR).
     Each method runs on the box's LR region plus a 16 px LR margin of the eval's LR (antialiased bicubic of the
     whole image), so the crop matches the whole-image output. Boxes whose image is in no set are skipped."""
     from paragonsr.deploy.model_card import comparison_image
     from paragonsr.evaluate import bicubic_lq, mod_crop, quantize8
-    from paragonsr.io.image_io import read_image, to_rgb, write_image
-    from paragonsr.utils.grid import tile
+    from paragonsr.io.image_io import read_image, to_rgb
 
-    done, rows = [], []
+    done = []
     for box in boxes:
         path = next((d / box.image for d in sets.values() if (d / box.image).is_file()), None)
         if path is None:
@@ -138,11 +137,9 @@ def crop_rows(
             panels.append((label, quantize8(sr[oy : oy + s, ox : ox + s]) / 255.0))
         panels.append(("HR", quantize8(gt[t : t + s, lf : lf + s]) / 255.0))
         png = comparison_image(out / "crops" / f"{box.name}.png", panels)
-        rows.append(read_image(png)[0])
+        print(f"crop {box.name}: {png}")
         done.append({"box": box.name, "image": box.image, "top": t, "left": lf, "size": s, "what": box.what,
                      "file": f"crops/{box.name}.png"})  # fmt: skip
-    if rows:
-        write_image(out / "crops.png", tile(rows, cols=1, gap=6, fill=1.0), bit_depth=8)
     return done
 
 

@@ -89,7 +89,8 @@ def test_card_table_and_crop_grid(tmp_path: Path, photos_dir: Path) -> None:
     assert mod.mark(("alexnet", "lpips_alex"), None) == "?" and mod.mark((), None) == ""
     assert mod.packaged_train_weights("default") == frozenset()
 
-    grid = read_image(out / "crops.png")[0]
+    grid = read_image(out / "crops" / "b.png")[0]
+    assert "![b](crops/b.png)" in md
     s, zoom, gap = 64, 2, 4
     assert grid.shape[:2] == (s * zoom, 5 * s * zoom + 4 * gap)
     gt = quantize8(mod_crop(to_rgb(read_image(photos[0])[0]), 2))

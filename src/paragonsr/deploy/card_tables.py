@@ -159,7 +159,7 @@ def render(card: dict[str, Any]) -> str:
         out.append(
             f"| [{b['box']}]({b['file']}) | {b['image']} | {b['top']}, {b['left']}, {b['size']} | {b['what']} |"
         )
-    out += ["", "![crops](crops.png)", ""]
+    out += [""] + [f"![{b['box']}]({b['file']})" for b in card["crops"]] + [""]
     return "\n".join(out)
 
 
