@@ -135,9 +135,11 @@ def render(card: dict[str, Any]) -> str:
         "",
         f"Candidate sha256 `{c['sha256'][:16]}…`. Written by `scripts/perceptual_card.py`. Protocol: `paragonsr eval "
         "--tile 0`, x2 antialiased bicubic LR, PSNR/SSIM on Y (border 2), outputs rounded to 8 bit; "
-        f"{card['images']} held-out photos in {len(card['sets'])} sets ({', '.join(card['sets'])}), never trained on.",
+        f"{card['images']} held-out photos (never trained on) in {len(card['sets'])} set(s): "
+        + ", ".join(f"{k} ({v})" for k, v in card["sets"].items())
+        + ".",
         "",
-        "## All held-out photos (mean per image)",
+        "## All scored photos (mean per image)",
         "",
         *table(card["means"]["all"]),
         "",
@@ -152,7 +154,7 @@ def render(card: dict[str, Any]) -> str:
     out += ["", "## Targets (issue 23)", ""] + [f"- {t}" for t in card["targets"]]
     for name, means in card["means"].items():
         if name != "all":
-            out += ["", f"## {name} ({card['sets'][name]} photos)", "", *table(means)]
+            out += ["", f"## {name} ({card['sets'][name]} photo(s))", "", *table(means)]
     out += ["", "## Crops", "", "bicubic | MKS 2021 | default | candidate | HR; 2x nearest zoom.", ""]
     out += ["| crop | photo | box (top, left, size; HR px) | shows |", "|---|---|---|---|"]
     for b in card["crops"]:
