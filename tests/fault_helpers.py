@@ -68,9 +68,12 @@ def run(
     fsize: int | None = None,
     timeout: float = 300.0,
     cwd: Path | None = None,
+    group: bool = False,
 ) -> Outcome:
     """Run ``paragonsr *args``; with ``sig``: deliver it ``delay`` s after the line matching regex ``after``
-    appeared on stdout/stderr (or after the start). ``fsize``: RLIMIT_FSIZE in bytes (EFBIG past it)."""
+    appeared on stdout/stderr (or after the start), to the parent, or with ``group`` (and always for SIGINT, as a
+    terminal's Ctrl-C) to its whole process group, as a service manager's stop does. ``fsize``: RLIMIT_FSIZE in
+    bytes (EFBIG past it)."""
 
     def limits() -> None:
         if fsize is not None:
@@ -107,7 +110,7 @@ def run(
         if proc.poll() is None:
             signalled = True
             with contextlib.suppress(ProcessLookupError):
-                if sig == signal.SIGINT:
+                if sig == signal.SIGINT or group:
                     os.killpg(proc.pid, sig)  # Ctrl-C reaches the whole foreground group
                 else:
                     os.kill(proc.pid, sig)
