@@ -10,7 +10,8 @@ until it is ``stale_after_s`` old (its owner cannot be asked).
 Claim files are named ``.NAME.claim`` or, where that would exceed the file system's name limit,
 ``.claim-<sha1 of NAME>`` (legal output names always have a legal claim name).
 
-API: ``with claim_output(path) as owned: if owned: ...compute and write...`` (the claim is released on exit), or
+API: ``with claim_output(path) as owned: if owned: ...compute and write...`` (the claim is released on exit),
+``with hold_output(path, "report"):`` (raises :class:`OutputBusy` when another run holds it), or
 :class:`OutputClaim` with ``acquire()`` / ``release()`` for writers that finish an output elsewhere (a writer
 thread). :func:`claim_holder` tells who holds a claim, for messages.
 """
@@ -184,6 +185,28 @@ def claim_output(path: str | os.PathLike[str], stale_after_s: float = 86400.0) -
     return OutputClaim(path, stale_after_s)
 
 
+class OutputBusy(Exception):
+    """An output (a file, or a report folder through its main file) is claimed by another live run."""
+
+
+@contextlib.contextmanager
+def hold_output(path: str | os.PathLike[str], what: str = "output") -> Iterator[OutputClaim]:
+    """Hold the claim on ``path`` for the whole ``with`` block (a report, a model card, a folder's main file).
+
+    Raises :class:`OutputBusy` with one line naming ``path`` and the holder when another live run holds it, so
+    two runs never compute the same output; a stale claim (dead run) is taken over. Released on exit."""
+    claim = OutputClaim(path)
+    if not claim.acquire():
+        raise OutputBusy(
+            f"{path}: this {what} is being written by {describe_holder(claim.holder)}; not computed twice "
+            "(wait for it, or choose another output)"
+        )
+    try:
+        yield claim
+    finally:
+        claim.release()
+
+
 def clean_claims(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
     """Remove stale claim files (dead claimant on this host) under ``folder``; returns them."""
     root = Path(folder)
@@ -207,4 +230,13 @@ def clean_claims(folder: str | os.PathLike[str], recursive: bool = False) -> lis
     return removed
 
 
-__all__ = ["OutputClaim", "claim_holder", "claim_output", "claim_path", "clean_claims", "describe_holder"]
+__all__ = [
+    "OutputBusy",
+    "OutputClaim",
+    "claim_holder",
+    "claim_output",
+    "claim_path",
+    "clean_claims",
+    "describe_holder",
+    "hold_output",
+]
