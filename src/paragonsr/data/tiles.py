@@ -109,21 +109,20 @@ def extract_tiles(
         owner[key] = p
         jobs.append((p, dst, crop, step, thresh, ext))
     written = 0
-    bar = tqdm(total=len(jobs), desc="extract-tiles", unit="img", disable=not progress)
-    if workers > 1:
-        with worker_pool(workers) as pool:  # quiet workers, terminated on Ctrl-C / SIGTERM
-            results = pool.imap_unordered(_extract_star, jobs)
-            for _name, n, err in results:
+    # closed however the loop ends: an interrupt's one line must come after the bar, not before its last redraw
+    with tqdm(total=len(jobs), desc="extract-tiles", unit="img", disable=not progress) as bar:
+        if workers > 1:
+            with worker_pool(workers) as pool:  # quiet workers, terminated on Ctrl-C / SIGTERM
+                for _name, n, err in pool.imap_unordered(_extract_star, jobs):
+                    written += n
+                    _sort_message(err, errors, busy)
+                    bar.update()
+        else:
+            for job in jobs:
+                _name, n, err = extract_one(*job)
                 written += n
                 _sort_message(err, errors, busy)
                 bar.update()
-    else:
-        for job in jobs:
-            _name, n, err = extract_one(*job)
-            written += n
-            _sort_message(err, errors, busy)
-            bar.update()
-    bar.close()
     return written, errors
 
 

@@ -22,110 +22,39 @@ from typing import Any
 
 Factor = tuple[Fraction, Fraction]  # (H, W): input size / tensor size
 
+# fmt: off
 # ops that keep H and W of a spatial input (elementwise, channel-wise, normalisation, quantisation, padding/crop)
 _KEEP = frozenset(
     [
-        "Abs",
-        "Add",
-        "And",
-        "BatchNormalization",
-        "Cast",
-        "CastLike",
-        "Ceil",
-        "Celu",
-        "Clip",
-        "Concat",
-        "DequantizeLinear",
-        "Div",
-        "Dropout",
-        "Elu",
-        "Equal",
-        "Erf",
-        "Exp",
-        "Expand",
-        "Floor",
-        "Gelu",
-        "Greater",
-        "GreaterOrEqual",
-        "GroupNormalization",
-        "HardSigmoid",
-        "HardSwish",
-        "Identity",
-        "InstanceNormalization",
-        "LayerNormalization",
-        "LeakyRelu",
-        "Less",
-        "LessOrEqual",
-        "Log",
-        "LogSoftmax",
-        "LpNormalization",
-        "Max",
-        "Mean",
-        "Min",
-        "Mish",
-        "Mod",
-        "Mul",
-        "Neg",
-        "Not",
-        "Or",
-        "Pad",
-        "Pow",
-        "PRelu",
-        "QuantizeLinear",
-        "Reciprocal",
-        "Relu",
-        "Round",
-        "Selu",
-        "Shrink",
-        "Sigmoid",
-        "Sign",
-        "Sin",
-        "Slice",
-        "Softmax",
-        "Softplus",
-        "Softsign",
-        "Split",
-        "Sqrt",
-        "Squeeze",
-        "Sub",
-        "Sum",
-        "Tanh",
-        "ThresholdedRelu",
-        "Transpose",
-        "Unsqueeze",
-        "Where",
-        "Xor",
-        "Cos",
+        "Abs", "Add", "And", "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Cos",
+        "DequantizeLinear", "Div", "Dropout", "Elu", "Equal", "Erf", "Exp", "Expand", "Floor", "Gelu", "Greater",
+        "GreaterOrEqual", "GroupNormalization", "HardSigmoid", "HardSwish", "Identity", "InstanceNormalization",
+        "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "LpNormalization", "Max",
+        "Mean", "Min", "Mish", "Mod", "Mul", "Neg", "Not", "Or", "PRelu", "Pad", "Pow", "QuantizeLinear",
+        "Reciprocal", "Relu", "Round", "Selu", "Shrink", "Sigmoid", "Sign", "Sin", "Slice", "Softmax",
+        "Softplus", "Softsign", "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "ThresholdedRelu", "Transpose",
+        "Unsqueeze", "Where", "Xor",
     ]
 )
 # ops whose output carries no image size (shape arithmetic, global pooling)
 _FLAT = frozenset(
     [
-        "Shape",
-        "Size",
-        "Constant",
-        "ConstantOfShape",
-        "Range",
-        "GlobalAveragePool",
-        "GlobalMaxPool",
-        "GlobalLpPool",
-        "EyeLike",
+        "Shape", "Size", "Constant", "ConstantOfShape", "Range", "GlobalAveragePool", "GlobalMaxPool",
+        "GlobalLpPool", "EyeLike",
     ]
 )
-_STRIDED = frozenset(["Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool"])
+_STRIDED = frozenset(
+    [
+        "Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool",
+    ]
+)
 _REDUCE = frozenset(
     [
-        "ReduceMean",
-        "ReduceMax",
-        "ReduceMin",
-        "ReduceSum",
-        "ReduceProd",
-        "ReduceL1",
-        "ReduceL2",
-        "ReduceLogSum",
-        "ReduceSumSquare",
+        "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
+        "ReduceLogSum", "ReduceSumSquare",
     ]
 )
+# fmt: on
 
 
 class _Unknown(Exception):
