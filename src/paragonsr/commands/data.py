@@ -135,23 +135,29 @@ def _subset(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    from paragonsr.commands import clean_temps
     from paragonsr.data.tiles import extract_tiles
     from paragonsr.io.files import list_images
+    from paragonsr.utils.atomic import clean_stale_temps
 
     ext = None if args.ext == "same" else ("." + args.ext.lstrip("."))
     _not_inside(args.out, [args.input], "--out")  # tiles in the input would be tiled again by the next run
     busy: list[str] = []
-    written, errors = extract_tiles(
-        list_images(args.input, allow_empty=False),
-        args.out,
-        args.crop,
-        args.step,
-        args.thresh,
-        args.workers,
-        ext,
-        root=args.input,
-        busy=busy,
-    )
+    clean_temps(args.out, recursive=True)  # temp files and claims a killed run left
+    try:
+        written, errors = extract_tiles(
+            list_images(args.input, allow_empty=False),
+            args.out,
+            args.crop,
+            args.step,
+            args.thresh,
+            args.workers,
+            ext,
+            root=args.input,
+            busy=busy,
+        )
+    finally:  # temp files of workers terminated mid-write (Ctrl-C, a full disk): their pids are gone by now
+        clean_stale_temps(args.out, recursive=True, min_age_s=0.0)
     for line in busy:
         print(f"skip: {line}", file=sys.stderr)
     print(
@@ -164,11 +170,13 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _multiscale(args: argparse.Namespace) -> int:
+    from paragonsr.commands import clean_temps
     from paragonsr.data.datasets import gt_paths
     from paragonsr.data.multiscale import DEFAULT_SCALES, make_multiscale
 
     _not_inside(args.out, [args.input], "--out")  # copies in the input would be copied again by the next run
     paths = gt_paths(args.input, args.meta_info)
+    clean_temps(args.out)  # temp files and claims a killed run left
 
     def progress(i: int, n: int, name: str) -> None:
         print(f"[{i}/{n}] {name}", file=sys.stderr, flush=True)
