@@ -127,7 +127,7 @@ def test_a_second_filter_into_a_report_being_written_computes_nothing(
     out = tmp_path / "out"
     assert main(argv(inp, tmp_path / "ref")) == 0
     capsys.readouterr()
-    first = subprocess.Popen(slowed("paragonsr.data.filter.pipeline:_score_image", 2.0, *argv(inp, out)),
+    first = subprocess.Popen(slowed("paragonsr.data.filter.pipeline:_score_image", 0.5, *argv(inp, out)),
                              env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         wait_for(out / claim, first)
@@ -199,7 +199,7 @@ def test_two_exports_into_one_folder(tmp_path: Path, tiny_checkpoint: Path, caps
     out = tmp_path / "rel"
     fast = ["--latency-size", "0", "--crop", "24"]
     args = ["export", str(tiny_checkpoint), "-o", str(out), *fast]
-    first = subprocess.Popen(slowed("paragonsr.deploy.release:export_release", 2.0, *args, "--name", "a"),
+    first = subprocess.Popen(slowed("paragonsr.deploy.release:export_release", 0.5, *args, "--name", "a"),
                              env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         wait_for(out / ".a_fp32.onnx.claim", first)
