@@ -99,70 +99,76 @@ def upscale_files(
         upscaler, [src for src, _ in files], outscale=args.outscale, quality=args.quality,
         first_frame=args.first_frame, progress=on_tile,
     )  # fmt: skip
-    for src, rel in bar:
-        bar.set_postfix_str(src.name[-40:], refresh=False)
-        dst = output_path(src, rel, args, single_file)
-        if dst.resolve() in inputs:
-            err(f"{src}: refusing to write {dst} because it is an input (set --suffix or another --output)")
-            c.failed += 1
-            continue
-        # Two inputs with one output name (same file name in two folders, or x.png + x.jpg with --ext): the
-        # second must neither be reported as "exists" nor, with --overwrite, replace the first one's result.
-        first = c.claimed.setdefault(dst.resolve(), src)
-        if first is not src:
-            err(
-                f"{src}: output {dst} is already the result of {first} in this run (use separate runs/--output)"
-            )
-            c.failed += 1
-            continue
-        if dst.exists() and not args.overwrite:
-            tqdm.write(f"skip: {dst} exists (use --overwrite)", file=sys.stderr)
-            c.skipped += 1
-            continue
-        # Another run writing into this folder: claim the output first, look again once it is ours
-        claim = OutputClaim(dst)
-        handed_over = False  # the claim goes with the write to the writer thread, released when it is done
-        try:  # released whatever happens from here on (an interrupt included)
-            if not claim.acquire():
-                tqdm.write(
-                    f"skip: {dst} is being written by {describe_holder(claim.holder)}", file=sys.stderr
+    try:
+        for src, rel in bar:
+            bar.set_postfix_str(src.name[-40:], refresh=False)
+            dst = output_path(src, rel, args, single_file)
+            if dst.resolve() in inputs:
+                err(
+                    f"{src}: refusing to write {dst} because it is an input (set --suffix or another --output)"
                 )
-                c.busy += 1
+                c.failed += 1
                 continue
-            if dst.exists() and (not args.overwrite or dst.stat().st_mtime >= started_wall):
-                # --overwrite replaces what was there before this run, not another run's new result
-                tqdm.write(f"skip: {dst} was written by another run meanwhile", file=sys.stderr)
+            # Two inputs with one output name (same file name in two folders, or x.png + x.jpg with --ext): the
+            # second must neither be reported as "exists" nor, with --overwrite, replace the first one's result.
+            first = c.claimed.setdefault(dst.resolve(), src)
+            if first is not src:
+                err(
+                    f"{src}: output {dst} is already the result of {first} in this run (use separate runs/--output)"
+                )
+                c.failed += 1
+                continue
+            if dst.exists() and not args.overwrite:
+                tqdm.write(f"skip: {dst} exists (use --overwrite)", file=sys.stderr)
                 c.skipped += 1
                 continue
-            # stills and animations (every frame, timing kept; --first-frame: the first one only); the write
-            # overlaps the next image
-            with warnings.catch_warnings(record=True) as notes:
-                warnings.simplefilter("always", FloatRangeWarning)
-                handed_over = True
-                try:
-                    pipe.upscale(src, dst, functools.partial(written, src, claim))
-                except BaseException:
-                    handed_over = False  # reading or computing failed: no write will follow
-                    raise
-            for note in notes:  # an HDR float input: its clamp to [0, 1] is said, once, as one line
-                if issubclass(note.category, FloatRangeWarning):
-                    tqdm.write(f"note: {note.message}", file=sys.stderr)
-                else:
-                    warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
-        except Exception as exc:  # one bad file must not stop the batch
-            c.failed += 1
-            if disk_full(exc):
-                err(
-                    f"{describe(src, exc)}; stopped (the disk is full: every further image would fail; a rerun resumes)"
-                )
+            # Another run writing into this folder: claim the output first, look again once it is ours
+            claim = OutputClaim(dst)
+            handed_over = (
+                False  # the claim goes with the write to the writer thread, released when it is done
+            )
+            try:  # released whatever happens from here on (an interrupt included)
+                if not claim.acquire():
+                    tqdm.write(
+                        f"skip: {dst} is being written by {describe_holder(claim.holder)}", file=sys.stderr
+                    )
+                    c.busy += 1
+                    continue
+                if dst.exists() and (not args.overwrite or dst.stat().st_mtime >= started_wall):
+                    # --overwrite replaces what was there before this run, not another run's new result
+                    tqdm.write(f"skip: {dst} was written by another run meanwhile", file=sys.stderr)
+                    c.skipped += 1
+                    continue
+                # stills and animations (every frame, timing kept; --first-frame: the first one only); the write
+                # overlaps the next image
+                with warnings.catch_warnings(record=True) as notes:
+                    warnings.simplefilter("always", FloatRangeWarning)
+                    handed_over = True
+                    try:
+                        pipe.upscale(src, dst, functools.partial(written, src, claim))
+                    except BaseException:
+                        handed_over = False  # reading or computing failed: no write will follow
+                        raise
+                for note in notes:  # an HDR float input: its clamp to [0, 1] is said, once, as one line
+                    if issubclass(note.category, FloatRangeWarning):
+                        tqdm.write(f"note: {note.message}", file=sys.stderr)
+                    else:
+                        warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
+            except Exception as exc:  # one bad file must not stop the batch
+                c.failed += 1
+                if disk_full(exc):
+                    err(
+                        f"{describe(src, exc)}; stopped (the disk is full: every further image would fail; a rerun resumes)"
+                    )
+                    break
+                err(describe(src, exc))
+                continue
+            finally:
+                if not handed_over:
+                    claim.release()
+            if c.stop:
                 break
-            err(describe(src, exc))
-            continue
-        finally:
-            if not handed_over:
-                claim.release()
-        if c.stop:
-            break
-    pipe.close()  # the last write, its callback (claim released); on an interrupt the claims file says who
-    bar.close()
+    finally:  # an interrupt too: the write in flight finishes and its callback releases its claim
+        pipe.close()
+        bar.close()
     return c
