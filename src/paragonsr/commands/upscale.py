@@ -1,4 +1,8 @@
-"""``paragonsr upscale``: upscale files, folders and globs with a model (torch or ONNX) or a classic resampler."""
+"""``paragonsr upscale``: upscale files, folders and globs with a model (torch or ONNX) or a classic resampler.
+
+This module holds the CLI (arguments, set-up, summary line); inputs, output names, option checks and the backend
+are in :mod:`paragonsr.commands.upscale_inputs`, the claim / compute / write loop in
+:mod:`paragonsr.commands.upscale_loop`."""
 
 from __future__ import annotations
 
