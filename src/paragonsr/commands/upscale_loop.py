@@ -77,7 +77,10 @@ def upscale_files(
         if done_tiles == total:
             tiles.pop().close()
 
+    held: set[OutputClaim] = set()  # claims handed to the writer thread, released by ``written``
+
     def written(src: Path, claim: Any, exc: BaseException | None) -> None:
+        held.discard(claim)
         try:
             if exc is None:
                 c.done += 1
@@ -144,10 +147,12 @@ def upscale_files(
                 with warnings.catch_warnings(record=True) as notes:
                     warnings.simplefilter("always", FloatRangeWarning)
                     handed_over = True
+                    held.add(claim)
                     try:
                         pipe.upscale(src, dst, functools.partial(written, src, claim))
                     except BaseException:
                         handed_over = False  # reading or computing failed: no write will follow
+                        held.discard(claim)
                         raise
                 for note in notes:  # an HDR float input: its clamp to [0, 1] is said, once, as one line
                     if issubclass(note.category, FloatRangeWarning):
@@ -169,6 +174,10 @@ def upscale_files(
             if c.stop:
                 break
     finally:  # an interrupt too: the write in flight finishes and its callback releases its claim
-        pipe.close()
-        bar.close()
+        try:
+            pipe.close()
+        finally:  # an interrupt inside close() (waiting for the last write) loses that callback: release here
+            for claim in list(held):
+                claim.release()
+            bar.close()
     return c
