@@ -1,5 +1,6 @@
-"""An interrupt while ``upscale`` waits for its last overlapped write (issue 26): the write completes, and no claim
-of it is left behind although the writer's callback, which releases it, never runs (found by the fault soak)."""
+"""Interrupts at the edges of output claims (issue 26, found by the fault soak): while ``upscale`` waits for its last
+overlapped write (the write completes; its claim is released although the writer's callback never runs), and
+inside the entry of a ``with OutputClaim(...)`` block (its ``__exit__`` never runs)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,21 @@ def test_an_interrupt_while_the_last_write_is_awaited_leaves_no_claim(
         "img002.png",
     ]  # the last write completed
     assert hidden_files(out) == []  # its claim released although its callback never ran
+
+
+def test_an_interrupt_inside_a_claims_with_block_entry_releases_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from paragonsr.utils.claims import OutputClaim, claim_path
+
+    real = OutputClaim.acquire
+
+    def acquire_then_interrupted(self: OutputClaim) -> bool:
+        real(self)  # the claim is made and ours, then Ctrl-C lands before __enter__ returns
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(OutputClaim, "acquire", acquire_then_interrupted)
+    with pytest.raises(KeyboardInterrupt), OutputClaim(tmp_path / "a.png"):
+        pass  # pragma: no cover - never entered
+    assert not claim_path(tmp_path / "a.png").exists()  # __exit__ never runs: __enter__ released it
+    assert hidden_files(tmp_path) == []  # nor a temp file of the claim's record

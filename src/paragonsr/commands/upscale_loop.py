@@ -80,7 +80,6 @@ def upscale_files(
     held: set[OutputClaim] = set()  # claims handed to the writer thread, released by ``written``
 
     def written(src: Path, claim: Any, exc: BaseException | None) -> None:
-        held.discard(claim)
         try:
             if exc is None:
                 c.done += 1
@@ -97,6 +96,7 @@ def upscale_files(
                 err(describe(src, exc))
         finally:
             claim.release()
+            held.discard(claim)  # after the release: an interrupt in between leaves it to the final sweep
 
     pipe = OverlappedFiles(
         upscaler, [src for src, _ in files], outscale=args.outscale, quality=args.quality,
@@ -146,8 +146,8 @@ def upscale_files(
                 # overlaps the next image
                 with warnings.catch_warnings(record=True) as notes:
                     warnings.simplefilter("always", FloatRangeWarning)
+                    held.add(claim)  # first: an interrupt between the two lines is covered either way
                     handed_over = True
-                    held.add(claim)
                     try:
                         pipe.upscale(src, dst, functools.partial(written, src, claim))
                     except BaseException:
