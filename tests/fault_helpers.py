@@ -45,6 +45,35 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "paragonsr", *args]
 
 
+def slowed(target: str, secs: float, *args: str) -> list[str]:
+    """``paragonsr *args`` with ``target`` (``module:function``) made ``secs`` slower per call, in-process (use
+    ``--workers 1``): two runs started together then surely overlap, so a test of concurrent runs can fail."""
+    mod, fn = target.split(":")
+    code = (
+        "import importlib, sys, time\n"
+        f"m = importlib.import_module({mod!r}); f = getattr(m, {fn!r})\n"
+        f"def slow(*a, **k):\n    time.sleep({secs!r}); return f(*a, **k)\n"
+        f"setattr(m, {fn!r}, slow)\n"
+        "from paragonsr.cli import main\n"
+        f"sys.exit(main({list(args)!r}))\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def wait_for(path: Path, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+    """Wait until ``path`` exists (e.g. a claim file: the other run ``proc`` has started its work)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"exit {proc.returncode} before {path} appeared:\n{out[-1000:]}{err[-2000:]}"
+            )
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
 def _session_pids(sid: int) -> list[int]:
     pids = []
     for d in Path("/proc").iterdir():

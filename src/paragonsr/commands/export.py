@@ -123,8 +123,10 @@ def _load_folder(folder: Path | None, limit: int, min_side: int) -> list[tuple[s
 
 def run(args: argparse.Namespace) -> int:
     from paragonsr.checkpoint import CheckpointError, load_model
+    from paragonsr.deploy.model_card import card_paths
     from paragonsr.deploy.qat import load_qat_checkpoint
     from paragonsr.deploy.release import ExportError, ExportOptions, export_release
+    from paragonsr.utils.claims import OutputClaim, describe_holder
 
     if args.ncnn:  # before the long export: the NCNN step needs the converter and the runtime
         import importlib.util
@@ -206,16 +208,28 @@ def run(args: argparse.Namespace) -> int:
         perceptual=perceptual,
     )
     name = args.name or packaged_name or args.model.stem
+    # Two exports of one name into one folder: the second leaves it to the first (claim on the FP32 file, held
+    # for the whole export) instead of computing it twice and removing the other's files under verification.
+    claim = OutputClaim(args.output / f"{name}_fp32.onnx")
     try:
+        if not claim.acquire():
+            print(
+                f"error: {args.output / name}_*: being exported by {describe_holder(claim.holder)}; not exported "
+                "twice (wait for it, or use another --name/--output)",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
         result = export_release(
             model, args.output, name, verify, calib_images=calib, options=options, qat_model=qat_model
         )
     except (ExportError, RuntimeError, ValueError) as exc:
         print(f"error: export failed: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        claim.release()
     for kind, path in result.artifacts.items():
         print(f"wrote {kind}: {path}")
-    print(f"model card: {args.output / 'MODEL_CARD.md'}")
+    print(f"model card: {card_paths(args.output, name)[1]}")
     for reason in result.refused:
         print(f"REFUSED: {reason}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_REFUSED
