@@ -1,5 +1,5 @@
-"""Fault soak (issue 26): inject hundreds of faults into ``upscale``, ``degrade``, ``train`` and ``export`` and count
-how many the commands survive.
+"""Fault soak (issue 26): inject hundreds of faults into ``upscale``, ``degrade``, ``train``, ``export``, ``data
+extract-tiles`` and ``data multiscale`` and count how many the commands survive.
 
 A fault is one of:
 - ``efbig``: the file-size limit (``RLIMIT_FSIZE`` soft limit, raised again after) set to a random size, so a
@@ -7,7 +7,8 @@ A fault is one of:
 - ``int`` / ``term``: an interrupt at a random moment, raised in the command by a timer signal exactly as the
   SIGINT / SIGTERM handlers raise it (``KeyboardInterrupt`` / ``Terminated``);
 - ``kill`` (every ``--kill-every``-th fault): a real SIGKILL of a separate ``paragonsr`` process at a random moment
-  (``degrade`` with 2 worker processes, ``upscale``), which also checks that no worker outlives it.
+  (``degrade`` and ``data extract-tiles`` with 2 worker processes, ``upscale``), which also checks that no worker
+  outlives it.
 
 Survived means: no exception escaped the command (no raw traceback) and its exit status and last line say what
 happened (130 / 143 for an interrupt, an ``error: <path>: cannot write (File too large)`` line for EFBIG); no temp
@@ -106,6 +107,39 @@ class Degrade(Scenario):
         lq = {p.name for p in (out / "lq").glob("*.png")} if (out / "lq").is_dir() else set()
         gt = {p.name for p in (out / "gt").glob("*.png")} if (out / "gt").is_dir() else set()
         assert lq <= gt, f"lq without gt: {sorted(lq - gt)}"
+
+
+class DataTiles(Scenario):
+    def __init__(self, work: Path, workers: int = 1) -> None:
+        super().__init__("data-tiles", work)
+        self.inp = images(work / "tiles_in", 6, size=64, seed=3)
+        self.workers = workers
+
+    def args(self, out: Path) -> list[str]:
+        return ["data", "extract-tiles", "--input", str(self.inp), "--out", str(out), "--crop", "32", "--step",
+                "16", "--workers", str(self.workers)]  # fmt: skip
+
+    def check(self, out: Path) -> None:
+        from fault_helpers import all_decode
+
+        if out.exists():
+            all_decode(out)
+
+
+class DataMultiscale(Scenario):
+    def __init__(self, work: Path) -> None:
+        super().__init__("data-multiscale", work)
+        self.inp = images(work / "ms_in", 4, size=64, seed=4)
+
+    def args(self, out: Path) -> list[str]:
+        return ["data", "multiscale", "--input", str(self.inp), "--out", str(out), "--scales", "1", "0.75", "0.5",
+                "--min-size", "8"]  # fmt: skip
+
+    def check(self, out: Path) -> None:
+        from fault_helpers import all_decode
+
+        if out.exists():
+            all_decode(out)
 
 
 class Train(Scenario):
@@ -248,8 +282,9 @@ def soak(n: int, seed: int, kill_every: int, progress: Callable[[str], None]) ->
     stats: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="fault_soak_") as tmp:
         work = Path(tmp)
-        scenarios: list[Scenario] = [Upscale(work), Degrade(work), Train(work), Export(work)]
-        weights = [4, 4, 1, 2]  # training runs take longest: fewer of them
+        scenarios: list[Scenario] = [Upscale(work), Degrade(work), Train(work), Export(work), DataTiles(work),
+                                     DataMultiscale(work)]  # fmt: skip
+        weights = [4, 4, 1, 2, 2, 2]  # training runs take longest: fewer of them
         durations = {}
         for sc in scenarios:  # uninterrupted references and how long a run takes
             out = work / f"ref_{sc.name}"
@@ -259,7 +294,7 @@ def soak(n: int, seed: int, kill_every: int, progress: Callable[[str], None]) ->
             durations[sc.name] = time.perf_counter() - t0
             sc.ref = sc.outputs(out)
             assert sc.ref, f"reference {sc.name} wrote nothing"
-        kill_targets = [Degrade(work, workers=2), Upscale(work)]
+        kill_targets = [Degrade(work, workers=2), Upscale(work), DataTiles(work, workers=2)]
         for sc in kill_targets:
             sc.ref = next(s.ref for s in scenarios if s.name == sc.name)
         t_start = time.perf_counter()

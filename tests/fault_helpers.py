@@ -45,6 +45,35 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "paragonsr", *args]
 
 
+def slowed(target: str, secs: float, *args: str) -> list[str]:
+    """``paragonsr *args`` with ``target`` (``module:function``) made ``secs`` slower per call, in-process (use
+    ``--workers 1``): two runs started together then surely overlap, so a test of concurrent runs can fail."""
+    mod, fn = target.split(":")
+    code = (
+        "import importlib, sys, time\n"
+        f"m = importlib.import_module({mod!r}); f = getattr(m, {fn!r})\n"
+        f"def slow(*a, **k):\n    time.sleep({secs!r}); return f(*a, **k)\n"
+        f"setattr(m, {fn!r}, slow)\n"
+        "from paragonsr.cli import main\n"
+        f"sys.exit(main({list(args)!r}))\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def wait_for(path: Path, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+    """Wait until ``path`` exists (e.g. a claim file: the other run ``proc`` has started its work)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"exit {proc.returncode} before {path} appeared:\n{out[-1000:]}{err[-2000:]}"
+            )
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
 def _session_pids(sid: int) -> list[int]:
     pids = []
     for d in Path("/proc").iterdir():
@@ -68,9 +97,12 @@ def run(
     fsize: int | None = None,
     timeout: float = 300.0,
     cwd: Path | None = None,
+    group: bool = False,
 ) -> Outcome:
     """Run ``paragonsr *args``; with ``sig``: deliver it ``delay`` s after the line matching regex ``after``
-    appeared on stdout/stderr (or after the start). ``fsize``: RLIMIT_FSIZE in bytes (EFBIG past it)."""
+    appeared on stdout/stderr (or after the start), to the parent, or with ``group`` (and always for SIGINT, as a
+    terminal's Ctrl-C) to its whole process group, as a service manager's stop does. ``fsize``: RLIMIT_FSIZE in
+    bytes (EFBIG past it)."""
 
     def limits() -> None:
         if fsize is not None:
@@ -107,7 +139,7 @@ def run(
         if proc.poll() is None:
             signalled = True
             with contextlib.suppress(ProcessLookupError):
-                if sig == signal.SIGINT:
+                if sig == signal.SIGINT or group:
                     os.killpg(proc.pid, sig)  # Ctrl-C reaches the whole foreground group
                 else:
                     os.kill(proc.pid, sig)

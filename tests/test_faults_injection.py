@@ -277,6 +277,20 @@ def test_training_interrupted_then_auto_resume_is_bit_identical(
     assert got.keys() == train_ref.keys() and all(torch.equal(got[k], train_ref[k]) for k in got)
 
 
+def test_training_with_loader_workers_stopped_by_a_group_sigterm_exits_143(tmp_path: Path) -> None:
+    # a stop that signals the whole process group reaches the DataLoader workers first or at once: they must exit
+    # quietly, not die by the signal (torch would raise "DataLoader worker ... killed by signal" in the parent)
+    opt = _train_yaml(tmp_path, total=400)
+    cfg = yaml.safe_load(opt.read_text())
+    cfg["datasets"]["train"]["num_worker_per_gpu"] = 2
+    opt.write_text(yaml.safe_dump(cfg))
+    o = run(["train", "-opt", str(opt)], sig=signal.SIGTERM, group=True, after=r"iter:\s+2\b", delay=0.2,
+            timeout=240)  # fmt: skip
+    assert o.signalled
+    check_clean(o, signal.SIGTERM, finished="end of training")
+    assert "killed by signal" not in o.err
+
+
 def test_training_on_a_full_disk_stops_at_a_resumable_point(
     tmp_path: Path, train_ref: dict[str, torch.Tensor]
 ) -> None:

@@ -99,9 +99,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _meta_info(args: argparse.Namespace) -> int:
     from paragonsr.data.meta_info import build_meta_info, write_meta_info
+    from paragonsr.utils.claims import hold_output
 
-    res = build_meta_info(args.input, args.root, args.format, args.check)
-    write_meta_info(args.out, res.lines)
+    with hold_output(args.out, "meta_info"):  # a second run into the same file refuses in one line
+        res = build_meta_info(args.input, args.root, args.format, args.check)
+        write_meta_info(args.out, res.lines)
     print(f"wrote {len(res.lines)} entries to {args.out}")
     for b in res.bad:
         print(f"unreadable: {b}", file=sys.stderr)
@@ -124,44 +126,69 @@ def _subset(args: argparse.Namespace) -> int:
     res = make_subset(args.input, args.out, args.n, args.fraction, args.seed, args.mode)
     for folder, avail, taken in res.per_input:
         print(f"{folder}: {taken} of {avail}")
-    print(f"{args.mode}: {res.written} new, {res.skipped_existing} already there -> {args.out}")
+    print(
+        f"{args.mode}: {res.written} new, {res.skipped_existing} already there"
+        + (f", {res.busy} left to another run placing them" if res.busy else "")
+        + f" -> {args.out}"
+    )
     return 0
 
 
 def _extract(args: argparse.Namespace) -> int:
+    from paragonsr.commands import clean_temps
     from paragonsr.data.tiles import extract_tiles
     from paragonsr.io.files import list_images
+    from paragonsr.utils.atomic import clean_stale_temps
 
     ext = None if args.ext == "same" else ("." + args.ext.lstrip("."))
     _not_inside(args.out, [args.input], "--out")  # tiles in the input would be tiled again by the next run
-    written, errors = extract_tiles(
-        list_images(args.input, allow_empty=False),
-        args.out,
-        args.crop,
-        args.step,
-        args.thresh,
-        args.workers,
-        ext,
-        root=args.input,
+    busy: list[str] = []
+    clean_temps(args.out, recursive=True)  # temp files and claims a killed run left
+    try:
+        written, errors = extract_tiles(
+            list_images(args.input, allow_empty=False),
+            args.out,
+            args.crop,
+            args.step,
+            args.thresh,
+            args.workers,
+            ext,
+            root=args.input,
+            busy=busy,
+        )
+    finally:  # temp files of workers terminated mid-write (Ctrl-C, a full disk): their pids are gone by now
+        clean_stale_temps(args.out, recursive=True, min_age_s=0.0)
+    for line in busy:
+        print(f"skip: {line}", file=sys.stderr)
+    print(
+        f"wrote {written} tiles to {args.out}"
+        + (f"; {len(busy)} image(s) left to another run" if busy else "")
     )
-    print(f"wrote {written} tiles to {args.out}")
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     return 1 if errors else 0
 
 
 def _multiscale(args: argparse.Namespace) -> int:
+    from paragonsr.commands import clean_temps
     from paragonsr.data.datasets import gt_paths
     from paragonsr.data.multiscale import DEFAULT_SCALES, make_multiscale
 
     _not_inside(args.out, [args.input], "--out")  # copies in the input would be copied again by the next run
     paths = gt_paths(args.input, args.meta_info)
+    clean_temps(args.out)  # temp files and claims a killed run left
 
     def progress(i: int, n: int, name: str) -> None:
         print(f"[{i}/{n}] {name}", file=sys.stderr, flush=True)
 
     res = make_multiscale(paths, args.out, args.scales or DEFAULT_SCALES, args.min_size, progress)
-    print(f"wrote {len(res.written)} copies, {len(res.kept)} already there -> {args.out} (meta_info.txt)")
+    for line in res.busy:
+        print(f"skip: {line}", file=sys.stderr)
+    print(
+        f"wrote {len(res.written)} copies, {len(res.kept)} already there"
+        + (f", {len(res.busy)} image(s) left to another run" if res.busy else "")
+        + f" -> {args.out} (meta_info.txt)"
+    )
     for line in res.skipped:
         print(f"skipped: {line}", file=sys.stderr)
     for e in res.errors:
@@ -204,6 +231,13 @@ def _filter(args: argparse.Namespace) -> int:
 
 def _niqe_fit(args: argparse.Namespace) -> int:
 
+    from paragonsr.utils.claims import hold_output
+
+    with hold_output(args.out, "NIQE model"):  # a second run into the same file refuses in one line
+        return _niqe_fit_held(args)
+
+
+def _niqe_fit_held(args: argparse.Namespace) -> int:
     from paragonsr.io.files import list_images, read_image_native
     from paragonsr.metrics.niqe_fit import NIQEModel
 
@@ -229,6 +263,8 @@ def _niqe_fit(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from paragonsr.utils.claims import OutputBusy
+
     handlers = {
         "meta-info": _meta_info,
         "subset": _subset,
@@ -242,3 +278,6 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OutputBusy as exc:  # another run is computing this very output: not an input error
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

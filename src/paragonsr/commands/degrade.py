@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from paragonsr.commands import clean_temps
-from paragonsr.utils.atomic import WriteError, write_error
+from paragonsr.utils.atomic import WriteError, clean_stale_temps, write_error
 from paragonsr.utils.claims import OutputClaim, clean_claims, describe_holder
 from paragonsr.utils.procs import worker_pool
 
@@ -265,6 +265,8 @@ def build_dataset(args: argparse.Namespace, name: str, opt: dict[str, Any]) -> i
     with contextlib.ExitStack() as stack:
         # workers stopped halfway (Ctrl-C, full disk) leave claims of dead processes: free them on the way out
         stack.callback(clean_claims, args.output, recursive=True)
+        # ... and temp files of workers terminated mid-write (their pids are gone once the pool is joined)
+        stack.callback(clean_stale_temps, args.output, recursive=True, min_age_s=0.0)
         try:
             fh = stack.enter_context(open(manifest, "a", encoding="utf-8"))
         except OSError as exc:

@@ -23,7 +23,10 @@ HEADER = 34
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     p.add_argument(
-        "-m", "--model", help="model file (.safetensors/.pth/.onnx); default: the packaged one if any"
+        "-m",
+        "--model",
+        help="model file (.safetensors/.pth/.onnx) or a packaged model (default, classic, perceptual); "
+        "default: the packaged default if any",
     )
     p.add_argument("-s", "--scale", type=int, default=2, help="scale for the resamplers without a model (2)")
     p.add_argument("--device", default="auto")
@@ -84,7 +87,7 @@ def comparison_grid(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], cell: 
 
 
 def run(args: argparse.Namespace) -> int:
-    from paragonsr.infer import default_model_path, sample_images
+    from paragonsr.infer import default_model_path, packaged_model, sample_images
     from paragonsr.infer.backends import ResamplerBackend, load_backend
     from paragonsr.infer.upscale import Upscaler
     from paragonsr.io.image_io import read_image, write_image
@@ -95,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         print("error: no sample images found in this installation", file=sys.stderr)
         return 2
-    model_path = args.model or default_model_path()
+    try:
+        model_path = packaged_model(args.model) if args.model else default_model_path()
+    except FileNotFoundError as exc:  # a packaged name this install does not hold
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     methods: list[tuple[str, str, Backend]] = []  # (label, folder, backend)
     scale = args.scale
     if model_path is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="checkpoint (.safetensors/.pth) or .onnx file, or a packaged model ('default', 'classic'); "
+        help="checkpoint (.safetensors/.pth) or .onnx file, or a packaged model ('default', 'classic', 'perceptual'); "
         "repeat for several models",
     )
     parser.add_argument("--gt", type=Path, help="folder of ground-truth images")
@@ -143,15 +145,18 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    clean_temps(args.out, recursive=True)
-    deep, skipped = available_deep_metrics(args.weights_dir)
-    for line in skipped:
-        print(line)
-    crops = None if args.no_crops else args.out / "crops"
-    report = evaluate(
-        gt_paths, methods, scale, lq_for, crops, deep_metrics=deep, weights_dir=args.weights_dir
-    )
-    md = write_report(report, args.out)
+    with _claimed(args.out) as owned:
+        if not owned:
+            return 1
+        clean_temps(args.out, recursive=True)
+        deep, skipped = available_deep_metrics(args.weights_dir)
+        for line in skipped:
+            print(line)
+        crops = None if args.no_crops else args.out / "crops"
+        report = evaluate(
+            gt_paths, methods, scale, lq_for, crops, deep_metrics=deep, weights_dir=args.weights_dir
+        )
+        md = write_report(report, args.out)
     print(md.read_text())
     print(f"report: {md}")
     if report.failed:
@@ -161,6 +166,28 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _claimed(out: Path) -> Iterator[bool]:
+    """Hold the report folder ``out`` (through its ``report.md`` claim, :mod:`paragonsr.utils.claims`) for the
+    whole evaluation: a second ``eval`` into the same folder prints one line and yields False instead of
+    computing and overwriting the same report, crops and per-image scores."""
+    from paragonsr.utils.claims import OutputClaim, describe_holder
+
+    claim = OutputClaim(out / "report.md")
+    try:
+        if not claim.acquire():
+            print(
+                f"error: {out}: this report folder is being written by {describe_holder(claim.holder)}; not "
+                "evaluated twice (wait for it, or use another -o)",
+                file=sys.stderr,
+            )
+            yield False
+            return
+        yield True
+    finally:
+        claim.release()
 
 
 def model_labels(values: list[str]) -> list[str]:
@@ -206,7 +233,7 @@ def model_methods(values: list[str], scale: int, tile: str) -> list[Method]:
 
     Raises FileNotFoundError for a missing file, ValueError for a bad tile value or an unreadable checkpoint."""
     from paragonsr.evaluate import model_method
-    from paragonsr.infer import packaged_model  # ``default`` / ``classic``: the packaged models
+    from paragonsr.infer import packaged_model  # ``default`` / ``classic`` / ``perceptual``: packaged models
     from paragonsr.tiling import parse_tile
 
     size = parse_tile(tile, "--tile")  # InputError (a ValueError): one line, exit status 2
@@ -245,14 +272,17 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    clean_temps(args.out, recursive=True)
-    deep, skipped = available_deep_metrics(args.weights_dir)
-    for line in skipped:
-        print(line)
-    scores, failed = run_benchmark(
-        sets, methods, scale, args.out, deep_metrics=deep, weights_dir=args.weights_dir
-    )
-    csv_path, md = write_benchmark(scores, args.out, scale, failed)
+    with _claimed(args.out) as owned:
+        if not owned:
+            return 1
+        clean_temps(args.out, recursive=True)
+        deep, skipped = available_deep_metrics(args.weights_dir)
+        for line in skipped:
+            print(line)
+        scores, failed = run_benchmark(
+            sets, methods, scale, args.out, deep_metrics=deep, weights_dir=args.weights_dir
+        )
+        csv_path, md = write_benchmark(scores, args.out, scale, failed)
     print(md.read_text())
     print(f"table: {csv_path}")
     if failed:

@@ -20,7 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "exit status: 0 every requested artifact passed its gate; 1 error (nothing unverified is left behind); "
         "3 exported, but an FP16/INT8 file was refused by its gate (the reason is printed and in the model card)"
     )
-    parser.add_argument("model", type=Path, help="checkpoint (.safetensors or .pth) of any registered arch")
+    parser.add_argument(
+        "model",
+        type=Path,
+        help="checkpoint (.safetensors or .pth) of any registered arch, or a packaged model (default, classic, "
+        "perceptual: its trainable twin is fused and gated again)",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
     parser.add_argument("--arch", help="arch name, for checkpoints without paragonsr metadata")
     parser.add_argument("--name", help="artifact base name (default: the checkpoint's file stem)")
@@ -76,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--perceptual",
         action="store_true",
         help="a perceptual (GAN) model: the INT8 gate also bounds the LPIPS increase (<= 0.003) when LPIPS "
-        "weights are available",
+        "weights are available; on by itself for the packaged 'perceptual' and for checkpoints whose training "
+        "record (metadata, or the run's options.yml) says a GAN model_type",
     )
     parser.add_argument("--max-images", type=int, default=8, help="use at most this many images per folder")
     parser.add_argument("--crop", type=int, default=48, help="LR side of calibration/verification crops")
@@ -117,8 +123,10 @@ def _load_folder(folder: Path | None, limit: int, min_side: int) -> list[tuple[s
 
 def run(args: argparse.Namespace) -> int:
     from paragonsr.checkpoint import CheckpointError, load_model
+    from paragonsr.deploy.model_card import card_paths
     from paragonsr.deploy.qat import load_qat_checkpoint
     from paragonsr.deploy.release import ExportError, ExportOptions, export_release
+    from paragonsr.utils.claims import OutputClaim, describe_holder
 
     if args.ncnn:  # before the long export: the NCNN step needs the converter and the runtime
         import importlib.util
@@ -128,6 +136,16 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"error: --ncnn needs {' and '.join(missing)}: pip install 'paragonsr[ncnn]'", file=sys.stderr
             )
+            return EXIT_ERROR
+    from paragonsr.infer import PACKAGED_MODELS, packaged_model
+
+    packaged_name = None
+    if str(args.model) in PACKAGED_MODELS and not args.model.exists():  # a short name, not a file
+        packaged_name = str(args.model)
+        try:
+            args.model = packaged_model(packaged_name, unfused=True)
+        except (FileNotFoundError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
     if args.opset < 17:
         print(f"error: --opset {args.opset} is too old; use 17 or newer", file=sys.stderr)
@@ -151,6 +169,19 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if getattr(model, "checkpoint_meta", {}).get("fused"):
         print(f"note: {args.model} is already fused; exporting it as is")
+    perceptual = args.perceptual
+    if not perceptual:
+        from paragonsr.deploy.model_kind import perceptual_reason
+        from paragonsr.deploy.verify import INT8_MAX_LPIPS_INCREASE
+
+        why = perceptual_reason(args.model, getattr(model, "checkpoint_meta", None), packaged_name)
+        if why is not None:
+            perceptual = True
+            if args.int8:
+                print(
+                    f"note: {args.model} is a perceptual (GAN) model ({why}): the INT8 gate also bounds the LPIPS "
+                    f"increase (<= {INT8_MAX_LPIPS_INCREASE})"
+                )
     scale = int(getattr(model, "scale", 1))
     min_side = args.crop * scale
     try:
@@ -174,19 +205,31 @@ def run(args: argparse.Namespace) -> int:
         latency_runs=args.latency_runs,
         ncnn=args.ncnn,
         verify_whole=args.verify_whole,
-        perceptual=args.perceptual,
+        perceptual=perceptual,
     )
-    name = args.name or args.model.stem
+    name = args.name or packaged_name or args.model.stem
+    # Two exports of one name into one folder: the second leaves it to the first (claim on the FP32 file, held
+    # for the whole export) instead of computing it twice and removing the other's files under verification.
+    claim = OutputClaim(args.output / f"{name}_fp32.onnx")
     try:
+        if not claim.acquire():
+            print(
+                f"error: {args.output / name}_*: being exported by {describe_holder(claim.holder)}; not exported "
+                "twice (wait for it, or use another --name/--output)",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
         result = export_release(
             model, args.output, name, verify, calib_images=calib, options=options, qat_model=qat_model
         )
     except (ExportError, RuntimeError, ValueError) as exc:
         print(f"error: export failed: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        claim.release()
     for kind, path in result.artifacts.items():
         print(f"wrote {kind}: {path}")
-    print(f"model card: {args.output / 'MODEL_CARD.md'}")
+    print(f"model card: {card_paths(args.output, name)[1]}")
     for reason in result.refused:
         print(f"REFUSED: {reason}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_REFUSED

@@ -11,13 +11,16 @@ rounded per axis exactly as MATLAB does; 16-bit ones go through float and keep t
 as PNG named ``<stem>_scale<scale*100:03d>.png`` (``photo_scale050.png`` is the half-size copy; ``_scale100`` is
 the original re-encoded losslessly, so a folder of copies is a complete training set), plus a ``meta_info.txt``
 listing them. Copies are opaque: an alpha channel (RGBA or gray + alpha) is dropped.
-An existing copy is kept (the tool resumes); every write is atomic.
+An existing copy is kept (the tool resumes); every write is atomic. Each image is claimed while its copies are
+made (:mod:`paragonsr.utils.claims`), so two runs into one folder never make the same copy twice; the
+``meta_info.txt`` lists every copy in the folder at the end, so the run that finishes last writes the full list.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +30,7 @@ import numpy as np
 from paragonsr.io.image_io import read_image, write_image
 from paragonsr.ops.imresize import imresize_matlab
 from paragonsr.utils.atomic import atomic_write_text
+from paragonsr.utils.claims import OutputClaim, describe_holder
 from paragonsr.utils.finite import array_non_finite
 
 DEFAULT_SCALES = (1.0, 0.75, 0.5, 1 / 3)
@@ -59,6 +63,7 @@ class MultiscaleResult:
     kept: list[Path] = field(default_factory=list)  # already there (resumed run)
     errors: list[str] = field(default_factory=list)  # one line per unreadable input
     skipped: list[str] = field(default_factory=list)  # copies below min_size
+    busy: list[str] = field(default_factory=list)  # images another live run is copying into the same folder
 
 
 def make_multiscale(
@@ -93,12 +98,28 @@ def make_multiscale(
     dst = Path(out)
     dst.mkdir(parents=True, exist_ok=True)
     res = MultiscaleResult()
-    listed: list[str] = []
     for i, (path, stem) in enumerate(zip(paths, stems, strict=True)):
-        listed += _copies_of(path, dst, stem, scales, min_size, res)
+        claim = OutputClaim(dst / copy_name(stem, scales[0]))
+        try:
+            if claim.acquire():
+                _copies_of(path, dst, stem, scales, min_size, res)
+            else:
+                res.busy.append(f"{path}: its copies are being made by {describe_holder(claim.holder)}")
+        finally:
+            claim.release()
         if progress:
             progress(i + 1, len(paths), Path(path).name)
-    atomic_write_text(dst / "meta_info.txt", "".join(f"{name}\n" for name in listed))
+    # every copy there now (kept, written, or made by a concurrent run), largest copy first per image; listed and
+    # written under the list's claim, so the run that finishes its copies last writes the complete list
+    meta = OutputClaim(dst / "meta_info.txt")
+    deadline = time.monotonic() + 60.0
+    while not meta.acquire() and time.monotonic() < deadline:  # another run writing its list: milliseconds
+        time.sleep(0.02)
+    try:
+        listed = [copy_name(s, f) for s in stems for f in scales if (dst / copy_name(s, f)).is_file()]
+        atomic_write_text(dst / "meta_info.txt", "".join(f"{name}\n" for name in listed))
+    finally:
+        meta.release()
     return res
 
 
@@ -109,22 +130,21 @@ def _copies_of(
     scales: Sequence[float],
     min_size: int,
     res: MultiscaleResult,
-) -> list[str]:
-    """Write the missing copies of one image (recording them in ``res``); the names of its copies in ``dst``."""
+) -> None:
+    """Write the missing copies of one image, recording them in ``res``."""
     todo = [s for s in scales if not (dst / copy_name(stem, s)).exists()]
     res.kept += [dst / copy_name(stem, s) for s in scales if s not in todo]
-    names = [copy_name(stem, s) for s in scales if s not in todo]
     if not todo:
-        return names
+        return
     try:
         img, info = read_image(path)
     except (OSError, ValueError) as exc:
         res.errors.append(str(exc))
-        return names
+        return
     img = img[..., :3] if img.shape[2] >= 3 else img[..., :1]  # alpha dropped (gray + alpha too)
     if (bad := array_non_finite(img)) is not None:  # a float file: NaN/inf would become arbitrary pixels
         res.errors.append(f"{path}: holds {bad} values; no copies written")
-        return names
+        return
     h, w = img.shape[:2]
     for s in todo:
         if min(int(np.ceil(s * h)), int(np.ceil(s * w))) < min_size:
@@ -136,6 +156,3 @@ def _copies_of(
             bit_depth=16 if info.bit_depth == 16 else 8,
         )
         res.written.append(target)
-        names.append(target.name)
-    order = {copy_name(stem, s): k for k, s in enumerate(scales)}
-    return sorted(names, key=order.__getitem__)  # largest copy first, kept and new alike

@@ -2,7 +2,9 @@
 
 Selection is a pure function of (sorted file list, n, seed): ``random.Random(seed).sample`` over the sorted
 relative paths, then re-sorted, so the same inputs and seed give the same subset on any machine and Python >= 3.
-Each input ``DIR`` becomes ``OUT/<DIR name>/...``; files are symlinked (default), hard-linked or copied.
+Each input ``DIR`` becomes ``OUT/<DIR name>/...``; files are symlinked (default), hard-linked or copied. Each
+file is claimed while it is placed (:mod:`paragonsr.utils.claims`): two runs into one ``OUT`` never copy the
+same file twice.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paragonsr.io.files import list_images
+from paragonsr.utils.claims import OutputClaim
 
 MODES = ("symlink", "hardlink", "copy")
 
@@ -43,6 +46,7 @@ class SubsetResult:
     per_input: list[tuple[Path, int, int]]  # (input, available, taken)
     written: int
     skipped_existing: int
+    busy: int = 0  # files another live run was placing (left to it)
 
 
 def _place(src: Path, dst: Path, mode: str) -> None:
@@ -81,7 +85,7 @@ def make_subset(
     if len(set(names)) != len(names):
         raise ValueError(f"input folders must have distinct names (they become OUT/<name>): {names}")
     out = Path(out_dir)
-    per, written, existing = [], 0, 0
+    per, written, existing, busy = [], 0, 0, 0
     plans = []
     for i, (folder, cnt) in enumerate(zip(folders, counts)):
         files = [p.relative_to(folder).as_posix() for p in list_images(folder, allow_empty=False)]
@@ -103,7 +107,13 @@ def make_subset(
             if dst.exists() or dst.is_symlink():
                 existing += 1
                 continue
-            _place(folder / rel, dst, mode)
-            written += 1
+            with OutputClaim(dst) as owned:
+                if not owned:
+                    busy += 1
+                elif dst.exists() or dst.is_symlink():  # placed by another run meanwhile
+                    existing += 1
+                else:
+                    _place(folder / rel, dst, mode)
+                    written += 1
         per.append((folder, len(files), len(picked)))
-    return SubsetResult(per, written, existing)
+    return SubsetResult(per, written, existing, busy)

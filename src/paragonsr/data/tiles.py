@@ -3,7 +3,8 @@
 Tile positions along one axis: ``0, step, 2·step, ...`` while the tile fits, plus one last tile flush with the far
 edge when the leftover exceeds ``thresh`` px. Tiles are saved as ``{stem}_s{NNN}{ext}`` numbered row-major from 1,
 exactly like BasicSR, so existing meta_info files and habits carry over. Writes are atomic and a re-run skips
-images whose tiles all exist (resumable).
+images whose tiles all exist (resumable). Each image is claimed (its first tile's claim,
+:mod:`paragonsr.utils.claims`) while it is tiled, so two runs into one folder never tile the same image twice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import cv2
 import numpy as np
 
 from paragonsr.io.files import read_image_native, write_image_native
+from paragonsr.utils.claims import OutputClaim, describe_holder
 from paragonsr.utils.procs import worker_pool
+
+BUSY = "busy: "  # prefix of extract_one's message for an image another run is tiling
 
 
 def tile_positions(length: int, crop: int, step: int, thresh: int = 0) -> list[int]:
@@ -43,20 +47,26 @@ def _tile_names(path: Path, n: int, ext: str | None) -> list[str]:
 def extract_one(
     path: Path, out_dir: Path, crop: int, step: int, thresh: int, ext: str | None
 ) -> tuple[str, int, str]:
-    """Tile one image. Returns (name, tiles written, error message or "")."""
+    """Tile one image. Returns (name, tiles written, error message or ""); the message starts with ``BUSY``
+    when another live run holds the image's claim (it is tiling it; nothing is written here)."""
+    claim = OutputClaim(out_dir / _tile_names(path, 1, ext)[0])
     try:
+        if not claim.acquire():
+            return path.name, 0, f"{BUSY}{path}: being tiled by {describe_holder(claim.holder)}"
         img = read_image_native(path)
         grid = tile_grid(img.shape[0], img.shape[1], crop, step, thresh)
         names = _tile_names(path, len(grid), ext)
         if not grid:
             return path.name, 0, f"{path.name}: {img.shape[1]}x{img.shape[0]} is smaller than crop {crop}"
         if all((out_dir / n).is_file() for n in names):
-            return path.name, 0, ""  # resumed: already done
+            return path.name, 0, ""  # resumed (or tiled by another run meanwhile): already done
         for (y, x), name in zip(grid, names):
             write_image_native(out_dir / name, np.ascontiguousarray(img[y : y + crop, x : x + crop]))
         return path.name, len(grid), ""
     except (ValueError, OSError, cv2.error) as exc:
         return path.name, 0, f"{path}: {exc}"
+    finally:
+        claim.release()
 
 
 def _extract_star(args: tuple) -> tuple[str, int, str]:
@@ -73,6 +83,7 @@ def extract_tiles(
     ext: str | None = ".png",
     progress: bool = True,
     root: str | Path | None = None,
+    busy: list[str] | None = None,
 ) -> tuple[int, list[str]]:
     """Tile every image into ``out_dir``; returns (tiles written, error messages). Keeps going past bad files.
 
@@ -80,6 +91,8 @@ def extract_tiles(
     ``out_dir`` (``a/x.png`` -> ``OUT/a/x_s001.png``). Two images that would produce the same tile names
     (``x.png`` and ``x.jpg`` in one folder, or same-named files from several folders without ``root``) are an
     error for the second one instead of silently overwriting (or "resuming" onto) the first one's tiles.
+    An image another live run is tiling into the same folder is left to it: one line per such image goes to
+    ``busy`` (when given), not to the errors.
     """
     from tqdm import tqdm
 
@@ -96,21 +109,26 @@ def extract_tiles(
         owner[key] = p
         jobs.append((p, dst, crop, step, thresh, ext))
     written = 0
-    bar = tqdm(total=len(jobs), desc="extract-tiles", unit="img", disable=not progress)
-    if workers > 1:
-        with worker_pool(workers) as pool:  # quiet workers, terminated on Ctrl-C / SIGTERM
-            results = pool.imap_unordered(_extract_star, jobs)
-            for _name, n, err in results:
+    # closed however the loop ends: an interrupt's one line must come after the bar, not before its last redraw
+    with tqdm(total=len(jobs), desc="extract-tiles", unit="img", disable=not progress) as bar:
+        if workers > 1:
+            with worker_pool(workers) as pool:  # quiet workers, terminated on Ctrl-C / SIGTERM
+                for _name, n, err in pool.imap_unordered(_extract_star, jobs):
+                    written += n
+                    _sort_message(err, errors, busy)
+                    bar.update()
+        else:
+            for job in jobs:
+                _name, n, err = extract_one(*job)
                 written += n
-                if err:
-                    errors.append(err)
+                _sort_message(err, errors, busy)
                 bar.update()
-    else:
-        for job in jobs:
-            _name, n, err = extract_one(*job)
-            written += n
-            if err:
-                errors.append(err)
-            bar.update()
-    bar.close()
     return written, errors
+
+
+def _sort_message(msg: str, errors: list[str], busy: list[str] | None) -> None:
+    if msg.startswith(BUSY):
+        if busy is not None:
+            busy.append(msg[len(BUSY) :])
+    elif msg:
+        errors.append(msg)

@@ -142,9 +142,34 @@ def render_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_model_card(out_dir: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
+def card_paths(out_dir: str | Path, name: str) -> tuple[Path, Path]:
+    """Where the card of export ``name`` goes in ``out_dir``: ``model_card.json`` + ``MODEL_CARD.md``, unless
+    that card belongs to another export (its ``name`` differs): then ``<name>_model_card.json`` +
+    ``<name>_MODEL_CARD.md``, so two exports into one folder never replace each other's card."""
     out_dir = Path(out_dir)
     js, md = out_dir / "model_card.json", out_dir / "MODEL_CARD.md"
-    atomic_write_bytes(js, (json.dumps(card, indent=2, allow_nan=False) + "\n").encode())
-    atomic_write_bytes(md, render_markdown(card).encode())
+    try:
+        other = json.loads(js.read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, AttributeError):
+        other = None  # no card yet (or an unreadable one, replaced as before)
+    if other is not None and other != name:
+        return out_dir / f"{name}_model_card.json", out_dir / f"{name}_MODEL_CARD.md"
+    return js, md
+
+
+def write_model_card(out_dir: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``card`` as JSON + markdown to :func:`card_paths` (atomic writes); returns (json, markdown).
+
+    The folder's ``MODEL_CARD.md`` is claimed (:mod:`paragonsr.utils.claims`) while it is chosen and written: an
+    export that finds another run writing it, or another export's card there, writes its own per-name card."""
+    from paragonsr.utils.claims import OutputClaim
+
+    out_dir = Path(out_dir)
+    with OutputClaim(out_dir / "MODEL_CARD.md") as owned:
+        name = str(card.get("name", ""))
+        js, md = card_paths(out_dir, name) if owned else (
+            out_dir / f"{name}_model_card.json", out_dir / f"{name}_MODEL_CARD.md"
+        )  # fmt: skip
+        atomic_write_bytes(js, (json.dumps(card, indent=2, allow_nan=False) + "\n").encode())
+        atomic_write_bytes(md, render_markdown(card).encode())
     return js, md

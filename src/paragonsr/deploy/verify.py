@@ -304,7 +304,7 @@ def lpips_metric() -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, st
     try:
         from paragonsr.metrics.perceptual import calculate_lpips
 
-        probe = np.zeros((16, 16, 3), np.float32)
+        probe = np.zeros((64, 64, 3), np.float32)  # AlexNet needs >= 32 px a side
         calculate_lpips(probe, probe)
     except Exception as exc:  # missing weights / optional package: the gate says so instead of failing
         return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

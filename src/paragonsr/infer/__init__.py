@@ -37,27 +37,38 @@ def default_model_path(name: str = "default.safetensors") -> Path | None:
     return path
 
 
-PACKAGED_MODELS = {"default": "default.safetensors", "classic": "classic.safetensors"}
+PACKAGED_MODELS = {
+    "default": "default.safetensors",
+    "classic": "classic.safetensors",
+    "perceptual": "perceptual.safetensors",
+}
+# packaged models trained with an adversarial/perceptual objective: their INT8 gate also bounds LPIPS
+PERCEPTUAL_MODELS = frozenset({"perceptual"})
 
 
-def packaged_model(name: str) -> Path:
+def packaged_model(name: str, unfused: bool = False) -> Path:
     """``--model`` value -> file: a packaged model's short name (``default``: the realistic 2x ParagonSR2 nano that
-    ``upscale`` uses; ``classic``: the 2x nano trained on bicubic LR only, for the standard benchmark) unless a
-    file of that name exists; anything else is a path.
+    ``upscale`` uses; ``classic``: the 2x nano trained on bicubic LR only, for the standard benchmark;
+    ``perceptual``: ``default`` fine-tuned with LPIPS + GAN losses, see docs/perceptual_nano.md) unless a file of
+    that name exists; anything else is a path. ``unfused``: the trainable twin (``<name>_unfused.safetensors``)
+    instead of the fused release file, e.g. for ``paragonsr export``, which fuses and gates it again.
 
     Raises:
-        FileNotFoundError: a packaged name this install does not hold.
+        FileNotFoundError: a packaged name this install does not hold (one line naming it).
         RuntimeError: a packaged file whose sha256 differs from the manifest's.
     """
     if name not in PACKAGED_MODELS or Path(name).exists():
         return Path(name)
-    path = default_model_path(PACKAGED_MODELS[name])
+    file = PACKAGED_MODELS[name]
+    path = default_model_path(file.replace(".safetensors", "_unfused.safetensors") if unfused else file)
     if path is None:
         raise FileNotFoundError(f"--model {name}: this install has no packaged {name} model")
     return path
 
 
 __all__ = [
+    "PACKAGED_MODELS",
+    "PERCEPTUAL_MODELS",
     "Backend",
     "ResamplerBackend",
     "TorchBackend",

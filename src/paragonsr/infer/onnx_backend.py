@@ -201,9 +201,18 @@ class OnnxBackend:
             return None
 
     def _detect_multiple(self) -> int:
-        """The size multiple a foreign graph needs (a U-Net's pooling levels, a pixel-unshuffle), found by probe
+        """The size multiple a foreign graph needs (a U-Net's pooling levels, a pixel-unshuffle): read from the
+        graph (:func:`~paragonsr.infer.onnx_multiple.graph_size_multiple`, checked by one run), else found by probe
         runs: the smallest power of two ``m`` for which odd multiples of ``m`` run and give ``scale``-times
         outputs. 1 when any size runs. Raises InputError when no size up to a multiple of 64 works."""
+        from paragonsr.infer.onnx_multiple import graph_size_multiple
+
+        read = graph_size_multiple(self.path)
+        if read is not None and read <= 1024:
+            h, w = read * (-(-24 // read) | 1), read * ((-(-24 // read) | 1) + 2)  # odd multiples, >= 24 px
+            out = self._try(h, w)
+            if out is not None and tuple(out.shape[2:]) == (h * self.scale, w * self.scale):
+                return read
         for m in (1, 2, 4, 8, 16, 32, 64):
             k = 1
             while m * k < 24:  # an odd multiple of m, not too small for the graph's own convolutions

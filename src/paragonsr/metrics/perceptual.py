@@ -111,21 +111,6 @@ def to_tensor01(img: np.ndarray, device: str = "cpu") -> torch.Tensor:
     return t[None].to(device)
 
 
-def _distance(
-    kind: str,
-    img: np.ndarray,
-    img2: np.ndarray,
-    crop_border: int,
-    input_order: str,
-    weights_dir: Any,
-    device: str,
-) -> float:
-    return paired_distance(
-        kind, lambda wd: _net(kind, wd, device), img, img2, crop_border, input_order, weights_dir, device,
-        _MIN_SIZE.get(kind, 1),
-    )  # fmt: skip
-
-
 def paired_distance(
     name: str,
     make_net: Callable[[str | None], torch.nn.Module],
@@ -153,94 +138,76 @@ def paired_distance(
         return float(net(to_tensor01(a, device), to_tensor01(b, device)).mean())
 
 
-@register_perceptual_metric(
+_DOC = """{summary} of two RGB images; 0 = identical.
+
+    Args:
+        img, img2: the two images (RGB, [0, 255]), (H, W, 3) or (3, H, W) per ``input_order``{size}.
+        crop_border: pixels cut from each border before measuring.
+        input_order: ``HWC`` or ``CHW``.
+        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
+        device: torch device the network runs on (``cpu``, ``cuda``).
+
+    Raises:
+        WeightsError: a weight file is missing (``paragonsr weights fetch``) or fails its sha256.
+        ValueError: images of different shapes, not RGB, or smaller than the network accepts.
+    """
+
+
+def full_reference_metric(
+    name: str,
+    info: MetricInfo,
+    summary: str,
+    make_net: Callable[[str | None, str], torch.nn.Module],
+    aliases: tuple[str, ...] = (),
+) -> MetricFn:
+    """Build and register a full-reference network metric ``name(img, img2, crop_border=0, input_order="HWC",
+    weights_dir=None, device="cpu") -> float`` (the module's function contract) from ``make_net(weights_dir,
+    device)``, a module mapping two (N, 3, H, W) [0, 1] batches to per-image distances. The docstring is the shared
+    one, headed by ``summary``; errors name ``info.key``."""
+
+    def metric(
+        img: np.ndarray,
+        img2: np.ndarray,
+        crop_border: int = 0,
+        input_order: str = "HWC",
+        weights_dir: str | None = None,
+        device: str = "cpu",
+        **_: Any,
+    ) -> float:
+        return paired_distance(
+            info.key, lambda wd: make_net(wd, device), img, img2, crop_border, input_order, weights_dir, device,
+            info.min_size,
+        )  # fmt: skip
+
+    metric.__name__ = metric.__qualname__ = name
+    size = f"; at least {info.min_size} px a side" if info.min_size > 1 else ""
+    metric.__doc__ = _DOC.format(summary=summary, size=size)
+    return register_perceptual_metric(name, info, aliases)(metric)
+
+
+calculate_lpips = full_reference_metric(
     "calculate_lpips",
     MetricInfo(
         "lpips_alex", "LPIPS-alex", ("alexnet", "lpips_alex"), rank=0, min_size=_MIN_SIZE["lpips_alex"]
     ),
+    "LPIPS v0.1, AlexNet variant (the field's LPIPS; Zhang et al. 2018),",
+    lambda wd, device: _net("lpips_alex", wd, device),
     aliases=("lpips", "lpips_alex", "calculate_lpips_alex"),
 )
-def calculate_lpips(
-    img: np.ndarray,
-    img2: np.ndarray,
-    crop_border: int = 0,
-    input_order: str = "HWC",
-    weights_dir: str | None = None,
-    device: str = "cpu",
-    **_: Any,
-) -> float:
-    """LPIPS v0.1, AlexNet variant (the field's LPIPS), of two RGB images; 0 = identical.
-
-    Args:
-        img, img2: the two images (RGB, [0, 255]), (H, W, C) or (C, H, W) per ``input_order``.
-        crop_border: pixels cut from each border before measuring.
-        input_order: ``HWC`` or ``CHW``.
-        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
-        device: torch device the network runs on (``cpu``, ``cuda``).
-
-    Raises:
-        WeightsError: a weight file is missing (``paragonsr weights fetch``) or fails its sha256.
-        ValueError: images of different shapes, not RGB, or smaller than the network accepts.
-    """
-    return _distance("lpips_alex", img, img2, crop_border, input_order, weights_dir, device)
-
-
-@register_perceptual_metric(
+calculate_lpips_vgg = full_reference_metric(
     "calculate_lpips_vgg",
     MetricInfo("lpips_vgg", "LPIPS-vgg", ("vgg16", "lpips_vgg"), rank=1, min_size=_MIN_SIZE["lpips_vgg"]),
+    "LPIPS v0.1, VGG16 variant,",
+    lambda wd, device: _net("lpips_vgg", wd, device),
     aliases=("lpips_vgg",),
 )
-def calculate_lpips_vgg(
-    img: np.ndarray,
-    img2: np.ndarray,
-    crop_border: int = 0,
-    input_order: str = "HWC",
-    weights_dir: str | None = None,
-    device: str = "cpu",
-    **_: Any,
-) -> float:
-    """LPIPS v0.1, VGG16 variant, of two RGB images; 0 = identical.
-
-    Args:
-        img, img2: the two images (RGB, [0, 255]), (H, W, C) or (C, H, W) per ``input_order``.
-        crop_border: pixels cut from each border before measuring.
-        input_order: ``HWC`` or ``CHW``.
-        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
-        device: torch device the network runs on (``cpu``, ``cuda``).
-
-    Raises:
-        WeightsError: a weight file is missing (``paragonsr weights fetch``) or fails its sha256.
-        ValueError: images of different shapes, not RGB, or smaller than the network accepts.
-    """
-    return _distance("lpips_vgg", img, img2, crop_border, input_order, weights_dir, device)
-
-
-@register_perceptual_metric(
-    "calculate_dists", MetricInfo("dists", "DISTS", ("vgg16", "dists"), rank=2), aliases=("dists",)
+calculate_dists = full_reference_metric(
+    "calculate_dists",
+    MetricInfo("dists", "DISTS", ("vgg16", "dists"), rank=2),
+    "DISTS (Ding et al. 2020)",
+    lambda wd, device: _net("dists", wd, device),
+    aliases=("dists",),
 )
-def calculate_dists(
-    img: np.ndarray,
-    img2: np.ndarray,
-    crop_border: int = 0,
-    input_order: str = "HWC",
-    weights_dir: str | None = None,
-    device: str = "cpu",
-    **_: Any,
-) -> float:
-    """DISTS (Ding et al. 2020) of two RGB images; 0 = identical.
-
-    Args:
-        img, img2: the two images (RGB, [0, 255]), (H, W, C) or (C, H, W) per ``input_order``.
-        crop_border: pixels cut from each border before measuring.
-        input_order: ``HWC`` or ``CHW``.
-        weights_dir: folder of the weight files (default ``$PARAGONSR_WEIGHTS`` or the user cache).
-        device: torch device the network runs on (``cpu``, ``cuda``).
-
-    Raises:
-        WeightsError: a weight file is missing (``paragonsr weights fetch``) or fails its sha256.
-        ValueError: images of different shapes, not RGB, or smaller than the network accepts.
-    """
-    return _distance("dists", img, img2, crop_border, input_order, weights_dir, device)
 
 
 def _loss_specs_from_options(opt: Any) -> list[dict[str, Any]]:

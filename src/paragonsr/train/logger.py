@@ -95,7 +95,7 @@ class MessageLogger:
         if self.tb is not None:
             self._tb_call(lambda tb: [tb.add_scalar(k, v, it) for k, v in values.items()])
         if self.wandb is not None:
-            self.wandb.log(values, step=it)
+            self._wandb_call(lambda run: run.log(values, step=it))
 
     def image(self, tag: str, img_u8: np.ndarray, it: int) -> None:
         if self.tb is not None:
@@ -112,6 +112,33 @@ class MessageLogger:
             )
             tb, self.tb = self.tb, None
             close_tb(tb)
+
+    def _wandb_call(self, fn: Callable[[Any], Any]) -> None:
+        """Run a wandb call; a full disk or another write error (OSError, RuntimeError, wandb's own errors) turns
+        wandb logging off for the run with one line, as for TensorBoard, instead of ending training."""
+        try:
+            fn(self.wandb)
+        except _wandb_errors() as exc:
+            self.logger.warning(f"wandb: could not log ({exc}); wandb logging is off for this run")
+            run, self.wandb = self.wandb, None
+            finish_wandb(run)
+
+
+def _wandb_errors() -> tuple[type[BaseException], ...]:
+    """OSError, RuntimeError and ``wandb.errors.Error`` (when wandb is loaded): what a failing wandb write raises."""
+    import sys
+
+    err = getattr(getattr(sys.modules.get("wandb"), "errors", None), "Error", None)
+    extra = (err,) if isinstance(err, type) and issubclass(err, BaseException) else ()
+    return (OSError, RuntimeError, *extra)
+
+
+def finish_wandb(run: Any | None) -> None:
+    """Finish a wandb run, ignoring write errors of its last sync (the run's own files are already safe)."""
+    if run is None:
+        return
+    with contextlib.suppress(*_wandb_errors()):
+        run.finish()
 
 
 def close_tb(tb: Any | None) -> None:
@@ -142,15 +169,22 @@ def init_tb(log_dir: Path) -> Any | None:
 def init_wandb(
     project: str, name: str, config: dict[str, Any], resume_id: str | None, entity: str | None
 ) -> Any:
+    """A wandb run, or None (one warning line) when it cannot be started for an OSError (full disk). Raises
+    RuntimeError when wandb is not installed."""
     try:
         import wandb  # optional dependency, imported only when logger.wandb.project is set
     except ImportError as exc:
         raise RuntimeError(
             "logger.wandb.project is set but wandb is not installed (pip install wandb)"
         ) from exc
-    run = wandb.init(project=project, name=name, config=config, id=resume_id, entity=entity,
-                     resume="allow" if resume_id else None)  # fmt: skip
-    return run
+    try:
+        return wandb.init(project=project, name=name, config=config, id=resume_id, entity=entity,
+                          resume="allow" if resume_id else None)  # fmt: skip
+    except OSError as exc:  # a full disk or an unwritable run folder: train without it, as for TensorBoard
+        logging.getLogger(LOGGER_NAME).warning(
+            f"wandb: could not start ({exc}); wandb logging is off for this run"
+        )
+        return None
 
 
 def plot_curves(history: list[dict[str, float]], metrics: list[dict[str, float]], path: Path) -> bool:

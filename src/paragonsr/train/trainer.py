@@ -18,7 +18,15 @@ import torch
 
 from paragonsr.data.build import build_dataset, build_pair_pool, build_train_loader, build_val_loaders
 from paragonsr.train.distributed import barrier, cleanup, get_dist_info, init_dist, reduce_mean
-from paragonsr.train.logger import MessageLogger, close_tb, get_logger, init_tb, init_wandb, plot_curves
+from paragonsr.train.logger import (
+    MessageLogger,
+    close_tb,
+    finish_wandb,
+    get_logger,
+    init_tb,
+    init_wandb,
+    plot_curves,
+)
 from paragonsr.train.options import Options
 from paragonsr.train.state import atomic_torch_save, find_latest_state, load_state, rng_state, set_rng_state
 from paragonsr.train.validation import BestTracker, validate
@@ -284,8 +292,7 @@ class Trainer:
                     self.save(self.iter)
         finally:
             close_tb(self.msg.tb)  # None when a write error already turned TB logging off
-            if self.wandb is not None:
-                self.wandb.finish()
+            finish_wandb(self.msg.wandb)  # None when a write error already turned wandb logging off
         result.iters = self.iter
         if self.rank == 0:
             plot_curves(self.history, self.val_history, self.root / "training_curves.png")

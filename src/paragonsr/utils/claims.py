@@ -1,7 +1,8 @@
 """Output claims: two runs writing into one folder never compute the same output twice or replace each other's.
 
-Before computing an output, a run *claims* it: it creates a small claim file beside the output with ``O_EXCL``
-(atomic on local file systems and NFSv3+), holding its pid, host name and the process start time. Another run
+Before computing an output, a run *claims* it: it creates a small claim file beside the output exclusively (a
+hard link of a complete temp file, which fails if the name exists; ``O_EXCL`` where there are no hard links),
+holding its pid, host name and the process start time. Another run
 that finds the claim skips the output while the claimant lives. A claim whose process is gone (same host, pid
 not running or running a different process since the claim was made) is stale and taken over, under a
 ``flock`` on the folder so two runs cannot both take it over. A claim made on another host is honoured
@@ -10,7 +11,8 @@ until it is ``stale_after_s`` old (its owner cannot be asked).
 Claim files are named ``.NAME.claim`` or, where that would exceed the file system's name limit,
 ``.claim-<sha1 of NAME>`` (legal output names always have a legal claim name).
 
-API: ``with claim_output(path) as owned: if owned: ...compute and write...`` (the claim is released on exit), or
+API: ``with claim_output(path) as owned: if owned: ...compute and write...`` (the claim is released on exit),
+``with hold_output(path, "report"):`` (raises :class:`OutputBusy` when another run holds it), or
 :class:`OutputClaim` with ``acquire()`` / ``release()`` for writers that finish an output elsewhere (a writer
 thread). :func:`claim_holder` tells who holds a claim, for messages.
 """
@@ -21,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -76,6 +79,22 @@ def describe_holder(holder: dict[str, Any] | None) -> str:
 
 
 @contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGALRM (which the fault soak uses to inject interrupts) held back for the few
+    microseconds of a claim's publication; they are delivered, and raise, right after."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - no pthread_sigmask (Windows)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     try:
         import fcntl
@@ -116,11 +135,41 @@ class OutputClaim:
         ).encode("utf-8")
 
     def _create(self) -> bool:
+        """Publish the claim file with its record already in it: written to a temp file, then hard-linked to the
+        claim name (``link`` fails if the name exists, like ``O_EXCL``, and is atomic on NFS too), so a claimant
+        killed at any point never leaves an empty claim that others would have to wait out. File systems without
+        hard links: ``O_EXCL`` create, then the record. Interrupt signals are held while the file appears and
+        ``owned`` is set, so an interrupt cannot leave a claim that ``release()`` does not know is ours."""
+        from paragonsr.utils.atomic import _token, temp_prefix
+
+        tmp = self.file.with_name(
+            f"{temp_prefix(self.file)}{_token()}.tmp"
+        )  # cleaned like any temp if killed
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                os.write(fd, self._record())
+            finally:
+                os.close(fd)
+            with _signals_held():
+                try:
+                    os.link(tmp, self.file)
+                except FileExistsError:
+                    return False
+                except OSError:  # no hard links here: O_EXCL create, then the record
+                    return self._create_excl()
+                self.owned = True  # at once: release() removes the file whatever interrupts us from here on
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _create_excl(self) -> bool:
         try:
             fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             return False
-        self.owned = True  # at once: release() removes the file whatever interrupts us from here on
+        self.owned = True
         try:
             os.write(fd, self._record())
         except OSError:
@@ -173,7 +222,11 @@ class OutputClaim:
                 self.file.unlink()
 
     def __enter__(self) -> bool:
-        return self.acquire()
+        try:
+            return self.acquire()
+        except BaseException:  # an interrupt inside acquire(): __exit__ will not run, release here
+            self.release()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -182,6 +235,28 @@ class OutputClaim:
 def claim_output(path: str | os.PathLike[str], stale_after_s: float = 86400.0) -> OutputClaim:
     """``with claim_output(path) as owned:`` (see :class:`OutputClaim`)."""
     return OutputClaim(path, stale_after_s)
+
+
+class OutputBusy(Exception):
+    """An output (a file, or a report folder through its main file) is claimed by another live run."""
+
+
+@contextlib.contextmanager
+def hold_output(path: str | os.PathLike[str], what: str = "output") -> Iterator[OutputClaim]:
+    """Hold the claim on ``path`` for the whole ``with`` block (a report, a model card, a folder's main file).
+
+    Raises :class:`OutputBusy` with one line naming ``path`` and the holder when another live run holds it, so
+    two runs never compute the same output; a stale claim (dead run) is taken over. Released on exit."""
+    claim = OutputClaim(path)
+    if not claim.acquire():
+        raise OutputBusy(
+            f"{path}: this {what} is being written by {describe_holder(claim.holder)}; not computed twice "
+            "(wait for it, or choose another output)"
+        )
+    try:
+        yield claim
+    finally:
+        claim.release()
 
 
 def clean_claims(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
@@ -207,4 +282,13 @@ def clean_claims(folder: str | os.PathLike[str], recursive: bool = False) -> lis
     return removed
 
 
-__all__ = ["OutputClaim", "claim_holder", "claim_output", "claim_path", "clean_claims", "describe_holder"]
+__all__ = [
+    "OutputBusy",
+    "OutputClaim",
+    "claim_holder",
+    "claim_output",
+    "claim_path",
+    "clean_claims",
+    "describe_holder",
+    "hold_output",
+]

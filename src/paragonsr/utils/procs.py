@@ -87,11 +87,15 @@ def _watch_parent(parent: int, period_s: float) -> None:
             os._exit(0)
 
 
-def quiet_worker(period_s: float = 0.5) -> None:
-    """Call first in a worker process: ignore SIGINT, default SIGTERM, exit when the parent dies (within
-    ``period_s`` seconds where ``PR_SET_PDEATHSIG`` is unavailable)."""
+def quiet_worker(period_s: float = 0.5, ignore_term: bool = False) -> None:
+    """Call first in a worker process: ignore SIGINT, exit when the parent dies (within ``period_s`` seconds where
+    ``PR_SET_PDEATHSIG`` is unavailable). SIGTERM keeps its default (a pool's ``terminate()`` sends it) unless
+    ``ignore_term``: a torch ``DataLoader`` worker ignores it, because a stop that signals the whole process group
+    (``kill -- -PGID``, a service manager stopping its unit) would kill it before the parent's handler runs, and
+    the parent would then report "DataLoader worker ... killed by signal" with a traceback instead of
+    "terminated" and exit 143; the parent shuts its workers down (or they die with it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if ignore_term else signal.SIG_DFL)
     parent = os.getppid()
     if os.name == "posix":
         _die_with_parent_linux()
@@ -107,8 +111,9 @@ def _init(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> 
 
 
 def torch_worker_init(worker_id: int) -> None:
-    """``worker_init_fn`` piece for torch ``DataLoader`` workers: quiet on Ctrl-C, gone with the parent."""
-    quiet_worker()
+    """``worker_init_fn`` piece for torch ``DataLoader`` workers: quiet on Ctrl-C and a group SIGTERM, gone with
+    the parent."""
+    quiet_worker(ignore_term=True)
 
 
 @contextlib.contextmanager

@@ -176,12 +176,34 @@ def run_filter(
     plots: bool = True,
     progress: bool = True,
 ) -> FilterResult:
-    from tqdm import tqdm
+    """Score every tile of every image under ``input_dir`` into the report ``out_csv`` (resumed unless
+    ``restart``), with its summary and plots beside it. The report is claimed for the whole run
+    (:func:`paragonsr.utils.claims.hold_output`): a second run into the same report raises ``OutputBusy``."""
+    from paragonsr.utils.claims import hold_output
 
     input_dir, out_csv = Path(input_dir), Path(out_csv)
     _refuse_inside(out_csv, input_dir, "report")
     if keep_dir:
         _refuse_inside(Path(keep_dir), input_dir, "keep folder")
+    with hold_output(out_csv, "filter report"):
+        return _run_filter(
+            input_dir, out_csv, cfg, keep_dir, keep_unverified, workers, restart, plots, progress
+        )
+
+
+def _run_filter(
+    input_dir: Path,
+    out_csv: Path,
+    cfg: FilterConfig,
+    keep_dir: str | Path | None,
+    keep_unverified: bool,
+    workers: int,
+    restart: bool,
+    plots: bool,
+    progress: bool,
+) -> FilterResult:
+    from tqdm import tqdm
+
     cols = columns(cfg)
     if restart and out_csv.exists():
         out_csv.unlink()
