@@ -150,6 +150,11 @@ def main() -> int:
         phases.append({"model": args.name, "config": cfg, "final": data["log"][-1]})
     configs: list[Path | None] = [*args.config] or [None] * len(args.run)
     records = [run_record(run, args.name, args.checkpoint, cfg) for run, cfg in zip(args.run, configs)]
+    interp = (cast(Any, model).checkpoint_meta.get("extra") or {}).get("interpolation")
+    if (
+        interp and records
+    ):  # scripts/interpolate_networks.py: the packaged weights blend the run with a start model
+        records[-1]["interpolation"] = interp
     phases += records
     for r in records:
         if r.get("overrides"):
