@@ -19,8 +19,7 @@ def trains_discriminator(model_type: object) -> bool:
     ``GANModel``, ``RealESRGANModel``) trains a discriminator. Unknown names: False."""
     if not isinstance(model_type, str) or not model_type:
         return False
-    import paragonsr.train.gan_model  # noqa: F401  registers GANModel and its aliases
-    from paragonsr.registry import MODEL_REGISTRY
+    from paragonsr.registry import MODEL_REGISTRY  # its first lookup imports the model modules (GANModel, ...)
 
     try:
         return bool(getattr(MODEL_REGISTRY.get(model_type), "needs_discriminator", False))
