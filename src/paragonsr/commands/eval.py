@@ -75,7 +75,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from paragonsr.evaluate import (
-        available_deep_metrics,
         bicubic_lq,
         evaluate,
         resampler_method,
@@ -148,10 +147,7 @@ def run(args: argparse.Namespace) -> int:
     with _claimed(args.out) as owned:
         if not owned:
             return 1
-        clean_temps(args.out, recursive=True)
-        deep, skipped = available_deep_metrics(args.weights_dir)
-        for line in skipped:
-            print(line)
+        deep = _start_report(args)
         crops = None if args.no_crops else args.out / "crops"
         report = evaluate(
             gt_paths, methods, scale, lq_for, crops, deep_metrics=deep, weights_dir=args.weights_dir
@@ -188,6 +184,18 @@ def _claimed(out: Path) -> Iterator[bool]:
         yield True
     finally:
         claim.release()
+
+
+def _start_report(args: argparse.Namespace) -> list[str]:
+    """In a held report folder: remove temp files a killed run left, and return the perceptual metrics to score
+    (keys, :func:`paragonsr.evaluate.available_deep_metrics`), printing one line for each one left out."""
+    from paragonsr.evaluate import available_deep_metrics
+
+    clean_temps(args.out, recursive=True)
+    deep, skipped = available_deep_metrics(args.weights_dir)
+    for line in skipped:
+        print(line)
+    return deep
 
 
 def model_labels(values: list[str]) -> list[str]:
@@ -245,7 +253,7 @@ def model_methods(values: list[str], scale: int, tile: str) -> list[Method]:
 
 def _run_benchmark(args: argparse.Namespace) -> int:
     from paragonsr.benchmark import matlab_bicubic_method, run_benchmark, write_benchmark
-    from paragonsr.evaluate import available_deep_metrics, resampler_method
+    from paragonsr.evaluate import resampler_method
     from paragonsr.io.files import list_images
     from paragonsr.ops.resample import canonical_kernel
 
@@ -275,10 +283,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     with _claimed(args.out) as owned:
         if not owned:
             return 1
-        clean_temps(args.out, recursive=True)
-        deep, skipped = available_deep_metrics(args.weights_dir)
-        for line in skipped:
-            print(line)
+        deep = _start_report(args)
         scores, failed = run_benchmark(
             sets, methods, scale, args.out, deep_metrics=deep, weights_dir=args.weights_dir
         )
