@@ -19,7 +19,8 @@ def trains_discriminator(model_type: object) -> bool:
     ``GANModel``, ``RealESRGANModel``) trains a discriminator. Unknown names: False."""
     if not isinstance(model_type, str) or not model_type:
         return False
-    from paragonsr.registry import MODEL_REGISTRY  # its first lookup imports the model modules (GANModel, ...)
+    # the registry's first lookup imports the model modules (GANModel and its aliases)
+    from paragonsr.registry import MODEL_REGISTRY
 
     try:
         return bool(getattr(MODEL_REGISTRY.get(model_type), "needs_discriminator", False))

@@ -31,6 +31,7 @@ from paragonsr.train.options import Options
 from paragonsr.train.state import atomic_torch_save, find_latest_state, load_state, rng_state, set_rng_state
 from paragonsr.train.validation import BestTracker, validate
 from paragonsr.utils.atomic import WriteError, atomic_output, atomic_write_text
+from paragonsr.utils.procs import term_blocked_for_children
 
 log = logging.getLogger("paragonsr.train")
 
@@ -138,7 +139,8 @@ class Trainer:
     def _start_stream(self) -> None:
         bs = self.opt.datasets["train"].batch_size_per_gpu
         self.sampler.set_epoch(self.pos.epoch, skip=self.pos.batch * bs)
-        self._it = iter(self.loader)
+        with term_blocked_for_children():  # the loader's workers start here
+            self._it = iter(self.loader)
 
     def _next_batch(self) -> dict[str, Any]:
         try:

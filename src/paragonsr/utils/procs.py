@@ -96,6 +96,10 @@ def quiet_worker(period_s: float = 0.5, ignore_term: bool = False) -> None:
     "terminated" and exit 143; the parent shuts its workers down (or they die with it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN if ignore_term else signal.SIG_DFL)
+    if hasattr(
+        signal, "pthread_sigmask"
+    ):  # forked under term_blocked_for_children: a SIGTERM pending is now moot
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     parent = os.getppid()
     if os.name == "posix":
         _die_with_parent_linux()
@@ -108,6 +112,23 @@ def _init(initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> 
     quiet_worker()
     if initializer is not None:
         initializer(*initargs)
+
+
+@contextlib.contextmanager
+def term_blocked_for_children() -> Iterator[None]:
+    """SIGTERM blocked in the main thread while worker processes are started (e.g. ``iter(DataLoader)``): the
+    workers inherit the block until :func:`quiet_worker` has set their own disposition, so a stop that signals the
+    whole process group during a worker's start-up cannot kill it (torch's "worker killed by signal") or raise in
+    it; a SIGTERM that reached this process meanwhile is delivered when the block ends. No-op off the main thread
+    and where ``pthread_sigmask`` is missing (Windows)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def torch_worker_init(worker_id: int) -> None:
