@@ -115,6 +115,38 @@ def test_subset_reproducible_per_input_counts(tmp_path: Path) -> None:
         make_subset([tmp_path / "A", tmp_path / "B"], tmp_path / "x", n=[1, 2, 3])
 
 
+def test_subset_leaves_no_temp_file_on_a_failed_copy_and_cleans_a_killed_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import paragonsr.data.subset as subset
+    from paragonsr.utils.atomic import temp_path
+
+    for i in range(3):
+        _img(tmp_path / "A" / f"{i}.png", 2, 2, seed=i)
+    out = tmp_path / "out"
+
+    def half_copy(src: Path, dst: Path) -> None:  # a full disk halfway through the copy
+        Path(dst).write_bytes(Path(src).read_bytes()[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(subset.shutil, "copy2", half_copy)
+    with pytest.raises(OSError, match="No space left"):
+        make_subset([tmp_path / "A"], out, n=[3], mode="copy")
+    assert [p.name for p in (out / "A").iterdir()] == []  # no partial file, no temp file
+    monkeypatch.undo()
+    # a killed run's leftover (dead pid, our temp pattern, old) is removed by the next run
+    stale = temp_path(out / "A" / "0.png")
+    stale = stale.with_name(stale.name.replace(f".{os.getpid()}.", ".999999999."))
+    stale.write_bytes(b"partial")
+    os.utime(stale, (1, 1))
+    rc = main(
+        ["data", "subset", "--input", str(tmp_path / "A"), "--n", "3", "--out", str(out), "--mode", "copy"]
+    )
+    assert rc == 0 and sorted(p.name for p in (out / "A").iterdir()) == ["0.png", "1.png", "2.png"]
+
+
 def _write(path: Path, h: int, w: int, seed: int) -> np.ndarray:
     path.parent.mkdir(parents=True, exist_ok=True)
     a = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)

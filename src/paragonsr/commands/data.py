@@ -120,9 +120,12 @@ def _not_inside(out: str, inputs: list[str], flag: str) -> None:
 
 
 def _subset(args: argparse.Namespace) -> int:
+    from paragonsr.commands import clean_temps
     from paragonsr.data.subset import make_subset
 
     _not_inside(args.out, args.input, "--out")
+    if Path(args.out).is_dir():
+        clean_temps(args.out, recursive=True)  # temp links/copies and claims a killed run left
     res = make_subset(args.input, args.out, args.n, args.fraction, args.seed, args.mode)
     for folder, avail, taken in res.per_input:
         print(f"{folder}: {taken} of {avail}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paragonsr.io.files import list_images
+from paragonsr.utils.atomic import temp_path
 from paragonsr.utils.claims import OutputClaim
 
 MODES = ("symlink", "hardlink", "copy")
@@ -51,14 +52,18 @@ class SubsetResult:
 
 def _place(src: Path, dst: Path, mode: str) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    if mode == "symlink":
-        os.symlink(src.resolve(), tmp)
-    elif mode == "hardlink":
-        os.link(src, tmp)
-    else:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    tmp = temp_path(dst)  # the project's temp pattern: a killed run's leftover is cleaned by the next run
+    try:
+        if mode == "symlink":
+            os.symlink(src.resolve(), tmp)
+        elif mode == "hardlink":
+            os.link(src, tmp)
+        else:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.lexists(tmp):  # an error or an interrupt before the replace
+            tmp.unlink()
 
 
 def make_subset(

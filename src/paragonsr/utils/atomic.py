@@ -95,6 +95,14 @@ def atomic_output(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
             tmp.unlink(missing_ok=True)  # no-op after a successful replace
 
 
+def temp_path(target: str | os.PathLike[str], suffix: str = ".tmp") -> Path:
+    """A fresh temp name beside ``target`` in this module's pattern (``.NAME.PID.XXXXXXXX.tmp``), for writers that
+    make the file themselves (a link, a copy) and replace ``target`` with it; :func:`clean_stale_temps` removes
+    it when its process was killed. Nothing is created."""
+    target = Path(target)
+    return target.parent / f"{temp_prefix(target)}{_token()}{suffix}"
+
+
 def _token() -> str:
     """8 random characters of ``[a-z0-9_]`` (as ``tempfile`` names them, and :data:`_TEMP_RE` expects)."""
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789_"
