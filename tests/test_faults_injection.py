@@ -277,6 +277,18 @@ def test_training_interrupted_then_auto_resume_is_bit_identical(
     assert got.keys() == train_ref.keys() and all(torch.equal(got[k], train_ref[k]) for k in got)
 
 
+def test_training_with_loader_workers_exits_at_its_end(tmp_path: Path) -> None:
+    # the workers' SIGTERM handling must not keep the process alive: multiprocessing's exit handler terminates
+    # and joins live workers, so a worker that ignored SIGTERM hung every run with workers after its last line
+    opt = _train_yaml(tmp_path, total=6)
+    cfg = yaml.safe_load(opt.read_text())
+    cfg["datasets"]["train"]["num_worker_per_gpu"] = 2
+    opt.write_text(yaml.safe_dump(cfg))
+    o = run(["train", "-opt", str(opt)], timeout=120)
+    assert o.rc == 0 and "end of training" in o.out + o.err
+    check_clean(o)
+
+
 def test_training_with_loader_workers_stopped_by_a_group_sigterm_exits_143(tmp_path: Path) -> None:
     # a stop that signals the whole process group reaches the DataLoader workers first or at once: they must exit
     # quietly, not die by the signal (torch would raise "DataLoader worker ... killed by signal" in the parent)

@@ -293,6 +293,7 @@ class Trainer:
                         self.model.eval_model(calibrate=opt.val.calibrate if opt.val else True)
                     self.save(self.iter)
         finally:
+            del self._it  # the loader's workers are shut down now, not left to the interpreter's exit
             close_tb(self.msg.tb)  # None when a write error already turned TB logging off
             finish_wandb(self.msg.wandb)  # None when a write error already turned wandb logging off
         result.iters = self.iter

@@ -87,19 +87,25 @@ def _watch_parent(parent: int, period_s: float) -> None:
             os._exit(0)
 
 
-def quiet_worker(period_s: float = 0.5, ignore_term: bool = False) -> None:
+TERM_GRACE_S = 2.0  # a DataLoader worker outlives a SIGTERM by this long (see quiet_worker)
+
+
+def _exit_after_grace(signum: int, frame: Any) -> None:
+    timer = threading.Timer(TERM_GRACE_S, os._exit, args=(0,))
+    timer.daemon = True
+    timer.start()
+
+
+def quiet_worker(period_s: float = 0.5, term_grace: bool = False) -> None:
     """Call first in a worker process: ignore SIGINT, exit when the parent dies (within ``period_s`` seconds where
     ``PR_SET_PDEATHSIG`` is unavailable). SIGTERM keeps its default (a pool's ``terminate()`` sends it) unless
-    ``ignore_term``: a torch ``DataLoader`` worker ignores it, because a stop that signals the whole process group
-    (``kill -- -PGID``, a service manager stopping its unit) would kill it before the parent's handler runs, and
-    the parent would then report "DataLoader worker ... killed by signal" with a traceback instead of
-    "terminated" and exit 143; the parent shuts its workers down (or they die with it)."""
+    ``term_grace``: a torch ``DataLoader`` worker then exits quietly (status 0) :data:`TERM_GRACE_S` seconds after
+    it. A stop that signals the whole process group (``kill -- -PGID``, a service manager stopping its unit) would
+    otherwise kill it before the parent's handler runs, and the parent would report "DataLoader worker ... killed by
+    signal" with a traceback instead of "terminated" and exit 143; the grace lets the parent act first, while a
+    ``terminate()`` (e.g. multiprocessing's exit handler) still ends the worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN if ignore_term else signal.SIG_DFL)
-    if hasattr(
-        signal, "pthread_sigmask"
-    ):  # forked under term_blocked_for_children: a SIGTERM pending is now moot
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    signal.signal(signal.SIGTERM, _exit_after_grace if term_grace else signal.SIG_DFL)
     parent = os.getppid()
     if os.name == "posix":
         _die_with_parent_linux()
@@ -134,7 +140,7 @@ def term_blocked_for_children() -> Iterator[None]:
 def torch_worker_init(worker_id: int) -> None:
     """``worker_init_fn`` piece for torch ``DataLoader`` workers: quiet on Ctrl-C and a group SIGTERM, gone with
     the parent."""
-    quiet_worker(ignore_term=True)
+    quiet_worker(term_grace=True)
 
 
 @contextlib.contextmanager
