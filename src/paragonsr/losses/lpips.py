@@ -57,6 +57,19 @@ def lpips_weight_names(net: str) -> tuple[str, str]:
     return ("alexnet", "lpips_alex") if net == "alex" else ("vgg16", "lpips_vgg")
 
 
+def lpips_distance(fx: list[Tensor], fy: list[Tensor], net: nn.Module) -> Tensor:
+    """LPIPS's distance from two images' feature taps, shape (N,): per tap, unit-normalise the channels, square the
+    difference, weight the channels by that tap's :class:`LinHead` (``net``'s ``LinHead`` children, in the order
+    they were added), average over space; sum over taps (Zhang et al. 2018, eq. 1). Shared by LPIPS and ST-LPIPS."""
+    heads = [m for m in net.children() if isinstance(m, LinHead)]
+    total = fx[0].new_zeros(fx[0].shape[0])
+    for a, b, head in zip(fx, fy, heads, strict=True):
+        a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        total = total + head((a - b) ** 2).mean((1, 2, 3))
+    return total
+
+
 class LinHead(nn.Module):
     """An LPIPS linear head, ``lin{k}.model.1.weight`` like the reference (model.0 is a Dropout, identity in eval);
     shared by LPIPS and ST-LPIPS."""
@@ -131,12 +144,7 @@ class LPIPSNet(FrozenNet):
         return out
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        total = x.new_zeros(x.shape[0])
-        for k, (a, b) in enumerate(zip(self.taps(x), self.taps(y))):
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            total = total + getattr(self, f"lin{k}")((a - b) ** 2).mean((1, 2, 3))
-        return total
+        return lpips_distance(self.taps(x), self.taps(y), self)
 
 
 @LOSS_REGISTRY.register("LPIPSLoss", aliases=("lpips",))

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from paragonsr.losses.backbones import DistanceNetLoss, FrozenNet
-from paragonsr.losses.lpips import LinHead
+from paragonsr.losses.lpips import LinHead, lpips_distance
 from paragonsr.registry import LOSS_REGISTRY
 from paragonsr.weights import WeightsError, WeightSource, load_weight_file
 from paragonsr.weights.converters import register_converter
@@ -164,12 +164,7 @@ class STLPIPSNet(FrozenNet):
         return self.net((2 * x - 1 - self.shift) / self.scale)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        total = x.new_zeros(x.shape[0])
-        for k, (a, b) in enumerate(zip(self.taps(x), self.taps(y))):
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            total = total + getattr(self, f"lin{k}")((a - b) ** 2).mean((1, 2, 3))
-        return total
+        return lpips_distance(self.taps(x), self.taps(y), self)
 
 
 @register_converter("stlpips")
